@@ -1,0 +1,273 @@
+//! The network driver: one UDP socket per advertised address on the single
+//! media port, and an ICE-TCP listener (RFC 4571 framing). Incoming packets
+//! are routed to the owning room by STUN ufrag, then by remote address.
+
+mod tcp;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
+
+use str0m::ice::StunMessage;
+use str0m::net::{Protocol, Transmit};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::ids::PeerId;
+use crate::peer::LocalCandidates;
+
+/// A packet for one peer connection, as read from the network.
+#[derive(Debug)]
+pub struct NetPacket {
+    pub peer: PeerId,
+    pub proto: Protocol,
+    pub source: SocketAddr,
+    pub destination: SocketAddr,
+    pub data: Vec<u8>,
+}
+
+/// Where a room wants its peers' packets delivered.
+pub type RoomInbox = mpsc::Sender<NetPacket>;
+
+/// Sockets to open.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// UDP sockets: bind address and the IP to advertise for it (port 0 = ephemeral).
+    pub udp: Vec<(SocketAddr, IpAddr)>,
+    /// ICE-TCP listener: bind address and advertised IPs; `None` disables ICE-TCP.
+    pub tcp: Option<(SocketAddr, Vec<IpAddr>)>,
+}
+
+#[derive(Clone)]
+struct Route {
+    peer: PeerId,
+    inbox: RoomInbox,
+}
+
+#[derive(Default)]
+struct Routes {
+    by_ufrag: HashMap<String, Route>,
+    by_addr: HashMap<SocketAddr, Route>,
+    /// What to forget when a peer goes away.
+    keys: HashMap<PeerId, (Vec<String>, Vec<SocketAddr>)>,
+    /// Writers of open ICE-TCP connections, by remote address.
+    tcp: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+}
+
+struct UdpPort {
+    socket: Arc<UdpSocket>,
+    advertised: SocketAddr,
+}
+
+/// The media sockets of a node. Cheap to share: rooms hold an `Arc<Net>`.
+pub struct Net {
+    routes: RwLock<Routes>,
+    udp: Vec<UdpPort>,
+    tcp_local: Vec<SocketAddr>,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Packets a room may queue before further ones are dropped, as a congested link would.
+pub const ROOM_INBOX_CAPACITY: usize = 4096;
+
+impl Net {
+    /// Binds every socket and starts the receive loops.
+    pub async fn bind(config: &NetConfig) -> io::Result<Arc<Net>> {
+        let mut udp = Vec::new();
+        for (bind, ip) in &config.udp {
+            let socket = UdpSocket::bind(bind).await?;
+            let port = socket.local_addr()?.port();
+            udp.push(UdpPort {
+                socket: Arc::new(socket),
+                advertised: SocketAddr::new(*ip, port),
+            });
+        }
+        let mut tcp_listener = None;
+        let mut tcp_local = Vec::new();
+        if let Some((bind, ips)) = &config.tcp {
+            let listener = tokio::net::TcpListener::bind(bind).await?;
+            let port = listener.local_addr()?.port();
+            tcp_local = ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
+            tcp_listener = Some(listener);
+        }
+        let net = Arc::new(Net {
+            routes: RwLock::new(Routes::default()),
+            udp,
+            tcp_local,
+            tasks: std::sync::Mutex::new(Vec::new()),
+        });
+        let mut tasks = Vec::new();
+        for i in 0..net.udp.len() {
+            let n = net.clone();
+            tasks.push(tokio::spawn(async move { n.udp_loop(i).await }));
+        }
+        if let Some(listener) = tcp_listener {
+            let n = net.clone();
+            tasks.push(tokio::spawn(
+                async move { tcp::accept_loop(n, listener).await },
+            ));
+        }
+        if let Ok(mut t) = net.tasks.lock() {
+            t.extend(tasks);
+        }
+        Ok(net)
+    }
+
+    /// Host candidates every peer advertises.
+    pub fn candidates(&self) -> LocalCandidates {
+        LocalCandidates {
+            udp: self.udp.iter().map(|u| u.advertised).collect(),
+            tcp: self.tcp_local.clone(),
+        }
+    }
+
+    /// Bound UDP addresses (for the start-up log line).
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        self.udp
+            .iter()
+            .filter_map(|u| u.socket.local_addr().ok())
+            .collect()
+    }
+
+    /// Advertised ICE-TCP addresses.
+    pub fn tcp_addrs(&self) -> &[SocketAddr] {
+        &self.tcp_local
+    }
+
+    /// Stops the receive loops.
+    pub fn shutdown(&self) {
+        if let Ok(mut t) = self.tasks.lock() {
+            for h in t.drain(..) {
+                h.abort();
+            }
+        }
+    }
+
+    /// Routes STUN requests for `ufrag` (and then their remote address) to `inbox`.
+    pub fn register(&self, ufrag: &str, peer: PeerId, inbox: RoomInbox) {
+        let Ok(mut r) = self.routes.write() else {
+            return;
+        };
+        r.by_ufrag.insert(ufrag.to_string(), Route { peer, inbox });
+        r.keys.entry(peer).or_default().0.push(ufrag.to_string());
+    }
+
+    /// Forgets everything routed to `peer`.
+    pub fn unregister(&self, peer: PeerId) {
+        let Ok(mut r) = self.routes.write() else {
+            return;
+        };
+        if let Some((ufrags, addrs)) = r.keys.remove(&peer) {
+            for u in ufrags {
+                if r.by_ufrag.get(&u).is_some_and(|x| x.peer == peer) {
+                    r.by_ufrag.remove(&u);
+                }
+            }
+            for a in addrs {
+                if r.by_addr.get(&a).is_some_and(|x| x.peer == peer) {
+                    r.by_addr.remove(&a);
+                }
+            }
+        }
+    }
+
+    /// Puts one packet on the wire. Never blocks: a full socket buffer drops
+    /// the packet, as a congested link would.
+    pub fn send(&self, t: &Transmit) {
+        match t.proto {
+            Protocol::Udp => {
+                let port = self
+                    .udp
+                    .iter()
+                    .find(|u| u.advertised == t.source)
+                    .or_else(|| self.udp.first());
+                if let Some(u) = port {
+                    if let Err(e) = u.socket.try_send_to(&t.contents, t.destination) {
+                        if e.kind() != io::ErrorKind::WouldBlock {
+                            tracing::debug!(dst = %t.destination, "udp send: {e}");
+                        }
+                    }
+                }
+            }
+            Protocol::Tcp => {
+                let writer = self
+                    .routes
+                    .read()
+                    .ok()
+                    .and_then(|r| r.tcp.get(&t.destination).cloned());
+                if let Some(w) = writer {
+                    let _ = w.try_send(t.contents.to_vec());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Finds the route for a packet and remembers the address of a STUN sender.
+    fn route(&self, source: SocketAddr, data: &[u8]) -> Option<Route> {
+        if let Some(ufrag) = stun_ufrag(data) {
+            let route = self.routes.read().ok()?.by_ufrag.get(&ufrag).cloned()?;
+            let known = self
+                .routes
+                .read()
+                .ok()?
+                .by_addr
+                .get(&source)
+                .is_some_and(|r| r.peer == route.peer);
+            if !known {
+                let mut r = self.routes.write().ok()?;
+                r.by_addr.insert(source, route.clone());
+                r.keys.entry(route.peer).or_default().1.push(source);
+            }
+            return Some(route);
+        }
+        self.routes.read().ok()?.by_addr.get(&source).cloned()
+    }
+
+    fn deliver(&self, proto: Protocol, source: SocketAddr, destination: SocketAddr, data: &[u8]) {
+        let Some(route) = self.route(source, data) else {
+            return;
+        };
+        let pkt = NetPacket {
+            peer: route.peer,
+            proto,
+            source,
+            destination,
+            data: data.to_vec(),
+        };
+        if route.inbox.try_send(pkt).is_err() {
+            tracing::trace!(peer = ?route.peer, "room inbox full, dropping packet");
+        }
+    }
+
+    async fn udp_loop(self: Arc<Self>, index: usize) {
+        let Some(port) = self.udp.get(index) else {
+            return;
+        };
+        let socket = port.socket.clone();
+        let local = port.advertised;
+        let mut buf = vec![0u8; 2048];
+        loop {
+            match socket.recv_from(&mut buf).await {
+                Ok((n, source)) => self.deliver(Protocol::Udp, source, local, &buf[..n]),
+                Err(e) => {
+                    // ICMP errors surface here on some platforms; keep serving.
+                    tracing::debug!("udp recv: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// The local ufrag of a STUN binding request (`USERNAME` = `local:remote`).
+fn stun_ufrag(data: &[u8]) -> Option<String> {
+    // RFC 7983: STUN packets start with 0..=3.
+    if data.first().is_none_or(|b| *b > 3) {
+        return None;
+    }
+    let msg = StunMessage::parse(data).ok()?;
+    let (local, _) = msg.split_username()?;
+    Some(local.to_string())
+}

@@ -1,0 +1,163 @@
+//! One str0m `Rtc` plus what the room needs to know about it.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::bwe::Bitrate;
+use str0m::change::SdpPendingOffer;
+use str0m::channel::ChannelId;
+use str0m::media::Mid;
+use str0m::net::Protocol;
+use str0m::{Candidate, Rtc, RtcConfig};
+
+use crate::ids::{ParticipantSid, PeerId, PeerRole, TrackSid};
+
+/// Local addresses the node advertises as ICE host candidates.
+#[derive(Debug, Clone, Default)]
+pub struct LocalCandidates {
+    /// UDP host candidates (the single media port on each advertised IP).
+    pub udp: Vec<SocketAddr>,
+    /// ICE-TCP passive host candidates.
+    pub tcp: Vec<SocketAddr>,
+}
+
+pub(crate) struct Peer {
+    pub id: PeerId,
+    pub participant: ParticipantSid,
+    pub role: PeerRole,
+    pub rtc: Rtc,
+    pub next_timeout: Instant,
+    /// Subscriber: the offer we sent and wait an answer for.
+    pub pending_offer: Option<SdpPendingOffer>,
+    /// Subscriber: m-lines to stop at the next negotiation.
+    pub stop_mids: Vec<Mid>,
+    /// Subscriber: something changed that needs a new offer.
+    pub needs_offer: bool,
+    /// Subscriber: which forwarded track each of our send m-lines carries.
+    pub mid_to_track: HashMap<Mid, TrackSid>,
+    /// Data channels by id, with their label.
+    pub channels: HashMap<ChannelId, String>,
+    /// Subscriber: our two outgoing data channels and whether they are open.
+    pub reliable: Option<(ChannelId, bool)>,
+    pub lossy: Option<(ChannelId, bool)>,
+    /// Reliable data waiting for the channel to open.
+    pub queued_data: VecDeque<Vec<u8>>,
+    /// Latest send-side bandwidth estimate (subscriber).
+    pub estimate: Option<Bitrate>,
+    /// Packet loss (0..1) seen on this peer, from stats.
+    pub loss: f32,
+    pub rtt: Option<Duration>,
+    pub connected: bool,
+    /// Subscriber: restart ICE at the next offer (signal resume).
+    pub ice_restart: bool,
+}
+
+/// Most reliable messages queued before the data channel opens.
+const MAX_QUEUED_DATA: usize = 256;
+
+impl Peer {
+    pub fn new(
+        id: PeerId,
+        participant: ParticipantSid,
+        role: PeerRole,
+        candidates: &LocalCandidates,
+        now: Instant,
+    ) -> Peer {
+        let mut config = RtcConfig::new()
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_h264(true)
+            .enable_vp9(true)
+            .enable_av1(true)
+            .set_stats_interval(Some(Duration::from_secs(1)));
+        if role == PeerRole::Subscriber {
+            config = config.enable_bwe(Some(Bitrate::kbps(1_500)));
+        }
+        let mut rtc = config.build(now);
+        for addr in &candidates.udp {
+            match Candidate::host(*addr, Protocol::Udp) {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(e) => tracing::warn!(%addr, "skipping UDP candidate: {e}"),
+            }
+        }
+        for addr in &candidates.tcp {
+            match Candidate::builder()
+                .tcp()
+                .host(*addr)
+                .tcptype(str0m::net::TcpType::Passive)
+                .build()
+            {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(e) => tracing::warn!(%addr, "skipping TCP candidate: {e}"),
+            }
+        }
+        Peer {
+            id,
+            participant,
+            role,
+            rtc,
+            next_timeout: now,
+            pending_offer: None,
+            stop_mids: Vec::new(),
+            needs_offer: false,
+            mid_to_track: HashMap::new(),
+            channels: HashMap::new(),
+            reliable: None,
+            lossy: None,
+            queued_data: VecDeque::new(),
+            estimate: None,
+            loss: 0.0,
+            rtt: None,
+            connected: false,
+            ice_restart: false,
+        }
+    }
+
+    /// The ICE username fragment remote STUN requests carry for this peer.
+    pub fn local_ufrag(&mut self) -> String {
+        self.rtc.direct_api().local_ice_credentials().ufrag
+    }
+
+    /// Sends a data message on the server-created channel; reliable messages
+    /// wait for the channel to open.
+    pub fn send_data(&mut self, reliable: bool, data: &[u8]) {
+        let slot = if reliable { self.reliable } else { self.lossy };
+        let Some((id, open)) = slot else { return };
+        if !open {
+            if reliable && self.queued_data.len() < MAX_QUEUED_DATA {
+                self.queued_data.push_back(data.to_vec());
+            }
+            return;
+        }
+        if let Some(mut ch) = self.rtc.channel(id) {
+            if let Err(e) = ch.write(true, data) {
+                tracing::debug!(peer = ?self.id, "data channel write failed: {e}");
+            }
+        }
+    }
+
+    /// Marks a channel open; flushes queued reliable data.
+    pub fn channel_opened(&mut self, id: ChannelId, label: String) {
+        self.channels.insert(id, label);
+        if let Some((rid, open)) = self.reliable.as_mut() {
+            if *rid == id {
+                *open = true;
+                while let Some(d) = self.queued_data.pop_front() {
+                    self.send_data(true, &d);
+                }
+            }
+        }
+        if let Some((lid, open)) = self.lossy.as_mut() {
+            if *lid == id {
+                *open = true;
+            }
+        }
+    }
+}

@@ -1,0 +1,1140 @@
+//! The sans-IO media room: every peer connection of one room, and the
+//! forwarding between them. Time and network input come in as arguments;
+//! packets to send and events for signaling come out of `poll_*`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::channel::{ChannelConfig, Reliability};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::net::{Receive, Transmit};
+use str0m::rtp::{RtpPacket, RtpWrite, SeqNo};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output};
+
+use crate::error::SfuError;
+use crate::ids::{Layer, ParticipantSid, PeerId, PeerRole, TrackKind, TrackSid};
+use crate::keyframe::starts_keyframe;
+use crate::peer::{LocalCandidates, Peer};
+use crate::rewrite::Rewriter;
+use crate::track::{LayerInfo, Subscription, SubscriptionSettings, Track};
+
+/// What the room tells its owner.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SfuEvent {
+    /// A new server offer for the participant's subscriber connection.
+    SubscriberOffer {
+        participant: ParticipantSid,
+        sdp: String,
+    },
+    /// A peer connection's ICE+DTLS came up.
+    Connected {
+        participant: ParticipantSid,
+        role: PeerRole,
+    },
+    /// A peer connection lost ICE connectivity or closed.
+    Disconnected {
+        participant: ParticipantSid,
+        role: PeerRole,
+    },
+    /// Media of a published track started flowing.
+    TrackMedia {
+        participant: ParticipantSid,
+        track: TrackSid,
+    },
+    /// A data-channel message from a participant's publisher connection.
+    Data {
+        participant: ParticipantSid,
+        reliable: bool,
+        data: Vec<u8>,
+    },
+    /// Active speakers changed: `(participant, level 0..1, active)`.
+    Speakers(Vec<(ParticipantSid, f32, bool)>),
+    /// Periodic connection quality: `(participant, score 1..5)`.
+    Quality(Vec<(ParticipantSid, f32)>),
+    /// A peer's local ICE ufrag (new peer or ICE restart), for the demultiplexer.
+    Ufrag { peer: PeerId, ufrag: String },
+    /// A subscription's downstream m-line is negotiated; the subscriber now receives it.
+    Subscribed {
+        participant: ParticipantSid,
+        track: TrackSid,
+    },
+}
+
+/// Room-wide tuning, documented where it is set.
+#[derive(Debug, Clone)]
+pub struct RoomConfig {
+    /// Host candidates to advertise.
+    pub candidates: LocalCandidates,
+    /// Fewest milliseconds between two keyframe requests to a publisher layer.
+    pub pli_throttle: Duration,
+    /// How often active speakers are computed.
+    pub speaker_interval: Duration,
+    /// How often connection quality is reported.
+    pub quality_interval: Duration,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        RoomConfig {
+            candidates: LocalCandidates::default(),
+            pli_throttle: Duration::from_millis(300),
+            speaker_interval: Duration::from_millis(500),
+            quality_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+struct ParticipantPeers {
+    publisher: PeerId,
+    subscriber: PeerId,
+}
+
+/// Audio level (dBov magnitude, 0 = loudest) at or below which a packet counts as voiced.
+const ACTIVE_LEVEL: i8 = 40;
+/// Share of voiced packets in a speaker window for a participant to count as speaking.
+const ACTIVE_SHARE: f32 = 0.3;
+/// How often layer targets and bitrates are re-evaluated.
+const LAYER_TICK: Duration = Duration::from_millis(250);
+
+/// All the media state of one room.
+pub struct MediaRoom {
+    config: RoomConfig,
+    peers: HashMap<PeerId, Peer>,
+    participants: HashMap<ParticipantSid, ParticipantPeers>,
+    tracks: HashMap<TrackSid, Track>,
+    /// Publisher (peer, mid) -> track.
+    track_by_mid: HashMap<(PeerId, Mid), TrackSid>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<SfuEvent>,
+    dirty: Vec<PeerId>,
+    next_peer: u64,
+    speakers: HashSet<ParticipantSid>,
+    next_speaker_tick: Instant,
+    next_quality_tick: Instant,
+    next_layer_tick: Instant,
+    last_layer_tick: Instant,
+}
+
+impl MediaRoom {
+    /// `peer_id_base` keeps peer ids unique across the rooms of one node.
+    pub fn new(config: RoomConfig, peer_id_base: u64, now: Instant) -> MediaRoom {
+        MediaRoom {
+            next_speaker_tick: now + config.speaker_interval,
+            next_quality_tick: now + config.quality_interval,
+            next_layer_tick: now + LAYER_TICK,
+            last_layer_tick: now,
+            config,
+            peers: HashMap::new(),
+            participants: HashMap::new(),
+            tracks: HashMap::new(),
+            track_by_mid: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            dirty: Vec::new(),
+            next_peer: peer_id_base,
+            speakers: HashSet::new(),
+        }
+    }
+
+    /// Creates the participant's publisher and subscriber connections and
+    /// queues the first subscriber offer (with the data channels).
+    pub fn add_participant(&mut self, sid: ParticipantSid, now: Instant) -> Result<(), SfuError> {
+        if self.participants.contains_key(&sid) {
+            return Err(SfuError::DuplicateParticipant(sid));
+        }
+        let mut ids = [PeerId(0); 2];
+        for (i, role) in [PeerRole::Publisher, PeerRole::Subscriber]
+            .into_iter()
+            .enumerate()
+        {
+            let id = PeerId(self.next_peer);
+            self.next_peer += 1;
+            let mut peer = Peer::new(id, sid.clone(), role, &self.config.candidates, now);
+            let ufrag = peer.local_ufrag();
+            self.events.push_back(SfuEvent::Ufrag { peer: id, ufrag });
+            if role == PeerRole::Subscriber {
+                peer.needs_offer = true;
+            }
+            self.peers.insert(id, peer);
+            ids[i] = id;
+        }
+        self.participants.insert(
+            sid,
+            ParticipantPeers {
+                publisher: ids[0],
+                subscriber: ids[1],
+            },
+        );
+        Ok(())
+    }
+
+    /// Peer ids of a participant, `(publisher, subscriber)`.
+    pub fn peer_ids(&self, sid: &ParticipantSid) -> Option<(PeerId, PeerId)> {
+        self.participants
+            .get(sid)
+            .map(|p| (p.publisher, p.subscriber))
+    }
+
+    /// Closes both connections, unpublishes the participant's tracks and drops
+    /// its subscriptions. Returns the tracks that were unpublished.
+    pub fn remove_participant(&mut self, sid: &ParticipantSid) -> Vec<TrackSid> {
+        let Some(pp) = self.participants.remove(sid) else {
+            return Vec::new();
+        };
+        for id in [pp.publisher, pp.subscriber] {
+            if let Some(mut peer) = self.peers.remove(&id) {
+                peer.rtc.disconnect();
+            }
+        }
+        self.track_by_mid
+            .retain(|(peer, _), _| *peer != pp.publisher);
+        let owned: Vec<TrackSid> = self
+            .tracks
+            .values()
+            .filter(|t| &t.owner == sid)
+            .map(|t| t.sid.clone())
+            .collect();
+        for t in &owned {
+            self.unpublish(t);
+        }
+        for track in self.tracks.values_mut() {
+            track.subscribers.retain(|s| &s.subscriber != sid);
+        }
+        self.speakers.remove(sid);
+        owned
+    }
+
+    /// Answers a publisher offer.
+    pub fn publisher_offer(&mut self, sid: &ParticipantSid, sdp: &str) -> Result<String, SfuError> {
+        let id = self.peer_id(sid, PeerRole::Publisher)?;
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer)?;
+        let old_ufrag = peer.local_ufrag();
+        let answer = peer
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let ufrag = peer.local_ufrag();
+        if ufrag != old_ufrag {
+            self.events.push_back(SfuEvent::Ufrag { peer: id, ufrag });
+        }
+        self.mark_dirty(id);
+        Ok(answer.to_sdp_string())
+    }
+
+    /// Applies the client's answer to our last subscriber offer.
+    pub fn subscriber_answer(&mut self, sid: &ParticipantSid, sdp: &str) -> Result<(), SfuError> {
+        let id = self.peer_id(sid, PeerRole::Subscriber)?;
+        let answer =
+            SdpAnswer::from_sdp_string(sdp).map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer)?;
+        let Some(pending) = peer.pending_offer.take() else {
+            return Err(SfuError::NoPendingOffer);
+        };
+        peer.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        // Subscriptions whose m-line is now live.
+        let mids: Vec<(Mid, TrackSid)> = peer
+            .mid_to_track
+            .iter()
+            .map(|(m, t)| (*m, t.clone()))
+            .collect();
+        for (mid, track) in mids {
+            let live = self
+                .tracks
+                .get(&track)
+                .and_then(|t| t.subscribers.iter().find(|s| s.peer == id))
+                .is_some_and(|s| s.mid == Some(mid) && s.rewriter.is_none());
+            if live {
+                self.init_subscription(id, &track);
+                self.events.push_back(SfuEvent::Subscribed {
+                    participant: sid.clone(),
+                    track,
+                });
+            }
+        }
+        self.mark_dirty(id);
+        Ok(())
+    }
+
+    /// A trickled remote ICE candidate (`candidate:…` SDP attribute value).
+    pub fn remote_candidate(
+        &mut self,
+        sid: &ParticipantSid,
+        role: PeerRole,
+        candidate: &str,
+    ) -> Result<(), SfuError> {
+        let id = self.peer_id(sid, role)?;
+        let line = candidate.strip_prefix("a=").unwrap_or(candidate);
+        let c =
+            Candidate::from_sdp_string(line).map_err(|e| SfuError::BadCandidate(e.to_string()))?;
+        let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer)?;
+        peer.rtc.add_remote_candidate(c);
+        self.mark_dirty(id);
+        Ok(())
+    }
+
+    /// Restarts ICE on the subscriber connection (signal resume) with a new offer.
+    pub fn restart_subscriber_ice(&mut self, sid: &ParticipantSid) -> Result<(), SfuError> {
+        let id = self.peer_id(sid, PeerRole::Subscriber)?;
+        let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer)?;
+        peer.pending_offer = None;
+        peer.needs_offer = true;
+        peer.ice_restart = true;
+        Ok(())
+    }
+
+    /// Announces a track the participant is about to publish (LiveKit
+    /// `add_track`); media is matched to it by `cid` (the msid track id), or by
+    /// kind when no cid matches.
+    pub fn expect_track(
+        &mut self,
+        owner: &ParticipantSid,
+        sid: TrackSid,
+        cid: String,
+        kind: TrackKind,
+        layers: Vec<LayerInfo>,
+    ) -> Result<(), SfuError> {
+        if !self.participants.contains_key(owner) {
+            return Err(SfuError::UnknownParticipant(owner.clone()));
+        }
+        self.tracks.insert(
+            sid.clone(),
+            Track {
+                sid,
+                owner: owner.clone(),
+                kind,
+                source: None,
+                cid,
+                simulcast: layers.len() > 1,
+                layers,
+                last_packet: [None; 3],
+                bytes: [0; 3],
+                rate: [0; 3],
+                last_pli: [None; 3],
+                subscribers: Vec::new(),
+                audio_active_packets: 0,
+                audio_packets: 0,
+                audio_level_sum: 0.0,
+                codecs: HashMap::new(),
+                muted: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes a published track and stops it at every subscriber.
+    pub fn unpublish(&mut self, track: &TrackSid) {
+        let Some(t) = self.tracks.remove(track) else {
+            return;
+        };
+        if let Some(src) = t.source {
+            self.track_by_mid.remove(&src);
+        }
+        for sub in t.subscribers {
+            self.stop_sub_mline(sub.peer, sub.mid);
+        }
+    }
+
+    /// Sets a track's mute flag (packets keep flowing; clients stop rendering).
+    pub fn set_muted(&mut self, track: &TrackSid, muted: bool) {
+        if let Some(t) = self.tracks.get_mut(track) {
+            t.muted = muted;
+        }
+    }
+
+    /// The publisher's client track id and kind of a track.
+    pub fn track_kind(&self, track: &TrackSid) -> Option<TrackKind> {
+        self.tracks.get(track).map(|t| t.kind)
+    }
+
+    /// Subscribes a participant to a track: adds a send m-line at the next offer.
+    pub fn subscribe(
+        &mut self,
+        subscriber: &ParticipantSid,
+        track: &TrackSid,
+    ) -> Result<(), SfuError> {
+        let peer = self.peer_id(subscriber, PeerRole::Subscriber)?;
+        let t = self
+            .tracks
+            .get_mut(track)
+            .ok_or_else(|| SfuError::UnknownTrack(track.clone()))?;
+        if &t.owner == subscriber {
+            return Err(SfuError::OwnTrack);
+        }
+        if t.subscribers.iter().any(|s| s.peer == peer) {
+            return Ok(());
+        }
+        t.subscribers.push(Subscription {
+            subscriber: subscriber.clone(),
+            peer,
+            mid: None,
+            settings: SubscriptionSettings::default(),
+            current: None,
+            target: Layer::High,
+            rewriter: None,
+            pt_map: Vec::new(),
+            bwe_cap: Layer::High,
+        });
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.needs_offer = true;
+        }
+        Ok(())
+    }
+
+    /// Ends a subscription; its m-line is stopped at the next offer.
+    pub fn unsubscribe(&mut self, subscriber: &ParticipantSid, track: &TrackSid) {
+        let Some(t) = self.tracks.get_mut(track) else {
+            return;
+        };
+        let Some(pos) = t
+            .subscribers
+            .iter()
+            .position(|s| &s.subscriber == subscriber)
+        else {
+            return;
+        };
+        let sub = t.subscribers.swap_remove(pos);
+        self.stop_sub_mline(sub.peer, sub.mid);
+    }
+
+    /// Whether a participant is subscribed to a track.
+    pub fn is_subscribed(&self, subscriber: &ParticipantSid, track: &TrackSid) -> bool {
+        self.tracks
+            .get(track)
+            .is_some_and(|t| t.subscribers.iter().any(|s| &s.subscriber == subscriber))
+    }
+
+    /// Applies a subscriber's track settings (pause, quality, rendered size).
+    pub fn update_subscription(
+        &mut self,
+        subscriber: &ParticipantSid,
+        track: &TrackSid,
+        settings: SubscriptionSettings,
+        now: Instant,
+    ) {
+        let Some(t) = self.tracks.get_mut(track) else {
+            return;
+        };
+        let Some(sub) = t
+            .subscribers
+            .iter_mut()
+            .find(|s| &s.subscriber == subscriber)
+        else {
+            return;
+        };
+        let resumed = sub.settings.disabled && !settings.disabled;
+        sub.settings = settings;
+        if resumed {
+            // Restart at a keyframe.
+            sub.current = None;
+        }
+        self.retarget(track, now);
+    }
+
+    /// Sends a data message to one participant's subscriber connection.
+    pub fn send_data(&mut self, to: &ParticipantSid, reliable: bool, data: &[u8]) {
+        let Ok(id) = self.peer_id(to, PeerRole::Subscriber) else {
+            return;
+        };
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.send_data(reliable, data);
+            self.mark_dirty(id);
+        }
+    }
+
+    /// A datagram (or framed TCP packet) for one of our peers.
+    pub fn handle_receive(&mut self, now: Instant, peer: PeerId, receive: Receive) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if let Err(e) = p.rtc.handle_input(Input::Receive(now, receive)) {
+            tracing::debug!(?peer, "input rejected: {e}");
+        }
+        self.mark_dirty(peer);
+        self.drive(now);
+    }
+
+    /// Advances time: peers whose timers expired, periodic speaker/quality/layer work.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<PeerId> = self
+            .peers
+            .values()
+            .filter(|p| p.next_timeout <= now)
+            .map(|p| p.id)
+            .collect();
+        for id in due {
+            if let Some(p) = self.peers.get_mut(&id) {
+                if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                    tracing::debug!(peer = ?id, "timeout rejected: {e}");
+                }
+                self.dirty.push(id);
+            }
+        }
+        if now >= self.next_layer_tick {
+            self.layer_tick(now);
+        }
+        if now >= self.next_speaker_tick {
+            self.next_speaker_tick = now + self.config.speaker_interval;
+            self.speaker_tick();
+        }
+        if now >= self.next_quality_tick {
+            self.next_quality_tick = now + self.config.quality_interval;
+            self.quality_tick();
+        }
+        self.drive(now);
+    }
+
+    /// When `handle_timeout` should next be called.
+    pub fn poll_timeout(&self) -> Instant {
+        let mut t = self
+            .next_speaker_tick
+            .min(self.next_quality_tick)
+            .min(self.next_layer_tick);
+        for p in self.peers.values() {
+            t = t.min(p.next_timeout);
+        }
+        t
+    }
+
+    /// Next packet to put on the wire.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Next event for signaling. Negotiates pending subscriber changes first.
+    pub fn poll_event(&mut self) -> Option<SfuEvent> {
+        if self.events.is_empty() {
+            self.negotiate_all();
+        }
+        self.events.pop_front()
+    }
+
+    /// Number of peer connections (for metrics).
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether a participant's connections are both up.
+    pub fn is_connected(&self, sid: &ParticipantSid) -> bool {
+        self.participants.get(sid).is_some_and(|pp| {
+            [pp.publisher, pp.subscriber]
+                .iter()
+                .all(|id| self.peers.get(id).is_some_and(|p| p.connected))
+        })
+    }
+
+    // ---- internals -------------------------------------------------------
+
+    fn peer_id(&self, sid: &ParticipantSid, role: PeerRole) -> Result<PeerId, SfuError> {
+        let pp = self
+            .participants
+            .get(sid)
+            .ok_or_else(|| SfuError::UnknownParticipant(sid.clone()))?;
+        Ok(match role {
+            PeerRole::Publisher => pp.publisher,
+            PeerRole::Subscriber => pp.subscriber,
+        })
+    }
+
+    fn mark_dirty(&mut self, id: PeerId) {
+        if !self.dirty.contains(&id) {
+            self.dirty.push(id);
+        }
+    }
+
+    fn stop_sub_mline(&mut self, peer: PeerId, mid: Option<Mid>) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            if let Some(mid) = mid {
+                p.mid_to_track.remove(&mid);
+                p.stop_mids.push(mid);
+            }
+            p.needs_offer = true;
+        }
+    }
+
+    /// Drains every dirty peer until none has output left.
+    fn drive(&mut self, now: Instant) {
+        while let Some(id) = self.dirty.pop() {
+            self.drain(id, now);
+        }
+    }
+
+    fn drain(&mut self, id: PeerId, now: Instant) {
+        loop {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                return;
+            };
+            if !peer.rtc.is_alive() {
+                let participant = peer.participant.clone();
+                let role = peer.role;
+                peer.next_timeout = now + Duration::from_secs(3600);
+                if peer.connected {
+                    peer.connected = false;
+                    self.events
+                        .push_back(SfuEvent::Disconnected { participant, role });
+                }
+                return;
+            }
+            let out = match peer.rtc.poll_output() {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(peer = ?id, "peer failed: {e}");
+                    peer.rtc.disconnect();
+                    continue;
+                }
+            };
+            match out {
+                Output::Timeout(t) => {
+                    peer.next_timeout = t;
+                    return;
+                }
+                Output::Transmit(t) => self.transmits.push_back(t),
+                Output::Event(e) => self.on_event(id, e, now),
+            }
+        }
+    }
+
+    fn on_event(&mut self, id: PeerId, event: Event, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let participant = peer.participant.clone();
+        let role = peer.role;
+        match event {
+            Event::Connected => {
+                peer.connected = true;
+                self.events
+                    .push_back(SfuEvent::Connected { participant, role });
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) if peer.connected => {
+                peer.connected = false;
+                self.events
+                    .push_back(SfuEvent::Disconnected { participant, role });
+            }
+            Event::MediaAdded(m) if role == PeerRole::Publisher => {
+                self.publisher_media_added(id, m.mid, m.kind);
+            }
+            Event::RtpPacket(pkt) if role == PeerRole::Publisher => {
+                self.forward(id, pkt, now);
+            }
+            Event::KeyframeRequest(req) if role == PeerRole::Subscriber => {
+                if let Some(track) = peer.mid_to_track.get(&req.mid).cloned() {
+                    let layer = self.tracks.get(&track).and_then(|t| {
+                        t.subscribers
+                            .iter()
+                            .find(|s| s.peer == id)
+                            .map(|s| s.current.unwrap_or(s.target))
+                    });
+                    self.request_keyframe(&track, layer, req.kind, now);
+                }
+            }
+            Event::ChannelOpen(cid, label) => peer.channel_opened(cid, label),
+            Event::ChannelClose(cid) => {
+                peer.channels.remove(&cid);
+            }
+            Event::ChannelData(d) if role == PeerRole::Publisher => {
+                let reliable = peer.channels.get(&d.id).is_none_or(|l| l != "_lossy");
+                self.events.push_back(SfuEvent::Data {
+                    participant,
+                    reliable,
+                    data: d.data,
+                });
+            }
+            Event::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc { estimate, .. }) => {
+                peer.estimate = Some(estimate);
+            }
+            Event::MediaIngressStats(s) => {
+                if let Some(loss) = s.loss {
+                    peer.loss = peer.loss * 0.5 + loss * 0.5;
+                }
+                peer.rtt = s.rtt.or(peer.rtt);
+            }
+            Event::MediaEgressStats(s) => {
+                if let Some(loss) = s.loss {
+                    peer.loss = peer.loss * 0.5 + loss * 0.5;
+                }
+                peer.rtt = s.rtt.or(peer.rtt);
+            }
+            _ => {}
+        }
+    }
+
+    fn publisher_media_added(&mut self, id: PeerId, mid: Mid, kind: MediaKind) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let owner = peer.participant.clone();
+        let Some(media) = peer.rtc.media(mid) else {
+            return;
+        };
+        let msid_track = media.track_id().to_string();
+        let kind = if kind == MediaKind::Audio {
+            TrackKind::Audio
+        } else {
+            TrackKind::Video
+        };
+        let codecs: HashMap<_, _> = peer
+            .rtc
+            .codec_config()
+            .params()
+            .iter()
+            .map(|p| (p.pt(), *p))
+            .collect();
+        let pending = |t: &&mut Track| t.owner == owner && t.source.is_none() && t.kind == kind;
+        let mut tracks = self.tracks.values_mut();
+        let chosen = match tracks.find(|t| pending(t) && t.cid == msid_track) {
+            Some(t) => Some(t),
+            None => self
+                .tracks
+                .values_mut()
+                .filter(|t| pending(t))
+                .min_by(|a, b| a.sid.cmp(&b.sid)),
+        };
+        let Some(track) = chosen else {
+            tracing::debug!(?mid, "publisher media without a matching add_track");
+            return;
+        };
+        track.source = Some((id, mid));
+        track.codecs = codecs;
+        let sid = track.sid.clone();
+        self.track_by_mid.insert((id, mid), sid.clone());
+        self.events.push_back(SfuEvent::TrackMedia {
+            participant: owner,
+            track: sid,
+        });
+    }
+
+    fn init_subscription(&mut self, peer: PeerId, track: &TrackSid) {
+        let Some(t) = self.tracks.get_mut(track) else {
+            return;
+        };
+        let clock = if t.kind == TrackKind::Audio {
+            48_000
+        } else {
+            90_000
+        };
+        if let Some(s) = t.subscribers.iter_mut().find(|s| s.peer == peer) {
+            s.rewriter = Some(Rewriter::new(clock));
+            s.current = None;
+        }
+        let layer = if t.simulcast { Some(Layer::High) } else { None };
+        self.request_keyframe(track, layer, KeyframeRequestKind::Pli, Instant::now());
+    }
+
+    fn request_keyframe(
+        &mut self,
+        track: &TrackSid,
+        layer: Option<Layer>,
+        kind: KeyframeRequestKind,
+        now: Instant,
+    ) {
+        let Some(t) = self.tracks.get_mut(track) else {
+            return;
+        };
+        if t.kind == TrackKind::Audio {
+            return;
+        }
+        let Some((pub_id, mid)) = t.source else {
+            return;
+        };
+        let layer = if t.simulcast { layer } else { None };
+        let idx = Track::layer_index(layer);
+        if t.last_pli[idx]
+            .is_some_and(|last| now.saturating_duration_since(last) < self.config.pli_throttle)
+        {
+            return;
+        }
+        t.last_pli[idx] = Some(now);
+        let rid = layer.map(|l| l.rid().into());
+        if let Some(p) = self.peers.get_mut(&pub_id) {
+            if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(mid, rid) {
+                rx.request_keyframe(kind);
+                self.dirty.push(pub_id);
+            }
+        }
+    }
+
+    /// Forwards one publisher RTP packet to every subscriber of its track.
+    fn forward(&mut self, pub_id: PeerId, pkt: RtpPacket, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&pub_id) else {
+            return;
+        };
+        let ssrc = pkt.header.ssrc;
+        let Some((mid, rid)) = peer
+            .rtc
+            .direct_api()
+            .stream_rx(&ssrc)
+            .map(|rx| (rx.mid(), rx.rid()))
+        else {
+            return;
+        };
+        let Some(track_sid) = self.track_by_mid.get(&(pub_id, mid)) else {
+            return;
+        };
+        let Some(track) = self.tracks.get_mut(track_sid) else {
+            return;
+        };
+        let layer = rid.and_then(|r| Layer::from_rid(&r));
+        let idx = Track::layer_index(layer);
+        track.last_packet[idx] = Some(now);
+        track.bytes[idx] += pkt.payload.len() as u64;
+        if track.kind == TrackKind::Audio {
+            if let Some(level) = pkt.header.ext_vals.audio_level {
+                let level = level.unsigned_abs().min(127) as i8;
+                track.audio_packets += 1;
+                if level <= ACTIVE_LEVEL {
+                    track.audio_active_packets += 1;
+                }
+                track.audio_level_sum += 1.0 - f32::from(level) / 127.0;
+            }
+        }
+        let Some(params) = track.codecs.get(&pkt.header.payload_type).copied() else {
+            return;
+        };
+        let codec = params.spec().codec;
+        let is_video = track.kind == TrackKind::Video;
+        let keyframe = is_video && starts_keyframe(codec, &pkt.payload);
+        let seq: u64 = *pkt.seq_no;
+        let ts = pkt.header.timestamp;
+        let mut ext = pkt.header.ext_vals.clone();
+        ext.mid = None;
+        ext.rid = None;
+        ext.rid_repair = None;
+        ext.transport_cc = None;
+        let mut wants_keyframe = None;
+
+        for sub in track.subscribers.iter_mut() {
+            let (Some(sub_mid), Some(rewriter)) = (sub.mid, sub.rewriter.as_mut()) else {
+                continue;
+            };
+            if sub.settings.disabled {
+                continue;
+            }
+            if track.simulcast {
+                if sub.current != layer {
+                    if layer == Some(sub.target) && keyframe {
+                        rewriter.switch_source(seq, ts, now);
+                        sub.current = layer;
+                    } else {
+                        if sub.current.is_none() || sub.current != Some(sub.target) {
+                            wants_keyframe = Some(sub.target);
+                        }
+                        continue;
+                    }
+                }
+            } else if sub.current.is_none() {
+                if is_video && !keyframe {
+                    wants_keyframe = Some(Layer::High);
+                    continue;
+                }
+                rewriter.switch_source(seq, ts, now);
+                sub.current = Some(Layer::High);
+            }
+            let Some((out_seq, out_ts)) = rewriter.rewrite(seq, ts, now) else {
+                continue;
+            };
+            let Some(sub_peer) = self.peers.get_mut(&sub.peer) else {
+                continue;
+            };
+            let out_pt = match sub
+                .pt_map
+                .iter()
+                .find(|(a, _)| *a == pkt.header.payload_type)
+            {
+                Some((_, b)) => *b,
+                None => {
+                    let Some(b) = sub_peer
+                        .rtc
+                        .codec_config()
+                        .match_params(params)
+                        .map(|p| p.pt())
+                    else {
+                        continue;
+                    };
+                    sub.pt_map.push((pkt.header.payload_type, b));
+                    b
+                }
+            };
+            let mut api = sub_peer.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(sub_mid, None) else {
+                continue;
+            };
+            tx.write_rtp(
+                RtpWrite::new(
+                    out_pt,
+                    SeqNo::from(out_seq),
+                    out_ts,
+                    pkt.timestamp,
+                    pkt.payload.clone(),
+                )
+                .marker(pkt.header.marker)
+                .ext_vals(ext.clone())
+                .nackable(is_video),
+            );
+            if !self.dirty.contains(&sub.peer) {
+                self.dirty.push(sub.peer);
+            }
+        }
+        if let Some(l) = wants_keyframe {
+            let sid = track_sid.clone();
+            let layer = if track.simulcast { Some(l) } else { None };
+            self.request_keyframe(&sid, layer, KeyframeRequestKind::Pli, now);
+        }
+    }
+
+    /// Re-evaluates layer targets of every subscription of one track.
+    fn retarget(&mut self, track: &TrackSid, now: Instant) {
+        let Some(t) = self.tracks.get_mut(track) else {
+            return;
+        };
+        if !t.simulcast {
+            return;
+        }
+        let mut want_keyframes = Vec::new();
+        let targets: Vec<Layer> = t
+            .subscribers
+            .iter()
+            .map(|s| t.choose_layer(s, now))
+            .collect();
+        for (sub, target) in t.subscribers.iter_mut().zip(targets) {
+            sub.target = target;
+            if sub.current != Some(target) && !sub.settings.disabled && sub.rewriter.is_some() {
+                want_keyframes.push(target);
+            }
+        }
+        want_keyframes.dedup();
+        for l in want_keyframes {
+            self.request_keyframe(track, Some(l), KeyframeRequestKind::Pli, now);
+        }
+    }
+
+    fn layer_tick(&mut self, now: Instant) {
+        let elapsed = now
+            .saturating_duration_since(self.last_layer_tick)
+            .as_secs_f64()
+            .max(0.001);
+        self.last_layer_tick = now;
+        self.next_layer_tick = now + LAYER_TICK;
+        // Bitrates per layer.
+        for t in self.tracks.values_mut() {
+            for i in 0..3 {
+                let bps = (t.bytes[i] as f64 * 8.0 / elapsed) as u64;
+                t.rate[i] = (t.rate[i] + bps) / 2;
+                t.bytes[i] = 0;
+            }
+        }
+        // Bandwidth caps: share each subscriber's estimate among its video subscriptions.
+        let mut video_subs: HashMap<PeerId, u32> = HashMap::new();
+        for t in self.tracks.values().filter(|t| t.kind == TrackKind::Video) {
+            for s in &t.subscribers {
+                *video_subs.entry(s.peer).or_default() += 1;
+            }
+        }
+        for t in self.tracks.values_mut().filter(|t| t.simulcast) {
+            let rates = t.rate;
+            for s in t.subscribers.iter_mut() {
+                let Some(est) = self.peers.get(&s.peer).and_then(|p| p.estimate) else {
+                    continue;
+                };
+                let share =
+                    est.as_u64() / u64::from(video_subs.get(&s.peer).copied().unwrap_or(1).max(1));
+                s.bwe_cap = Layer::ALL
+                    .iter()
+                    .rev()
+                    .find(|l| rates[**l as usize] == 0 || rates[**l as usize] <= share)
+                    .copied()
+                    .unwrap_or(Layer::Low);
+            }
+        }
+        // Let each subscriber's pacer probe up to what its subscriptions could use.
+        let mut desired: HashMap<PeerId, u64> = HashMap::new();
+        for t in self.tracks.values() {
+            let top = t.rate.iter().copied().max().unwrap_or(0);
+            for s in &t.subscribers {
+                *desired.entry(s.peer).or_default() += top;
+            }
+        }
+        for (peer, bps) in desired {
+            if let Some(p) = self.peers.get_mut(&peer) {
+                let want = str0m::bwe::Bitrate::bps(bps.max(300_000) * 5 / 4);
+                p.rtc
+                    .bwe()
+                    .set_bitrate(str0m::bwe::Bitrate::kbps(100), want);
+            }
+        }
+        let sids: Vec<TrackSid> = self.tracks.keys().cloned().collect();
+        for sid in sids {
+            self.retarget(&sid, now);
+        }
+    }
+
+    fn speaker_tick(&mut self) {
+        let mut levels: HashMap<ParticipantSid, f32> = HashMap::new();
+        for t in self
+            .tracks
+            .values_mut()
+            .filter(|t| t.kind == TrackKind::Audio)
+        {
+            if t.audio_packets > 0 && !t.muted {
+                let share = t.audio_active_packets as f32 / t.audio_packets as f32;
+                if share >= ACTIVE_SHARE {
+                    let level = t.audio_level_sum / t.audio_packets as f32;
+                    let e = levels.entry(t.owner.clone()).or_default();
+                    *e = e.max(level);
+                }
+            }
+            t.audio_packets = 0;
+            t.audio_active_packets = 0;
+            t.audio_level_sum = 0.0;
+        }
+        let now_active: HashSet<ParticipantSid> = levels.keys().cloned().collect();
+        if now_active == self.speakers && now_active.is_empty() {
+            return;
+        }
+        let mut changes: Vec<(ParticipantSid, f32, bool)> =
+            levels.into_iter().map(|(p, l)| (p, l, true)).collect();
+        for gone in self.speakers.difference(&now_active) {
+            changes.push((gone.clone(), 0.0, false));
+        }
+        changes.sort_by(|a, b| b.1.total_cmp(&a.1));
+        if now_active != self.speakers || !changes.is_empty() {
+            self.speakers = now_active;
+            self.events.push_back(SfuEvent::Speakers(changes));
+        }
+    }
+
+    fn quality_tick(&mut self) {
+        let mut out = Vec::new();
+        for (sid, pp) in &self.participants {
+            let mut score: f32 = 5.0;
+            for id in [pp.publisher, pp.subscriber] {
+                if let Some(p) = self.peers.get(&id) {
+                    // Loss weighs most; RTT above 300 ms costs up to a point.
+                    let loss_pen = (p.loss * 40.0).min(4.0);
+                    let rtt_pen = p.rtt.map_or(0.0, |r| {
+                        ((r.as_millis() as f32 - 300.0) / 300.0).clamp(0.0, 1.5)
+                    });
+                    score = score.min(5.0 - loss_pen - rtt_pen);
+                }
+            }
+            out.push((sid.clone(), score.max(1.0)));
+        }
+        if !out.is_empty() {
+            self.events.push_back(SfuEvent::Quality(out));
+        }
+    }
+
+    /// Creates offers for subscriber connections with pending changes.
+    fn negotiate_all(&mut self) {
+        let ids: Vec<PeerId> = self
+            .peers
+            .values()
+            .filter(|p| {
+                p.role == PeerRole::Subscriber && p.needs_offer && p.pending_offer.is_none()
+            })
+            .map(|p| p.id)
+            .collect();
+        for id in ids {
+            self.negotiate(id);
+        }
+    }
+
+    fn negotiate(&mut self, id: PeerId) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        peer.needs_offer = false;
+        let mut new_subs = Vec::new();
+        for t in self.tracks.values() {
+            if t.source.is_none() {
+                continue;
+            }
+            if let Some(s) = t
+                .subscribers
+                .iter()
+                .find(|s| s.peer == id && s.mid.is_none())
+            {
+                new_subs.push((t.sid.clone(), t.owner.clone(), t.kind, s.subscriber.clone()));
+            }
+        }
+        let first = peer.reliable.is_none();
+        let restart = std::mem::take(&mut peer.ice_restart);
+        let stops = std::mem::take(&mut peer.stop_mids);
+        let mut api = peer.rtc.sdp_api();
+        let mut channels = None;
+        if first {
+            let reliable = api.add_channel_with_config(ChannelConfig {
+                label: "_reliable".into(),
+                ordered: true,
+                reliability: Reliability::Reliable,
+                negotiated: None,
+                protocol: String::new(),
+            });
+            let lossy = api.add_channel_with_config(ChannelConfig {
+                label: "_lossy".into(),
+                ordered: false,
+                reliability: Reliability::MaxRetransmits { retransmits: 0 },
+                negotiated: None,
+                protocol: String::new(),
+            });
+            channels = Some((reliable, lossy));
+        }
+        for mid in stops {
+            api.stop_media(mid);
+        }
+        let mut added = Vec::new();
+        for (track, owner, kind, _) in &new_subs {
+            let kind = match kind {
+                TrackKind::Audio => MediaKind::Audio,
+                TrackKind::Video => MediaKind::Video,
+            };
+            let stream_id = format!("{owner}|{track}");
+            let mid = api.add_media(
+                kind,
+                Direction::SendOnly,
+                Some(stream_id),
+                Some(track.to_string()),
+                None,
+            );
+            added.push((track.clone(), mid));
+        }
+        if restart {
+            api.ice_restart(true);
+        }
+        let applied = api.apply();
+        if let Some((r, l)) = channels {
+            peer.reliable = Some((r, false));
+            peer.lossy = Some((l, false));
+        }
+        for (track, mid) in &added {
+            peer.mid_to_track.insert(*mid, track.clone());
+        }
+        if restart {
+            let ufrag = peer.local_ufrag();
+            self.events.push_back(SfuEvent::Ufrag { peer: id, ufrag });
+        }
+        let participant = peer.participant.clone();
+        if let Some((offer, pending)) = applied {
+            peer.pending_offer = Some(pending);
+            self.events.push_back(SfuEvent::SubscriberOffer {
+                participant,
+                sdp: offer.to_sdp_string(),
+            });
+        }
+        for (track, mid) in added {
+            if let Some(s) = self
+                .tracks
+                .get_mut(&track)
+                .and_then(|t| t.subscribers.iter_mut().find(|s| s.peer == id))
+            {
+                s.mid = Some(mid);
+            }
+        }
+        self.dirty.push(id);
+    }
+}

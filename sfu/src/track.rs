@@ -1,0 +1,127 @@
+//! Published tracks, their subscriptions and simulcast layer choice.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use str0m::format::PayloadParams;
+use str0m::media::{Mid, Pt};
+
+use crate::ids::{Layer, ParticipantSid, PeerId, TrackKind, TrackSid};
+use crate::rewrite::Rewriter;
+
+/// A layer the publisher announced (LiveKit `VideoLayer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerInfo {
+    pub layer: Layer,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// What a subscriber asked for (LiveKit `UpdateTrackSettings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriptionSettings {
+    /// Paused: nothing is forwarded.
+    pub disabled: bool,
+    /// Highest layer wanted.
+    pub max_layer: Layer,
+    /// Rendered size, when the client reports it (adaptive stream); picks the
+    /// smallest layer at least this wide/high.
+    pub size: Option<(u32, u32)>,
+}
+
+impl Default for SubscriptionSettings {
+    fn default() -> Self {
+        SubscriptionSettings {
+            disabled: false,
+            max_layer: Layer::High,
+            size: None,
+        }
+    }
+}
+
+/// A layer counts as live when it delivered a packet this recently.
+const LAYER_LIVE: Duration = Duration::from_millis(1500);
+
+pub(crate) struct Track {
+    pub sid: TrackSid,
+    pub owner: ParticipantSid,
+    pub kind: TrackKind,
+    /// Publisher peer and m-line, once the media is negotiated.
+    pub source: Option<(PeerId, Mid)>,
+    pub cid: String,
+    pub layers: Vec<LayerInfo>,
+    pub simulcast: bool,
+    /// Last packet per layer (index = Layer as usize); index 0 for non-simulcast.
+    pub last_packet: [Option<Instant>; 3],
+    /// Bytes per layer since the last rate sample, and the last rate in bits/s.
+    pub bytes: [u64; 3],
+    pub rate: [u64; 3],
+    /// Last keyframe request per layer, to throttle PLIs towards the publisher.
+    pub last_pli: [Option<Instant>; 3],
+    pub subscribers: Vec<Subscription>,
+    /// Audio: loudest level (dBov, 0 loudest) and voiced packets in the current window.
+    pub audio_active_packets: u32,
+    pub audio_packets: u32,
+    pub audio_level_sum: f32,
+    /// Publisher payload type -> codec, learned from the publisher's negotiation.
+    pub codecs: HashMap<Pt, PayloadParams>,
+    pub muted: bool,
+}
+
+pub(crate) struct Subscription {
+    pub subscriber: ParticipantSid,
+    pub peer: PeerId,
+    /// Send m-line on the subscriber connection; `None` until negotiated.
+    pub mid: Option<Mid>,
+    pub settings: SubscriptionSettings,
+    /// Layer being forwarded now, `None` before the first keyframe.
+    pub current: Option<Layer>,
+    /// Layer we want to switch to.
+    pub target: Layer,
+    pub rewriter: Option<Rewriter>,
+    /// Publisher PT -> subscriber PT.
+    pub pt_map: Vec<(Pt, Pt)>,
+    /// Bandwidth cap from the subscriber's estimate.
+    pub bwe_cap: Layer,
+}
+
+impl Track {
+    pub fn layer_index(layer: Option<Layer>) -> usize {
+        layer.map_or(0, |l| l as usize)
+    }
+
+    fn live(&self, layer: Layer, now: Instant) -> bool {
+        self.last_packet[layer as usize]
+            .is_some_and(|t| now.saturating_duration_since(t) < LAYER_LIVE)
+    }
+
+    /// The layer a subscriber should receive: the wanted one, capped by bandwidth,
+    /// falling back to the nearest live layer.
+    pub fn choose_layer(&self, sub: &Subscription, now: Instant) -> Layer {
+        let mut want = sub.settings.max_layer.min(sub.bwe_cap);
+        if let Some((w, h)) = sub.settings.size {
+            let fit = self
+                .layers
+                .iter()
+                .filter(|l| l.width >= w || l.height >= h)
+                .map(|l| l.layer)
+                .min()
+                .or_else(|| self.layers.iter().map(|l| l.layer).max());
+            if let Some(fit) = fit {
+                want = want.min(fit);
+            }
+        }
+        if self.live(want, now) {
+            return want;
+        }
+        // Nearest live layer below, else above.
+        let below = Layer::ALL
+            .iter()
+            .rev()
+            .find(|l| **l < want && self.live(**l, now));
+        let above = Layer::ALL
+            .iter()
+            .find(|l| **l > want && self.live(**l, now));
+        below.or(above).copied().unwrap_or(want)
+    }
+}

@@ -1,0 +1,328 @@
+//! LiveKit-format access tokens: HS256 JWTs issued by a configured API key.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// The `video` grant. Tri-state fields are `None` when the token leaves them unset.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VideoGrant {
+    #[serde(skip_serializing_if = "is_false")]
+    pub room_create: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub room_list: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub room_record: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub room_admin: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub room_join: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub room: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub can_publish: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub can_subscribe: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub can_publish_data: Option<bool>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub can_publish_sources: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub can_update_own_metadata: Option<bool>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub hidden: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub recorder: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub ingress_admin: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub agent: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl VideoGrant {
+    pub fn can_publish(&self) -> bool {
+        self.can_publish.unwrap_or(true)
+    }
+    pub fn can_subscribe(&self) -> bool {
+        self.can_subscribe.unwrap_or(true)
+    }
+    pub fn can_publish_data(&self) -> bool {
+        self.can_publish_data.unwrap_or_else(|| self.can_publish())
+    }
+    pub fn can_update_own_metadata(&self) -> bool {
+        self.can_update_own_metadata.unwrap_or(false)
+    }
+}
+
+/// The claims of a token.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Claims {
+    pub iss: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub sub: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub jti: String,
+    pub exp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub metadata: String,
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    pub attributes: HashMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video: Option<VideoGrant>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+}
+
+impl Claims {
+    /// The participant identity: `sub`, else `jti` (as LiveKit).
+    pub fn identity(&self) -> &str {
+        if self.sub.is_empty() {
+            &self.jti
+        } else {
+            &self.sub
+        }
+    }
+
+    pub fn video(&self) -> VideoGrant {
+        self.video.clone().unwrap_or_default()
+    }
+}
+
+/// Seconds of clock skew tolerated on `exp` and `nbf`.
+pub const LEEWAY_SECS: u64 = 60;
+
+/// Checks tokens against the configured API keys.
+#[derive(Clone, Debug)]
+pub struct KeyStore {
+    keys: BTreeMap<String, String>,
+}
+
+impl KeyStore {
+    pub fn new(keys: BTreeMap<String, String>) -> Self {
+        KeyStore { keys }
+    }
+
+    /// Validates a token: issuer must be a configured key, HS256 signature,
+    /// `exp` required, `nbf` honoured, both with 60 s leeway.
+    pub fn verify(&self, token: &str) -> Result<Claims, Error> {
+        let issuer = unverified_issuer(token)?;
+        let secret = self
+            .keys
+            .get(&issuer)
+            .ok_or_else(|| Error::Unauthorized("invalid API key".into()))?;
+        let mut v = Validation::new(Algorithm::HS256);
+        v.leeway = LEEWAY_SECS;
+        v.validate_nbf = true;
+        v.validate_aud = false;
+        v.set_required_spec_claims(&["exp", "iss"]);
+        v.set_issuer(&[issuer.as_str()]);
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret.as_bytes()), &v)
+                .map_err(|e| {
+                    use jsonwebtoken::errors::ErrorKind as K;
+                    let why = match e.kind() {
+                        K::ExpiredSignature => "token is expired".to_string(),
+                        K::ImmatureSignature => "token is not valid yet".to_string(),
+                        K::InvalidSignature => "invalid token signature".to_string(),
+                        K::InvalidAlgorithm => "token must be signed with HS256".to_string(),
+                        K::MissingRequiredClaim(c) => format!("token has no {c} claim"),
+                        _ => format!("invalid token: {e}"),
+                    };
+                    Error::Unauthorized(why)
+                })?;
+        Ok(data.claims)
+    }
+
+    /// Signs claims with the given key's secret.
+    pub fn sign(&self, key: &str, claims: &Claims) -> Result<String, Error> {
+        let secret = self
+            .keys
+            .get(key)
+            .ok_or_else(|| Error::Internal(format!("no secret for API key {key}")))?;
+        sign_with(secret, claims)
+    }
+
+    /// The first configured key (the node signs its own tokens with it).
+    pub fn first_key(&self) -> Option<&str> {
+        self.keys.keys().next().map(String::as_str)
+    }
+}
+
+/// Signs claims with a secret (HS256).
+pub fn sign_with(secret: &str, claims: &Claims) -> Result<String, Error> {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .map_err(|e| Error::Internal(format!("signing token: {e}")))
+}
+
+/// Builds claims valid from now for `ttl`.
+pub fn claims_for(
+    api_key: &str,
+    identity: &str,
+    ttl: Duration,
+    video: Option<VideoGrant>,
+) -> Claims {
+    let now = unix_now();
+    Claims {
+        iss: api_key.to_string(),
+        sub: identity.to_string(),
+        nbf: Some(now),
+        iat: Some(now),
+        exp: now + ttl.as_secs(),
+        video,
+        ..Claims::default()
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub fn unix_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn unverified_issuer(token: &str) -> Result<String, Error> {
+    let bad = || Error::Unauthorized("malformed token".into());
+    let payload = token.split('.').nth(1).ok_or_else(bad)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| bad())?;
+    #[derive(Deserialize)]
+    struct Iss {
+        #[serde(default)]
+        iss: String,
+    }
+    let iss: Iss = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    if iss.iss.is_empty() {
+        return Err(Error::Unauthorized("token has no issuer (API key)".into()));
+    }
+    Ok(iss.iss)
+}
+
+/// Reads a bearer token from an `Authorization` header value.
+pub fn bearer(header: &str) -> Option<&str> {
+    header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> KeyStore {
+        KeyStore::new(BTreeMap::from([(
+            "devkey".to_string(),
+            "secret".to_string(),
+        )]))
+    }
+
+    fn join_grant(room: &str) -> Option<VideoGrant> {
+        Some(VideoGrant {
+            room_join: true,
+            room: room.into(),
+            ..VideoGrant::default()
+        })
+    }
+
+    #[test]
+    fn round_trip() {
+        let s = store();
+        let c = claims_for(
+            "devkey",
+            "alice",
+            Duration::from_secs(600),
+            join_grant("r1"),
+        );
+        let t = s.sign("devkey", &c).expect("sign");
+        let back = s.verify(&t).expect("verify");
+        assert_eq!(back.identity(), "alice");
+        assert_eq!(back.video().room, "r1");
+        assert!(back.video().can_publish());
+        assert!(back.video().can_publish_data());
+        assert!(!back.video().can_update_own_metadata());
+    }
+
+    #[test]
+    fn refusals_have_reasons() {
+        let s = store();
+        let mut c = claims_for("devkey", "a", Duration::from_secs(600), join_grant("r"));
+        c.exp = unix_now() - 3600;
+        let t = s.sign("devkey", &c).expect("sign");
+        assert!(s.verify(&t).unwrap_err().to_string().contains("expired"));
+
+        let c = claims_for("devkey", "a", Duration::from_secs(600), None);
+        let t = sign_with("wrong", &c).expect("sign");
+        assert!(s.verify(&t).unwrap_err().to_string().contains("signature"));
+
+        let c = claims_for("otherkey", "a", Duration::from_secs(600), None);
+        let t = sign_with("secret", &c).expect("sign");
+        assert!(s.verify(&t).unwrap_err().to_string().contains("API key"));
+
+        assert!(s.verify("not.a.jwt").is_err());
+        assert!(s.verify("").is_err());
+    }
+
+    #[test]
+    fn exp_is_required_and_leeway_applies() {
+        let s = store();
+        // Expired 30 s ago: inside the 60 s leeway.
+        let mut c = claims_for("devkey", "a", Duration::from_secs(0), None);
+        c.exp = unix_now() - 30;
+        assert!(s.verify(&s.sign("devkey", &c).expect("sign")).is_ok());
+        // No exp at all.
+        #[derive(Serialize)]
+        struct NoExp<'a> {
+            iss: &'a str,
+            sub: &'a str,
+        }
+        let t = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &NoExp {
+                iss: "devkey",
+                sub: "a",
+            },
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .expect("encode");
+        assert!(s.verify(&t).is_err());
+        // Not valid for another hour.
+        let mut c = claims_for("devkey", "a", Duration::from_secs(7200), None);
+        c.nbf = Some(unix_now() + 3600);
+        assert!(s
+            .verify(&s.sign("devkey", &c).expect("sign"))
+            .unwrap_err()
+            .to_string()
+            .contains("not valid yet"));
+    }
+}

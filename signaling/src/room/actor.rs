@@ -1,0 +1,581 @@
+//! The room actor: owns one room's participants and its `MediaRoom`, and is
+//! the only task that touches them. Network packets, signal messages and
+//! timers all arrive here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use livekit_protocol as proto;
+use nodo_sfu::net::{NetPacket, ROOM_INBOX_CAPACITY};
+use nodo_sfu::str0m::net::Receive;
+use nodo_sfu::{MediaRoom, RoomConfig, SfuEvent};
+use proto::signal_response::Message as Out;
+use tokio::sync::mpsc;
+
+use super::participant::Participant;
+use super::{Joined, RoomCmd, RoomManager, RoomSnapshot};
+use crate::auth::{unix_now, Claims};
+use crate::error::Error;
+use crate::ids::{ParticipantIdentity, ParticipantSid, RoomName};
+use crate::room::participant::JoinOptions;
+use crate::room::SignalSink;
+
+/// Reply a join gets from a room that is shutting down; the manager retries.
+pub(crate) const ROOM_CLOSING: &str = "room is closing";
+
+pub(crate) struct RoomActor {
+    pub name: RoomName,
+    pub sid: String,
+    pub manager: Arc<RoomManager>,
+    pub media: MediaRoom,
+    pub participants: HashMap<ParticipantSid, Participant>,
+    pub created_at: u64,
+    pub metadata: String,
+    pub empty_timeout: u32,
+    pub departure_timeout: u32,
+    pub max_participants: u32,
+    /// When the room last became empty, and whether anyone ever joined.
+    pub empty_since: Option<Instant>,
+    pub ever_joined: bool,
+    pub next_session: u64,
+    pub inbox: mpsc::Sender<NetPacket>,
+    inbox_rx: Option<mpsc::Receiver<NetPacket>>,
+    pub closing: bool,
+}
+
+impl RoomActor {
+    pub fn new(name: RoomName, sid: String, manager: Arc<RoomManager>, peer_base: u64) -> Self {
+        let now = Instant::now();
+        let config = RoomConfig {
+            candidates: manager.net.candidates(),
+            ..RoomConfig::default()
+        };
+        let (inbox, inbox_rx) = mpsc::channel(ROOM_INBOX_CAPACITY);
+        let d = manager.defaults().clone();
+        RoomActor {
+            name,
+            sid,
+            media: MediaRoom::new(config, peer_base, now),
+            participants: HashMap::new(),
+            created_at: unix_now(),
+            metadata: String::new(),
+            empty_timeout: d.empty_timeout,
+            departure_timeout: d.departure_timeout,
+            max_participants: d.max_participants,
+            empty_since: Some(now),
+            ever_joined: false,
+            next_session: 1,
+            inbox,
+            inbox_rx: Some(inbox_rx),
+            closing: false,
+            manager,
+        }
+    }
+
+    pub async fn run(mut self, mut cmds: mpsc::Receiver<RoomCmd>) {
+        let Some(mut net_rx) = self.inbox_rx.take() else {
+            return;
+        };
+        let mut housekeeping = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            let deadline = tokio::time::Instant::from_std(self.media.poll_timeout());
+            tokio::select! {
+                cmd = cmds.recv() => match cmd {
+                    Some(cmd) => self.on_cmd(cmd),
+                    None => break,
+                },
+                Some(pkt) = net_rx.recv() => {
+                    self.on_packet(pkt);
+                    // Drain what is already queued before looking at timers again.
+                    for _ in 0..64 {
+                        match net_rx.try_recv() {
+                            Ok(p) => self.on_packet(p),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.media.handle_timeout(Instant::now());
+                }
+                _ = housekeeping.tick() => self.housekeeping(Instant::now()),
+            }
+            self.flush();
+            if self.closing {
+                break;
+            }
+        }
+        self.close(&mut cmds);
+    }
+
+    fn on_packet(&mut self, pkt: NetPacket) {
+        let now = Instant::now();
+        match Receive::new(pkt.proto, pkt.source, pkt.destination, &pkt.data) {
+            Ok(r) => self.media.handle_receive(now, pkt.peer, r),
+            Err(e) => tracing::trace!("unparseable packet: {e}"),
+        }
+    }
+
+    /// Sends queued packets and handles SFU events.
+    pub fn flush(&mut self) {
+        while let Some(t) = self.media.poll_transmit() {
+            self.manager.net.send(&t);
+        }
+        while let Some(ev) = self.media.poll_event() {
+            self.on_sfu_event(ev);
+            while let Some(t) = self.media.poll_transmit() {
+                self.manager.net.send(&t);
+            }
+        }
+    }
+
+    fn on_cmd(&mut self, cmd: RoomCmd) {
+        match cmd {
+            RoomCmd::Join {
+                claims,
+                options,
+                signal,
+                reply,
+            } => {
+                let r = self.join(&claims, *options, signal);
+                let _ = reply.send(r);
+            }
+            RoomCmd::Signal { sid, session, msg } => {
+                if self
+                    .participants
+                    .get(&sid)
+                    .is_some_and(|p| p.session == session)
+                {
+                    self.on_signal(&sid, *msg);
+                }
+            }
+            RoomCmd::SignalClosed { sid, session } => {
+                if let Some(p) = self.participants.get_mut(&sid) {
+                    if p.session == session {
+                        p.signal = None;
+                        p.signal_lost_at = Some(Instant::now());
+                    }
+                }
+            }
+            RoomCmd::Shutdown => {
+                let sids: Vec<ParticipantSid> = self.participants.keys().cloned().collect();
+                for sid in sids {
+                    self.remove_participant(
+                        &sid,
+                        proto::DisconnectReason::ServerShutdown,
+                        proto::leave_request::Action::Reconnect,
+                    );
+                }
+                self.closing = true;
+            }
+            RoomCmd::Info { reply } => {
+                let _ = reply.send(self.snapshot());
+            }
+        }
+    }
+
+    fn snapshot(&self) -> RoomSnapshot {
+        RoomSnapshot {
+            sid: self.sid.clone(),
+            name: self.name.clone(),
+            participants: self.participants.values().map(|p| p.info.clone()).collect(),
+        }
+    }
+
+    pub fn room_info(&self) -> proto::Room {
+        let publishers = self
+            .participants
+            .values()
+            .filter(|p| !p.info.tracks.is_empty())
+            .count();
+        proto::Room {
+            sid: self.sid.clone(),
+            name: self.name.to_string(),
+            empty_timeout: self.empty_timeout,
+            departure_timeout: self.departure_timeout,
+            max_participants: self.max_participants,
+            creation_time: self.created_at as i64,
+            creation_time_ms: self.created_at as i64 * 1000,
+            metadata: self.metadata.clone(),
+            num_participants: self.participants.values().filter(|p| !p.hidden()).count() as u32,
+            num_publishers: publishers as u32,
+            enabled_codecs: [
+                "audio/opus",
+                "video/VP8",
+                "video/H264",
+                "video/VP9",
+                "video/AV1",
+            ]
+            .iter()
+            .map(|m| proto::Codec {
+                mime: m.to_string(),
+                fmtp_line: String::new(),
+            })
+            .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn server_info(&self) -> proto::ServerInfo {
+        proto::ServerInfo {
+            edition: proto::server_info::Edition::Standard as i32,
+            version: crate::LIVEKIT_COMPAT_VERSION.into(),
+            protocol: crate::PROTOCOL_VERSION,
+            node_id: self.manager.node_id().to_string(),
+            region: String::new(),
+            debug_info: format!("nodo {}", env!("CARGO_PKG_VERSION")),
+            agent_protocol: 0,
+        }
+    }
+
+    fn join(
+        &mut self,
+        claims: &Claims,
+        options: JoinOptions,
+        signal: SignalSink,
+    ) -> Result<Joined, Error> {
+        if self.closing {
+            return Err(Error::Unavailable(ROOM_CLOSING.into()));
+        }
+        let identity = ParticipantIdentity::new(claims.identity());
+        if let Some(resume) = options.resume_sid.clone() {
+            return self.resume(&identity, &resume, signal);
+        }
+        // A new session for an identity that is present evicts the old one.
+        if let Some(old) = self.find_identity(&identity) {
+            self.remove_participant(
+                &old,
+                proto::DisconnectReason::DuplicateIdentity,
+                proto::leave_request::Action::Disconnect,
+            );
+        }
+        let visible = self.participants.values().filter(|p| !p.hidden()).count() as u32;
+        if self.max_participants > 0 && visible >= self.max_participants && !claims.video().hidden {
+            return Err(Error::Forbidden(
+                "room is full (max participants reached)".into(),
+            ));
+        }
+        let sid = ParticipantSid::new(crate::ids::new_sid("PA_"));
+        self.media
+            .add_participant(sid.clone(), Instant::now())
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let session = self.next_session;
+        self.next_session += 1;
+        let mut p = Participant::new(&sid, claims, options, signal, session);
+        p.info.client_protocol = 0;
+        let subscriber_primary = p.grant.can_subscribe();
+        let others: Vec<proto::ParticipantInfo> = self
+            .participants
+            .values()
+            .filter(|o| !o.hidden())
+            .map(|o| o.info.clone())
+            .collect();
+        let join = proto::JoinResponse {
+            room: Some(self.room_info()),
+            participant: Some(p.info.clone()),
+            other_participants: others,
+            server_version: crate::LIVEKIT_COMPAT_VERSION.into(),
+            ice_servers: Vec::new(),
+            subscriber_primary,
+            ping_timeout: 15,
+            ping_interval: 5,
+            server_info: Some(self.server_info()),
+            sif_trailer: Vec::new(),
+            enabled_publish_codecs: Vec::new(),
+            fast_publish: p.grant.can_publish(),
+            ..Default::default()
+        };
+        p.send(Out::Join(join));
+        let auto = p.options.auto_subscribe && p.grant.can_subscribe();
+        let hidden = p.hidden();
+        let info = p.info.clone();
+        self.participants.insert(sid.clone(), p);
+        self.empty_since = None;
+        self.ever_joined = true;
+        // Subscribe to what is already flowing.
+        if auto {
+            let tracks: Vec<_> = self
+                .participants
+                .values()
+                .filter(|o| o.info.sid != sid.as_str())
+                .flat_map(|o| {
+                    o.info
+                        .tracks
+                        .iter()
+                        .map(|t| nodo_sfu::TrackSid::new(&t.sid))
+                })
+                .collect();
+            for t in tracks {
+                let _ = self.media.subscribe(&sid, &t);
+            }
+        }
+        if !hidden {
+            self.broadcast_update(&info, Some(&sid));
+        }
+        tracing::info!(room = %self.name, participant = %info.identity, sid = %sid, "participant joined");
+        Ok(Joined { sid, session })
+    }
+
+    fn resume(
+        &mut self,
+        identity: &ParticipantIdentity,
+        resume_sid: &str,
+        signal: SignalSink,
+    ) -> Result<Joined, Error> {
+        let sid = ParticipantSid::new(resume_sid);
+        let session = self.next_session;
+        self.next_session += 1;
+        let room = self.room_info();
+        let server_info = self.server_info();
+        let others: Vec<proto::ParticipantInfo> = self
+            .participants
+            .values()
+            .filter(|o| !o.hidden())
+            .map(|o| o.info.clone())
+            .collect();
+        let Some(p) = self
+            .participants
+            .get_mut(&sid)
+            .filter(|p| p.info.identity == identity.as_str())
+        else {
+            // Nothing to resume: tell the client to start over with a full join.
+            let leave = proto::SignalResponse {
+                message: Some(Out::Leave(proto::LeaveRequest {
+                    can_reconnect: true,
+                    reason: proto::DisconnectReason::StateMismatch as i32,
+                    action: proto::leave_request::Action::Reconnect as i32,
+                    regions: None,
+                })),
+            };
+            let _ = signal.try_send(leave);
+            return Ok(Joined { sid, session: 0 });
+        };
+        p.signal = Some(signal);
+        p.session = session;
+        p.signal_lost_at = None;
+        p.send(Out::Reconnect(proto::ReconnectResponse {
+            ice_servers: Vec::new(),
+            client_configuration: None,
+            server_info: Some(server_info),
+            last_message_seq: 0,
+        }));
+        p.send(Out::Update(proto::ParticipantUpdate {
+            participants: others,
+        }));
+        p.send(Out::RoomUpdate(proto::RoomUpdate { room: Some(room) }));
+        let _ = self.media.restart_subscriber_ice(&sid);
+        tracing::info!(room = %self.name, participant = %identity, "signal resumed");
+        Ok(Joined { sid, session })
+    }
+
+    pub fn find_identity(&self, identity: &ParticipantIdentity) -> Option<ParticipantSid> {
+        self.participants
+            .values()
+            .find(|p| p.info.identity == identity.as_str())
+            .map(|p| p.sid())
+    }
+
+    /// Sends a participant's new info to everyone else who can see it.
+    pub fn broadcast_update(
+        &mut self,
+        info: &proto::ParticipantInfo,
+        except: Option<&ParticipantSid>,
+    ) {
+        for (sid, p) in self.participants.iter_mut() {
+            if Some(sid) == except {
+                continue;
+            }
+            p.send(Out::Update(proto::ParticipantUpdate {
+                participants: vec![info.clone()],
+            }));
+        }
+    }
+
+    /// Removes a participant: tells it why (if its signal is up), unpublishes
+    /// its tracks and tells the others it left.
+    pub fn remove_participant(
+        &mut self,
+        sid: &ParticipantSid,
+        reason: proto::DisconnectReason,
+        action: proto::leave_request::Action,
+    ) {
+        let Some(mut p) = self.participants.remove(sid) else {
+            return;
+        };
+        p.send(Out::Leave(proto::LeaveRequest {
+            can_reconnect: action != proto::leave_request::Action::Disconnect,
+            reason: reason as i32,
+            action: action as i32,
+            regions: None,
+        }));
+        if let Some((a, b)) = self.media.peer_ids(sid) {
+            self.manager.net.unregister(a);
+            self.manager.net.unregister(b);
+        }
+        let unpublished = self.media.remove_participant(sid);
+        p.info.state = proto::participant_info::State::Disconnected as i32;
+        p.info.disconnect_reason = reason as i32;
+        p.info.tracks.clear();
+        p.touch();
+        if !p.hidden() {
+            let info = p.info.clone();
+            self.broadcast_update(&info, None);
+        }
+        for t in unpublished {
+            for o in self.participants.values_mut() {
+                o.send(Out::TrackUnpublished(proto::TrackUnpublishedResponse {
+                    track_sid: t.to_string(),
+                }));
+            }
+        }
+        if self.participants.is_empty() {
+            self.empty_since = Some(Instant::now());
+        }
+        tracing::info!(room = %self.name, participant = %p.info.identity, ?reason, "participant left");
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        let window = Duration::from_secs(u64::from(self.manager.defaults().reconnect_window));
+        let lost: Vec<ParticipantSid> = self
+            .participants
+            .iter()
+            .filter(|(_, p)| {
+                p.signal_lost_at
+                    .is_some_and(|t| now.saturating_duration_since(t) > window)
+            })
+            .map(|(s, _)| s.clone())
+            .collect();
+        for sid in lost {
+            self.remove_participant(
+                &sid,
+                proto::DisconnectReason::SignalClose,
+                proto::leave_request::Action::Disconnect,
+            );
+        }
+        if let Some(since) = self.empty_since {
+            let timeout = if self.ever_joined {
+                self.departure_timeout
+            } else {
+                self.empty_timeout
+            };
+            if now.saturating_duration_since(since) >= Duration::from_secs(u64::from(timeout)) {
+                self.closing = true;
+            }
+        }
+    }
+
+    fn close(mut self, cmds: &mut mpsc::Receiver<RoomCmd>) {
+        self.manager.remove(&self.name, &self.sid);
+        let sids: Vec<ParticipantSid> = self.participants.keys().cloned().collect();
+        for sid in sids {
+            self.remove_participant(
+                &sid,
+                proto::DisconnectReason::RoomClosed,
+                proto::leave_request::Action::Disconnect,
+            );
+        }
+        self.flush();
+        cmds.close();
+        while let Ok(cmd) = cmds.try_recv() {
+            if let RoomCmd::Join { reply, .. } = cmd {
+                let _ = reply.send(Err(Error::Unavailable(ROOM_CLOSING.into())));
+            }
+        }
+        tracing::info!(room = %self.name, "room closed");
+    }
+
+    fn on_sfu_event(&mut self, ev: SfuEvent) {
+        match ev {
+            SfuEvent::Ufrag { peer, ufrag } => {
+                self.manager.net.register(&ufrag, peer, self.inbox.clone());
+            }
+            SfuEvent::SubscriberOffer { participant, sdp } => {
+                if let Some(p) = self.participants.get_mut(&participant) {
+                    p.send(Out::Offer(proto::SessionDescription {
+                        r#type: "offer".into(),
+                        sdp,
+                        id: 0,
+                        mid_to_track_id: HashMap::new(),
+                    }));
+                }
+            }
+            SfuEvent::TrackMedia { participant, track } => self.track_media(&participant, &track),
+            SfuEvent::Data {
+                participant,
+                reliable,
+                data,
+            } => self.route_data(&participant, reliable, &data),
+            SfuEvent::Speakers(list) => {
+                let speakers: Vec<proto::SpeakerInfo> = list
+                    .into_iter()
+                    .map(|(sid, level, active)| proto::SpeakerInfo {
+                        sid: sid.to_string(),
+                        level,
+                        active,
+                    })
+                    .collect();
+                for p in self.participants.values_mut() {
+                    p.send(Out::SpeakersChanged(proto::SpeakersChanged {
+                        speakers: speakers.clone(),
+                    }));
+                }
+            }
+            SfuEvent::Quality(list) => {
+                let updates: Vec<proto::ConnectionQualityInfo> = list
+                    .into_iter()
+                    .map(|(sid, score)| proto::ConnectionQualityInfo {
+                        participant_sid: sid.to_string(),
+                        quality: quality_of(score) as i32,
+                        score,
+                    })
+                    .collect();
+                for p in self.participants.values_mut() {
+                    p.send(Out::ConnectionQuality(proto::ConnectionQualityUpdate {
+                        updates: updates.clone(),
+                    }));
+                }
+            }
+            SfuEvent::Connected { participant, .. } => {
+                if self.media.is_connected(&participant) {
+                    if let Some(p) = self.participants.get_mut(&participant) {
+                        if !p.active {
+                            p.active = true;
+                            p.info.state = proto::participant_info::State::Active as i32;
+                            p.touch();
+                            let info = p.info.clone();
+                            if !p.hidden() {
+                                self.broadcast_update(&info, Some(&participant));
+                            }
+                        }
+                    }
+                }
+            }
+            SfuEvent::Disconnected { participant, role } => {
+                tracing::debug!(%participant, ?role, "peer connection lost");
+            }
+            SfuEvent::Subscribed { participant, track } => {
+                let owner = self
+                    .participants
+                    .values()
+                    .find(|p| p.info.tracks.iter().any(|t| t.sid == track.as_str()))
+                    .map(|p| p.sid());
+                if let Some(owner) = owner.and_then(|o| self.participants.get_mut(&o)) {
+                    owner.send(Out::TrackSubscribed(proto::TrackSubscribed {
+                        track_sid: track.to_string(),
+                    }));
+                }
+                tracing::debug!(%participant, %track, "subscribed");
+            }
+        }
+    }
+}
+
+fn quality_of(score: f32) -> proto::ConnectionQuality {
+    if score >= 4.0 {
+        proto::ConnectionQuality::Excellent
+    } else if score >= 3.0 {
+        proto::ConnectionQuality::Good
+    } else {
+        proto::ConnectionQuality::Poor
+    }
+}

@@ -1,0 +1,233 @@
+//! Rooms: one actor task per room owns its signaling state and its media
+//! (`nodo_sfu::MediaRoom`); the manager maps names to actor mailboxes.
+
+mod actor;
+mod participant;
+mod signal;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use livekit_protocol as proto;
+use nodo_sfu::net::Net;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::auth::Claims;
+use crate::config::RoomDefaults;
+use crate::error::Error;
+use crate::ids::{ParticipantIdentity, ParticipantSid, RoomName};
+
+pub use participant::JoinOptions;
+
+/// Messages a room's actor takes.
+pub(crate) enum RoomCmd {
+    Join {
+        claims: Box<Claims>,
+        options: Box<JoinOptions>,
+        signal: SignalSink,
+        reply: oneshot::Sender<Result<Joined, Error>>,
+    },
+    Signal {
+        sid: ParticipantSid,
+        session: u64,
+        msg: Box<proto::signal_request::Message>,
+    },
+    SignalClosed {
+        sid: ParticipantSid,
+        session: u64,
+    },
+    Shutdown,
+    Info {
+        reply: oneshot::Sender<RoomSnapshot>,
+    },
+}
+
+/// Outgoing signal messages of one WebSocket session.
+pub(crate) type SignalSink = mpsc::Sender<proto::SignalResponse>;
+
+/// Frames one participant's WebSocket may have queued before it counts as stuck.
+pub(crate) const SIGNAL_QUEUE: usize = 1024;
+
+/// What a successful join hands to the WebSocket session.
+pub(crate) struct Joined {
+    pub sid: ParticipantSid,
+    pub session: u64,
+}
+
+/// A read-only view of a room, for `/rtc/validate`, metrics and the API.
+#[derive(Debug, Clone)]
+pub struct RoomSnapshot {
+    pub sid: String,
+    pub name: RoomName,
+    pub participants: Vec<proto::ParticipantInfo>,
+}
+
+/// A room actor's mailbox.
+#[derive(Clone)]
+pub(crate) struct RoomHandle {
+    pub tx: mpsc::Sender<RoomCmd>,
+    pub sid: String,
+}
+
+/// All live rooms of this node.
+pub struct RoomManager {
+    rooms: Mutex<HashMap<RoomName, RoomHandle>>,
+    net: Arc<Net>,
+    defaults: RoomDefaults,
+    next_peer_base: AtomicU64,
+    node_id: String,
+}
+
+/// Room mailbox depth; senders wait when it is full.
+const ROOM_QUEUE: usize = 1024;
+
+impl RoomManager {
+    pub fn new(net: Arc<Net>, defaults: RoomDefaults) -> Arc<RoomManager> {
+        Arc::new(RoomManager {
+            rooms: Mutex::new(HashMap::new()),
+            net,
+            defaults,
+            next_peer_base: AtomicU64::new(1),
+            node_id: crate::ids::new_sid("ND_"),
+        })
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    pub fn defaults(&self) -> &RoomDefaults {
+        &self.defaults
+    }
+
+    pub(crate) fn get(&self, name: &RoomName) -> Option<RoomHandle> {
+        self.rooms.lock().ok()?.get(name).cloned()
+    }
+
+    /// Whether a room is open.
+    pub fn exists(&self, name: &RoomName) -> bool {
+        self.get(name).is_some()
+    }
+
+    pub fn room_count(&self) -> usize {
+        self.rooms.lock().map(|r| r.len()).unwrap_or(0)
+    }
+
+    /// The room, created (and its actor started) if needed.
+    pub(crate) fn get_or_create(self: &Arc<Self>, name: &RoomName) -> Result<RoomHandle, Error> {
+        let mut rooms = self
+            .rooms
+            .lock()
+            .map_err(|_| Error::Internal("room table poisoned".into()))?;
+        if let Some(h) = rooms.get(name) {
+            return Ok(h.clone());
+        }
+        let (tx, rx) = mpsc::channel(ROOM_QUEUE);
+        let sid = crate::ids::new_sid("RM_");
+        // Each room gets a block of peer ids; a million peers per room is plenty.
+        let base = self.next_peer_base.fetch_add(1 << 20, Ordering::Relaxed);
+        let handle = RoomHandle {
+            tx,
+            sid: sid.clone(),
+        };
+        rooms.insert(name.clone(), handle.clone());
+        let actor = actor::RoomActor::new(name.clone(), sid, self.clone(), base);
+        tokio::spawn(actor.run(rx));
+        tracing::info!(room = %name, "room created");
+        Ok(handle)
+    }
+
+    /// Called by a closing room actor.
+    fn remove(&self, name: &RoomName, sid: &str) {
+        if let Ok(mut rooms) = self.rooms.lock() {
+            if rooms.get(name).is_some_and(|h| h.sid == sid) {
+                rooms.remove(name);
+            }
+        }
+    }
+
+    /// Snapshots of every room.
+    pub async fn snapshots(&self) -> Vec<RoomSnapshot> {
+        let handles: Vec<RoomHandle> = match self.rooms.lock() {
+            Ok(r) => r.values().cloned().collect(),
+            Err(_) => return Vec::new(),
+        };
+        let mut out = Vec::new();
+        for h in handles {
+            let (reply, rx) = oneshot::channel();
+            if h.tx.send(RoomCmd::Info { reply }).await.is_ok() {
+                if let Ok(s) = rx.await {
+                    out.push(s);
+                }
+            }
+        }
+        out
+    }
+
+    /// Tells every participant the server is going away, then waits (bounded) for rooms to close.
+    pub async fn shutdown(&self, grace: Duration) {
+        let handles: Vec<RoomHandle> = match self.rooms.lock() {
+            Ok(r) => r.values().cloned().collect(),
+            Err(_) => return,
+        };
+        for h in &handles {
+            let _ = h.tx.send(RoomCmd::Shutdown).await;
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.room_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Joins a participant: creates the room if allowed and needed, retries once
+    /// when the room closed in the meantime.
+    pub(crate) async fn join(
+        self: &Arc<Self>,
+        room: &RoomName,
+        claims: Claims,
+        options: JoinOptions,
+        signal: SignalSink,
+    ) -> Result<(RoomHandle, Joined), Error> {
+        for _ in 0..2 {
+            let handle = match self.get(room) {
+                Some(h) => h,
+                None if self.defaults.auto_create => self.get_or_create(room)?,
+                None => return Err(Error::NotFound("requested room does not exist".into())),
+            };
+            let (reply, rx) = oneshot::channel();
+            let cmd = RoomCmd::Join {
+                claims: Box::new(claims.clone()),
+                options: Box::new(options.clone()),
+                signal: signal.clone(),
+                reply,
+            };
+            if handle.tx.send(cmd).await.is_err() {
+                continue; // Room actor ended: retry with a new room.
+            }
+            match rx.await {
+                Ok(Ok(j)) => return Ok((handle, j)),
+                Ok(Err(Error::Unavailable(m))) if m == actor::ROOM_CLOSING => continue,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => continue,
+            }
+        }
+        Err(Error::Unavailable("room is closing, try again".into()))
+    }
+
+    /// Looks a participant up by identity across the room (for resume).
+    pub async fn participant(
+        &self,
+        room: &RoomName,
+        identity: &ParticipantIdentity,
+    ) -> Option<proto::ParticipantInfo> {
+        let h = self.get(room)?;
+        let (reply, rx) = oneshot::channel();
+        h.tx.send(RoomCmd::Info { reply }).await.ok()?;
+        let snap = rx.await.ok()?;
+        snap.participants
+            .into_iter()
+            .find(|p| p.identity == identity.as_str())
+    }
+}

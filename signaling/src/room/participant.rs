@@ -1,0 +1,185 @@
+//! A participant's signaling state inside its room actor.
+// Clients still read several fields the protocol marks deprecated.
+#![allow(deprecated)]
+
+use std::time::Instant;
+
+use livekit_protocol as proto;
+use tokio::sync::mpsc;
+
+use crate::auth::{Claims, VideoGrant};
+use crate::ids::{ParticipantSid, TrackSid};
+use crate::room::SignalSink;
+
+/// Options from the `/rtc` query string.
+#[derive(Debug, Clone, Default)]
+pub struct JoinOptions {
+    /// Subscribe to every track automatically (`auto_subscribe`, default on).
+    pub auto_subscribe: bool,
+    /// Resume an existing session (`reconnect=1&sid=PA_…`).
+    pub resume_sid: Option<String>,
+    /// Client protocol version (`protocol`).
+    pub protocol: i32,
+    /// Adaptive stream requested (`adaptive_stream=1`).
+    pub adaptive_stream: bool,
+    /// SDK name (`sdk`), for logs.
+    pub sdk: String,
+}
+
+pub(crate) struct Participant {
+    pub info: proto::ParticipantInfo,
+    pub grant: VideoGrant,
+    pub options: JoinOptions,
+    /// Current signal session; `None` while the WebSocket is down.
+    pub signal: Option<SignalSink>,
+    pub session: u64,
+    /// When the signal dropped, for the reconnect window.
+    pub signal_lost_at: Option<Instant>,
+    /// Tracks announced with `add_track`, by client id, not yet carrying media.
+    pub pending: Vec<(String, proto::TrackInfo)>,
+    /// Whether `ParticipantInfo.state` reached ACTIVE.
+    pub active: bool,
+}
+
+impl Participant {
+    pub fn new(
+        sid: &ParticipantSid,
+        claims: &Claims,
+        options: JoinOptions,
+        signal: SignalSink,
+        session: u64,
+    ) -> Self {
+        let grant = claims.video();
+        let now_ms = crate::auth::unix_now() as i64 * 1000;
+        let info = proto::ParticipantInfo {
+            sid: sid.to_string(),
+            identity: claims.identity().to_string(),
+            name: claims.name.clone(),
+            metadata: claims.metadata.clone(),
+            attributes: claims.attributes.clone(),
+            state: proto::participant_info::State::Joined as i32,
+            joined_at: now_ms / 1000,
+            joined_at_ms: now_ms,
+            version: 1,
+            permission: Some(permission(&grant)),
+            kind: kind_from(&claims.kind) as i32,
+            client_protocol: 0,
+            ..Default::default()
+        };
+        Participant {
+            info,
+            grant,
+            options,
+            signal: Some(signal),
+            session,
+            signal_lost_at: None,
+            pending: Vec::new(),
+            active: false,
+        }
+    }
+
+    pub fn sid(&self) -> ParticipantSid {
+        ParticipantSid::new(&self.info.sid)
+    }
+
+    pub fn hidden(&self) -> bool {
+        self.grant.hidden
+    }
+
+    /// Bumps the version so clients accept the new info.
+    pub fn touch(&mut self) {
+        self.info.version += 1;
+    }
+
+    pub fn track_mut(&mut self, sid: &TrackSid) -> Option<&mut proto::TrackInfo> {
+        self.info.tracks.iter_mut().find(|t| t.sid == sid.as_str())
+    }
+
+    /// Queues a message on the participant's signal socket. A full queue means
+    /// the client stopped reading: the socket is dropped and the client resumes.
+    pub fn send(&mut self, msg: proto::signal_response::Message) {
+        let Some(sink) = &self.signal else { return };
+        let resp = proto::SignalResponse { message: Some(msg) };
+        match sink.try_send(resp) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(participant = %self.info.identity, "signal queue full; dropping the socket");
+                self.signal = None;
+                self.signal_lost_at = Some(Instant::now());
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.signal = None;
+                self.signal_lost_at.get_or_insert_with(Instant::now);
+            }
+        }
+    }
+
+    /// Whether this participant may publish a track of the given source.
+    pub fn may_publish(&self, source: i32) -> Result<(), String> {
+        if !self.grant.can_publish() {
+            return Err("participant is not allowed to publish".into());
+        }
+        if self.grant.can_publish_sources.is_empty() {
+            return Ok(());
+        }
+        let name = source_name(source);
+        if self.grant.can_publish_sources.iter().any(|s| s == name) {
+            Ok(())
+        } else {
+            Err(format!("participant is not allowed to publish {name}"))
+        }
+    }
+}
+
+/// The permission a grant gives, in protocol form.
+pub fn permission(g: &VideoGrant) -> proto::ParticipantPermission {
+    proto::ParticipantPermission {
+        can_subscribe: g.can_subscribe(),
+        can_publish: g.can_publish(),
+        can_publish_data: g.can_publish_data(),
+        can_publish_sources: g
+            .can_publish_sources
+            .iter()
+            .filter_map(|s| source_from_name(s))
+            .map(|s| s as i32)
+            .collect(),
+        hidden: g.hidden,
+        recorder: g.recorder,
+        can_update_metadata: g.can_update_own_metadata(),
+        agent: g.agent,
+        ..Default::default()
+    }
+}
+
+fn kind_from(kind: &str) -> proto::participant_info::Kind {
+    use proto::participant_info::Kind;
+    match kind {
+        "ingress" => Kind::Ingress,
+        "egress" => Kind::Egress,
+        "sip" => Kind::Sip,
+        "agent" => Kind::Agent,
+        _ => Kind::Standard,
+    }
+}
+
+fn source_name(source: i32) -> &'static str {
+    use proto::TrackSource;
+    match TrackSource::try_from(source).unwrap_or(TrackSource::Unknown) {
+        TrackSource::Camera => "camera",
+        TrackSource::Microphone => "microphone",
+        TrackSource::ScreenShare => "screen_share",
+        TrackSource::ScreenShareAudio => "screen_share_audio",
+        _ => "unknown",
+    }
+}
+
+fn source_from_name(s: &str) -> Option<proto::TrackSource> {
+    use proto::TrackSource;
+    Some(match s {
+        "camera" => TrackSource::Camera,
+        "microphone" => TrackSource::Microphone,
+        "screen_share" => TrackSource::ScreenShare,
+        "screen_share_audio" => TrackSource::ScreenShareAudio,
+        _ => return None,
+    })
+}

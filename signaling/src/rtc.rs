@@ -1,0 +1,237 @@
+//! LiveKit client signaling: `/rtc` (v0, two peer connections) and
+//! `/rtc/validate`. `/rtc/v1` answers 404 so clients fall back to v0.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use livekit_protocol as proto;
+use prost::Message as _;
+use proto::signal_request::Message as In;
+use tokio::sync::mpsc;
+
+use crate::auth::{bearer, Claims};
+use crate::error::{Error, PlainError};
+use crate::ids::{ParticipantSid, RoomName};
+use crate::room::{JoinOptions, RoomCmd, SIGNAL_QUEUE};
+use crate::AppState;
+
+/// Largest signal frame accepted (LiveKit's `signal_message_size_limit`).
+const MAX_FRAME: usize = 2 * 1024 * 1024;
+/// WebSocket-level ping, to keep proxies from idling the connection out.
+const WS_PING: Duration = Duration::from_secs(10);
+/// Longest name or identity accepted.
+const MAX_NAME_LEN: usize = 256;
+
+type Params = HashMap<String, String>;
+
+fn flag(params: &Params, key: &str) -> Option<bool> {
+    params
+        .get(key)
+        .map(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+/// Token from `Authorization: Bearer` or the `access_token` query value.
+fn token<'a>(headers: &'a HeaderMap, params: &'a Params) -> Option<&'a str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(bearer)
+        .or_else(|| params.get("access_token").map(String::as_str))
+}
+
+/// Checks the token and grant of a join; returns the claims and room.
+fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<(Claims, RoomName), Error> {
+    let token =
+        token(headers, params).ok_or_else(|| Error::Unauthorized("no access token".into()))?;
+    let claims = state.keys.verify(token)?;
+    let grant = claims.video();
+    if !grant.room_join {
+        return Err(Error::Unauthorized("token has no roomJoin grant".into()));
+    }
+    if claims.identity().is_empty() {
+        return Err(Error::BadRequest("token has no identity".into()));
+    }
+    if grant.room.is_empty() {
+        return Err(Error::BadRequest("no room name".into()));
+    }
+    if grant.room.len() > MAX_NAME_LEN || claims.identity().len() > MAX_NAME_LEN {
+        return Err(Error::BadRequest("room name or identity too long".into()));
+    }
+    let room = RoomName::new(grant.room.clone());
+    if !state.rooms.defaults().auto_create && !grant.room_create && !state.rooms.exists(&room) {
+        return Err(Error::NotFound("requested room does not exist".into()));
+    }
+    Ok((claims, room))
+}
+
+/// `GET /rtc/validate`: 200 `success` when a join would be accepted.
+pub async fn validate(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(params): Query<Params>,
+) -> Response {
+    let cors = [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")];
+    match authorize(&state, &headers, &params) {
+        Ok(_) => (StatusCode::OK, cors, "success").into_response(),
+        Err(e) => (e.status(), cors, e.to_string()).into_response(),
+    }
+}
+
+/// `/rtc/v1` and its validate: not implemented yet; a plain 404 makes
+/// livekit-client fall back to `/rtc` (v0).
+pub async fn v1_not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
+        "signaling v1 is not available on this server; use /rtc",
+    )
+        .into_response()
+}
+
+/// `GET /rtc`: joins (or resumes) and upgrades to the signal WebSocket. The
+/// join happens before the upgrade, so refusals are HTTP errors with a reason.
+pub async fn connect(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(params): Query<Params>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, PlainError> {
+    let Ok(ws) = ws else {
+        return Err(Error::NotFound("expected a WebSocket upgrade".into()).into());
+    };
+    let (claims, room) = authorize(&state, &headers, &params)?;
+    let resume = flag(&params, "reconnect").unwrap_or(false);
+    let options = JoinOptions {
+        auto_subscribe: flag(&params, "auto_subscribe").unwrap_or(true),
+        resume_sid: if resume {
+            params.get("sid").cloned()
+        } else {
+            None
+        },
+        protocol: params
+            .get("protocol")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0),
+        adaptive_stream: flag(&params, "adaptive_stream").unwrap_or(false),
+        sdk: params.get("sdk").cloned().unwrap_or_default(),
+    };
+    if resume && options.resume_sid.is_none() {
+        return Err(Error::BadRequest("reconnect without sid".into()).into());
+    }
+    let (tx, rx) = mpsc::channel(SIGNAL_QUEUE);
+    let (handle, joined) = state.rooms.join(&room, claims, options, tx).await?;
+    let room_tx = handle.tx.clone();
+    let upgrade = ws
+        .max_message_size(MAX_FRAME)
+        .on_upgrade(move |socket| session(socket, room_tx, joined.sid, joined.session, rx));
+    Ok(upgrade)
+}
+
+/// Pumps one signal WebSocket: client requests into the room actor, room
+/// messages out to the client. Pings are answered here directly.
+async fn session(
+    mut socket: WebSocket,
+    room: mpsc::Sender<RoomCmd>,
+    sid: ParticipantSid,
+    session: u64,
+    mut rx: mpsc::Receiver<proto::SignalResponse>,
+) {
+    let mut json = false;
+    let mut ping = tokio::time::interval(WS_PING);
+    ping.tick().await;
+    let mut left = false;
+    loop {
+        tokio::select! {
+            out = rx.recv() => {
+                let Some(out) = out else { break };
+                let is_leave = matches!(out.message, Some(proto::signal_response::Message::Leave(_)));
+                if send(&mut socket, &out, json).await.is_err() {
+                    break;
+                }
+                if is_leave {
+                    left = true;
+                    let _ = socket.send(Message::Close(None)).await;
+                    break;
+                }
+            }
+            msg = socket.recv() => {
+                let Some(Ok(msg)) = msg else { break };
+                let req = match msg {
+                    Message::Binary(b) => proto::SignalRequest::decode(b.as_ref()).ok(),
+                    Message::Text(t) => {
+                        json = true;
+                        serde_json::from_str::<proto::SignalRequest>(t.as_str()).ok()
+                    }
+                    Message::Close(_) => break,
+                    _ => continue,
+                };
+                let Some(msg) = req.and_then(|r| r.message) else {
+                    tracing::debug!(%sid, "undecodable signal frame");
+                    continue;
+                };
+                if let Some(reply) = pong(&msg) {
+                    if send(&mut socket, &reply, json).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                if matches!(msg, In::Leave(_)) {
+                    left = true;
+                }
+                if room.send(RoomCmd::Signal { sid: sid.clone(), session, msg: Box::new(msg) }).await.is_err() {
+                    break;
+                }
+                if left {
+                    break;
+                }
+            }
+            _ = ping.tick() => {
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    if !left {
+        let _ = room.send(RoomCmd::SignalClosed { sid, session }).await;
+    }
+}
+
+fn pong(msg: &In) -> Option<proto::SignalResponse> {
+    use proto::signal_response::Message as Out;
+    let now = crate::auth::unix_now_ms();
+    let out = match msg {
+        In::Ping(_) => Out::Pong(now),
+        In::PingReq(p) => Out::PongResp(proto::Pong {
+            last_ping_timestamp: p.timestamp,
+            timestamp: now,
+        }),
+        _ => return None,
+    };
+    Some(proto::SignalResponse { message: Some(out) })
+}
+
+async fn send(
+    socket: &mut WebSocket,
+    msg: &proto::SignalResponse,
+    json: bool,
+) -> Result<(), axum::Error> {
+    let frame = if json {
+        match serde_json::to_string(msg) {
+            Ok(s) => Message::Text(s.into()),
+            Err(_) => return Ok(()),
+        }
+    } else {
+        Message::Binary(msg.encode_to_vec().into())
+    };
+    socket.send(frame).await
+}
