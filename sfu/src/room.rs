@@ -902,6 +902,9 @@ impl MediaRoom {
             .map(|s| t.choose_layer(s, now))
             .collect();
         for (sub, target) in t.subscribers.iter_mut().zip(targets) {
+            if sub.target != target {
+                tracing::debug!(track = %t.sid, subscriber = %sub.subscriber, ?target, settings = ?sub.settings, cap = ?sub.bwe_cap, "layer target");
+            }
             sub.target = target;
             if sub.current != Some(target) && !sub.settings.disabled && sub.rewriter.is_some() {
                 want_keyframes.push(target);
@@ -943,6 +946,7 @@ impl MediaRoom {
                 };
                 let share =
                     est.as_u64() / u64::from(video_subs.get(&s.peer).copied().unwrap_or(1).max(1));
+                tracing::debug!(peer = ?s.peer, estimate = %est, share, ?rates, "bwe share");
                 s.bwe_cap = Layer::ALL
                     .iter()
                     .rev()

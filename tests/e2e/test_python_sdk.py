@@ -41,3 +41,101 @@ async def test_publish_and_subscribe_both_ways(node):
         tone.stop()
         frames.stop()
         await a.disconnect()
+
+
+async def test_data_routing_and_leave(node):
+    a = await connect(node, "alice", "data-room")
+    b = await connect(node, "bob", "data-room")
+    c = await connect(node, "carol", "data-room")
+    got = {"bob": [], "carol": []}
+    b.on("data_received", lambda p: got["bob"].append((p.participant.identity if p.participant else None, p.data, p.topic)))
+    c.on("data_received", lambda p: got["carol"].append((p.participant.identity if p.participant else None, p.data, p.topic)))
+    left = asyncio.Event()
+    b.on("participant_disconnected", lambda p: p.identity == "alice" and left.set())
+    try:
+        await wait_for(lambda: len(a.remote_participants) == 2, what="alice sees both")
+        # Wait until the data channels are up: a broadcast reaches both.
+        for _ in range(100):
+            await a.local_participant.publish_data(b"hello all", reliable=True, topic="t")
+            await asyncio.sleep(0.1)
+            if got["bob"] and got["carol"]:
+                break
+        assert ("alice", b"hello all", "t") in got["bob"]
+        assert ("alice", b"hello all", "t") in got["carol"]
+        got["bob"].clear()
+        got["carol"].clear()
+
+        await a.local_participant.publish_data(b"just bob", reliable=True, destination_identities=["bob"])
+        await wait_for(lambda: got["bob"], what="addressed packet at bob")
+        await asyncio.sleep(0.5)
+        assert got["bob"] == [("alice", b"just bob", "")]
+        assert got["carol"] == [], "carol received a packet addressed to bob"
+
+        await a.disconnect()
+        await asyncio.wait_for(left.wait(), 10)
+        assert "alice" not in b.remote_participants
+    finally:
+        await b.disconnect()
+        await c.disconnect()
+
+
+@pytest.mark.parametrize(
+    "case,needle",
+    [
+        ("expired", "expired"),
+        ("bad_signature", "signature"),
+        ("unknown_key", "API key"),
+        ("no_join_grant", "roomJoin"),
+    ],
+)
+async def test_bad_tokens_are_refused_with_a_reason(node, case, needle):
+    import aiohttp
+
+    if case == "expired":
+        t = token("eve", "room1", ttl=timedelta(seconds=-120))
+    elif case == "bad_signature":
+        t = token("eve", "room1", secret="not-the-secret")
+    elif case == "unknown_key":
+        t = token("eve", "room1", key="nokey")
+    else:
+        from livekit import api
+        t = api.AccessToken("devkey", "secret").with_identity("eve").with_grants(api.VideoGrants(room="room1")).to_jwt()
+    # The SDK refuses to connect ...
+    room = rtc.Room()
+    with pytest.raises(Exception):
+        await asyncio.wait_for(room.connect(node.url, t, options=V0), 20)
+    # ... and the reason is given where clients read it.
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{node.http_url}/rtc/validate", params={"access_token": t}) as r:
+            assert r.status == 401
+            assert needle in await r.text()
+        async with s.get(f"{node.http_url}/rtc", params={"access_token": t}, headers={"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}) as r:
+            assert r.status == 401
+            assert needle in await r.text()
+
+
+async def test_token_for_another_room_lands_in_that_room(node):
+    a = await connect(node, "alice", "room1")
+    other = await connect(node, "mallory", "room2")
+    try:
+        await asyncio.sleep(0.5)
+        assert "mallory" not in a.remote_participants
+        assert other.name == "room2"
+    finally:
+        await a.disconnect()
+        await other.disconnect()
+
+
+async def test_validate_endpoint_semantics(node):
+    import aiohttp
+
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{node.http_url}/rtc/validate", params={"access_token": token("a", "r")}) as r:
+            assert r.status == 200 and await r.text() == "success"
+        async with s.get(f"{node.http_url}/rtc/validate") as r:
+            assert r.status == 401
+        async with s.get(f"{node.http_url}/rtc/v1/validate", params={"access_token": token("a", "r")}) as r:
+            assert r.status == 404
+            assert "requested room does not exist" not in await r.text()
+        async with s.get(f"{node.http_url}/rtc", params={"access_token": token("a", "r")}) as r:
+            assert r.status == 404  # not a WebSocket request

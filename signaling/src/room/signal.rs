@@ -264,16 +264,20 @@ impl RoomActor {
     }
 
     fn track_settings(&mut self, sid: &ParticipantSid, s: &proto::UpdateTrackSettings) {
-        let max_layer =
-            match proto::VideoQuality::try_from(s.quality).unwrap_or(proto::VideoQuality::High) {
-                proto::VideoQuality::Low => Layer::Low,
-                proto::VideoQuality::Medium => Layer::Medium,
-                _ => Layer::High,
-            };
+        // As LiveKit: a rendered size, when given, wins over `quality` (which
+        // then reads as its zero value, LOW).
+        let has_size = s.width > 0 || s.height > 0;
+        let quality = proto::VideoQuality::try_from(s.quality).unwrap_or(proto::VideoQuality::High);
+        let max_layer = match quality {
+            _ if has_size => Layer::High,
+            proto::VideoQuality::Low => Layer::Low,
+            proto::VideoQuality::Medium => Layer::Medium,
+            _ => Layer::High,
+        };
         let settings = SubscriptionSettings {
-            disabled: s.disabled || s.quality == proto::VideoQuality::Off as i32,
+            disabled: s.disabled || (!has_size && s.quality == proto::VideoQuality::Off as i32),
             max_layer,
-            size: (s.width > 0 || s.height > 0).then_some((s.width, s.height)),
+            size: has_size.then_some((s.width, s.height)),
         };
         for t in &s.track_sids {
             self.media

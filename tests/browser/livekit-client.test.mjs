@@ -1,0 +1,68 @@
+// livekit-client (npm) in headless Chromium against a real Nodo process.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startNode, startPageServer, launchBrowser, token, poll } from './harness.mjs';
+
+let node, pages, browser;
+
+before(async () => {
+  node = await startNode();
+  pages = await startPageServer();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  pages?.close();
+  await node?.stop();
+});
+
+async function openPage(identity, room, opts) {
+  const ctx = await browser.newContext({ viewport: { width: 1600, height: 1000 } });
+  const page = await ctx.newPage();
+  page.on('console', (m) => { if (process.env.NODO_TEST_ECHO) console.log(`[${identity}]`, m.text()); });
+  await page.goto(pages.url);
+  if (opts.sizes) await page.evaluate((s) => { window.nodo.sizes = s; }, opts.sizes);
+  const t0 = Date.now();
+  const res = await page.evaluate(([u, t, o]) => window.nodo.join(u, t, o), [node.url, await token(identity, room), opts]);
+  return { page, ctx, res, joinMs: Date.now() - t0 };
+}
+
+test('two pages publish camera+mic and each decodes the other', async () => {
+  const a = await openPage('alice', 'browser-room', { publish: true });
+  const b = await openPage('bob', 'browser-room', { publish: true });
+  assert.equal(a.res.state, 'connected');
+  assert.equal(b.res.state, 'connected');
+  assert.ok(a.res.sid.startsWith('PA_'));
+  const t0 = Date.now();
+  for (const [p, other] of [[a, 'bob'], [b, 'alice']]) {
+    const s = await poll(async () => {
+      const st = await p.page.evaluate((id) => window.nodo.videoStats(id), other);
+      return st && st.framesDecoded > 0 && st.playing ? st : null;
+    }, { what: `video from ${other}` });
+    assert.ok(s.framesDecoded > 0);
+    assert.equal(await p.page.evaluate(() => window.nodo.state()), 'connected');
+  }
+  console.log(`# first remote video frames decoded ${Date.now() - t0} ms after both joined (join took ${a.joinMs}/${b.joinMs} ms)`);
+
+  // A third page with adaptive stream: alice small, bob large.
+  const c = await openPage('carol', 'browser-room', {
+    publish: false, adaptiveStream: true, sizes: { alice: [160, 90], bob: [1280, 720] },
+  });
+  assert.equal(c.res.state, 'connected');
+  const small = await poll(async () => {
+    const st = await c.page.evaluate(() => window.nodo.videoStats('alice'));
+    return st && st.framesDecoded > 10 && st.frameWidth > 0 && st.frameWidth <= 320 ? st : null;
+  }, { timeout: 45000, what: 'low layer for the small element' });
+  let lastLarge = null;
+  const large = await poll(async () => {
+    const st = await c.page.evaluate(() => window.nodo.videoStats('bob'));
+    lastLarge = st;
+    return st && st.framesDecoded > 10 && st.frameWidth >= 1280 ? st : null;
+  }, { timeout: 45000, what: 'high layer for the large element' }).catch(async (e) => {
+    const layers = await b.page.evaluate(() => window.nodo.publisherLayers());
+    throw new Error(`${e.message}; large element stats ${JSON.stringify(lastLarge)}; bob publishes ${JSON.stringify(layers)}`);
+  });
+  console.log(`# small element frameWidth=${small.frameWidth}, large element frameWidth=${large.frameWidth}`);
+  for (const p of [a, b, c]) await p.ctx.close();
+});
