@@ -225,7 +225,12 @@ impl MediaRoom {
     }
 
     /// Applies the client's answer to our last subscriber offer.
-    pub fn subscriber_answer(&mut self, sid: &ParticipantSid, sdp: &str) -> Result<(), SfuError> {
+    pub fn subscriber_answer(
+        &mut self,
+        sid: &ParticipantSid,
+        sdp: &str,
+        now: Instant,
+    ) -> Result<(), SfuError> {
         let id = self.peer_id(sid, PeerRole::Subscriber)?;
         let answer =
             SdpAnswer::from_sdp_string(sdp).map_err(|e| SfuError::BadSdp(e.to_string()))?;
@@ -250,7 +255,7 @@ impl MediaRoom {
                 .and_then(|t| t.subscribers.iter().find(|s| s.peer == id))
                 .is_some_and(|s| s.mid == Some(mid) && s.rewriter.is_none());
             if live {
-                self.init_subscription(id, &track);
+                self.init_subscription(id, &track, now);
                 self.events.push_back(SfuEvent::Subscribed {
                     participant: sid.clone(),
                     track,
@@ -709,7 +714,7 @@ impl MediaRoom {
         });
     }
 
-    fn init_subscription(&mut self, peer: PeerId, track: &TrackSid) {
+    fn init_subscription(&mut self, peer: PeerId, track: &TrackSid, now: Instant) {
         let Some(t) = self.tracks.get_mut(track) else {
             return;
         };
@@ -723,7 +728,7 @@ impl MediaRoom {
             s.current = None;
         }
         let layer = if t.simulcast { Some(Layer::High) } else { None };
-        self.request_keyframe(track, layer, KeyframeRequestKind::Pli, Instant::now());
+        self.request_keyframe(track, layer, KeyframeRequestKind::Pli, now);
     }
 
     fn request_keyframe(

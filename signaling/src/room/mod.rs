@@ -193,7 +193,9 @@ impl RoomManager {
         for _ in 0..2 {
             let handle = match self.get(room) {
                 Some(h) => h,
-                None if self.defaults.auto_create || claims.video().room_create => self.get_or_create(room)?,
+                None if self.defaults.auto_create || claims.video().room_create => {
+                    self.get_or_create(room)?
+                }
                 None => return Err(Error::NotFound("requested room does not exist".into())),
             };
             let (reply, rx) = oneshot::channel();

@@ -30,7 +30,7 @@ impl RoomActor {
                 Err(e) => tracing::warn!(%sid, "publisher offer refused: {e}"),
             },
             In::Answer(sd) => {
-                if let Err(e) = self.media.subscriber_answer(sid, &sd.sdp) {
+                if let Err(e) = self.media.subscriber_answer(sid, &sd.sdp, Instant::now()) {
                     tracing::warn!(%sid, "subscriber answer refused: {e}");
                 }
             }

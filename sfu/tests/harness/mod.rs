@@ -1,0 +1,441 @@
+//! An in-memory world for the sans-IO core: client peers are plain str0m
+//! `Rtc`s (frame level), the room is a `MediaRoom`, and packets travel
+//! between them through queues. Time is simulated; no sockets, no threads.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use nodo_sfu::str0m::change::{SdpAnswer, SdpOffer};
+use nodo_sfu::str0m::channel::ChannelId;
+use nodo_sfu::str0m::format::Codec;
+use nodo_sfu::str0m::ice::StunMessage;
+use nodo_sfu::str0m::media::{
+    Direction, Frequency, MediaKind, MediaTime, Mid, Rid, Simulcast, SimulcastLayer,
+};
+use nodo_sfu::str0m::net::{Protocol, Receive, Transmit};
+use nodo_sfu::str0m::{Candidate, Event, Input, Output, Rtc};
+use nodo_sfu::{
+    LayerInfo, LocalCandidates, MediaRoom, ParticipantSid, PeerId, RoomConfig, SfuEvent, TrackKind,
+    TrackSid,
+};
+
+pub const SFU: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 7882);
+
+/// One simulated participant: a publisher and a subscriber connection.
+pub struct Client {
+    pub sid: ParticipantSid,
+    pub publisher: Rtc,
+    pub subscriber: Rtc,
+    pub pub_addr: SocketAddr,
+    pub sub_addr: SocketAddr,
+    pub pub_timeout: Instant,
+    pub sub_timeout: Instant,
+    /// Media frames received on the subscriber connection: (mid, payload).
+    pub received: Vec<(Mid, Vec<u8>)>,
+    /// Data channel messages received on the subscriber connection: (label, bytes).
+    pub data: Vec<(String, Vec<u8>)>,
+    pub sub_channels: HashMap<ChannelId, String>,
+    pub pub_channel: Option<ChannelId>,
+    pub pub_channel_open: bool,
+    /// Publisher: rids (or None) a keyframe was requested for.
+    pub keyframe_requests: Vec<Option<Rid>>,
+    pub sub_offers: Vec<String>,
+    pub audio_mid: Option<Mid>,
+    pub video_mid: Option<Mid>,
+}
+
+pub struct World {
+    pub now: Instant,
+    pub room: MediaRoom,
+    pub clients: Vec<Client>,
+    pub events: Vec<SfuEvent>,
+    ufrags: HashMap<String, PeerId>,
+    addrs: HashMap<SocketAddr, PeerId>,
+    to_clients: Vec<Transmit>,
+    to_room: Vec<Transmit>,
+}
+
+impl World {
+    pub fn new() -> World {
+        let now = Instant::now();
+        let config = RoomConfig {
+            candidates: LocalCandidates {
+                udp: vec![SFU],
+                tcp: vec![],
+            },
+            ..RoomConfig::default()
+        };
+        World {
+            now,
+            room: MediaRoom::new(config, 1, now),
+            clients: Vec::new(),
+            events: Vec::new(),
+            ufrags: HashMap::new(),
+            addrs: HashMap::new(),
+            to_clients: Vec::new(),
+            to_room: Vec::new(),
+        }
+    }
+
+    /// Adds a participant; returns its index.
+    pub fn join(&mut self, name: &str) -> usize {
+        let i = self.clients.len();
+        let sid = ParticipantSid::new(format!("PA_{name}"));
+        self.room
+            .add_participant(sid.clone(), self.now)
+            .expect("join");
+        let ip = Ipv4Addr::new(10, 0, 1, i as u8 + 1);
+        let pub_addr = SocketAddr::new(ip.into(), 5000);
+        let sub_addr = SocketAddr::new(ip.into(), 6000);
+        let mut publisher = Rtc::new(self.now);
+        publisher.add_local_candidate(Candidate::host(pub_addr, "udp").expect("candidate"));
+        let mut subscriber = Rtc::new(self.now);
+        subscriber.add_local_candidate(Candidate::host(sub_addr, "udp").expect("candidate"));
+        self.clients.push(Client {
+            sid,
+            publisher,
+            subscriber,
+            pub_addr,
+            sub_addr,
+            pub_timeout: self.now,
+            sub_timeout: self.now,
+            received: Vec::new(),
+            data: Vec::new(),
+            sub_channels: HashMap::new(),
+            pub_channel: None,
+            pub_channel_open: false,
+            keyframe_requests: Vec::new(),
+            sub_offers: Vec::new(),
+            audio_mid: None,
+            video_mid: None,
+        });
+        i
+    }
+
+    /// Announces and negotiates an Opus track and a VP8 track (simulcast q/h/f
+    /// when `simulcast`), plus a `_reliable` data channel.
+    pub fn publish(&mut self, i: usize, simulcast: bool) -> (TrackSid, TrackSid) {
+        let sid = self.clients[i].sid.clone();
+        let audio = TrackSid::new(format!("TR_audio_{i}"));
+        let video = TrackSid::new(format!("TR_video_{i}"));
+        self.room
+            .expect_track(
+                &sid,
+                audio.clone(),
+                format!("cid-audio-{i}"),
+                TrackKind::Audio,
+                vec![],
+            )
+            .expect("expect audio");
+        let layers = if simulcast {
+            vec![
+                LayerInfo {
+                    layer: nodo_sfu::Layer::Low,
+                    width: 320,
+                    height: 180,
+                },
+                LayerInfo {
+                    layer: nodo_sfu::Layer::Medium,
+                    width: 640,
+                    height: 360,
+                },
+                LayerInfo {
+                    layer: nodo_sfu::Layer::High,
+                    width: 1280,
+                    height: 720,
+                },
+            ]
+        } else {
+            vec![]
+        };
+        self.room
+            .expect_track(
+                &sid,
+                video.clone(),
+                format!("cid-video-{i}"),
+                TrackKind::Video,
+                layers,
+            )
+            .expect("expect video");
+        let c = &mut self.clients[i];
+        let mut api = c.publisher.sdp_api();
+        let a = api.add_media(
+            MediaKind::Audio,
+            Direction::SendOnly,
+            Some("s".into()),
+            Some(format!("cid-audio-{i}")),
+            None,
+        );
+        let sim = simulcast.then(|| {
+            let mut s = Simulcast::new();
+            for rid in ["q", "h", "f"] {
+                s.add_send_layer(SimulcastLayer::new(rid));
+            }
+            s
+        });
+        let v = api.add_media(
+            MediaKind::Video,
+            Direction::SendOnly,
+            Some("s".into()),
+            Some(format!("cid-video-{i}")),
+            sim,
+        );
+        let ch = api.add_channel("_reliable".into());
+        let (offer, pending) = api.apply().expect("offer");
+        c.audio_mid = Some(a);
+        c.video_mid = Some(v);
+        c.pub_channel = Some(ch);
+        let answer = self
+            .room
+            .publisher_offer(&sid, &offer.to_sdp_string())
+            .expect("answer");
+        let answer = SdpAnswer::from_sdp_string(&answer).expect("parse answer");
+        self.clients[i]
+            .publisher
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .expect("accept answer");
+        (audio, video)
+    }
+
+    /// Runs the world for `d` of simulated time, publishing media from every
+    /// publishing client: 20 ms Opus frames and ~30 fps VP8 frames per layer.
+    pub fn run(&mut self, d: Duration) {
+        let end = self.now + d;
+        let mut next_audio = self.now;
+        let mut next_video = self.now;
+        let mut frame: u64 = 0;
+        while self.now < end {
+            if self.now >= next_audio {
+                self.write_audio(frame);
+                next_audio += Duration::from_millis(20);
+            }
+            if self.now >= next_video {
+                self.write_video(frame);
+                frame += 1;
+                next_video += Duration::from_millis(33);
+            }
+            self.step();
+            self.now += Duration::from_millis(1);
+        }
+    }
+
+    fn write_audio(&mut self, frame: u64) {
+        let now = self.now;
+        for c in &mut self.clients {
+            let Some(mid) = c.audio_mid else { continue };
+            let Some(pt) = c
+                .publisher
+                .codec_config()
+                .params()
+                .iter()
+                .find(|p| p.spec().codec == Codec::Opus)
+                .map(|p| p.pt())
+            else {
+                continue;
+            };
+            if let Some(w) = c.publisher.writer(mid) {
+                let t = MediaTime::new(frame * 960, Frequency::FORTY_EIGHT_KHZ);
+                let _ = w.write(pt, now, t, vec![0xfc, frame as u8, 1, 2, 3]);
+            }
+        }
+    }
+
+    fn write_video(&mut self, frame: u64) {
+        let now = self.now;
+        for c in &mut self.clients {
+            let Some(mid) = c.video_mid else { continue };
+            let Some(pt) = c
+                .publisher
+                .codec_config()
+                .params()
+                .iter()
+                .find(|p| p.spec().codec == Codec::Vp8)
+                .map(|p| p.pt())
+            else {
+                continue;
+            };
+            let rids: Vec<Option<Rid>> = match c.publisher.media(mid).map(|m| m.rids_tx()) {
+                Some(nodo_sfu::str0m::media::Rids::Specific(v)) if !v.is_empty() => {
+                    v.iter().copied().map(Some).collect()
+                }
+                _ => vec![None],
+            };
+            let requested: Vec<Option<Rid>> = std::mem::take(&mut c.keyframe_requests);
+            for (layer, rid) in rids.iter().enumerate() {
+                // VP8 frame tag: bit 0 clear on key frames. Every 3 s, or on request.
+                let key = frame % 90 == 0 || requested.iter().any(|r| r.is_none() || r == rid);
+                let mut payload = vec![if key { 0x10 } else { 0x11 }, layer as u8, frame as u8];
+                payload.resize(200 + 300 * layer, 0xaa);
+                if let Some(w) = c.publisher.writer(mid) {
+                    let w = match rid {
+                        Some(r) => w.rid(*r),
+                        None => w,
+                    };
+                    let t = MediaTime::new(frame * 3000, Frequency::NINETY_KHZ);
+                    let _ = w.write(pt, now, t, payload);
+                }
+            }
+        }
+    }
+
+    /// One round: feed timeouts, move every queued packet, handle events.
+    pub fn step(&mut self) {
+        let now = self.now;
+        for ci in 0..self.clients.len() {
+            self.poll_client(ci, now);
+        }
+        if self.room.poll_timeout() <= now {
+            self.room.handle_timeout(now);
+        }
+        loop {
+            let mut moved = false;
+            while let Some(t) = self.room.poll_transmit() {
+                self.to_clients.push(t);
+            }
+            while let Some(ev) = self.room.poll_event() {
+                self.on_room_event(ev);
+                moved = true;
+            }
+            for t in std::mem::take(&mut self.to_clients) {
+                moved = true;
+                for c in &mut self.clients {
+                    let rtc = if t.destination == c.pub_addr {
+                        &mut c.publisher
+                    } else if t.destination == c.sub_addr {
+                        &mut c.subscriber
+                    } else {
+                        continue;
+                    };
+                    let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents)
+                        .expect("parse");
+                    let _ = rtc.handle_input(Input::Receive(now, r));
+                }
+            }
+            for t in std::mem::take(&mut self.to_room) {
+                moved = true;
+                let Some(peer) = self.route(&t) else { continue };
+                let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents)
+                    .expect("parse");
+                self.room.handle_receive(now, peer, r);
+            }
+            for ci in 0..self.clients.len() {
+                moved |= self.poll_client(ci, now);
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    fn route(&mut self, t: &Transmit) -> Option<PeerId> {
+        if let Ok(msg) = StunMessage::parse(&t.contents) {
+            if let Some((local, _)) = msg.split_username() {
+                let peer = *self.ufrags.get(local)?;
+                self.addrs.insert(t.source, peer);
+                return Some(peer);
+            }
+        }
+        self.addrs.get(&t.source).copied()
+    }
+
+    fn on_room_event(&mut self, ev: SfuEvent) {
+        match &ev {
+            SfuEvent::Ufrag { peer, ufrag } => {
+                self.ufrags.insert(ufrag.clone(), *peer);
+            }
+            SfuEvent::SubscriberOffer { participant, sdp } => {
+                let ci = self
+                    .clients
+                    .iter()
+                    .position(|c| &c.sid == participant)
+                    .expect("client");
+                let offer = SdpOffer::from_sdp_string(sdp).expect("offer parses");
+                let answer = self.clients[ci]
+                    .subscriber
+                    .sdp_api()
+                    .accept_offer(offer)
+                    .expect("accept offer");
+                self.clients[ci].sub_offers.push(sdp.clone());
+                let sid = self.clients[ci].sid.clone();
+                self.room
+                    .subscriber_answer(&sid, &answer.to_sdp_string(), self.now)
+                    .expect("answer accepted");
+            }
+            _ => {}
+        }
+        self.events.push(ev);
+    }
+
+    /// Drains one client's two connections; true when anything happened.
+    fn poll_client(&mut self, ci: usize, now: Instant) -> bool {
+        let mut any = false;
+        let c = &mut self.clients[ci];
+        for publisher in [true, false] {
+            let (rtc, timeout) = if publisher {
+                (&mut c.publisher, &mut c.pub_timeout)
+            } else {
+                (&mut c.subscriber, &mut c.sub_timeout)
+            };
+            if *timeout <= now {
+                let _ = rtc.handle_input(Input::Timeout(now));
+            }
+            loop {
+                match rtc.poll_output().expect("client rtc") {
+                    Output::Timeout(t) => {
+                        *timeout = t;
+                        break;
+                    }
+                    Output::Transmit(t) => {
+                        any = true;
+                        self.to_room.push(t);
+                    }
+                    Output::Event(e) => {
+                        any = true;
+                        match e {
+                            Event::MediaData(d) if !publisher => {
+                                c.received.push((d.mid, d.data.to_vec()))
+                            }
+                            Event::KeyframeRequest(k) if publisher => {
+                                c.keyframe_requests.push(k.rid)
+                            }
+                            Event::ChannelOpen(id, label) => {
+                                if publisher {
+                                    c.pub_channel_open = true;
+                                } else {
+                                    c.sub_channels.insert(id, label);
+                                }
+                            }
+                            Event::ChannelData(d) if !publisher => {
+                                let label = c.sub_channels.get(&d.id).cloned().unwrap_or_default();
+                                c.data.push((label, d.data));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+        any
+    }
+
+    /// Video frames (layer byte, frame byte) client `i` received on `mid`.
+    pub fn video_frames(&self, i: usize) -> Vec<(u8, u8)> {
+        self.clients[i]
+            .received
+            .iter()
+            .filter(|(_, d)| d.len() >= 200 && (d[0] == 0x10 || d[0] == 0x11))
+            .map(|(_, d)| (d[1], d[2]))
+            .collect()
+    }
+
+    /// Audio frames client `i` received.
+    pub fn audio_frames(&self, i: usize) -> usize {
+        self.clients[i]
+            .received
+            .iter()
+            .filter(|(_, d)| d.first() == Some(&0xfc))
+            .count()
+    }
+}
