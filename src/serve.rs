@@ -138,7 +138,7 @@ fn net_config(c: &Config) -> NetConfig {
             (vec![(SocketAddr::new(bind, udp_port), bind)], vec![bind])
         };
     NetConfig {
-        udp,
+        udp: if c.rtc.udp_enabled { udp } else { Vec::new() },
         tcp: c
             .rtc
             .tcp_enabled
@@ -165,7 +165,11 @@ pub async fn run(
     tracing::info!(
         "nodo listening http={} rtc_udp={} rtc_tcp={}",
         http_addr,
-        udp.join(","),
+        if udp.is_empty() {
+            "off".to_string()
+        } else {
+            udp.join(",")
+        },
         if tcp.is_empty() {
             "off".to_string()
         } else {

@@ -5,6 +5,7 @@
 //! [`net`] module is the thin driver that owns the UDP and ICE-TCP sockets
 //! and routes datagrams to rooms by ICE ufrag and remote address.
 
+mod dd;
 mod error;
 mod ids;
 mod keyframe;
@@ -12,6 +13,7 @@ pub mod net;
 mod peer;
 mod rewrite;
 mod room;
+mod sdp_order;
 mod track;
 
 pub use error::SfuError;

@@ -72,6 +72,7 @@ impl Peer {
             .enable_h264(true)
             .enable_vp9(true)
             .enable_av1(true)
+            .set_extension(crate::dd::ID, crate::dd::extension())
             .set_stats_interval(Some(Duration::from_secs(1)));
         if role == PeerRole::Subscriber {
             config = config.enable_bwe(Some(Bitrate::kbps(1_500)));

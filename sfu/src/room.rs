@@ -221,7 +221,17 @@ impl MediaRoom {
             self.events.push_back(SfuEvent::Ufrag { peer: id, ufrag });
         }
         self.mark_dirty(id);
-        Ok(answer.to_sdp_string())
+        let preferred: HashMap<String, String> = self
+            .tracks
+            .values()
+            .filter(|t| &t.owner == sid)
+            .filter_map(|t| Some((t.cid.clone(), t.codec.clone()?)))
+            .collect();
+        Ok(crate::sdp_order::follow_offer_order(
+            sdp,
+            &answer.to_sdp_string(),
+            &preferred,
+        ))
     }
 
     /// Applies the client's answer to our last subscriber offer.
@@ -303,6 +313,7 @@ impl MediaRoom {
         cid: String,
         kind: TrackKind,
         layers: Vec<LayerInfo>,
+        codec: Option<String>,
     ) -> Result<(), SfuError> {
         if !self.participants.contains_key(owner) {
             return Err(SfuError::UnknownParticipant(owner.clone()));
@@ -326,6 +337,7 @@ impl MediaRoom {
                 audio_packets: 0,
                 audio_level_sum: 0.0,
                 codecs: HashMap::new(),
+                codec,
                 muted: false,
             },
         );
@@ -622,7 +634,11 @@ impl MediaRoom {
                     .push_back(SfuEvent::Disconnected { participant, role });
             }
             Event::MediaAdded(m) if role == PeerRole::Publisher => {
-                self.publisher_media_added(id, m.mid, m.kind);
+                let simulcast = m
+                    .simulcast
+                    .as_ref()
+                    .is_some_and(|s| s.recv.len() > 1 || s.send.len() > 1);
+                self.publisher_media_added(id, m.mid, m.kind, simulcast);
             }
             Event::RtpPacket(pkt) if role == PeerRole::Publisher => {
                 self.forward(id, pkt, now);
@@ -669,7 +685,7 @@ impl MediaRoom {
         }
     }
 
-    fn publisher_media_added(&mut self, id: PeerId, mid: Mid, kind: MediaKind) {
+    fn publisher_media_added(&mut self, id: PeerId, mid: Mid, kind: MediaKind, simulcast: bool) {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
@@ -705,6 +721,9 @@ impl MediaRoom {
             return;
         };
         track.source = Some((id, mid));
+        // Simulcast is what the SDP negotiated (rids), not what add_track listed:
+        // SVC codecs announce several layers in one stream.
+        track.simulcast = simulcast;
         track.codecs = codecs;
         let sid = track.sid.clone();
         self.track_by_mid.insert((id, mid), sid.clone());

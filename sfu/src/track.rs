@@ -65,6 +65,8 @@ pub(crate) struct Track {
     pub audio_level_sum: f32,
     /// Publisher payload type -> codec, learned from the publisher's negotiation.
     pub codecs: HashMap<Pt, PayloadParams>,
+    /// Codec name the publisher asked to send (`vp9`, `av1`…), first in our answer.
+    pub codec: Option<String>,
     pub muted: bool,
 }
 

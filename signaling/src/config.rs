@@ -43,6 +43,8 @@ pub struct RtcConfig {
     pub tcp_port: u16,
     /// Whether to offer ICE-TCP candidates at all.
     pub tcp_enabled: bool,
+    /// Whether to offer UDP candidates. Turn off only to force ICE-TCP.
+    pub udp_enabled: bool,
     /// IPs advertised as ICE candidates (public IPs behind 1:1 NAT). Empty: the
     /// bind address, or the host's outbound and loopback addresses when binding all.
     pub node_ip: Vec<IpAddr>,
@@ -96,6 +98,7 @@ impl Default for RtcConfig {
             udp_port: 7882,
             tcp_port: 7881,
             tcp_enabled: true,
+            udp_enabled: true,
             node_ip: Vec::new(),
         }
     }
@@ -153,6 +156,9 @@ impl Config {
                 .any(|p| self.server.public_url.starts_with(p))
         {
             problems.push("server.public_url must start with http(s):// or ws(s)://".into());
+        }
+        if !self.rtc.udp_enabled && !self.rtc.tcp_enabled {
+            problems.push("rtc: at least one of udp_enabled and tcp_enabled must be true".into());
         }
         if problems.is_empty() {
             Ok(())

@@ -139,3 +139,24 @@ async def test_validate_endpoint_semantics(node):
             assert "requested room does not exist" not in await r.text()
         async with s.get(f"{node.http_url}/rtc", params={"access_token": token("a", "r")}) as r:
             assert r.status == 404  # not a WebSocket request
+
+
+async def test_media_over_ice_tcp_only(tmp_path):
+    """With UDP candidates off, the SDK must reach the node over ICE-TCP (RFC 4571)."""
+    from conftest import start_node
+
+    node = start_node(tmp_path, env={"NODO_RTC__UDP_ENABLED": "false"})
+    try:
+        a = await connect(node, "alice", "tcp")
+        tone = Tone()
+        tone.start()
+        await a.local_participant.publish_track(tone.track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
+        b = await connect(node, "bob", "tcp")
+        audio = await remote_track(b, "alice", rtc.TrackKind.KIND_AUDIO)
+        af = await first_frames(audio, rtc.TrackKind.KIND_AUDIO, count=20)
+        assert max(abs(s) for s in af.data) > 1000
+        tone.stop()
+        await a.disconnect()
+        await b.disconnect()
+    finally:
+        node.stop()

@@ -126,6 +126,7 @@ impl World {
                 format!("cid-audio-{i}"),
                 TrackKind::Audio,
                 vec![],
+                None,
             )
             .expect("expect audio");
         let layers = if simulcast {
@@ -156,6 +157,7 @@ impl World {
                 format!("cid-video-{i}"),
                 TrackKind::Video,
                 layers,
+                Some("vp8".to_string()),
             )
             .expect("expect video");
         let c = &mut self.clients[i];

@@ -18,15 +18,18 @@ impl RoomActor {
     pub(crate) fn on_signal(&mut self, sid: &ParticipantSid, msg: In) {
         match msg {
             In::Offer(sd) => match self.media.publisher_offer(sid, &sd.sdp) {
-                Ok(answer) => self.send_to(
-                    sid,
-                    Out::Answer(proto::SessionDescription {
-                        r#type: "answer".into(),
-                        sdp: answer,
-                        id: sd.id,
-                        mid_to_track_id: HashMap::new(),
-                    }),
-                ),
+                Ok(answer) => {
+                    tracing::trace!(%sid, offer = %sd.sdp, %answer, "publisher negotiation");
+                    self.send_to(
+                        sid,
+                        Out::Answer(proto::SessionDescription {
+                            r#type: "answer".into(),
+                            sdp: answer,
+                            id: sd.id,
+                            mid_to_track_id: HashMap::new(),
+                        }),
+                    )
+                }
                 Err(e) => tracing::warn!(%sid, "publisher offer refused: {e}"),
             },
             In::Answer(sd) => {
@@ -139,6 +142,7 @@ impl RoomActor {
                 }
             })
             .unwrap_or_default();
+        let codec = mime.split('/').nth(1).map(str::to_ascii_lowercase);
         let info = proto::TrackInfo {
             sid: track_sid.to_string(),
             r#type: req.r#type,
@@ -161,7 +165,7 @@ impl RoomActor {
         };
         if let Err(e) =
             self.media
-                .expect_track(sid, track_sid.clone(), req.cid.clone(), kind, layers)
+                .expect_track(sid, track_sid.clone(), req.cid.clone(), kind, layers, codec)
         {
             tracing::warn!(%sid, "add_track: {e}");
             return;
