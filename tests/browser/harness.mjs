@@ -38,6 +38,7 @@ export async function startNode(extraArgs = [], env = {}) {
   });
   const http = await started;
   return {
+    pid: proc.pid,
     url: `ws://${http}`,
     httpUrl: `http://${http}`,
     lines,
