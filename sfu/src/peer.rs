@@ -28,6 +28,10 @@ pub(crate) struct Peer {
     pub role: PeerRole,
     pub rtc: Rtc,
     pub next_timeout: Instant,
+    /// Earliest timer entry queued for this peer in the room's heap.
+    pub scheduled: Option<Instant>,
+    /// Queued in the room's dirty list.
+    pub dirty: bool,
     /// Subscriber: the offer we sent and wait an answer for.
     pub pending_offer: Option<SdpPendingOffer>,
     /// Subscriber: m-lines to stop at the next negotiation.
@@ -105,6 +109,8 @@ impl Peer {
             role,
             rtc,
             next_timeout: now,
+            scheduled: None,
+            dirty: false,
             pending_offer: None,
             stop_mids: Vec::new(),
             needs_offer: false,

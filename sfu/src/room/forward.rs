@@ -59,7 +59,10 @@ impl MediaRoom {
         if let Some(p) = self.peers.get_mut(&pub_id) {
             if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(mid, rid) {
                 rx.request_keyframe(kind);
-                self.dirty.push(pub_id);
+                if !p.dirty {
+                    p.dirty = true;
+                    self.dirty.push(pub_id);
+                }
             }
         }
     }
@@ -181,7 +184,8 @@ impl MediaRoom {
                 .ext_vals(ext.clone())
                 .nackable(is_video),
             );
-            if !self.dirty.contains(&sub.peer) {
+            if !sub_peer.dirty {
+                sub_peer.dirty = true;
                 self.dirty.push(sub.peer);
             }
         }

@@ -2,7 +2,8 @@
 //! forwarding between them. Time and network input come in as arguments;
 //! packets to send and events for signaling come out of `poll_*`.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer};
@@ -107,7 +108,12 @@ pub struct MediaRoom {
     track_by_mid: HashMap<(PeerId, Mid), TrackSid>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<SfuEvent>,
+    /// Peers with output to drain (each also flagged `Peer::dirty`, so marking is O(1)).
     dirty: Vec<PeerId>,
+    /// Peer timers, earliest first; an entry is current while it equals `Peer::scheduled`.
+    timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
+    /// Some subscriber connection has changes waiting for an offer.
+    negotiation_due: bool,
     next_peer: u64,
     speakers: HashSet<ParticipantSid>,
     next_speaker_tick: Instant,
@@ -132,6 +138,8 @@ impl MediaRoom {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             dirty: Vec::new(),
+            timers: BinaryHeap::new(),
+            negotiation_due: false,
             next_peer: peer_id_base,
             speakers: HashSet::new(),
         }
@@ -155,7 +163,10 @@ impl MediaRoom {
             self.events.push_back(SfuEvent::Ufrag { peer: id, ufrag });
             if role == PeerRole::Subscriber {
                 peer.needs_offer = true;
+                self.negotiation_due = true;
             }
+            peer.scheduled = Some(now);
+            self.timers.push(Reverse((now, id)));
             self.peers.insert(id, peer);
             ids[i] = id;
         }
@@ -252,6 +263,10 @@ impl MediaRoom {
             .sdp_api()
             .accept_answer(pending, answer)
             .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        if peer.needs_offer {
+            // Changes that arrived while this offer was out.
+            self.negotiation_due = true;
+        }
         // Subscriptions whose m-line is now live.
         let mids: Vec<(Mid, TrackSid)> = peer
             .mid_to_track
@@ -300,6 +315,7 @@ impl MediaRoom {
         peer.pending_offer = None;
         peer.needs_offer = true;
         peer.ice_restart = true;
+        self.negotiation_due = true;
         Ok(())
     }
 
@@ -399,6 +415,7 @@ impl MediaRoom {
         });
         if let Some(p) = self.peers.get_mut(&peer) {
             p.needs_offer = true;
+            self.negotiation_due = true;
         }
         Ok(())
     }
@@ -478,18 +495,26 @@ impl MediaRoom {
 
     /// Advances time: peers whose timers expired, periodic speaker/quality/layer work.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<PeerId> = self
-            .peers
-            .values()
-            .filter(|p| p.next_timeout <= now)
-            .map(|p| p.id)
-            .collect();
-        for id in due {
-            if let Some(p) = self.peers.get_mut(&id) {
+        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(p) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            if p.scheduled != Some(at) {
+                continue; // superseded by an earlier entry
+            }
+            p.scheduled = None;
+            if p.next_timeout <= now {
                 if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
                     tracing::debug!(peer = ?id, "timeout rejected: {e}");
                 }
-                self.dirty.push(id);
+                self.mark_dirty(id);
+            } else {
+                let next = p.next_timeout;
+                self.schedule(id, next);
             }
         }
         if now >= self.next_layer_tick {
@@ -508,14 +533,14 @@ impl MediaRoom {
 
     /// When `handle_timeout` should next be called.
     pub fn poll_timeout(&self) -> Instant {
-        let mut t = self
+        let t = self
             .next_speaker_tick
             .min(self.next_quality_tick)
             .min(self.next_layer_tick);
-        for p in self.peers.values() {
-            t = t.min(p.next_timeout);
+        match self.timers.peek() {
+            Some(Reverse((at, _))) => t.min(*at),
+            None => t,
         }
-        t
     }
 
     /// Next packet to put on the wire.
@@ -525,7 +550,7 @@ impl MediaRoom {
 
     /// Next event for signaling. Negotiates pending subscriber changes first.
     pub fn poll_event(&mut self) -> Option<SfuEvent> {
-        if self.events.is_empty() {
+        if self.events.is_empty() && self.negotiation_due {
             self.negotiate_all();
         }
         self.events.pop_front()
@@ -558,8 +583,21 @@ impl MediaRoom {
     }
 
     fn mark_dirty(&mut self, id: PeerId) {
-        if !self.dirty.contains(&id) {
-            self.dirty.push(id);
+        if let Some(p) = self.peers.get_mut(&id) {
+            if !p.dirty {
+                p.dirty = true;
+                self.dirty.push(id);
+            }
+        }
+    }
+
+    /// Makes sure a timer entry exists at or before `at` for the peer.
+    fn schedule(&mut self, id: PeerId, at: Instant) {
+        if let Some(p) = self.peers.get_mut(&id) {
+            if p.scheduled.is_none_or(|s| at < s) {
+                p.scheduled = Some(at);
+                self.timers.push(Reverse((at, id)));
+            }
         }
     }
 
@@ -570,12 +608,16 @@ impl MediaRoom {
                 p.stop_mids.push(mid);
             }
             p.needs_offer = true;
+            self.negotiation_due = true;
         }
     }
 
     /// Drains every dirty peer until none has output left.
     fn drive(&mut self, now: Instant) {
         while let Some(id) = self.dirty.pop() {
+            if let Some(p) = self.peers.get_mut(&id) {
+                p.dirty = false;
+            }
             self.drain(id, now);
         }
     }
@@ -607,6 +649,7 @@ impl MediaRoom {
             match out {
                 Output::Timeout(t) => {
                     peer.next_timeout = t;
+                    self.schedule(id, t);
                     return;
                 }
                 Output::Transmit(t) => self.transmits.push_back(t),

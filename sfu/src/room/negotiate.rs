@@ -9,6 +9,7 @@ use crate::ids::{PeerId, PeerRole, TrackKind};
 impl MediaRoom {
     /// Creates offers for subscriber connections with pending changes.
     pub(super) fn negotiate_all(&mut self) {
+        self.negotiation_due = false;
         let ids: Vec<PeerId> = self
             .peers
             .values()
@@ -113,6 +114,6 @@ impl MediaRoom {
                 s.mid = Some(mid);
             }
         }
-        self.dirty.push(id);
+        self.mark_dirty(id);
     }
 }
