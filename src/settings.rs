@@ -17,6 +17,8 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<Config, Str
     if let Some(path) = file {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        // Parsing into the typed config first gives errors that name the key and line.
+        toml::from_str::<Config>(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         let file_value: Value =
             toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         merge(&mut value, file_value);

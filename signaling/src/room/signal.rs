@@ -91,13 +91,13 @@ impl RoomActor {
         };
         if let Err(why) = p.may_publish(req.source) {
             tracing::info!(%sid, "add_track refused: {why}");
-            // LiveKit answers a refused publish with a request_response error
-            // on newer protocols; older clients time out.
+            // Newer clients match the refusal to their pending publish by
+            // the echoed request (cid); older ones time out waiting.
             p.send(Out::RequestResponse(proto::RequestResponse {
                 request_id: 0,
                 reason: proto::request_response::Reason::NotAllowed as i32,
                 message: why,
-                request: None,
+                request: Some(proto::request_response::Request::AddTrack(req)),
             }));
             return;
         }
