@@ -7,7 +7,7 @@
 // Run after `cargo build --release` and `scripts/setup-test-deps`:
 //   node bench/sfu-load.mjs [--seconds 30]
 import { readFileSync } from 'node:fs';
-import { startNode, startPageServer, launchBrowser, token, poll } from '../tests/browser/harness.mjs';
+import { startNode, startPageServer, launchBrowser, token, poll } from '../tests/js/harness.mjs';
 
 const seconds = Number(process.argv[process.argv.indexOf('--seconds') + 1]) || 30;
 const TICK = 100; // clock ticks per second (Linux USER_HZ)

@@ -179,7 +179,10 @@ pub async fn run(
     if config.dev {
         tracing::warn!("development mode: API key devkey / secret secret");
     }
-    let state = AppState::new(config, net.clone());
+    let store = nodo_signaling::store::Store::open(std::path::Path::new(&config.data.dir))
+        .await
+        .map_err(|e| format!("cannot open the store in {}: {e}", config.data.dir))?;
+    let state = AppState::new(config, net.clone(), store);
     let rooms = state.rooms.clone();
     let app = nodo_signaling::router(state);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

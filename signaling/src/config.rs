@@ -18,7 +18,43 @@ pub struct Config {
     pub keys: BTreeMap<String, String>,
     pub room: RoomDefaults,
     pub data: DataConfig,
+    pub chat: ChatConfig,
     pub log: LogConfig,
+}
+
+/// The chat socket, accounts and message limits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    /// Origins allowed to open the chat socket and call the API from a browser.
+    /// Empty: any origin in `--dev`, same-origin only otherwise. `["*"]`: any.
+    pub cors_origins: Vec<String>,
+    /// Largest message (serialized payload) accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// Largest attachment accepted, in bytes.
+    pub max_attachment_bytes: usize,
+    /// Messages per second a user may send, sustained.
+    pub rate_per_sec: f64,
+    /// Messages a user may send in a burst above the sustained rate.
+    pub rate_burst: u32,
+    /// Hours a session token from register/login stays valid.
+    pub session_ttl_hours: u64,
+    /// Milliseconds a typing indicator lasts without a refresh.
+    pub typing_timeout_ms: u64,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            cors_origins: Vec::new(),
+            max_message_bytes: 16 * 1024,
+            max_attachment_bytes: 10 * 1024 * 1024,
+            rate_per_sec: 10.0,
+            rate_burst: 20,
+            session_ttl_hours: 24,
+            typing_timeout_ms: 5000,
+        }
+    }
 }
 
 /// HTTP and WebSocket listener.
@@ -159,6 +195,9 @@ impl Config {
         }
         if !self.rtc.udp_enabled && !self.rtc.tcp_enabled {
             problems.push("rtc: at least one of udp_enabled and tcp_enabled must be true".into());
+        }
+        if self.chat.rate_per_sec <= 0.0 || self.chat.rate_burst == 0 {
+            problems.push("chat: rate_per_sec and rate_burst must be positive".into());
         }
         if problems.is_empty() {
             Ok(())

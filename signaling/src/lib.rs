@@ -1,20 +1,26 @@
 //! nodo-signaling: every non-media surface of Nodo. This stage has LiveKit
 //! client signaling (`/rtc`), access tokens, health and metrics.
 
+mod api;
 pub mod auth;
+pub mod chat;
 pub mod config;
 pub mod error;
 pub mod ids;
 pub mod room;
 mod rtc;
+pub mod store;
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use nodo_sfu::net::Net;
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::SocketIo;
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 
 pub use config::Config;
 pub use room::RoomManager;
@@ -30,24 +36,60 @@ pub struct AppState {
     pub keys: auth::KeyStore,
     pub rooms: Arc<RoomManager>,
     pub net: Arc<Net>,
+    pub chat: Arc<chat::Chat>,
+    /// The Socket.IO server handle, to emit from anywhere.
+    pub io: SocketIo,
+    socket_layer: SocketIoLayer,
 }
 
 impl AppState {
-    pub fn new(config: Config, net: Arc<Net>) -> Arc<AppState> {
+    pub fn new(config: Config, net: Arc<Net>, store: store::Store) -> Arc<AppState> {
         let keys = auth::KeyStore::new(config.keys.clone());
         let rooms = RoomManager::new(net.clone(), config.room.clone());
+        let chat = chat::Chat::new(store, keys.clone(), config.chat.clone());
+        let (socket_layer, io) = SocketIo::builder()
+            .with_state(chat.clone())
+            .max_payload(config.chat.max_message_bytes as u64 * 4 + 4096)
+            .build_layer();
+        chat::attach(&io);
         Arc::new(AppState {
             config,
             keys,
             rooms,
             net,
+            chat,
+            io,
+            socket_layer,
         })
     }
 }
 
+/// CORS: LiveKit's `/rtc` paths answer any origin (as LiveKit does); the chat
+/// socket and the API answer the configured origins (any in dev mode).
+fn cors(config: &Config) -> CorsLayer {
+    let any = config.chat.cors_origins.iter().any(|o| o == "*")
+        || (config.dev && config.chat.cors_origins.is_empty());
+    let allowed: Vec<HeaderValue> = config
+        .chat
+        .cors_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(move |origin, parts| {
+            any || parts.uri.path().starts_with("/rtc") || allowed.iter().any(|a| a == origin)
+        }))
+        .allow_methods(AllowMethods::mirror_request())
+        .allow_headers(AllowHeaders::mirror_request())
+        .max_age(std::time::Duration::from_secs(86_400))
+}
+
 /// Every HTTP route of the node.
 pub fn router(state: Arc<AppState>) -> Router {
+    let cors = cors(&state.config);
+    let socket = state.socket_layer.clone();
     Router::new()
+        .merge(api::routes(&state.config))
         .route("/rtc", get(rtc::connect))
         .route("/rtc/validate", get(rtc::validate))
         .route("/rtc/v1", get(rtc::v1_not_found))
@@ -55,7 +97,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
         .route("/metrics", get(metrics))
-        .layer(tower_http::cors::CorsLayer::permissive())
+        .layer(socket)
+        .layer(cors)
         .with_state(state)
 }
 

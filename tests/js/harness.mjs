@@ -12,15 +12,15 @@ import { AccessToken } from 'livekit-server-sdk';
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
 
-export async function startNode(extraArgs = [], env = {}) {
+export async function startNode(extraArgs = [], env = {}, dataDir = mkdtempSync(join(tmpdir(), 'nodo-test-'))) {
   const bin = process.env.NODO_BIN || join(root, 'target', 'release', 'nodo');
   if (!existsSync(bin)) throw new Error(`${bin} not found: run cargo build --release`);
-  const dataDir = mkdtempSync(join(tmpdir(), 'nodo-browser-'));
   const proc = spawn(bin, ['serve', '--dev', '--http-port', '0', '--rtc-udp-port', '0',
     '--rtc-tcp-port', '0', '--data-dir', dataDir, ...extraArgs], {
     env: { ...process.env, RUST_LOG: process.env.NODO_TEST_LOG || 'info', NO_COLOR: '1', ...env },
   });
   const lines = [];
+  let exited = false;
   const started = new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('nodo did not start:\n' + lines.join(''))), 30000);
     const onData = (buf) => {
@@ -35,15 +35,21 @@ export async function startNode(extraArgs = [], env = {}) {
     proc.stdout.on('data', onData);
     proc.stderr.on('data', onData);
     proc.on('exit', (code) => reject(new Error(`nodo exited ${code}:\n` + lines.join(''))));
+    proc.on('exit', () => { exited = true; });
   });
   const http = await started;
   return {
     pid: proc.pid,
+    dataDir,
+    kill() {
+      proc.kill('SIGKILL');
+      return new Promise((r) => (proc.exitCode !== null || proc.signalCode !== null ? r() : proc.on('exit', r)));
+    },
     url: `ws://${http}`,
     httpUrl: `http://${http}`,
     lines,
     async stop() {
-      if (proc.exitCode !== null) return proc.exitCode;
+      if (exited || proc.exitCode !== null) return proc.exitCode;
       proc.kill('SIGTERM');
       return await new Promise((r) => proc.on('exit', r));
     },

@@ -1,0 +1,115 @@
+//! The app REST API (JSON, camelCase): accounts, users, chats, history,
+//! attachments, search. Errors are `{error, message}` with an HTTP status.
+
+mod accounts;
+mod chats;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts, OptionalFromRequestParts, Query};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::routing::{delete, get, post};
+use axum::Router;
+
+use crate::auth::bearer;
+use crate::error::Error;
+use crate::store::User;
+use crate::AppState;
+
+pub fn routes(config: &crate::Config) -> Router<Arc<AppState>> {
+    // Uploads may be as large as an attachment; the multipart framing needs some room too.
+    let upload_limit =
+        DefaultBodyLimit::max(config.chat.max_attachment_bytes.saturating_mul(2) + 64 * 1024);
+    Router::new()
+        .route("/api/auth/register", post(accounts::register))
+        .route("/api/auth/login", post(accounts::login))
+        .route("/users", post(accounts::create_user))
+        .route("/api/users", get(accounts::list))
+        .route(
+            "/api/users/me",
+            get(accounts::me).patch(accounts::update_me),
+        )
+        .route("/api/chats", get(chats::list).post(chats::create))
+        .route(
+            "/api/chats/{chat_id}/messages",
+            get(chats::history)
+                .post(chats::post_message)
+                .layer(upload_limit),
+        )
+        .route("/api/chats/{chat_id}/members", post(chats::add_members))
+        .route(
+            "/api/chats/{chat_id}/members/{user_id}",
+            delete(chats::remove_member),
+        )
+        .route("/api/chats/{chat_id}/leave", post(chats::leave))
+        .route("/api/chats/{chat_id}/read", post(chats::read))
+        .route("/api/attachments/{id}", get(chats::attachment))
+        .route("/api/messages/search", get(chats::search))
+}
+
+/// The caller, from `Authorization: Bearer <token>` (or `?token=`). A valid
+/// token for an unknown identity creates that user.
+pub struct AuthUser(pub User);
+
+impl FromRequestParts<Arc<AppState>> for AuthUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Error> {
+        let header_token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(bearer)
+            .map(str::to_string);
+        let token = match header_token {
+            Some(t) => t,
+            None => {
+                #[derive(serde::Deserialize)]
+                struct Q {
+                    token: Option<String>,
+                }
+                Query::<Q>::try_from_uri(&parts.uri)
+                    .ok()
+                    .and_then(|q| q.0.token)
+                    .ok_or_else(|| Error::Unauthorized("missing bearer token".into()))?
+            }
+        };
+        let claims = state.keys.verify(&token)?;
+        if claims.identity().is_empty() {
+            return Err(Error::Unauthorized("token has no identity".into()));
+        }
+        let (user, created) = state
+            .chat
+            .store
+            .ensure_user(claims.identity(), &claims.name)
+            .await?;
+        if created {
+            accounts::announce_user(state, &user).await;
+        }
+        Ok(AuthUser(user))
+    }
+}
+
+/// `Option<AuthUser>`: `None` when the request carries no token at all; a
+/// token that is present must be valid.
+impl OptionalFromRequestParts<Arc<AppState>> for AuthUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Option<Self>, Error> {
+        let has_header = parts.headers.contains_key(header::AUTHORIZATION);
+        let has_query = parts
+            .uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("token=")));
+        if !has_header && !has_query {
+            return Ok(None);
+        }
+        <AuthUser as FromRequestParts<Arc<AppState>>>::from_request_parts(parts, state)
+            .await
+            .map(Some)
+    }
+}

@@ -1,0 +1,726 @@
+//! Chats, members, messages, receipts, reactions, search.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use sqlx::{FromRow, Row};
+
+use super::{now_ms, Store};
+use crate::error::Error;
+
+/// A message as clients see it (history and live events share the shape).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    pub id: String,
+    pub chat_id: String,
+    pub sender_chat_path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipient_chat_path: Option<String>,
+    pub content: String,
+    pub content_type: String,
+    pub created_at: String,
+    pub reply_to: Option<String>,
+    pub reactions: Vec<Reaction>,
+    pub edited_at: Option<String>,
+    pub deleted: bool,
+    /// Per recipient: sent, delivered or read.
+    pub status: HashMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Attachment>,
+    #[serde(skip)]
+    pub seq: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Reaction {
+    pub emoji: String,
+    pub user_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    pub id: String,
+    #[serde(skip)]
+    pub chat_id: String,
+    pub file_name: String,
+    pub content_type: String,
+    pub size: i64,
+}
+
+/// What a sender asks to store.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: String,
+    pub chat_id: String,
+    pub sender: String,
+    pub content: String,
+    pub content_type: String,
+    pub reply_to: Option<String>,
+    pub attachment_id: Option<String>,
+}
+
+/// Result of a send: the stored message, and whether this call stored it
+/// (false for an idempotent resend of the same id).
+pub struct SendOutcome {
+    pub message: Message,
+    pub inserted: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatSummary {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    pub members: Vec<String>,
+    pub last_message: Option<Message>,
+    pub unread_count: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryPage {
+    pub messages: Vec<Message>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(FromRow)]
+struct MessageRow {
+    seq: i64,
+    id: String,
+    chat_id: String,
+    sender_id: String,
+    content: String,
+    content_type: String,
+    reply_to: Option<String>,
+    attachment_id: Option<String>,
+    created_at: i64,
+    edited_at: Option<i64>,
+    deleted: i64,
+}
+
+#[derive(FromRow)]
+struct ChatRow {
+    id: String,
+    #[sqlx(rename = "type")]
+    kind: String,
+    name: String,
+}
+
+/// Unix milliseconds as an RFC 3339 UTC timestamp (`2026-11-22T21:05:00.123Z`).
+pub fn iso8601(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn direct_key(a: &str, b: &str) -> String {
+    let (x, y) = if a <= b { (a, b) } else { (b, a) };
+    format!("{x}\n{y}")
+}
+
+impl Store {
+    /// The direct chat between two users, created on first use.
+    pub async fn direct_chat(&self, a: &str, b: &str) -> Result<(String, bool), Error> {
+        let key = direct_key(a, b);
+        if let Some(row) = sqlx::query("SELECT id FROM chats WHERE direct_key = ?")
+            .bind(&key)
+            .fetch_optional(self.pool())
+            .await?
+        {
+            return Ok((row.get::<String, _>(0), false));
+        }
+        let id = crate::ids::new_sid("CH_");
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO chats (id, type, name, direct_key, created_by, created_at) VALUES (?, 'direct', '', ?, ?, ?) ON CONFLICT(direct_key) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(&key)
+        .bind(a)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            for u in [a, b] {
+                sqlx::query("INSERT OR IGNORE INTO chat_members (chat_id, user_id, role, joined_at) VALUES (?, ?, 'member', ?)")
+                    .bind(&id)
+                    .bind(u)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        if !inserted {
+            return Box::pin(self.direct_chat(a, b)).await;
+        }
+        Ok((id, true))
+    }
+
+    /// Creates a group owned by `owner` with the given members.
+    pub async fn create_group(
+        &self,
+        owner: &str,
+        name: &str,
+        members: &[String],
+    ) -> Result<String, Error> {
+        let id = crate::ids::new_sid("CH_");
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("INSERT INTO chats (id, type, name, direct_key, created_by, created_at) VALUES (?, 'group', ?, NULL, ?, ?)")
+            .bind(&id)
+            .bind(name)
+            .bind(owner)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO chat_members (chat_id, user_id, role, joined_at) VALUES (?, ?, 'owner', ?)")
+            .bind(&id)
+            .bind(owner)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        for m in members.iter().filter(|m| m.as_str() != owner) {
+            sqlx::query("INSERT OR IGNORE INTO chat_members (chat_id, user_id, role, joined_at) VALUES (?, ?, 'member', ?)")
+                .bind(&id)
+                .bind(m)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn chat_kind(&self, chat: &str) -> Result<Option<String>, Error> {
+        Ok(sqlx::query("SELECT type FROM chats WHERE id = ?")
+            .bind(chat)
+            .fetch_optional(self.pool())
+            .await?
+            .map(|r| r.get::<String, _>(0)))
+    }
+
+    pub async fn members(&self, chat: &str) -> Result<Vec<String>, Error> {
+        Ok(
+            sqlx::query("SELECT user_id FROM chat_members WHERE chat_id = ? ORDER BY user_id")
+                .bind(chat)
+                .fetch_all(self.pool())
+                .await?
+                .into_iter()
+                .map(|r| r.get::<String, _>(0))
+                .collect(),
+        )
+    }
+
+    pub async fn member_role(&self, chat: &str, user: &str) -> Result<Option<String>, Error> {
+        Ok(
+            sqlx::query("SELECT role FROM chat_members WHERE chat_id = ? AND user_id = ?")
+                .bind(chat)
+                .bind(user)
+                .fetch_optional(self.pool())
+                .await?
+                .map(|r| r.get::<String, _>(0)),
+        )
+    }
+
+    /// Fails with `Forbidden` unless `user` is in `chat` (and `NotFound` for no chat).
+    pub async fn require_member(&self, chat: &str, user: &str) -> Result<(), Error> {
+        if self.member_role(chat, user).await?.is_some() {
+            return Ok(());
+        }
+        if self.chat_kind(chat).await?.is_none() {
+            return Err(Error::NotFound("no such chat".into()));
+        }
+        Err(Error::Forbidden("you are not a member of this chat".into()))
+    }
+
+    pub async fn add_member(&self, chat: &str, user: &str) -> Result<(), Error> {
+        sqlx::query("INSERT OR IGNORE INTO chat_members (chat_id, user_id, role, joined_at) VALUES (?, ?, 'member', ?)")
+            .bind(chat)
+            .bind(user)
+            .bind(now_ms())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn remove_member(&self, chat: &str, user: &str) -> Result<bool, Error> {
+        Ok(
+            sqlx::query("DELETE FROM chat_members WHERE chat_id = ? AND user_id = ?")
+                .bind(chat)
+                .bind(user)
+                .execute(self.pool())
+                .await?
+                .rows_affected()
+                == 1,
+        )
+    }
+
+    pub async fn chat_ids_of(&self, user: &str) -> Result<Vec<String>, Error> {
+        Ok(
+            sqlx::query("SELECT chat_id FROM chat_members WHERE user_id = ?")
+                .bind(user)
+                .fetch_all(self.pool())
+                .await?
+                .into_iter()
+                .map(|r| r.get::<String, _>(0))
+                .collect(),
+        )
+    }
+
+    /// Stores a message durably (committed before this returns) with a
+    /// `sent` status for every other member. A resend of the same id by the
+    /// same sender returns the stored message.
+    pub async fn send(&self, m: NewMessage) -> Result<SendOutcome, Error> {
+        if let Some(existing) = self.message_by_id(&m.id).await? {
+            if existing.sender_chat_path != m.sender {
+                return Err(Error::Conflict("message id already used".into()));
+            }
+            return Ok(SendOutcome {
+                message: existing,
+                inserted: false,
+            });
+        }
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        let r = sqlx::query(
+            "INSERT INTO messages (id, chat_id, sender_id, content, content_type, reply_to, attachment_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&m.id)
+        .bind(&m.chat_id)
+        .bind(&m.sender)
+        .bind(&m.content)
+        .bind(&m.content_type)
+        .bind(&m.reply_to)
+        .bind(&m.attachment_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        let seq = match r {
+            Ok(r) => r.last_insert_rowid(),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                drop(tx);
+                // A concurrent resend won the race.
+                return Box::pin(self.send(m)).await;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        sqlx::query(
+            "INSERT INTO message_status (message_seq, user_id, status, updated_at) SELECT ?, user_id, 'sent', ? FROM chat_members WHERE chat_id = ? AND user_id != ?",
+        )
+        .bind(seq)
+        .bind(now)
+        .bind(&m.chat_id)
+        .bind(&m.sender)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let message = self
+            .message_by_seq(seq)
+            .await?
+            .ok_or_else(|| Error::Internal("message vanished".into()))?;
+        Ok(SendOutcome {
+            message,
+            inserted: true,
+        })
+    }
+
+    pub async fn message_by_id(&self, id: &str) -> Result<Option<Message>, Error> {
+        let row = sqlx::query_as::<_, MessageRow>("SELECT * FROM messages WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        match row {
+            Some(r) => Ok(self.hydrate(vec![r]).await?.pop()),
+            None => Ok(None),
+        }
+    }
+
+    async fn message_by_seq(&self, seq: i64) -> Result<Option<Message>, Error> {
+        let row = sqlx::query_as::<_, MessageRow>("SELECT * FROM messages WHERE seq = ?")
+            .bind(seq)
+            .fetch_optional(self.pool())
+            .await?;
+        match row {
+            Some(r) => Ok(self.hydrate(vec![r]).await?.pop()),
+            None => Ok(None),
+        }
+    }
+
+    /// Turns rows into API messages: statuses, reactions, attachment, and the
+    /// recipient of direct chats.
+    async fn hydrate(&self, rows: Vec<MessageRow>) -> Result<Vec<Message>, Error> {
+        let mut out = Vec::with_capacity(rows.len());
+        let mut members_cache: HashMap<String, (bool, Vec<String>)> = HashMap::new();
+        for r in rows {
+            if !members_cache.contains_key(&r.chat_id) {
+                let direct = self.chat_kind(&r.chat_id).await?.as_deref() == Some("direct");
+                let members = self.members(&r.chat_id).await?;
+                members_cache.insert(r.chat_id.clone(), (direct, members));
+            }
+            let (direct, members) = &members_cache[&r.chat_id];
+            let recipient = if *direct {
+                members.iter().find(|m| **m != r.sender_id).cloned()
+            } else {
+                None
+            };
+            let status: HashMap<String, String> =
+                sqlx::query("SELECT user_id, status FROM message_status WHERE message_seq = ?")
+                    .bind(r.seq)
+                    .fetch_all(self.pool())
+                    .await?
+                    .into_iter()
+                    .map(|row| (row.get::<String, _>(0), row.get::<String, _>(1)))
+                    .collect();
+            let reactions: Vec<Reaction> = sqlx::query(
+                "SELECT emoji, user_id FROM reactions WHERE message_seq = ? ORDER BY created_at, user_id",
+            )
+            .bind(r.seq)
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .map(|row| Reaction {
+                emoji: row.get(0),
+                user_id: row.get(1),
+            })
+            .collect();
+            let attachment = match &r.attachment_id {
+                Some(a) => self.attachment(a).await?,
+                None => None,
+            };
+            let deleted = r.deleted != 0;
+            out.push(Message {
+                id: r.id,
+                chat_id: r.chat_id,
+                sender_chat_path: r.sender_id,
+                recipient_chat_path: recipient,
+                content: if deleted { String::new() } else { r.content },
+                content_type: r.content_type,
+                created_at: iso8601(r.created_at),
+                reply_to: r.reply_to,
+                reactions,
+                edited_at: r.edited_at.map(iso8601),
+                deleted,
+                status,
+                attachment: if deleted { None } else { attachment },
+                seq: r.seq,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Messages addressed to `user` not yet delivered, oldest first.
+    pub async fn undelivered(&self, user: &str) -> Result<Vec<Message>, Error> {
+        let rows = sqlx::query_as::<_, MessageRow>(
+            "SELECT m.* FROM messages m JOIN message_status s ON s.message_seq = m.seq WHERE s.user_id = ? AND s.status = 'sent' ORDER BY m.seq LIMIT 1000",
+        )
+        .bind(user)
+        .fetch_all(self.pool())
+        .await?;
+        self.hydrate(rows).await
+    }
+
+    /// Marks messages delivered to `user` (never downgrades a read).
+    pub async fn mark_delivered(&self, user: &str, ids: &[String]) -> Result<(), Error> {
+        let now = now_ms();
+        for id in ids {
+            sqlx::query(
+                "UPDATE message_status SET status = 'delivered', updated_at = ? WHERE user_id = ? AND status = 'sent' AND message_seq = (SELECT seq FROM messages WHERE id = ?)",
+            )
+            .bind(now)
+            .bind(user)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Marks every message of `chat` to `reader` as read; returns their ids grouped by sender.
+    pub async fn mark_read(
+        &self,
+        chat: &str,
+        reader: &str,
+    ) -> Result<HashMap<String, Vec<String>>, Error> {
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        let rows = sqlx::query(
+            "SELECT m.id, m.sender_id FROM messages m JOIN message_status s ON s.message_seq = m.seq WHERE m.chat_id = ? AND s.user_id = ? AND s.status != 'read'",
+        )
+        .bind(chat)
+        .bind(reader)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE message_status SET status = 'read', updated_at = ? WHERE user_id = ? AND status != 'read' AND message_seq IN (SELECT seq FROM messages WHERE chat_id = ?)",
+        )
+        .bind(now)
+        .bind(reader)
+        .bind(chat)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut by_sender: HashMap<String, Vec<String>> = HashMap::new();
+        for r in rows {
+            by_sender
+                .entry(r.get::<String, _>(1))
+                .or_default()
+                .push(r.get::<String, _>(0));
+        }
+        Ok(by_sender)
+    }
+
+    /// A page of history, newest first. `before`/`after` are cursors from earlier pages.
+    pub async fn history(
+        &self,
+        chat: &str,
+        limit: i64,
+        before: Option<i64>,
+        after: Option<i64>,
+    ) -> Result<HistoryPage, Error> {
+        let limit = limit.clamp(1, 200);
+        let rows = if let Some(after) = after {
+            // Newer than the cursor: fetch ascending, then flip to newest first.
+            let mut r = sqlx::query_as::<_, MessageRow>(
+                "SELECT * FROM messages WHERE chat_id = ? AND seq > ? ORDER BY seq ASC LIMIT ?",
+            )
+            .bind(chat)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+            r.reverse();
+            r
+        } else {
+            sqlx::query_as::<_, MessageRow>(
+                "SELECT * FROM messages WHERE chat_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+            )
+            .bind(chat)
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?
+        };
+        let oldest = rows.last().map(|r| r.seq);
+        let more = match oldest {
+            Some(seq) => {
+                sqlx::query("SELECT 1 FROM messages WHERE chat_id = ? AND seq < ? LIMIT 1")
+                    .bind(chat)
+                    .bind(seq)
+                    .fetch_optional(self.pool())
+                    .await?
+                    .is_some()
+            }
+            None => false,
+        };
+        let messages = self.hydrate(rows).await?;
+        Ok(HistoryPage {
+            next_cursor: if more {
+                oldest.map(|s| s.to_string())
+            } else {
+                None
+            },
+            messages,
+        })
+    }
+
+    /// The user's chats, most recently active first.
+    pub async fn chats_of(&self, user: &str) -> Result<Vec<ChatSummary>, Error> {
+        let chats = sqlx::query_as::<_, ChatRow>(
+            "SELECT c.id, c.type, c.name FROM chats c JOIN chat_members cm ON cm.chat_id = c.id WHERE cm.user_id = ? \
+             ORDER BY COALESCE((SELECT MAX(seq) FROM messages WHERE chat_id = c.id), 0) DESC, c.created_at DESC",
+        )
+        .bind(user)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::with_capacity(chats.len());
+        for c in chats {
+            let last = sqlx::query_as::<_, MessageRow>(
+                "SELECT * FROM messages WHERE chat_id = ? ORDER BY seq DESC LIMIT 1",
+            )
+            .bind(&c.id)
+            .fetch_optional(self.pool())
+            .await?;
+            let last_message = match last {
+                Some(r) => self.hydrate(vec![r]).await?.pop(),
+                None => None,
+            };
+            let unread: i64 = sqlx::query(
+                "SELECT COUNT(*) FROM message_status s JOIN messages m ON m.seq = s.message_seq WHERE m.chat_id = ? AND s.user_id = ? AND s.status != 'read'",
+            )
+            .bind(&c.id)
+            .bind(user)
+            .fetch_one(self.pool())
+            .await?
+            .get(0);
+            out.push(ChatSummary {
+                members: self.members(&c.id).await?,
+                id: c.id,
+                kind: c.kind,
+                name: c.name,
+                last_message,
+                unread_count: unread,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Adds or removes a reaction; returns the message as it is now.
+    pub async fn react(
+        &self,
+        message_id: &str,
+        user: &str,
+        emoji: &str,
+        add: bool,
+    ) -> Result<Message, Error> {
+        let m = self
+            .message_by_id(message_id)
+            .await?
+            .ok_or_else(|| Error::NotFound("no such message".into()))?;
+        if add {
+            sqlx::query("INSERT OR IGNORE INTO reactions (message_seq, user_id, emoji, created_at) VALUES (?, ?, ?, ?)")
+                .bind(m.seq)
+                .bind(user)
+                .bind(emoji)
+                .bind(now_ms())
+                .execute(self.pool())
+                .await?;
+        } else {
+            sqlx::query(
+                "DELETE FROM reactions WHERE message_seq = ? AND user_id = ? AND emoji = ?",
+            )
+            .bind(m.seq)
+            .bind(user)
+            .bind(emoji)
+            .execute(self.pool())
+            .await?;
+        }
+        self.message_by_seq(m.seq)
+            .await?
+            .ok_or_else(|| Error::Internal("message vanished".into()))
+    }
+
+    /// Edits (new content) or soft-deletes (`None`) a message of `sender`.
+    pub async fn edit(
+        &self,
+        message_id: &str,
+        sender: &str,
+        content: Option<&str>,
+    ) -> Result<Message, Error> {
+        let m = self
+            .message_by_id(message_id)
+            .await?
+            .ok_or_else(|| Error::NotFound("no such message".into()))?;
+        if m.sender_chat_path != sender {
+            return Err(Error::Forbidden(
+                "only the sender may change a message".into(),
+            ));
+        }
+        if m.deleted {
+            return Err(Error::Conflict("message was deleted".into()));
+        }
+        match content {
+            Some(c) => sqlx::query("UPDATE messages SET content = ?, edited_at = ? WHERE seq = ?")
+                .bind(c)
+                .bind(now_ms())
+                .bind(m.seq),
+            None => sqlx::query(
+                "UPDATE messages SET content = '', deleted = 1, edited_at = ? WHERE seq = ?",
+            )
+            .bind(now_ms())
+            .bind(m.seq),
+        }
+        .execute(self.pool())
+        .await?;
+        self.message_by_seq(m.seq)
+            .await?
+            .ok_or_else(|| Error::Internal("message vanished".into()))
+    }
+
+    /// Full-text search over the chats `user` is in, newest first.
+    pub async fn search(&self, user: &str, query: &str, limit: i64) -> Result<Vec<Message>, Error> {
+        // Each word becomes a quoted FTS5 string, so user input is never FTS syntax.
+        let fts: Vec<String> = query
+            .split_whitespace()
+            .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+            .collect();
+        if fts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query_as::<_, MessageRow>(
+            "SELECT m.* FROM messages_fts f JOIN messages m ON m.seq = f.rowid \
+             JOIN chat_members cm ON cm.chat_id = m.chat_id AND cm.user_id = ? \
+             WHERE messages_fts MATCH ? AND m.deleted = 0 ORDER BY m.seq DESC LIMIT ?",
+        )
+        .bind(user)
+        .bind(fts.join(" "))
+        .bind(limit.clamp(1, 100))
+        .fetch_all(self.pool())
+        .await?;
+        self.hydrate(rows).await
+    }
+
+    pub async fn add_attachment(&self, a: &Attachment, uploader: &str) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO attachments (id, chat_id, uploader_id, file_name, content_type, size, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&a.id)
+        .bind(&a.chat_id)
+        .bind(uploader)
+        .bind(&a.file_name)
+        .bind(&a.content_type)
+        .bind(a.size)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn attachment(&self, id: &str) -> Result<Option<Attachment>, Error> {
+        Ok(sqlx::query_as::<_, Attachment>(
+            "SELECT id, chat_id, file_name, content_type, size FROM attachments WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn iso_dates() {
+        assert_eq!(super::iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            super::iso8601(1_795_382_730_534),
+            "2026-11-22T20:05:30.534Z"
+        );
+        assert_eq!(super::iso8601(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+}

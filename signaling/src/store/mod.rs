@@ -1,0 +1,174 @@
+//! The SQLite store (WAL, migrations embedded in the binary): accounts,
+//! chats and messages. One `Store` per node; it is cheap to clone.
+
+mod messages;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{FromRow, SqlitePool};
+
+pub use messages::{
+    iso8601, Attachment, ChatSummary, HistoryPage, Message, NewMessage, Reaction, SendOutcome,
+};
+
+use crate::error::Error;
+
+/// Handle to the database.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, Serialize, FromRow, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub name: String,
+    pub avatar: String,
+    #[serde(skip)]
+    pub password_hash: Option<String>,
+    #[serde(skip)]
+    pub created_at: i64,
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Internal(format!("database: {e}"))
+    }
+}
+
+pub fn now_ms() -> i64 {
+    crate::auth::unix_now_ms()
+}
+
+impl Store {
+    /// Opens (creating if needed) `<dir>/nodo.db` and runs the migrations.
+    pub async fn open(dir: &Path) -> Result<Store, Error> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Internal(format!("data dir: {e}")))?;
+        let url = format!("sqlite://{}", dir.join("nodo.db").display());
+        // WAL with synchronous=NORMAL: a commit survives a crash of the process
+        // (SIGKILL); only a power loss can take the last transactions.
+        let opts = SqliteConnectOptions::from_str(&url)
+            .map_err(|e| Error::Internal(format!("database url: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| Error::Internal(format!("migrations: {e}")))?;
+        Ok(Store { pool })
+    }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Creates an account; `Conflict` when the id or username is taken.
+    pub async fn create_user(
+        &self,
+        id: &str,
+        username: &str,
+        name: &str,
+        password_hash: Option<&str>,
+    ) -> Result<User, Error> {
+        let r = sqlx::query(
+            "INSERT INTO users (id, username, name, avatar, password_hash, created_at) VALUES (?, ?, ?, '', ?, ?)",
+        )
+        .bind(id)
+        .bind(username)
+        .bind(name)
+        .bind(password_hash)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await;
+        match r {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(Error::Conflict("username is already taken".into()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.user(id)
+            .await?
+            .ok_or_else(|| Error::Internal("user vanished".into()))
+    }
+
+    pub async fn user(&self, id: &str) -> Result<Option<User>, Error> {
+        Ok(
+            sqlx::query_as::<_, User>("SELECT * FROM users WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn user_by_username(&self, username: &str) -> Result<Option<User>, Error> {
+        Ok(
+            sqlx::query_as::<_, User>("SELECT * FROM users WHERE username = ?")
+                .bind(username)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The user for a valid token's identity, created on first sight (app-managed login).
+    pub async fn ensure_user(&self, identity: &str, name: &str) -> Result<(User, bool), Error> {
+        if let Some(u) = self.user(identity).await? {
+            return Ok((u, false));
+        }
+        sqlx::query(
+            "INSERT INTO users (id, username, name, avatar, password_hash, created_at) VALUES (?, ?, ?, '', NULL, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(identity)
+        .bind(identity)
+        .bind(name)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        let u = self
+            .user(identity)
+            .await?
+            .ok_or_else(|| Error::Conflict("identity collides with an existing username".into()))?;
+        Ok((u, true))
+    }
+
+    pub async fn users(&self) -> Result<Vec<User>, Error> {
+        Ok(
+            sqlx::query_as::<_, User>("SELECT * FROM users ORDER BY username")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn update_profile(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        avatar: Option<&str>,
+    ) -> Result<User, Error> {
+        sqlx::query(
+            "UPDATE users SET name = COALESCE(?, name), avatar = COALESCE(?, avatar) WHERE id = ?",
+        )
+        .bind(name)
+        .bind(avatar)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        self.user(id)
+            .await?
+            .ok_or_else(|| Error::NotFound("no such user".into()))
+    }
+}
