@@ -162,7 +162,8 @@ pub async fn run(
     let http_addr = http.local_addr().map_err(|e| e.to_string())?;
     let udp: Vec<String> = net.udp_addrs().iter().map(ToString::to_string).collect();
     let tcp: Vec<String> = net.tcp_addrs().iter().map(ToString::to_string).collect();
-    tracing::info!(
+    // Always printed (whatever the log level): scripts and tests read the chosen ports here.
+    println!(
         "nodo listening http={} rtc_udp={} rtc_tcp={}",
         http_addr,
         if udp.is_empty() {

@@ -324,20 +324,23 @@ pub async fn post_message(
     let out = state
         .chat
         .store
-        .send(NewMessage {
-            id: msg.id.unwrap_or_else(|| crate::ids::new_sid("MS_")),
-            chat_id,
-            sender: me.id.clone(),
-            content: msg.content,
-            content_type,
-            reply_to: msg.reply_to,
-            attachment_id,
-        })
+        .send(
+            NewMessage {
+                id: msg.id.unwrap_or_else(|| crate::ids::new_sid("MS_")),
+                chat_id,
+                sender: me.id.clone(),
+                content: msg.content,
+                content_type,
+                reply_to: msg.reply_to,
+                attachment_id,
+            },
+            &|u| state.chat.is_online(u),
+        )
         .await?;
     if out.inserted {
         state
             .chat
-            .deliver(&state.io, &out.message, None, None)
+            .deliver(&state.io, &out.message, &out.members, None, None)
             .await?;
     }
     let status = if out.inserted {

@@ -148,17 +148,18 @@ impl Chat {
         Duration::from_millis(self.config.typing_timeout_ms)
     }
 
-    /// Pushes a stored message to the other members who are online, marks it
-    /// delivered for them and tells the sender. `except_socket` skips the
-    /// sending socket (its ack carries the result).
+    /// Pushes a stored message to the chat's members (their sockets; the
+    /// store already marked online recipients delivered) and tells the sender
+    /// who it reached. `except_socket` skips the sending socket (its ack
+    /// carries the result).
     pub async fn deliver(
         &self,
         io: &SocketIo,
         message: &Message,
+        members: &[String],
         extra: Option<&Value>,
         except_socket: Option<socketioxide::socket::Sid>,
     ) -> Result<(), Error> {
-        let members = self.store.members(&message.chat_id).await?;
         let mut payload =
             serde_json::to_value(message).map_err(|e| Error::Internal(e.to_string()))?;
         if let (Some(obj), Some(Value::Object(extra))) = (payload.as_object_mut(), extra) {
@@ -166,8 +167,7 @@ impl Chat {
                 obj.entry(k.clone()).or_insert(v.clone());
             }
         }
-        let rooms: Vec<String> = members.clone();
-        let op = io.to(rooms);
+        let op = io.to(members.to_vec());
         let op = match except_socket {
             Some(sid) => op.except(sid),
             None => op,
@@ -175,21 +175,16 @@ impl Chat {
         if let Err(e) = op.emit("receiveMessage", &payload).await {
             tracing::debug!("receiveMessage emit: {e}");
         }
-        let delivered: Vec<String> = members
-            .into_iter()
-            .filter(|m| *m != message.sender_chat_path && self.is_online(m))
-            .collect();
-        for m in &delivered {
-            self.store
-                .mark_delivered(m, std::slice::from_ref(&message.id))
-                .await?;
-            let _ = io
-                .to(message.sender_chat_path.clone())
-                .emit(
-                    "messageDelivered",
-                    &json!({"id": message.id, "chatId": message.chat_id, "to": m}),
-                )
-                .await;
+        for (to, status) in &message.status {
+            if status == "delivered" {
+                let _ = io
+                    .to(message.sender_chat_path.clone())
+                    .emit(
+                        "messageDelivered",
+                        &json!({"id": message.id, "chatId": message.chat_id, "to": to}),
+                    )
+                    .await;
+            }
         }
         Ok(())
     }

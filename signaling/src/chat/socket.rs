@@ -257,11 +257,11 @@ async fn send_message(
                 content_type: m.content_type.unwrap_or_else(|| "text".into()),
                 reply_to: m.reply_to,
                 attachment_id: None,
-            })
+            }, &|u| chat.is_online(u))
             .await?;
         if out.inserted {
             let extra = m.sender_profile.map(|p| json!({"senderProfile": p}));
-            chat.deliver(&io, &out.message, extra.as_ref(), Some(s.id)).await?;
+            chat.deliver(&io, &out.message, &out.members, extra.as_ref(), Some(s.id)).await?;
         }
         Ok(json!({"ok": true, "id": out.message.id, "chatId": out.message.chat_id, "createdAt": out.message.created_at}))
     }

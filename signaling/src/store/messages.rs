@@ -67,6 +67,8 @@ pub struct NewMessage {
 pub struct SendOutcome {
     pub message: Message,
     pub inserted: bool,
+    /// Members of the chat when it was stored.
+    pub members: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -154,7 +156,7 @@ impl Store {
         }
         let id = crate::ids::new_sid("CH_");
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO chats (id, type, name, direct_key, created_by, created_at) VALUES (?, 'direct', '', ?, ?, ?) ON CONFLICT(direct_key) DO NOTHING",
         )
@@ -192,7 +194,7 @@ impl Store {
     ) -> Result<String, Error> {
         let id = crate::ids::new_sid("CH_");
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         sqlx::query("INSERT INTO chats (id, type, name, direct_key, created_by, created_at) VALUES (?, 'group', ?, NULL, ?, ?)")
             .bind(&id)
             .bind(name)
@@ -265,7 +267,7 @@ impl Store {
             .bind(chat)
             .bind(user)
             .bind(now_ms())
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -275,7 +277,7 @@ impl Store {
             sqlx::query("DELETE FROM chat_members WHERE chat_id = ? AND user_id = ?")
                 .bind(chat)
                 .bind(user)
-                .execute(self.pool())
+                .execute(self.writer())
                 .await?
                 .rows_affected()
                 == 1,
@@ -294,23 +296,21 @@ impl Store {
         )
     }
 
-    /// Stores a message durably (committed before this returns) with a
-    /// `sent` status for every other member. A resend of the same id by the
-    /// same sender returns the stored message.
-    pub async fn send(&self, m: NewMessage) -> Result<SendOutcome, Error> {
-        if let Some(existing) = self.message_by_id(&m.id).await? {
-            if existing.sender_chat_path != m.sender {
-                return Err(Error::Conflict("message id already used".into()));
-            }
-            return Ok(SendOutcome {
-                message: existing,
-                inserted: false,
-            });
-        }
+    /// Stores a message durably (committed before this returns) with a status
+    /// for every other member: `delivered` for those `online` says are
+    /// connected (the message is pushed to them right after), `sent` for the
+    /// rest. A resend of the same id by the same sender returns the stored
+    /// message and stores nothing.
+    pub async fn send(
+        &self,
+        m: NewMessage,
+        online: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<SendOutcome, Error> {
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let r = sqlx::query(
-            "INSERT INTO messages (id, chat_id, sender_id, content, content_type, reply_to, attachment_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO messages (id, chat_id, sender_id, content, content_type, reply_to, attachment_id, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
         )
         .bind(&m.id)
         .bind(&m.chat_id)
@@ -321,33 +321,79 @@ impl Store {
         .bind(&m.attachment_id)
         .bind(now)
         .execute(&mut *tx)
-        .await;
-        let seq = match r {
-            Ok(r) => r.last_insert_rowid(),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                drop(tx);
-                // A concurrent resend won the race.
-                return Box::pin(self.send(m)).await;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        sqlx::query(
-            "INSERT INTO message_status (message_seq, user_id, status, updated_at) SELECT ?, user_id, 'sent', ? FROM chat_members WHERE chat_id = ? AND user_id != ?",
-        )
-        .bind(seq)
-        .bind(now)
-        .bind(&m.chat_id)
-        .bind(&m.sender)
-        .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-        let message = self
-            .message_by_seq(seq)
+        if r.rows_affected() == 0 {
+            drop(tx);
+            let existing = self
+                .message_by_id(&m.id)
+                .await?
+                .ok_or_else(|| Error::Internal("message id conflict without a message".into()))?;
+            if existing.sender_chat_path != m.sender {
+                return Err(Error::Conflict("message id already used".into()));
+            }
+            let members = self.members(&existing.chat_id).await?;
+            return Ok(SendOutcome {
+                message: existing,
+                inserted: false,
+                members,
+            });
+        }
+        let seq = r.last_insert_rowid();
+        let direct = sqlx::query("SELECT type FROM chats WHERE id = ?")
+            .bind(&m.chat_id)
+            .fetch_one(&mut *tx)
             .await?
-            .ok_or_else(|| Error::Internal("message vanished".into()))?;
+            .get::<String, _>(0)
+            == "direct";
+        let members: Vec<String> =
+            sqlx::query("SELECT user_id FROM chat_members WHERE chat_id = ? ORDER BY user_id")
+                .bind(&m.chat_id)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|r| r.get::<String, _>(0))
+                .collect();
+        let mut status = HashMap::new();
+        for u in members.iter().filter(|u| **u != m.sender) {
+            let st = if online(u) { "delivered" } else { "sent" };
+            sqlx::query("INSERT INTO message_status (message_seq, user_id, status, updated_at) VALUES (?, ?, ?, ?)")
+                .bind(seq)
+                .bind(u)
+                .bind(st)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            status.insert(u.clone(), st.to_string());
+        }
+        tx.commit().await?;
+        let attachment = match &m.attachment_id {
+            Some(a) => self.attachment(a).await?,
+            None => None,
+        };
+        let recipient = if direct {
+            members.iter().find(|u| **u != m.sender).cloned()
+        } else {
+            None
+        };
         Ok(SendOutcome {
-            message,
+            message: Message {
+                id: m.id,
+                chat_id: m.chat_id,
+                sender_chat_path: m.sender,
+                recipient_chat_path: recipient,
+                content: m.content,
+                content_type: m.content_type,
+                created_at: iso8601(now),
+                reply_to: m.reply_to,
+                reactions: Vec::new(),
+                edited_at: None,
+                deleted: false,
+                status,
+                attachment,
+                seq,
+            },
             inserted: true,
+            members,
         })
     }
 
@@ -456,7 +502,7 @@ impl Store {
             .bind(now)
             .bind(user)
             .bind(id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         }
         Ok(())
@@ -469,7 +515,7 @@ impl Store {
         reader: &str,
     ) -> Result<HashMap<String, Vec<String>>, Error> {
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let rows = sqlx::query(
             "SELECT m.id, m.sender_id FROM messages m JOIN message_status s ON s.message_seq = m.seq WHERE m.chat_id = ? AND s.user_id = ? AND s.status != 'read'",
         )
@@ -609,7 +655,7 @@ impl Store {
                 .bind(user)
                 .bind(emoji)
                 .bind(now_ms())
-                .execute(self.pool())
+                .execute(self.writer())
                 .await?;
         } else {
             sqlx::query(
@@ -618,7 +664,7 @@ impl Store {
             .bind(m.seq)
             .bind(user)
             .bind(emoji)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         }
         self.message_by_seq(m.seq)
@@ -656,7 +702,7 @@ impl Store {
             .bind(now_ms())
             .bind(m.seq),
         }
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         self.message_by_seq(m.seq)
             .await?
@@ -697,7 +743,7 @@ impl Store {
         .bind(&a.content_type)
         .bind(a.size)
         .bind(now_ms())
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }

@@ -20,7 +20,11 @@ use crate::error::Error;
 /// Handle to the database.
 #[derive(Clone)]
 pub struct Store {
+    /// Readers.
     pool: SqlitePool,
+    /// The one writer connection: writes queue here instead of spinning in
+    /// SQLite's busy handler against each other.
+    writer: SqlitePool,
 }
 
 /// A user as the API shows it.
@@ -61,19 +65,27 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("./migrations")
-            .run(&pool)
+            .run(&writer)
             .await
             .map_err(|e| Error::Internal(format!("migrations: {e}")))?;
-        Ok(Store { pool })
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts.read_only(true))
+            .await?;
+        Ok(Store { pool, writer })
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    pub(crate) fn writer(&self) -> &SqlitePool {
+        &self.writer
     }
 
     /// Creates an account; `Conflict` when the id or username is taken.
@@ -92,7 +104,7 @@ impl Store {
         .bind(name)
         .bind(password_hash)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await;
         match r {
             Ok(_) => {}
@@ -136,7 +148,7 @@ impl Store {
         .bind(identity)
         .bind(name)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         let u = self
             .user(identity)
@@ -165,7 +177,7 @@ impl Store {
         .bind(name)
         .bind(avatar)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         self.user(id)
             .await?
