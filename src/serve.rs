@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use nodo_sfu::net::{Net, NetConfig};
 use nodo_signaling::{AppState, Config};
 use tokio::net::TcpListener;
@@ -188,6 +189,10 @@ pub async fn run(
     let app = nodo_signaling::router(state);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
+        // No Nagle: signal and chat frames are small and latency-bound.
+        let http = http.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(http, app)
             .with_graceful_shutdown(async move {
                 let _ = stop_rx.await;

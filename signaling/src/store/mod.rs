@@ -17,6 +17,9 @@ pub use messages::{
 
 use crate::error::Error;
 
+/// How often the WAL is checkpointed into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
 /// Handle to the database.
 #[derive(Clone)]
 pub struct Store {
@@ -65,14 +68,32 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
+        // The writer never checkpoints itself (its fsync would stall sends);
+        // a background task checkpoints on its own connection instead.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(opts.clone())
+            .connect_with(opts.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         sqlx::migrate!("./migrations")
             .run(&writer)
             .await
             .map_err(|e| Error::Internal(format!("migrations: {e}")))?;
+        let checkpointer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await?;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+            loop {
+                tick.tick().await;
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&checkpointer)
+                    .await
+                {
+                    tracing::warn!("WAL checkpoint: {e}");
+                }
+            }
+        });
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts.read_only(true))
