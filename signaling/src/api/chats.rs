@@ -334,7 +334,7 @@ pub async fn post_message(
                 reply_to: msg.reply_to,
                 attachment_id,
             },
-            &|u| state.chat.is_online(u),
+            state.chat.online_fn(),
         )
         .await?;
     if out.inserted {

@@ -84,6 +84,12 @@ impl Chat {
             .unwrap_or(false)
     }
 
+    /// `is_online` as a shareable function, for the message writer.
+    pub fn online_fn(self: &Arc<Self>) -> crate::store::Online {
+        let me = self.clone();
+        Arc::new(move |u: &str| me.is_online(u))
+    }
+
     pub fn online_users(&self) -> Vec<String> {
         let mut v: Vec<String> = self
             .online

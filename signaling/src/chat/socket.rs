@@ -257,7 +257,7 @@ async fn send_message(
                 content_type: m.content_type.unwrap_or_else(|| "text".into()),
                 reply_to: m.reply_to,
                 attachment_id: None,
-            }, &|u| chat.is_online(u))
+            }, chat.online_fn())
             .await?;
         if out.inserted {
             let extra = m.sender_profile.map(|p| json!({"senderProfile": p}));

@@ -5,6 +5,9 @@ use std::collections::HashMap;
 use serde::Serialize;
 use sqlx::{FromRow, Row};
 
+use tokio::sync::oneshot;
+
+use super::batch::{Online, SendJob, Stored};
 use super::{now_ms, Store};
 use crate::error::Error;
 
@@ -300,72 +303,43 @@ impl Store {
     /// for every other member: `delivered` for those `online` says are
     /// connected (the message is pushed to them right after), `sent` for the
     /// rest. A resend of the same id by the same sender returns the stored
-    /// message and stores nothing.
-    pub async fn send(
-        &self,
-        m: NewMessage,
-        online: &(dyn Fn(&str) -> bool + Sync),
-    ) -> Result<SendOutcome, Error> {
-        let now = now_ms();
-        let mut tx = self.writer().begin().await?;
-        let r = sqlx::query(
-            "INSERT INTO messages (id, chat_id, sender_id, content, content_type, reply_to, attachment_id, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
-        )
-        .bind(&m.id)
-        .bind(&m.chat_id)
-        .bind(&m.sender)
-        .bind(&m.content)
-        .bind(&m.content_type)
-        .bind(&m.reply_to)
-        .bind(&m.attachment_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if r.rows_affected() == 0 {
-            drop(tx);
-            let existing = self
-                .message_by_id(&m.id)
-                .await?
-                .ok_or_else(|| Error::Internal("message id conflict without a message".into()))?;
-            if existing.sender_chat_path != m.sender {
-                return Err(Error::Conflict("message id already used".into()));
-            }
-            let members = self.members(&existing.chat_id).await?;
-            return Ok(SendOutcome {
-                message: existing,
-                inserted: false,
+    /// message and stores nothing. Concurrent sends share one transaction.
+    pub async fn send(&self, m: NewMessage, online: Online) -> Result<SendOutcome, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.sends()
+            .send(SendJob {
+                msg: m.clone(),
+                online,
+                reply,
+            })
+            .await
+            .map_err(|_| Error::Unavailable("the message writer stopped".into()))?;
+        let stored = rx
+            .await
+            .map_err(|_| Error::Unavailable("the message writer stopped".into()))??;
+        let (seq, created_at, direct, members, status) = match stored {
+            Stored::New {
+                seq,
+                created_at,
+                direct,
                 members,
-            });
-        }
-        let seq = r.last_insert_rowid();
-        let direct = sqlx::query("SELECT type FROM chats WHERE id = ?")
-            .bind(&m.chat_id)
-            .fetch_one(&mut *tx)
-            .await?
-            .get::<String, _>(0)
-            == "direct";
-        let members: Vec<String> =
-            sqlx::query("SELECT user_id FROM chat_members WHERE chat_id = ? ORDER BY user_id")
-                .bind(&m.chat_id)
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .map(|r| r.get::<String, _>(0))
-                .collect();
-        let mut status = HashMap::new();
-        for u in members.iter().filter(|u| **u != m.sender) {
-            let st = if online(u) { "delivered" } else { "sent" };
-            sqlx::query("INSERT INTO message_status (message_seq, user_id, status, updated_at) VALUES (?, ?, ?, ?)")
-                .bind(seq)
-                .bind(u)
-                .bind(st)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            status.insert(u.clone(), st.to_string());
-        }
-        tx.commit().await?;
+                status,
+            } => (seq, created_at, direct, members, status),
+            Stored::Duplicate => {
+                let existing = self.message_by_id(&m.id).await?.ok_or_else(|| {
+                    Error::Internal("message id conflict without a message".into())
+                })?;
+                if existing.sender_chat_path != m.sender {
+                    return Err(Error::Conflict("message id already used".into()));
+                }
+                let members = self.members(&existing.chat_id).await?;
+                return Ok(SendOutcome {
+                    message: existing,
+                    inserted: false,
+                    members,
+                });
+            }
+        };
         let attachment = match &m.attachment_id {
             Some(a) => self.attachment(a).await?,
             None => None,
@@ -383,7 +357,7 @@ impl Store {
                 recipient_chat_path: recipient,
                 content: m.content,
                 content_type: m.content_type,
-                created_at: iso8601(now),
+                created_at: iso8601(created_at),
                 reply_to: m.reply_to,
                 reactions: Vec::new(),
                 edited_at: None,

@@ -1,6 +1,7 @@
 //! The SQLite store (WAL, migrations embedded in the binary): accounts,
 //! chats and messages. One `Store` per node; it is cheap to clone.
 
+mod batch;
 mod messages;
 
 use std::path::Path;
@@ -11,6 +12,7 @@ use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, SqlitePool};
 
+pub use batch::Online;
 pub use messages::{
     iso8601, Attachment, ChatSummary, HistoryPage, Message, NewMessage, Reaction, SendOutcome,
 };
@@ -28,6 +30,8 @@ pub struct Store {
     /// The one writer connection: writes queue here instead of spinning in
     /// SQLite's busy handler against each other.
     writer: SqlitePool,
+    /// The group-commit queue for messages (owned by a task on `writer`).
+    sends: tokio::sync::mpsc::Sender<batch::SendJob>,
 }
 
 /// A user as the API shows it.
@@ -98,7 +102,12 @@ impl Store {
             .max_connections(4)
             .connect_with(opts.read_only(true))
             .await?;
-        Ok(Store { pool, writer })
+        let sends = batch::spawn(writer.clone());
+        Ok(Store {
+            pool,
+            writer,
+            sends,
+        })
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {
@@ -107,6 +116,10 @@ impl Store {
 
     pub(crate) fn writer(&self) -> &SqlitePool {
         &self.writer
+    }
+
+    fn sends(&self) -> &tokio::sync::mpsc::Sender<batch::SendJob> {
+        &self.sends
     }
 
     /// Creates an account; `Conflict` when the id or username is taken.

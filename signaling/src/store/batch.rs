@@ -1,0 +1,144 @@
+//! Group commit for messages: sends queue to one writer task, which stores
+//! every send waiting at that moment in a single transaction. A commit then
+//! costs once per batch instead of once per message; each sender still gets
+//! its reply only after the commit that holds its message.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+
+use super::messages::NewMessage;
+use super::now_ms;
+use crate::error::Error;
+
+/// Whether a user has a connected socket right now.
+pub type Online = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+pub(super) struct SendJob {
+    pub msg: NewMessage,
+    pub online: Online,
+    pub reply: oneshot::Sender<Result<Stored, Error>>,
+}
+
+/// What the writer did with one message.
+pub(super) enum Stored {
+    New {
+        seq: i64,
+        created_at: i64,
+        direct: bool,
+        members: Vec<String>,
+        status: HashMap<String, String>,
+    },
+    /// The id was already stored (an idempotent resend).
+    Duplicate,
+}
+
+/// Most messages stored in one transaction.
+const MAX_BATCH: usize = 256;
+/// Sends that may wait for the writer before senders wait to enqueue.
+const QUEUE: usize = 4096;
+
+pub(super) fn spawn(writer: SqlitePool) -> mpsc::Sender<SendJob> {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    tokio::spawn(run(writer, rx));
+    tx
+}
+
+async fn run(writer: SqlitePool, mut rx: mpsc::Receiver<SendJob>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let results = store_batch(&writer, &batch).await;
+        for (job, result) in batch.drain(..).zip(results) {
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+async fn store_batch(writer: &SqlitePool, batch: &[SendJob]) -> Vec<Result<Stored, Error>> {
+    let fail = |e: &Error| {
+        batch
+            .iter()
+            .map(|_| Err(Error::Internal(e.to_string())))
+            .collect()
+    };
+    let mut tx = match writer.begin().await {
+        Ok(t) => t,
+        Err(e) => return fail(&e.into()),
+    };
+    let mut out = Vec::with_capacity(batch.len());
+    for job in batch {
+        out.push(store_one(&mut tx, &job.msg, &job.online).await);
+    }
+    match tx.commit().await {
+        Ok(()) => out,
+        Err(e) => fail(&e.into()),
+    }
+}
+
+async fn store_one(
+    conn: &mut SqliteConnection,
+    m: &NewMessage,
+    online: &Online,
+) -> Result<Stored, Error> {
+    let now = now_ms();
+    let r = sqlx::query(
+        "INSERT INTO messages (id, chat_id, sender_id, content, content_type, reply_to, attachment_id, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+    )
+    .bind(&m.id)
+    .bind(&m.chat_id)
+    .bind(&m.sender)
+    .bind(&m.content)
+    .bind(&m.content_type)
+    .bind(&m.reply_to)
+    .bind(&m.attachment_id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if r.rows_affected() == 0 {
+        return Ok(Stored::Duplicate);
+    }
+    let seq = r.last_insert_rowid();
+    let direct = sqlx::query("SELECT type FROM chats WHERE id = ?")
+        .bind(&m.chat_id)
+        .fetch_one(&mut *conn)
+        .await?
+        .get::<String, _>(0)
+        == "direct";
+    let members: Vec<String> =
+        sqlx::query("SELECT user_id FROM chat_members WHERE chat_id = ? ORDER BY user_id")
+            .bind(&m.chat_id)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .map(|r| r.get::<String, _>(0))
+            .collect();
+    let mut status = HashMap::new();
+    for u in members.iter().filter(|u| **u != m.sender) {
+        let st = if online(u) { "delivered" } else { "sent" };
+        sqlx::query("INSERT INTO message_status (message_seq, user_id, status, updated_at) VALUES (?, ?, ?, ?)")
+            .bind(seq)
+            .bind(u)
+            .bind(st)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        status.insert(u.clone(), st.to_string());
+    }
+    Ok(Stored::New {
+        seq,
+        created_at: now,
+        direct,
+        members,
+        status,
+    })
+}
