@@ -297,3 +297,22 @@ test('accounts: login, profile, directory, app-minted tokens and POST /users', a
   assert.ok(seed.body.token);
   a.close();
 });
+
+test('malformed event payloads get an error ack', async () => {
+  const alice = await register(node, 'alice');
+  const a = await connect(node, alice);
+  for (const [event, data] of [
+    ['sendMessage', 'just a string'],
+    ['markAsRead', 17],
+    ['typing', 'x'],
+    ['addReaction', { messageId: 5 }],
+    ['editMessage', null],
+    ['deleteMessage', []],
+    ['initiateCall', { callerId: alice.id }],
+  ]) {
+    const r = await ack(a, event, data);
+    assert.equal(r.ok, false, `${event} accepted ${JSON.stringify(data)}`);
+    assert.ok(r.error, `${event} gave no reason`);
+  }
+  a.close();
+});

@@ -5,13 +5,23 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use socketioxide::extract::{AckSender, Data, SocketRef, State, TryData};
+use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::SocketIo;
 
 use super::{ack_error, Chat, Session};
 use crate::error::Error;
 use crate::store::NewMessage;
+
+/// Answers an event's ack: the result, or `{ok: false, error, code}`.
+fn reply(ack: AckSender, out: Result<Value, Error>) {
+    let _ = ack.send(&out.unwrap_or_else(|e| ack_error(&e)));
+}
+
+/// The event's payload, or a bad-request error naming what is wrong with it.
+fn payload<T, E: std::fmt::Display>(data: Result<T, E>) -> Result<T, Error> {
+    data.map_err(|e| Error::BadRequest(format!("invalid payload: {e}")))
+}
 
 /// Registers the default namespace.
 pub fn attach(io: &SocketIo) {
@@ -214,12 +224,13 @@ pub async fn resolve_chat(
 async fn send_message(
     s: SocketRef,
     io: SocketIo,
-    Data(raw): Data<Value>,
+    TryData(raw): TryData<Value>,
     ack: AckSender,
     State(chat): State<Arc<Chat>>,
 ) {
     let result = async {
         let me = session(&s).ok_or_else(|| Error::Unauthorized("not authenticated".into()))?;
+        let raw = payload(raw)?;
         let size = serde_json::to_vec(&raw).map(|v| v.len()).unwrap_or(usize::MAX);
         if size > chat.config.max_message_bytes {
             return Err(Error::TooLarge(format!(
@@ -266,7 +277,7 @@ async fn send_message(
         Ok(json!({"ok": true, "id": out.message.id, "chatId": out.message.chat_id, "createdAt": out.message.created_at}))
     }
     .await;
-    let _ = ack.send(&result.unwrap_or_else(|e| ack_error(&e)));
+    reply(ack, result);
 }
 
 #[derive(Deserialize)]
@@ -279,12 +290,13 @@ struct MarkAsRead {
 async fn mark_as_read(
     s: SocketRef,
     io: SocketIo,
-    Data(m): Data<MarkAsRead>,
+    TryData(m): TryData<MarkAsRead>,
     ack: AckSender,
     State(chat): State<Arc<Chat>>,
 ) {
     let result = async {
         let me = session(&s).ok_or_else(|| Error::Unauthorized("not authenticated".into()))?;
+        let m = payload(m)?;
         let chat_id = match (&m.chat_id, &m.sender_chat_path) {
             (Some(c), _) => {
                 chat.store.require_member(c, &me.identity).await?;
@@ -306,7 +318,7 @@ async fn mark_as_read(
         Ok(json!({"ok": true}))
     }
     .await;
-    let _ = ack.send(&result.unwrap_or_else(|e| ack_error(&e)));
+    reply(ack, result);
 }
 
 /// Marks a chat read by `reader` and tells each original sender.
@@ -342,12 +354,13 @@ struct Typing {
 async fn typing(
     s: SocketRef,
     io: SocketIo,
-    Data(t): Data<Typing>,
+    TryData(t): TryData<Typing>,
     ack: AckSender,
     State(chat): State<Arc<Chat>>,
 ) {
     let result = async {
         let me = session(&s).ok_or_else(|| Error::Unauthorized("not authenticated".into()))?;
+        let t = payload(t)?;
         let (chat_id, _) = resolve_chat(&chat, &me.identity, t.chat_id.as_deref(), t.recipient_chat_path.as_deref()).await?;
         let gen = chat.typing_refresh(&chat_id, &me.identity, t.is_typing);
         let payload = json!({"chatId": chat_id, "userId": me.identity, "senderChatPath": me.identity, "isTyping": t.is_typing});
@@ -373,7 +386,7 @@ async fn typing(
         Ok(json!({"ok": true}))
     }
     .await;
-    let _ = ack.send(&result.unwrap_or_else(|e| ack_error(&e)));
+    reply(ack, result);
 }
 
 #[derive(Deserialize)]
@@ -413,23 +426,29 @@ async fn react(
 async fn add_reaction(
     s: SocketRef,
     io: SocketIo,
-    Data(r): Data<ReactionReq>,
+    TryData(r): TryData<ReactionReq>,
     ack: AckSender,
     State(chat): State<Arc<Chat>>,
 ) {
-    let out = react(&s, &io, r, &chat, true).await;
-    let _ = ack.send(&out.unwrap_or_else(|e| ack_error(&e)));
+    let out = match payload(r) {
+        Ok(r) => react(&s, &io, r, &chat, true).await,
+        Err(e) => Err(e),
+    };
+    reply(ack, out);
 }
 
 async fn remove_reaction(
     s: SocketRef,
     io: SocketIo,
-    Data(r): Data<ReactionReq>,
+    TryData(r): TryData<ReactionReq>,
     ack: AckSender,
     State(chat): State<Arc<Chat>>,
 ) {
-    let out = react(&s, &io, r, &chat, false).await;
-    let _ = ack.send(&out.unwrap_or_else(|e| ack_error(&e)));
+    let out = match payload(r) {
+        Ok(r) => react(&s, &io, r, &chat, false).await,
+        Err(e) => Err(e),
+    };
+    reply(ack, out);
 }
 
 #[derive(Deserialize)]
@@ -477,23 +496,29 @@ async fn change(
 async fn edit_message(
     s: SocketRef,
     io: SocketIo,
-    Data(r): Data<EditReq>,
+    TryData(r): TryData<EditReq>,
     ack: AckSender,
     State(chat): State<Arc<Chat>>,
 ) {
-    let out = change(&s, &io, r, &chat, false).await;
-    let _ = ack.send(&out.unwrap_or_else(|e| ack_error(&e)));
+    let out = match payload(r) {
+        Ok(r) => change(&s, &io, r, &chat, false).await,
+        Err(e) => Err(e),
+    };
+    reply(ack, out);
 }
 
 async fn delete_message(
     s: SocketRef,
     io: SocketIo,
-    Data(r): Data<EditReq>,
+    TryData(r): TryData<EditReq>,
     ack: AckSender,
     State(chat): State<Arc<Chat>>,
 ) {
-    let out = change(&s, &io, r, &chat, true).await;
-    let _ = ack.send(&out.unwrap_or_else(|e| ack_error(&e)));
+    let out = match payload(r) {
+        Ok(r) => change(&s, &io, r, &chat, true).await,
+        Err(e) => Err(e),
+    };
+    reply(ack, out);
 }
 
 /// Relays a call event to one person, checking the caller's identity field.
@@ -523,7 +548,11 @@ async fn relay(
     Ok(json!({"ok": true}))
 }
 
-async fn initiate_call(s: SocketRef, io: SocketIo, Data(d): Data<Value>, ack: AckSender) {
+async fn initiate_call(s: SocketRef, io: SocketIo, TryData(d): TryData<Value>, ack: AckSender) {
+    let d = match payload(d) {
+        Ok(d) => d,
+        Err(e) => return reply(ack, Err(e)),
+    };
     let me = session(&s).map(|m| m.identity).unwrap_or_default();
     let payload =
         json!({"roomName": d.get("roomName"), "callerId": me, "callerInfo": d.get("callerInfo")});
@@ -537,10 +566,14 @@ async fn initiate_call(s: SocketRef, io: SocketIo, Data(d): Data<Value>, ack: Ac
         payload,
     )
     .await;
-    let _ = ack.send(&out.unwrap_or_else(|e| ack_error(&e)));
+    reply(ack, out);
 }
 
-async fn accept_call(s: SocketRef, io: SocketIo, Data(d): Data<Value>, ack: AckSender) {
+async fn accept_call(s: SocketRef, io: SocketIo, TryData(d): TryData<Value>, ack: AckSender) {
+    let d = match payload(d) {
+        Ok(d) => d,
+        Err(e) => return reply(ack, Err(e)),
+    };
     let me = session(&s).map(|m| m.identity).unwrap_or_default();
     let payload = json!({"roomName": d.get("roomName"), "recipientId": me});
     let out = relay(
@@ -553,10 +586,14 @@ async fn accept_call(s: SocketRef, io: SocketIo, Data(d): Data<Value>, ack: AckS
         payload,
     )
     .await;
-    let _ = ack.send(&out.unwrap_or_else(|e| ack_error(&e)));
+    reply(ack, out);
 }
 
-async fn reject_call(s: SocketRef, io: SocketIo, Data(d): Data<Value>, ack: AckSender) {
+async fn reject_call(s: SocketRef, io: SocketIo, TryData(d): TryData<Value>, ack: AckSender) {
+    let d = match payload(d) {
+        Ok(d) => d,
+        Err(e) => return reply(ack, Err(e)),
+    };
     let me = session(&s).map(|m| m.identity).unwrap_or_default();
     let payload = json!({"recipientId": me});
     let out = relay(
@@ -569,5 +606,5 @@ async fn reject_call(s: SocketRef, io: SocketIo, Data(d): Data<Value>, ack: AckS
         payload,
     )
     .await;
-    let _ = ack.send(&out.unwrap_or_else(|e| ack_error(&e)));
+    reply(ack, out);
 }
