@@ -206,7 +206,10 @@ impl RoomManager {
                 reply,
             };
             if handle.tx.send(cmd).await.is_err() {
-                continue; // Room actor ended: retry with a new room.
+                // The actor is gone (closed, or died on a bug): forget it and
+                // retry with a fresh room.
+                self.remove(room, &handle.sid);
+                continue;
             }
             match rx.await {
                 Ok(Ok(j)) => return Ok((handle, j)),
