@@ -19,7 +19,27 @@ pub struct Config {
     pub room: RoomDefaults,
     pub data: DataConfig,
     pub chat: ChatConfig,
+    pub calls: CallsConfig,
     pub log: LogConfig,
+}
+
+/// One-to-one calls.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallsConfig {
+    /// Seconds a call rings before it counts as missed.
+    pub ring_timeout_secs: u64,
+    /// Hours a room token handed out for a call or room stays valid.
+    pub token_ttl_hours: u64,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        CallsConfig {
+            ring_timeout_secs: 30,
+            token_ttl_hours: 2,
+        }
+    }
 }
 
 /// The chat socket, accounts and message limits.

@@ -3,6 +3,7 @@
 
 mod api;
 pub mod auth;
+pub mod calls;
 pub mod chat;
 pub mod config;
 pub mod error;
@@ -37,6 +38,7 @@ pub struct AppState {
     pub rooms: Arc<RoomManager>,
     pub net: Arc<Net>,
     pub chat: Arc<chat::Chat>,
+    pub calls: Arc<calls::Calls>,
     /// The Socket.IO server handle, to emit from anywhere.
     pub io: SocketIo,
     socket_layer: SocketIoLayer,
@@ -46,18 +48,32 @@ impl AppState {
     pub fn new(config: Config, net: Arc<Net>, store: store::Store) -> Arc<AppState> {
         let keys = auth::KeyStore::new(config.keys.clone());
         let rooms = RoomManager::new(net.clone(), config.room.clone());
-        let chat = chat::Chat::new(store, keys.clone(), config.chat.clone());
+        let chat = chat::Chat::new(
+            store,
+            keys.clone(),
+            config.chat.clone(),
+            config.server.public_url.clone(),
+            std::time::Duration::from_secs(config.calls.token_ttl_hours * 3600),
+        );
         let (socket_layer, io) = SocketIo::builder()
             .with_state(chat.clone())
             .max_payload(config.chat.max_message_bytes as u64 * 4 + 4096)
             .build_layer();
         chat::attach(&io);
+        let calls = calls::Calls::new(
+            chat.store.clone(),
+            io.clone(),
+            rooms.clone(),
+            std::time::Duration::from_secs(config.calls.ring_timeout_secs),
+        );
+        let _ = chat.calls.set(calls.clone());
         Arc::new(AppState {
             config,
             keys,
             rooms,
             net,
             chat,
+            calls,
             io,
             socket_layer,
         })

@@ -2,6 +2,7 @@
 //! attachments, search. Errors are `{error, message}` with an HTTP status.
 
 mod accounts;
+pub mod calls;
 mod chats;
 
 use std::sync::Arc;
@@ -46,6 +47,16 @@ pub fn routes(config: &crate::Config) -> Router<Arc<AppState>> {
         .route("/api/chats/{chat_id}/read", post(chats::read))
         .route("/api/attachments/{id}", get(chats::attachment))
         .route("/api/messages/search", get(chats::search))
+        .route("/api/calls", get(calls::history))
+        .route("/api/calls/initiate", post(calls::initiate))
+        .route("/calls", post(calls::initiate))
+        .route("/api/calls/{id}/accept", post(calls::accept))
+        .route("/api/calls/{id}/reject", post(calls::reject))
+        .route("/api/calls/{id}/cancel", post(calls::cancel))
+        .route("/api/calls/{id}/end", post(calls::end))
+        .route("/calls/{id}/end", post(calls::end))
+        .route("/livekit/token", post(calls::token))
+        .route("/api/livekit/get-token", post(calls::token))
 }
 
 /// The caller, from `Authorization: Bearer <token>` (or `?token=`). A valid

@@ -28,6 +28,12 @@ pub struct Chat {
     typing: Mutex<HashMap<(String, String), u64>>,
     /// Token buckets per identity: (tokens, last refill).
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    /// Public base URL for the `url` of room tokens (empty: from the request).
+    pub public_url: String,
+    /// Lifetime of room tokens.
+    pub token_ttl: Duration,
+    /// The call service, set once the socket server exists.
+    pub calls: std::sync::OnceLock<Arc<crate::calls::Calls>>,
 }
 
 /// The identity a socket authenticated as.
@@ -38,14 +44,23 @@ pub struct Session {
 }
 
 impl Chat {
-    pub fn new(store: Store, keys: KeyStore, config: ChatConfig) -> Arc<Chat> {
+    pub fn new(
+        store: Store,
+        keys: KeyStore,
+        config: ChatConfig,
+        public_url: String,
+        token_ttl: Duration,
+    ) -> Arc<Chat> {
         Arc::new(Chat {
+            public_url,
+            token_ttl,
             store,
             keys,
             config,
             online: Mutex::new(HashMap::new()),
             typing: Mutex::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
+            calls: std::sync::OnceLock::new(),
         })
     }
 

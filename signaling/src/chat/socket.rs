@@ -521,90 +521,123 @@ async fn delete_message(
     reply(ack, out);
 }
 
-/// Relays a call event to one person, checking the caller's identity field.
-async fn relay(
-    s: &SocketRef,
-    io: &SocketIo,
-    data: &Value,
-    self_field: &str,
-    to_field: &str,
-    event: &'static str,
-    payload: Value,
-) -> Result<Value, Error> {
-    let me = session(s).ok_or_else(|| Error::Unauthorized("not authenticated".into()))?;
-    if let Some(v) = data.get(self_field).and_then(Value::as_str) {
-        if v != me.identity {
-            return Err(Error::Forbidden(format!(
-                "{self_field} must be your own identity"
-            )));
-        }
+fn calls(chat: &Chat) -> Result<&Arc<crate::calls::Calls>, Error> {
+    chat.calls
+        .get()
+        .ok_or_else(|| Error::Unavailable("calls are not ready".into()))
+}
+
+fn field<'a>(d: &'a Value, key: &str) -> Option<&'a str> {
+    d.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// The call an accept or reject is about: `callId`, else the ringing call from `callerId` to me.
+async fn find_call(chat: &Chat, d: &Value, me: &str) -> Result<String, Error> {
+    if let Some(id) = field(d, "callId") {
+        return Ok(id.to_string());
     }
-    let to = data
-        .get(to_field)
-        .and_then(Value::as_str)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| Error::BadRequest(format!("{to_field} is required")))?;
-    let _ = io.to(to.to_string()).emit(event, &payload).await;
-    Ok(json!({"ok": true}))
+    let caller = field(d, "callerId")
+        .ok_or_else(|| Error::BadRequest("callId or callerId is required".into()))?;
+    calls(chat)?
+        .ringing_between(caller, me)
+        .await?
+        .map(|c| c.id)
+        .ok_or_else(|| Error::NotFound("no ringing call from that caller".into()))
 }
 
-async fn initiate_call(s: SocketRef, io: SocketIo, TryData(d): TryData<Value>, ack: AckSender) {
-    let d = match payload(d) {
-        Ok(d) => d,
-        Err(e) => return reply(ack, Err(e)),
-    };
-    let me = session(&s).map(|m| m.identity).unwrap_or_default();
-    let payload =
-        json!({"roomName": d.get("roomName"), "callerId": me, "callerInfo": d.get("callerInfo")});
-    let out = relay(
-        &s,
-        &io,
-        &d,
-        "callerId",
-        "recipientId",
-        "incomingCall",
-        payload,
-    )
+/// `{token, url}` for the call's room, as the REST answers carry.
+async fn call_token(s: &SocketRef, chat: &Chat, user: &str, room: &str) -> Result<Value, Error> {
+    let u = chat
+        .store
+        .user(user)
+        .await?
+        .ok_or_else(|| Error::NotFound("no such user".into()))?;
+    let token = crate::calls::mint_room_token(&chat.keys, chat.token_ttl, &u, room)?;
+    let url = crate::calls::public_ws_url(&chat.public_url, &s.req_parts().headers);
+    Ok(json!({"token": token, "url": url}))
+}
+
+async fn initiate_call(
+    s: SocketRef,
+    TryData(d): TryData<Value>,
+    ack: AckSender,
+    State(chat): State<Arc<Chat>>,
+) {
+    let out = async {
+        let d = payload(d)?;
+        let me = session(&s).ok_or_else(|| Error::Unauthorized("not authenticated".into()))?;
+        if field(&d, "callerId").is_some_and(|c| c != me.identity) {
+            return Err(Error::Forbidden(
+                "callerId must be your own identity".into(),
+            ));
+        }
+        let user = chat
+            .store
+            .user(&me.identity)
+            .await?
+            .ok_or_else(|| Error::NotFound("no such user".into()))?;
+        let call = crate::api::calls::start_call(
+            calls(&chat)?,
+            &user,
+            field(&d, "recipientId"),
+            field(&d, "callType"),
+            d.get("callerInfo").cloned(),
+        )
+        .await?;
+        if call.status == crate::calls::machine::Status::Busy {
+            return Ok(json!({"ok": false, "error": "busy", "code": "busy", "call": call}));
+        }
+        let mut out = call_token(&s, &chat, &me.identity, &call.room_name).await?;
+        out["ok"] = json!(true);
+        out["call"] = serde_json::to_value(&call).map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(out)
+    }
     .await;
     reply(ack, out);
 }
 
-async fn accept_call(s: SocketRef, io: SocketIo, TryData(d): TryData<Value>, ack: AckSender) {
-    let d = match payload(d) {
-        Ok(d) => d,
-        Err(e) => return reply(ack, Err(e)),
-    };
-    let me = session(&s).map(|m| m.identity).unwrap_or_default();
-    let payload = json!({"roomName": d.get("roomName"), "recipientId": me});
-    let out = relay(
-        &s,
-        &io,
-        &d,
-        "recipientId",
-        "callerId",
-        "callAccepted",
-        payload,
-    )
+async fn accept_call(
+    s: SocketRef,
+    TryData(d): TryData<Value>,
+    ack: AckSender,
+    State(chat): State<Arc<Chat>>,
+) {
+    let out = async {
+        let d = payload(d)?;
+        let me = session(&s).ok_or_else(|| Error::Unauthorized("not authenticated".into()))?;
+        let id = find_call(&chat, &d, &me.identity).await?;
+        let call = calls(&chat)?
+            .act_as(&id, crate::calls::machine::Action::Accept, &me.identity)
+            .await?;
+        let mut out = call_token(&s, &chat, &me.identity, &call.room_name).await?;
+        out["ok"] = json!(true);
+        out["call"] = serde_json::to_value(&call).map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(out)
+    }
     .await;
     reply(ack, out);
 }
 
-async fn reject_call(s: SocketRef, io: SocketIo, TryData(d): TryData<Value>, ack: AckSender) {
-    let d = match payload(d) {
-        Ok(d) => d,
-        Err(e) => return reply(ack, Err(e)),
-    };
-    let me = session(&s).map(|m| m.identity).unwrap_or_default();
-    let payload = json!({"recipientId": me});
-    let out = relay(
-        &s,
-        &io,
-        &d,
-        "recipientId",
-        "callerId",
-        "callRejected",
-        payload,
-    )
+async fn reject_call(
+    s: SocketRef,
+    TryData(d): TryData<Value>,
+    ack: AckSender,
+    State(chat): State<Arc<Chat>>,
+) {
+    let out = async {
+        let d = payload(d)?;
+        let me = session(&s).ok_or_else(|| Error::Unauthorized("not authenticated".into()))?;
+        if field(&d, "recipientId").is_some_and(|r| r != me.identity) {
+            return Err(Error::Forbidden(
+                "recipientId must be your own identity".into(),
+            ));
+        }
+        let id = find_call(&chat, &d, &me.identity).await?;
+        let call = calls(&chat)?
+            .act_as(&id, crate::calls::machine::Action::Reject, &me.identity)
+            .await?;
+        Ok(json!({"ok": true, "call": call}))
+    }
     .await;
     reply(ack, out);
 }

@@ -168,6 +168,17 @@ impl RoomActor {
                 }
                 self.closing = true;
             }
+            RoomCmd::Close => {
+                let sids: Vec<ParticipantSid> = self.participants.keys().cloned().collect();
+                for sid in sids {
+                    self.remove_participant(
+                        &sid,
+                        proto::DisconnectReason::RoomDeleted,
+                        proto::leave_request::Action::Disconnect,
+                    );
+                }
+                self.closing = true;
+            }
             RoomCmd::Info { reply } => {
                 let _ = reply.send(self.snapshot());
             }
@@ -313,6 +324,10 @@ impl RoomActor {
             self.broadcast_update(&info, Some(&sid));
         }
         tracing::info!(room = %self.name, participant = %info.identity, sid = %sid, "participant joined");
+        self.manager.notify(super::RoomEvent::ParticipantJoined {
+            room: self.name.clone(),
+            identity: ParticipantIdentity::new(info.identity.clone()),
+        });
         Ok(Joined { sid, session })
     }
 
@@ -432,6 +447,10 @@ impl RoomActor {
             self.empty_since = Some(Instant::now());
         }
         tracing::info!(room = %self.name, participant = %p.info.identity, ?reason, "participant left");
+        self.manager.notify(super::RoomEvent::ParticipantLeft {
+            room: self.name.clone(),
+            identity: ParticipantIdentity::new(p.info.identity.clone()),
+        });
     }
 
     fn housekeeping(&mut self, now: Instant) {
@@ -481,6 +500,9 @@ impl RoomActor {
                 let _ = reply.send(Err(Error::Unavailable(ROOM_CLOSING.into())));
             }
         }
+        self.manager.notify(super::RoomEvent::RoomClosed {
+            room: self.name.clone(),
+        });
         tracing::info!(room = %self.name, "room closed");
     }
 

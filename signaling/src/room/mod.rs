@@ -39,6 +39,8 @@ pub(crate) enum RoomCmd {
         session: u64,
     },
     Shutdown,
+    /// Disconnects everyone (`ROOM_DELETED`) and closes the room.
+    Close,
     Info {
         reply: oneshot::Sender<RoomSnapshot>,
     },
@@ -71,9 +73,26 @@ pub(crate) struct RoomHandle {
     pub sid: String,
 }
 
+/// What rooms report to the rest of the node (calls, later webhooks).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoomEvent {
+    ParticipantJoined {
+        room: RoomName,
+        identity: ParticipantIdentity,
+    },
+    ParticipantLeft {
+        room: RoomName,
+        identity: ParticipantIdentity,
+    },
+    RoomClosed {
+        room: RoomName,
+    },
+}
+
 /// All live rooms of this node.
 pub struct RoomManager {
     rooms: Mutex<HashMap<RoomName, RoomHandle>>,
+    observers: Mutex<Vec<mpsc::UnboundedSender<RoomEvent>>>,
     net: Arc<Net>,
     defaults: RoomDefaults,
     next_peer_base: AtomicU64,
@@ -87,11 +106,49 @@ impl RoomManager {
     pub fn new(net: Arc<Net>, defaults: RoomDefaults) -> Arc<RoomManager> {
         Arc::new(RoomManager {
             rooms: Mutex::new(HashMap::new()),
+            observers: Mutex::new(Vec::new()),
             net,
             defaults,
             next_peer_base: AtomicU64::new(1),
             node_id: crate::ids::new_sid("ND_"),
         })
+    }
+
+    /// A stream of room events; dropped receivers are forgotten.
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<RoomEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Ok(mut o) = self.observers.lock() {
+            o.push(tx);
+        }
+        rx
+    }
+
+    pub(crate) fn notify(&self, ev: RoomEvent) {
+        if let Ok(mut o) = self.observers.lock() {
+            o.retain(|tx| tx.send(ev.clone()).is_ok());
+        }
+    }
+
+    /// Closes a room: everyone is disconnected with `ROOM_DELETED`. False when it was not open.
+    pub async fn close_room(&self, name: &RoomName) -> bool {
+        match self.get(name) {
+            Some(h) => h.tx.send(RoomCmd::Close).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Identities connected to a room (empty when it is not open).
+    pub async fn identities(&self, name: &RoomName) -> Vec<String> {
+        let Some(h) = self.get(name) else {
+            return Vec::new();
+        };
+        let (reply, rx) = oneshot::channel();
+        if h.tx.send(RoomCmd::Info { reply }).await.is_err() {
+            return Vec::new();
+        }
+        rx.await
+            .map(|s| s.participants.into_iter().map(|p| p.identity).collect())
+            .unwrap_or_default()
     }
 
     pub fn node_id(&self) -> &str {

@@ -110,11 +110,11 @@ impl Store {
         })
     }
 
-    pub(crate) fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
 
-    pub(crate) fn writer(&self) -> &SqlitePool {
+    pub fn writer(&self) -> &SqlitePool {
         &self.writer
     }
 
