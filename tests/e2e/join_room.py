@@ -12,7 +12,7 @@ async def main(url: str, token: str, seconds: float) -> None:
     gone = asyncio.Event()
     room.on("disconnected", lambda reason: (print(f"disconnected {reason}", flush=True), gone.set()))
     await room.connect(url, token, options=rtc.RoomOptions(single_peer_connection=False))
-    print(f"joined {room.name}", flush=True)
+    print(f"joined {room.name} metadata={room.metadata}", flush=True)
     try:
         await asyncio.wait_for(gone.wait(), seconds)
     except asyncio.TimeoutError:

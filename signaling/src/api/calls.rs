@@ -23,7 +23,18 @@ pub fn room_token(
     user: &User,
     room: &str,
 ) -> Result<Value, Error> {
-    let token = mint_room_token(&state.keys, state.chat.token_ttl, user, room)?;
+    room_token_as(state, headers, user, room, false)
+}
+
+/// `{token, url}`, with roomAdmin when `admin`.
+pub fn room_token_as(
+    state: &AppState,
+    headers: &HeaderMap,
+    user: &User,
+    room: &str,
+    admin: bool,
+) -> Result<Value, Error> {
+    let token = mint_room_token(&state.keys, state.chat.token_ttl, user, room, admin)?;
     Ok(json!({"token": token, "url": public_ws_url(&state.config.server.public_url, headers)}))
 }
 
@@ -173,6 +184,18 @@ pub async fn token(
         return Err(Error::Forbidden(
             "tokens are only issued for your own identity".into(),
         ));
+    }
+    if let (None, Some(room)) = (&r.call_id, &r.room_name) {
+        if let Some(meeting) = super::meetings::by_room(&state, room).await? {
+            let role = super::meetings::entry_role(&state, &meeting, &me.id).await?;
+            return Ok(Json(room_token_as(
+                &state,
+                &headers,
+                &me,
+                room,
+                role == "moderator",
+            )?));
+        }
     }
     let call = match (&r.call_id, &r.room_name) {
         (Some(id), _) => state.calls.get(id).await?,

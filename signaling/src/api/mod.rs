@@ -4,6 +4,7 @@
 mod accounts;
 pub mod calls;
 mod chats;
+pub mod meetings;
 
 use std::sync::Arc;
 
@@ -55,6 +56,14 @@ pub fn routes(config: &crate::Config) -> Router<Arc<AppState>> {
         .route("/api/calls/{id}/cancel", post(calls::cancel))
         .route("/api/calls/{id}/end", post(calls::end))
         .route("/calls/{id}/end", post(calls::end))
+        .route("/rooms", post(meetings::create))
+        .route("/api/rooms", post(meetings::create))
+        .route("/rooms/{id}/join", post(meetings::join))
+        .route("/api/rooms/{id}/join", post(meetings::join))
+        .route("/api/rooms/{id}/moderators", post(meetings::add_moderator))
+        .route("/api/rooms/{id}/start", post(meetings::start))
+        .route("/api/rooms/{id}/end", post(meetings::end))
+        .route("/api/rooms/{id}/status", get(meetings::status))
         .route("/livekit/token", post(calls::token))
         .route("/api/livekit/get-token", post(calls::token))
 }

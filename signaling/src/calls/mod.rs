@@ -99,12 +99,14 @@ pub fn public_ws_url(public_url: &str, headers: &axum::http::HeaderMap) -> Strin
     format!("{}://{host}", if tls { "wss" } else { "ws" })
 }
 
-/// A LiveKit-format token granting `user` to join (publish, subscribe, data) `room` only.
+/// A LiveKit-format token granting `user` to join (publish, subscribe, data)
+/// `room` only; `admin` adds roomAdmin (meeting moderators).
 pub fn mint_room_token(
     keys: &crate::auth::KeyStore,
     ttl: Duration,
     user: &crate::store::User,
     room: &str,
+    admin: bool,
 ) -> Result<String, Error> {
     let key = keys
         .first_key()
@@ -115,6 +117,7 @@ pub fn mint_room_token(
         can_publish: Some(true),
         can_subscribe: Some(true),
         can_publish_data: Some(true),
+        room_admin: admin,
         ..Default::default()
     };
     let mut claims = crate::auth::claims_for(key, &user.id, ttl, Some(grant));

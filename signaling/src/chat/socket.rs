@@ -552,7 +552,7 @@ async fn call_token(s: &SocketRef, chat: &Chat, user: &str, room: &str) -> Resul
         .user(user)
         .await?
         .ok_or_else(|| Error::NotFound("no such user".into()))?;
-    let token = crate::calls::mint_room_token(&chat.keys, chat.token_ttl, &u, room)?;
+    let token = crate::calls::mint_room_token(&chat.keys, chat.token_ttl, &u, room, false)?;
     let url = crate::calls::public_ws_url(&chat.public_url, &s.req_parts().headers);
     Ok(json!({"token": token, "url": url}))
 }

@@ -179,6 +179,28 @@ impl RoomActor {
                 }
                 self.closing = true;
             }
+            RoomCmd::Configure(s) => {
+                if let Some(v) = s.empty_timeout {
+                    self.empty_timeout = v;
+                }
+                if let Some(v) = s.departure_timeout {
+                    self.departure_timeout = v;
+                }
+                if let Some(v) = s.max_participants {
+                    self.max_participants = v;
+                }
+                if let Some(m) = s.metadata {
+                    if m != self.metadata {
+                        self.metadata = m;
+                        let room = self.room_info();
+                        for p in self.participants.values_mut() {
+                            p.send(Out::RoomUpdate(proto::RoomUpdate {
+                                room: Some(room.clone()),
+                            }));
+                        }
+                    }
+                }
+            }
             RoomCmd::Info { reply } => {
                 let _ = reply.send(self.snapshot());
             }

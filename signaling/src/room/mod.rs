@@ -41,6 +41,8 @@ pub(crate) enum RoomCmd {
     Shutdown,
     /// Disconnects everyone (`ROOM_DELETED`) and closes the room.
     Close,
+    /// Applies settings (limits, timeouts, metadata) to the room.
+    Configure(RoomSettings),
     Info {
         reply: oneshot::Sender<RoomSnapshot>,
     },
@@ -71,6 +73,15 @@ pub struct RoomSnapshot {
 pub(crate) struct RoomHandle {
     pub tx: mpsc::Sender<RoomCmd>,
     pub sid: String,
+}
+
+/// Settings a room is created or updated with; `None` keeps the current value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RoomSettings {
+    pub empty_timeout: Option<u32>,
+    pub departure_timeout: Option<u32>,
+    pub max_participants: Option<u32>,
+    pub metadata: Option<String>,
 }
 
 /// What rooms report to the rest of the node (calls, later webhooks).
@@ -127,6 +138,18 @@ impl RoomManager {
         if let Ok(mut o) = self.observers.lock() {
             o.retain(|tx| tx.send(ev.clone()).is_ok());
         }
+    }
+
+    /// Opens a room (if needed) with these settings.
+    pub async fn create_room(
+        self: &Arc<Self>,
+        name: &RoomName,
+        settings: RoomSettings,
+    ) -> Result<(), Error> {
+        let h = self.get_or_create(name)?;
+        h.tx.send(RoomCmd::Configure(settings))
+            .await
+            .map_err(|_| Error::Unavailable("room is closing, try again".into()))
     }
 
     /// Closes a room: everyone is disconnected with `ROOM_DELETED`. False when it was not open.
