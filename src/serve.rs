@@ -184,7 +184,7 @@ pub async fn run(
     let store = nodo_signaling::store::Store::open(std::path::Path::new(&config.data.dir))
         .await
         .map_err(|e| format!("cannot open the store in {}: {e}", config.data.dir))?;
-    let state = AppState::new(config, net.clone(), store);
+    let state = AppState::new(config, net.clone(), store).map_err(|e| e.to_string())?;
     let rooms = state.rooms.clone();
     let app = nodo_signaling::router(state);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

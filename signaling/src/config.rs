@@ -20,7 +20,37 @@ pub struct Config {
     pub data: DataConfig,
     pub chat: ChatConfig,
     pub calls: CallsConfig,
+    pub push: PushConfig,
     pub log: LogConfig,
+}
+
+/// Web Push (VAPID).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushConfig {
+    /// VAPID contact (`mailto:` or `https:` URL) push services may use to reach the operator.
+    pub subject: String,
+    /// VAPID private key (raw P-256 scalar, base64url). Empty: generated once and kept in
+    /// `<data-dir>/vapid_private_key`.
+    pub vapid_private_key: String,
+    /// Accept `http://` push endpoints (tests, local push services); off: https only.
+    pub allow_insecure_endpoints: bool,
+    /// Retries of a failed push (network error, 429, 5xx), with exponential backoff.
+    pub retries: u32,
+    /// First backoff delay in milliseconds.
+    pub retry_base_ms: u64,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            subject: "mailto:admin@localhost".into(),
+            vapid_private_key: String::new(),
+            allow_insecure_endpoints: false,
+            retries: 3,
+            retry_base_ms: 500,
+        }
+    }
 }
 
 /// One-to-one calls.

@@ -8,6 +8,7 @@ pub mod chat;
 pub mod config;
 pub mod error;
 pub mod ids;
+pub mod push;
 pub mod room;
 mod rtc;
 pub mod store;
@@ -39,13 +40,18 @@ pub struct AppState {
     pub net: Arc<Net>,
     pub chat: Arc<chat::Chat>,
     pub calls: Arc<calls::Calls>,
+    pub push: Arc<push::Push>,
     /// The Socket.IO server handle, to emit from anywhere.
     pub io: SocketIo,
     socket_layer: SocketIoLayer,
 }
 
 impl AppState {
-    pub fn new(config: Config, net: Arc<Net>, store: store::Store) -> Arc<AppState> {
+    pub fn new(
+        config: Config,
+        net: Arc<Net>,
+        store: store::Store,
+    ) -> Result<Arc<AppState>, error::Error> {
         let keys = auth::KeyStore::new(config.keys.clone());
         let rooms = RoomManager::new(net.clone(), config.room.clone());
         let chat = chat::Chat::new(
@@ -67,16 +73,24 @@ impl AppState {
             std::time::Duration::from_secs(config.calls.ring_timeout_secs),
         );
         let _ = chat.calls.set(calls.clone());
-        Arc::new(AppState {
+        let push = push::Push::start(
+            chat.store.clone(),
+            config.push.clone(),
+            std::path::Path::new(&config.data.dir),
+        )?;
+        let _ = chat.push.set(push.clone());
+        let _ = calls.push.set(push.clone());
+        Ok(Arc::new(AppState {
             config,
             keys,
             rooms,
             net,
             chat,
             calls,
+            push,
             io,
             socket_layer,
-        })
+        }))
     }
 }
 

@@ -5,6 +5,7 @@ mod accounts;
 pub mod calls;
 mod chats;
 pub mod meetings;
+mod push;
 
 use std::sync::Arc;
 
@@ -64,6 +65,12 @@ pub fn routes(config: &crate::Config) -> Router<Arc<AppState>> {
         .route("/api/rooms/{id}/start", post(meetings::start))
         .route("/api/rooms/{id}/end", post(meetings::end))
         .route("/api/rooms/{id}/status", get(meetings::status))
+        .route("/api/push/vapid-public-key", get(push::public_key))
+        .route(
+            "/api/push/subscribe",
+            post(push::subscribe).delete(push::unsubscribe),
+        )
+        .route("/api/push/subscriptions", get(push::count))
         .route("/livekit/token", post(calls::token))
         .route("/api/livekit/get-token", post(calls::token))
 }

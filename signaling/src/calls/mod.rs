@@ -127,6 +127,8 @@ pub fn mint_room_token(
 
 /// The call service: one per node.
 pub struct Calls {
+    /// Web Push, for ringing and missed calls.
+    pub push: std::sync::OnceLock<Arc<crate::push::Push>>,
     store: Store,
     io: SocketIo,
     rooms: Arc<RoomManager>,
@@ -144,6 +146,7 @@ impl Calls {
         ring_timeout: Duration,
     ) -> Arc<Calls> {
         let calls = Arc::new(Calls {
+            push: std::sync::OnceLock::new(),
             store,
             io,
             rooms,
@@ -259,6 +262,21 @@ impl Calls {
             .to(callee.to_string())
             .emit("incomingCall", &payload)
             .await;
+        // Rings the callee's devices even when the app is closed.
+        if let Some(push) = self.push.get() {
+            let caller_name = self
+                .store
+                .user(caller)
+                .await?
+                .map(|u| u.name)
+                .unwrap_or_default();
+            push.notify(
+                callee,
+                &json!({"type": "incoming_call", "callId": call.id, "callerId": caller, "callerName": caller_name,
+                        "callType": call.call_type, "roomName": call.room_name}),
+                crate::push::Priority::Ring,
+            );
+        }
         let me = self.clone();
         let timeout_id = id.clone();
         tokio::spawn(async move {
@@ -386,6 +404,13 @@ impl Calls {
                 emit(both, "call.ended", json!({"data": call})).await;
             }
             Status::Missed => {
+                if let Some(push) = self.push.get() {
+                    push.notify(
+                        &call.to_user_id,
+                        &json!({"type": "missed_call", "callId": call.id, "callerId": call.from_user_id, "callType": call.call_type}),
+                        crate::push::Priority::Normal,
+                    );
+                }
                 emit(
                     both.clone(),
                     "callMissed",

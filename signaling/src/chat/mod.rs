@@ -32,6 +32,8 @@ pub struct Chat {
     pub public_url: String,
     /// Lifetime of room tokens.
     pub token_ttl: Duration,
+    /// Web Push, for messages to users with no connected socket.
+    pub push: std::sync::OnceLock<Arc<crate::push::Push>>,
     /// The call service, set once the socket server exists.
     pub calls: std::sync::OnceLock<Arc<crate::calls::Calls>>,
 }
@@ -61,6 +63,7 @@ impl Chat {
             typing: Mutex::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
             calls: std::sync::OnceLock::new(),
+            push: std::sync::OnceLock::new(),
         })
     }
 
@@ -195,6 +198,19 @@ impl Chat {
         };
         if let Err(e) = op.emit("receiveMessage", &payload).await {
             tracing::debug!("receiveMessage emit: {e}");
+        }
+        if let Some(push) = self.push.get() {
+            for (to, status) in &message.status {
+                if status == "sent" {
+                    let preview: String = message.content.chars().take(100).collect();
+                    push.notify(
+                        to,
+                        &json!({"type": "message", "chatId": message.chat_id, "messageId": message.id,
+                                "senderId": message.sender_chat_path, "preview": preview}),
+                        crate::push::Priority::Normal,
+                    );
+                }
+            }
         }
         for (to, status) in &message.status {
             if status == "delivered" {
