@@ -124,12 +124,33 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/rtc/validate", get(rtc::validate))
         .route("/rtc/v1", get(rtc::v1_not_found))
         .route("/rtc/v1/validate", get(rtc::v1_not_found))
+        .route("/", get(demo_index))
+        .route("/sw.js", get(demo_service_worker))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
         .route("/metrics", get(metrics))
         .layer(socket)
         .layer(cors)
         .with_state(state)
+}
+
+/// The bundled web demo, embedded at build time (works offline).
+const DEMO_INDEX: &str = include_str!("../../web-demo/index.html");
+const DEMO_SW: &str = include_str!("../../web-demo/sw.js");
+
+async fn demo_index() -> impl IntoResponse {
+    ([("content-type", "text/html; charset=utf-8")], DEMO_INDEX)
+}
+
+async fn demo_service_worker() -> impl IntoResponse {
+    (
+        [
+            ("content-type", "text/javascript; charset=utf-8"),
+            ("service-worker-allowed", "/"),
+            ("cache-control", "no-cache"),
+        ],
+        DEMO_SW,
+    )
 }
 
 async fn metrics(

@@ -66,6 +66,11 @@ test('meeting lifecycle with moderators and members', async () => {
   st = await api(node, 'GET', `/api/rooms/${room.id}/status`, { token: bob.token });
   assert.equal(st.body.participantCount, 1);
 
+  // A member who is not a moderator cannot end it.
+  assert.equal((await api(node, 'POST', `/api/rooms/${room.id}/end`, { token: bob.token })).status, 403);
+  st = await api(node, 'GET', `/api/rooms/${room.id}/status`, { token: bob.token });
+  assert.equal(st.body.participantCount, 1);
+
   // Promote bob; he may end the meeting; everyone is disconnected.
   assert.equal((await api(node, 'POST', `/api/rooms/${room.id}/moderators`, { token: bob.token, body: { userId: carol.id } })).status, 403);
   const promoted = await api(node, 'POST', `/api/rooms/${room.id}/moderators`, { token: alice.token, body: { userId: bob.id } });
