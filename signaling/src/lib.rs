@@ -12,6 +12,7 @@ pub mod push;
 pub mod room;
 mod rtc;
 pub mod store;
+mod twirp;
 
 use std::sync::Arc;
 
@@ -126,6 +127,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/rtc/v1/validate", get(rtc::v1_not_found))
         .route("/", get(demo_index))
         .route("/sw.js", get(demo_service_worker))
+        .route(
+            "/twirp/livekit.RoomService/{method}",
+            axum::routing::post(twirp::room_service),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
         .route("/metrics", get(metrics))

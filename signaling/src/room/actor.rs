@@ -201,6 +201,9 @@ impl RoomActor {
                     }
                 }
             }
+            RoomCmd::Admin { op, reply } => {
+                let _ = reply.send(self.on_admin(*op));
+            }
             RoomCmd::Info { reply } => {
                 let _ = reply.send(self.snapshot());
             }
@@ -209,6 +212,7 @@ impl RoomActor {
 
     fn snapshot(&self) -> RoomSnapshot {
         RoomSnapshot {
+            room: self.room_info(),
             sid: self.sid.clone(),
             name: self.name.clone(),
             participants: self.participants.values().map(|p| p.info.clone()).collect(),

@@ -2,8 +2,11 @@
 //! (`nodo_sfu::MediaRoom`); the manager maps names to actor mailboxes.
 
 mod actor;
+mod admin;
 mod participant;
 mod signal;
+
+pub use admin::{AdminOp, AdminReply};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +46,11 @@ pub(crate) enum RoomCmd {
     Close,
     /// Applies settings (limits, timeouts, metadata) to the room.
     Configure(RoomSettings),
+    /// A server-API operation (Twirp RoomService).
+    Admin {
+        op: Box<AdminOp>,
+        reply: oneshot::Sender<Result<AdminReply, Error>>,
+    },
     Info {
         reply: oneshot::Sender<RoomSnapshot>,
     },
@@ -63,6 +71,7 @@ pub(crate) struct Joined {
 /// A read-only view of a room, for `/rtc/validate`, metrics and the API.
 #[derive(Debug, Clone)]
 pub struct RoomSnapshot {
+    pub room: proto::Room,
     pub sid: String,
     pub name: RoomName,
     pub participants: Vec<proto::ParticipantInfo>,
@@ -158,6 +167,30 @@ impl RoomManager {
             Some(h) => h.tx.send(RoomCmd::Close).await.is_ok(),
             None => false,
         }
+    }
+
+    /// Runs a server-API operation in a room's actor.
+    pub async fn admin(&self, name: &RoomName, op: AdminOp) -> Result<AdminReply, Error> {
+        let h = self
+            .get(name)
+            .ok_or_else(|| Error::NotFound(format!("room {name} does not exist")))?;
+        let (reply, rx) = oneshot::channel();
+        h.tx.send(RoomCmd::Admin {
+            op: Box::new(op),
+            reply,
+        })
+        .await
+        .map_err(|_| Error::NotFound(format!("room {name} does not exist")))?;
+        rx.await
+            .map_err(|_| Error::NotFound(format!("room {name} does not exist")))?
+    }
+
+    /// A room's snapshot, if open.
+    pub async fn snapshot(&self, name: &RoomName) -> Option<RoomSnapshot> {
+        let h = self.get(name)?;
+        let (reply, rx) = oneshot::channel();
+        h.tx.send(RoomCmd::Info { reply }).await.ok()?;
+        rx.await.ok()
     }
 
     /// Identities connected to a room (empty when it is not open).
