@@ -140,7 +140,7 @@ impl RoomActor {
                     .iter()
                     .filter(|(_, p)| {
                         destination_identities.is_empty()
-                            || destination_identities.iter().any(|d| *d == p.info.identity)
+                            || destination_identities.contains(&p.info.identity)
                     })
                     .map(|(s, _)| s.clone())
                     .collect();
