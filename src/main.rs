@@ -71,6 +71,9 @@ pub struct ServeArgs {
     data_dir: Option<String>,
     #[arg(long)]
     public_url: Option<String>,
+    /// URL to POST LiveKit webhook events to (repeatable).
+    #[arg(long)]
+    webhook_url: Vec<String>,
 }
 
 #[derive(Subcommand)]

@@ -76,6 +76,9 @@ pub fn resolve(args: &ServeArgs, env: &[(String, String)]) -> Result<Config, Str
     if let Some(d) = &args.data_dir {
         c.data.dir = d.clone();
     }
+    if !args.webhook_url.is_empty() {
+        c.webhook.urls = args.webhook_url.clone();
+    }
     if let Some(u) = &args.public_url {
         c.server.public_url = u.clone();
     }

@@ -21,7 +21,18 @@ pub struct Config {
     pub chat: ChatConfig,
     pub calls: CallsConfig,
     pub push: PushConfig,
+    pub webhook: WebhookConfig,
     pub log: LogConfig,
+}
+
+/// LiveKit-compatible webhooks.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// URLs every event is POSTed to.
+    pub urls: Vec<String>,
+    /// API key whose secret signs the deliveries; empty: the first configured key.
+    pub api_key: String,
 }
 
 /// Web Push (VAPID).

@@ -13,6 +13,7 @@ pub mod room;
 mod rtc;
 pub mod store;
 mod twirp;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -42,6 +43,7 @@ pub struct AppState {
     pub chat: Arc<chat::Chat>,
     pub calls: Arc<calls::Calls>,
     pub push: Arc<push::Push>,
+    pub webhooks: Arc<webhook::Webhooks>,
     /// The Socket.IO server handle, to emit from anywhere.
     pub io: SocketIo,
     socket_layer: SocketIoLayer,
@@ -81,6 +83,8 @@ impl AppState {
         )?;
         let _ = chat.push.set(push.clone());
         let _ = calls.push.set(push.clone());
+        let webhooks =
+            webhook::Webhooks::start(chat.store.clone(), keys.clone(), &config.webhook, &rooms);
         Ok(Arc::new(AppState {
             config,
             keys,
@@ -89,6 +93,7 @@ impl AppState {
             chat,
             calls,
             push,
+            webhooks,
             io,
             socket_layer,
         }))

@@ -438,6 +438,7 @@ impl Calls {
             RoomEvent::ParticipantJoined { room, .. }
             | RoomEvent::ParticipantLeft { room, .. }
             | RoomEvent::RoomClosed { room } => room,
+            RoomEvent::Webhook(_) => return Ok(()),
         };
         if !room.as_str().starts_with(ROOM_PREFIX) {
             return Ok(());

@@ -77,6 +77,8 @@ impl RoomActor {
         let Some(mut net_rx) = self.inbox_rx.take() else {
             return;
         };
+        self.manager
+            .webhook("room_started", self.room_info(), None, None);
         let mut housekeeping = tokio::time::interval(Duration::from_millis(500));
         loop {
             let deadline = tokio::time::Instant::from_std(self.media.poll_timeout());
@@ -350,6 +352,12 @@ impl RoomActor {
             self.broadcast_update(&info, Some(&sid));
         }
         tracing::info!(room = %self.name, participant = %info.identity, sid = %sid, "participant joined");
+        self.manager.webhook(
+            "participant_joined",
+            self.room_info(),
+            Some(info.clone()),
+            None,
+        );
         self.manager.notify(super::RoomEvent::ParticipantJoined {
             room: self.name.clone(),
             identity: ParticipantIdentity::new(info.identity.clone()),
@@ -454,6 +462,15 @@ impl RoomActor {
             self.manager.net.unregister(b);
         }
         let unpublished = self.media.remove_participant(sid);
+        let room = self.room_info();
+        for t in &p.info.tracks {
+            self.manager.webhook(
+                "track_unpublished",
+                room.clone(),
+                Some(p.info.clone()),
+                Some(t.clone()),
+            );
+        }
         p.info.state = proto::participant_info::State::Disconnected as i32;
         p.info.disconnect_reason = reason as i32;
         p.info.tracks.clear();
@@ -473,6 +490,12 @@ impl RoomActor {
             self.empty_since = Some(Instant::now());
         }
         tracing::info!(room = %self.name, participant = %p.info.identity, ?reason, "participant left");
+        self.manager.webhook(
+            "participant_left",
+            self.room_info(),
+            Some(p.info.clone()),
+            None,
+        );
         self.manager.notify(super::RoomEvent::ParticipantLeft {
             room: self.name.clone(),
             identity: ParticipantIdentity::new(p.info.identity.clone()),
@@ -526,6 +549,8 @@ impl RoomActor {
                 let _ = reply.send(Err(Error::Unavailable(ROOM_CLOSING.into())));
             }
         }
+        self.manager
+            .webhook("room_finished", self.room_info(), None, None);
         self.manager.notify(super::RoomEvent::RoomClosed {
             room: self.name.clone(),
         });

@@ -107,6 +107,8 @@ pub enum RoomEvent {
     RoomClosed {
         room: RoomName,
     },
+    /// A LiveKit webhook event (room_started, participant_joined, …).
+    Webhook(Box<proto::WebhookEvent>),
 }
 
 /// All live rooms of this node.
@@ -141,6 +143,26 @@ impl RoomManager {
             o.push(tx);
         }
         rx
+    }
+
+    /// Reports a webhook event for a room.
+    pub(crate) fn webhook(
+        &self,
+        event: &str,
+        room: proto::Room,
+        participant: Option<proto::ParticipantInfo>,
+        track: Option<proto::TrackInfo>,
+    ) {
+        let ev = proto::WebhookEvent {
+            event: event.to_string(),
+            room: Some(room),
+            participant,
+            track,
+            id: crate::ids::new_sid("EV_"),
+            created_at: crate::auth::unix_now() as i64,
+            ..Default::default()
+        };
+        self.notify(RoomEvent::Webhook(Box::new(ev)));
     }
 
     pub(crate) fn notify(&self, ev: RoomEvent) {

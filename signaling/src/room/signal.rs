@@ -192,11 +192,19 @@ impl RoomActor {
             return;
         };
         let (_, info) = p.pending.remove(pos);
-        p.info.tracks.push(info);
+        p.info.tracks.push(info.clone());
         p.info.is_publisher = true;
         p.touch();
+        let track_info = info;
         let info = p.info.clone();
         let hidden = p.hidden();
+        let room = self.room_info();
+        self.manager.webhook(
+            "track_published",
+            room,
+            Some(info.clone()),
+            Some(track_info),
+        );
         if !hidden {
             self.broadcast_update(&info, None);
         }
