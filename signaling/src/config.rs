@@ -22,6 +22,7 @@ pub struct Config {
     pub calls: CallsConfig,
     pub push: PushConfig,
     pub webhook: WebhookConfig,
+    pub limit: LimitConfig,
     pub log: LogConfig,
 }
 
@@ -33,6 +34,19 @@ pub struct WebhookConfig {
     pub urls: Vec<String>,
     /// API key whose secret signs the deliveries; empty: the first configured key.
     pub api_key: String,
+    /// Also send Nodo's app events (message_sent, call_started, call_ended,
+    /// user_registered, room_created) through the same signed queue.
+    pub app_events: bool,
+}
+
+/// Admission limits of this node; 0 means no limit.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitConfig {
+    /// Most rooms open at once.
+    pub max_rooms: u32,
+    /// Most published tracks across all rooms.
+    pub max_tracks: u32,
 }
 
 /// Web Push (VAPID).

@@ -56,7 +56,7 @@ impl AppState {
         store: store::Store,
     ) -> Result<Arc<AppState>, error::Error> {
         let keys = auth::KeyStore::new(config.keys.clone());
-        let rooms = RoomManager::new(net.clone(), config.room.clone());
+        let rooms = RoomManager::new(net.clone(), config.room.clone(), config.limit.clone());
         let chat = chat::Chat::new(
             store,
             keys.clone(),
@@ -85,6 +85,8 @@ impl AppState {
         let _ = calls.push.set(push.clone());
         let webhooks =
             webhook::Webhooks::start(chat.store.clone(), keys.clone(), &config.webhook, &rooms);
+        let _ = chat.webhooks.set(webhooks.clone());
+        let _ = calls.webhooks.set(webhooks.clone());
         Ok(Arc::new(AppState {
             config,
             keys,

@@ -199,7 +199,14 @@ async fn call(
                 max_participants: Some(r.max_participants),
                 metadata: Some(r.metadata),
             };
-            rooms.create_room(&name, settings).await?;
+            rooms
+                .create_room(&name, settings)
+                .await
+                .map_err(|e| match e {
+                    // A node at its room limit: LiveKit's resource_exhausted.
+                    Error::Unavailable(m) => TwirpError::new("resource_exhausted", m),
+                    e => e.into(),
+                })?;
             let snap = rooms
                 .snapshot(&name)
                 .await

@@ -29,6 +29,7 @@ pub struct Webhooks {
     keys: KeyStore,
     api_key: String,
     urls: Vec<String>,
+    app_events: bool,
     wake: Notify,
 }
 
@@ -50,6 +51,7 @@ impl Webhooks {
             keys,
             api_key,
             urls: config.urls.clone(),
+            app_events: config.app_events,
             wake: Notify::new(),
         });
         if hooks.urls.is_empty() {
@@ -80,11 +82,36 @@ impl Webhooks {
 
     async fn enqueue(&self, ev: &livekit_protocol::WebhookEvent) -> Result<(), Error> {
         let body = serde_json::to_string(ev).map_err(|e| Error::Internal(e.to_string()))?;
+        self.enqueue_body(&body).await
+    }
+
+    /// Queues one of Nodo's app events (when enabled): a WebhookEvent-shaped
+    /// body (`event`, `id`, `createdAt`) with the details under `data`.
+    pub fn app_event(self: &Arc<Self>, event: &'static str, data: serde_json::Value) {
+        if !self.app_events || self.urls.is_empty() {
+            return;
+        }
+        let body = serde_json::json!({
+            "event": event,
+            "id": crate::ids::new_sid("EV_"),
+            "createdAt": crate::auth::unix_now().to_string(),
+            "data": data,
+        })
+        .to_string();
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = me.enqueue_body(&body).await {
+                tracing::warn!("webhook enqueue: {e}");
+            }
+        });
+    }
+
+    async fn enqueue_body(&self, body: &str) -> Result<(), Error> {
         let now = now_ms();
         for url in &self.urls {
             sqlx::query("INSERT INTO webhook_queue (url, body, attempts, next_attempt_at, created_at) VALUES (?, ?, 0, ?, ?)")
                 .bind(url)
-                .bind(&body)
+                .bind(body)
                 .bind(now)
                 .bind(now)
                 .execute(self.store.writer())

@@ -107,3 +107,41 @@ async def test_room_service_grants(node):
     async with aiohttp.ClientSession() as s:
         async with s.post(f"{node.http_url}/twirp/livekit.RoomService/ListRooms", data=b"{", headers={"Authorization": f"Bearer {lister}", "Content-Type": "application/json"}) as r:
             assert r.status == 400 and (await r.json())["code"] == "malformed"
+
+
+async def test_admission_limits(tmp_path):
+    from conftest import start_node
+    from lk import token
+
+    node = start_node(tmp_path, env={"NODO_LIMIT__MAX_ROOMS": "1", "NODO_LIMIT__MAX_TRACKS": "1"})
+    lk = api.LiveKitAPI(url=node.http_url, api_key=API_KEY, api_secret=API_SECRET)
+    try:
+        await lk.room.create_room(api.CreateRoomRequest(name="only"))
+        try:
+            await lk.room.create_room(api.CreateRoomRequest(name="second"))
+            raise AssertionError("a second room was created past max_rooms")
+        except api.TwirpError as e:
+            assert e.code == "resource_exhausted"
+        # Joining a new room is refused with 503, as LiveKit does at node limits.
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"{node.http_url}/rtc", params={"access_token": token("x", "second")},
+                             headers={"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}) as r:
+                assert r.status == 503
+                assert "limit" in await r.text()
+        # One track per node: the second publish is refused.
+        a = await connect(node, "a", "only")
+        t1, t2 = Tone(), Tone()
+        t1.start()
+        t2.start()
+        await a.local_participant.publish_track(t1.track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
+        try:
+            await asyncio.wait_for(a.local_participant.publish_track(t2.track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_SCREENSHARE_AUDIO)), 15)
+            raise AssertionError("a second track was published past max_tracks")
+        except (asyncio.TimeoutError, Exception) as e:
+            assert not isinstance(e, AssertionError)
+        t1.stop()
+        t2.stop()
+        await a.disconnect()
+    finally:
+        await lk.aclose()
+        node.stop()

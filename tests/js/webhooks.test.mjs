@@ -92,3 +92,25 @@ test('deliveries wait for a receiver that is down, across a restart', async () =
     await rec.close();
   }
 });
+
+test('app events go through the same signed queue when enabled', async () => {
+  const { register, connect, ack } = await import('./chatlib.mjs');
+  const rec = await startReceiver();
+  const node = await startNode(['--webhook-url', `http://127.0.0.1:${rec.port}/hook`], { NODO_WEBHOOK__APP_EVENTS: 'true' });
+  try {
+    const alice = await register(node, 'alice');
+    const bob = await register(node, 'bob');
+    const a = await connect(node, alice);
+    const sent = await ack(a, 'sendMessage', { recipientChatPath: bob.id, content: 'hooked message' });
+    await until(() => rec.got.some((g) => g.ev.event === 'message_sent'), 'message_sent');
+    const names = rec.got.map((g) => g.ev.event);
+    assert.deepEqual(names.filter((n) => n === 'user_registered').length, 2);
+    const msg = JSON.parse(rec.got.find((g) => g.ev.event === 'message_sent').body);
+    assert.equal(msg.data.message.id, sent.id);
+    assert.equal(msg.data.message.content, 'hooked message');
+    a.close();
+  } finally {
+    await node.stop();
+    await rec.close();
+  }
+});

@@ -84,6 +84,9 @@ async fn verify_password(password: String, hash: String) -> bool {
 
 /// Tells every connected socket about a new user (`user.registered`).
 pub async fn announce_user(state: &AppState, user: &User) {
+    state
+        .webhooks
+        .app_event("user_registered", json!({"user": user}));
     let _ = state
         .io
         .emit("user.registered", &json!({"data": user}))

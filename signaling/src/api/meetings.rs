@@ -216,6 +216,9 @@ pub async fn create(
     let meeting = render(&state, load(&state, &id).await?).await?;
     let data = serde_json::to_value(&meeting).map_err(|e| Error::Internal(e.to_string()))?;
     tell_members(&state, &id, "room.created", json!({"data": data})).await?;
+    state
+        .webhooks
+        .app_event("room_created", json!({"room": data}));
     Ok((StatusCode::CREATED, Json(data)))
 }
 

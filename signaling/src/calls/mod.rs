@@ -127,6 +127,8 @@ pub fn mint_room_token(
 
 /// The call service: one per node.
 pub struct Calls {
+    /// Webhooks, for the `call_started` and `call_ended` app events.
+    pub webhooks: std::sync::OnceLock<Arc<crate::webhook::Webhooks>>,
     /// Web Push, for ringing and missed calls.
     pub push: std::sync::OnceLock<Arc<crate::push::Push>>,
     store: Store,
@@ -147,6 +149,7 @@ impl Calls {
     ) -> Arc<Calls> {
         let calls = Arc::new(Calls {
             push: std::sync::OnceLock::new(),
+            webhooks: std::sync::OnceLock::new(),
             store,
             io,
             rooms,
@@ -376,6 +379,13 @@ impl Calls {
 
     /// The events of a transition, to the two people only.
     async fn announce(&self, call: &Call, by: Party) {
+        if let Some(w) = self.webhooks.get() {
+            match call.status {
+                Status::Connected => w.app_event("call_started", json!({"call": call})),
+                s if !s.is_active() => w.app_event("call_ended", json!({"call": call})),
+                _ => {}
+            }
+        }
         let both = vec![call.from_user_id.clone(), call.to_user_id.clone()];
         let emit = |to: Vec<String>, event: &'static str, data: Value| async move {
             let _ = self.io.to(to).emit(event, &data).await;

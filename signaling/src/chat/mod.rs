@@ -32,6 +32,8 @@ pub struct Chat {
     pub public_url: String,
     /// Lifetime of room tokens.
     pub token_ttl: Duration,
+    /// Webhooks, for the `message_sent` app event.
+    pub webhooks: std::sync::OnceLock<Arc<crate::webhook::Webhooks>>,
     /// Web Push, for messages to users with no connected socket.
     pub push: std::sync::OnceLock<Arc<crate::push::Push>>,
     /// The call service, set once the socket server exists.
@@ -64,6 +66,7 @@ impl Chat {
             buckets: Mutex::new(HashMap::new()),
             calls: std::sync::OnceLock::new(),
             push: std::sync::OnceLock::new(),
+            webhooks: std::sync::OnceLock::new(),
         })
     }
 
@@ -198,6 +201,9 @@ impl Chat {
         };
         if let Err(e) = op.emit("receiveMessage", &payload).await {
             tracing::debug!("receiveMessage emit: {e}");
+        }
+        if let Some(w) = self.webhooks.get() {
+            w.app_event("message_sent", json!({"message": message}));
         }
         if let Some(push) = self.push.get() {
             for (to, status) in &message.status {

@@ -462,7 +462,18 @@ impl RoomActor {
             self.manager.net.unregister(b);
         }
         let unpublished = self.media.remove_participant(sid);
+        self.manager
+            .release_tracks(p.info.tracks.len() + p.pending.len());
         let room = self.room_info();
+        if !p.active {
+            // It never got both connections up.
+            self.manager.webhook(
+                "participant_connection_aborted",
+                room.clone(),
+                Some(p.info.clone()),
+                None,
+            );
+        }
         for t in &p.info.tracks {
             self.manager.webhook(
                 "track_unpublished",

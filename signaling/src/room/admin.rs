@@ -221,7 +221,9 @@ impl RoomActor {
         }
         p.touch();
         let mut unpublished = Vec::new();
+        let mut released = 0;
         if revoke_publish {
+            released = p.info.tracks.len() + p.pending.len();
             unpublished = p
                 .info
                 .tracks
@@ -231,6 +233,7 @@ impl RoomActor {
             p.pending.clear();
         }
         let info = p.info.clone();
+        self.manager.release_tracks(released);
         for t in &unpublished {
             self.media.unpublish(t);
         }

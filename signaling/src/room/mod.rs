@@ -117,6 +117,9 @@ pub struct RoomManager {
     observers: Mutex<Vec<mpsc::UnboundedSender<RoomEvent>>>,
     net: Arc<Net>,
     defaults: RoomDefaults,
+    limits: crate::config::LimitConfig,
+    /// Published tracks across all rooms (for `limit.max_tracks`).
+    tracks: std::sync::atomic::AtomicUsize,
     next_peer_base: AtomicU64,
     node_id: String,
 }
@@ -125,12 +128,18 @@ pub struct RoomManager {
 const ROOM_QUEUE: usize = 1024;
 
 impl RoomManager {
-    pub fn new(net: Arc<Net>, defaults: RoomDefaults) -> Arc<RoomManager> {
+    pub fn new(
+        net: Arc<Net>,
+        defaults: RoomDefaults,
+        limits: crate::config::LimitConfig,
+    ) -> Arc<RoomManager> {
         Arc::new(RoomManager {
             rooms: Mutex::new(HashMap::new()),
             observers: Mutex::new(Vec::new()),
             net,
             defaults,
+            limits,
+            tracks: std::sync::atomic::AtomicUsize::new(0),
             next_peer_base: AtomicU64::new(1),
             node_id: crate::ids::new_sid("ND_"),
         })
@@ -229,6 +238,25 @@ impl RoomManager {
             .unwrap_or_default()
     }
 
+    /// Reserves room for one more published track; false at `limit.max_tracks`.
+    pub(crate) fn reserve_track(&self) -> bool {
+        let max = self.limits.max_tracks as usize;
+        self.tracks
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (max == 0 || n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives back reserved tracks.
+    pub(crate) fn release_tracks(&self, n: usize) {
+        let _ = self
+            .tracks
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
+                Some(c.saturating_sub(n))
+            });
+    }
+
     pub fn node_id(&self) -> &str {
         &self.node_id
     }
@@ -258,6 +286,12 @@ impl RoomManager {
             .map_err(|_| Error::Internal("room table poisoned".into()))?;
         if let Some(h) = rooms.get(name) {
             return Ok(h.clone());
+        }
+        if self.limits.max_rooms > 0 && rooms.len() >= self.limits.max_rooms as usize {
+            return Err(Error::Unavailable(format!(
+                "this node is at its limit of {} rooms",
+                self.limits.max_rooms
+            )));
         }
         let (tx, rx) = mpsc::channel(ROOM_QUEUE);
         let sid = crate::ids::new_sid("RM_");

@@ -104,6 +104,16 @@ impl RoomActor {
         if p.pending.iter().any(|(cid, _)| cid == &req.cid) {
             return; // duplicate request for the same client track
         }
+        if !self.manager.reserve_track() {
+            // Newer clients match the refusal by the echoed request; older ones time out.
+            p.send(Out::RequestResponse(proto::RequestResponse {
+                request_id: 0,
+                reason: proto::request_response::Reason::LimitExceeded as i32,
+                message: "this node is at its track limit".into(),
+                request: Some(proto::request_response::Request::AddTrack(req)),
+            }));
+            return;
+        }
         let kind = if req.r#type == proto::TrackType::Audio as i32 {
             TrackKind::Audio
         } else {
@@ -168,6 +178,7 @@ impl RoomActor {
                 .expect_track(sid, track_sid.clone(), req.cid.clone(), kind, layers, codec)
         {
             tracing::warn!(%sid, "add_track: {e}");
+            self.manager.release_tracks(1);
             return;
         }
         if req.muted {
