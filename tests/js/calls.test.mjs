@@ -2,40 +2,14 @@
 // Python LiveKit SDK (tests/e2e/join_room.py) using the tokens handed out.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { startNode } from './harness.mjs';
+import { joinRoom } from './pyclient.mjs';
 import { api, register, connect, next, ack, sleep } from './chatlib.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const python = process.env.NODO_PYTHON || join(here, '..', '..', '.venv', 'bin', 'python');
 let node;
 before(async () => { node = await startNode([], { NODO_CALLS__RING_TIMEOUT_SECS: '2' }); });
 after(async () => { await node?.stop(); });
 
-// Joins the room with the Python SDK; resolves `lines` as they come.
-function joinRoom(url, token) {
-  const p = spawn(python, [join(here, '..', 'e2e', 'join_room.py'), url, token, '30']);
-  const lines = [];
-  const waiters = [];
-  p.stdout.on('data', (b) => {
-    for (const l of b.toString().split('\n').filter(Boolean)) {
-      lines.push(l);
-      for (const w of waiters.splice(0)) w();
-    }
-  });
-  const waitFor = async (prefix, timeout = 20000) => {
-    const deadline = Date.now() + timeout;
-    while (Date.now() < deadline) {
-      const l = lines.find((x) => x.startsWith(prefix));
-      if (l) return l;
-      await new Promise((r) => { waiters.push(r); setTimeout(r, 200); });
-    }
-    throw new Error(`python never printed ${prefix}: ${lines.join(' | ')}`);
-  };
-  return { waitFor, kill: () => p.kill() };
-}
 
 async function pair() {
   const a = await register(node, 'caller');

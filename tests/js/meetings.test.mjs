@@ -2,35 +2,16 @@
 // and metadata, live status from the SFU, end disconnects everyone.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { startNode } from './harness.mjs';
+import { joinRoom } from './pyclient.mjs';
 import { api, register, connect, next, sleep } from './chatlib.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const python = process.env.NODO_PYTHON || join(here, '..', '..', '.venv', 'bin', 'python');
 let node;
 before(async () => { node = await startNode(); });
 after(async () => { await node?.stop(); });
 
 const grantOf = (jwt) => JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString()).video;
 
-function joinRoom(url, token) {
-  const p = spawn(python, [join(here, '..', 'e2e', 'join_room.py'), url, token, '30']);
-  const lines = [];
-  p.stdout.on('data', (b) => lines.push(...b.toString().split('\n').filter(Boolean)));
-  const waitFor = async (prefix, timeout = 20000) => {
-    const deadline = Date.now() + timeout;
-    while (Date.now() < deadline) {
-      const l = lines.find((x) => x.startsWith(prefix));
-      if (l) return l;
-      await sleep(100);
-    }
-    throw new Error(`python never printed ${prefix}: ${lines.join(' | ')}`);
-  };
-  return { waitFor, kill: () => p.kill() };
-}
 
 test('meeting lifecycle with moderators and members', async () => {
   const [alice, bob, carol] = await Promise.all(['alice', 'bob', 'carol'].map((p) => register(node, p)));

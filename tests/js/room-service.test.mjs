@@ -2,15 +2,10 @@
 // (tests/e2e/join_room.py) is connected.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { RoomServiceClient, AccessToken } from 'livekit-server-sdk';
 import { startNode } from './harness.mjs';
-import { sleep } from './chatlib.mjs';
+import { joinRoom } from './pyclient.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const python = process.env.NODO_PYTHON || join(here, '..', '..', '.venv', 'bin', 'python');
 let node;
 before(async () => { node = await startNode(); });
 after(async () => { await node?.stop(); });
@@ -25,11 +20,8 @@ test('rooms and participants over JSON with livekit-server-sdk', async () => {
 
   const t = new AccessToken('devkey', 'secret', { identity: 'py-client' });
   t.addGrant({ roomJoin: true, room: 'json-room' });
-  const p = spawn(python, [join(here, '..', 'e2e', 'join_room.py'), node.url, await t.toJwt(), '30']);
-  const out = [];
-  p.stdout.on('data', (b) => out.push(b.toString()));
-  for (let i = 0; i < 100 && !out.join('').includes('joined'); i++) await sleep(100);
-  assert.match(out.join(''), /joined json-room metadata=hello/);
+  const p = joinRoom(node.url, await t.toJwt());
+  assert.match(await p.waitFor('joined'), /joined json-room metadata=hello/);
 
   const parts = await svc.listParticipants('json-room');
   assert.deepEqual(parts.map((x) => x.identity), ['py-client']);
@@ -41,8 +33,7 @@ test('rooms and participants over JSON with livekit-server-sdk', async () => {
   await svc.sendData('json-room', new TextEncoder().encode('ping'), 0, { destinationIdentities: ['py-client'] });
 
   await svc.removeParticipant('json-room', 'py-client');
-  for (let i = 0; i < 100 && !out.join('').includes('disconnected'); i++) await sleep(100);
-  assert.match(out.join(''), /disconnected/);
+  await p.waitFor('disconnected');
   await assert.rejects(svc.getParticipant('json-room', 'py-client'), /not in the room|not_found/);
 
   await svc.deleteRoom('json-room');

@@ -4,15 +4,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { spawn } from 'node:child_process';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { AccessToken, RoomServiceClient, WebhookReceiver } from 'livekit-server-sdk';
 import { startNode } from './harness.mjs';
+import { joinRoom } from './pyclient.mjs';
 import { sleep } from './chatlib.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const python = process.env.NODO_PYTHON || join(here, '..', '..', '.venv', 'bin', 'python');
 const receiver = new WebhookReceiver('devkey', 'secret');
 
 async function startReceiver(port = 0) {
@@ -46,8 +42,8 @@ test('a full room life arrives signed, in order', async () => {
   try {
     const t = new AccessToken('devkey', 'secret', { identity: 'hooked-user' });
     t.addGrant({ roomJoin: true, room: 'hooked' });
-    const p = spawn(python, [join(here, '..', 'e2e', 'join_room.py'), node.url, await t.toJwt(), '4', 'publish']);
-    await new Promise((r) => p.on('exit', r));
+    const p = joinRoom(node.url, await t.toJwt(), { seconds: 4, publish: true });
+    await p.exited;
     await until(() => rec.got.some((g) => g.ev.event === 'room_finished'), 'room_finished');
     const names = rec.got.map((g) => g.ev.event);
     assert.deepEqual(names, ['room_started', 'participant_joined', 'track_published', 'track_unpublished', 'participant_left', 'room_finished']);
