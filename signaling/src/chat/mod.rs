@@ -45,6 +45,8 @@ pub struct Chat {
 pub struct Session {
     pub identity: String,
     pub name: String,
+    /// This is the user's first connected socket.
+    pub first: bool,
 }
 
 impl Chat {

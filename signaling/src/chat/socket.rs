@@ -100,9 +100,13 @@ async fn authenticate(
         }
     }
     let (user, _) = chat.store.ensure_user(&identity, &claims.name).await?;
+    // Counted here, before the client hears it is connected, so presence
+    // (e.g. the directory's online flag) is right as soon as it is.
+    let first = chat.socket_up(&identity);
     s.extensions.insert(Session {
         identity,
         name: user.name,
+        first,
     });
     Ok(())
 }
@@ -143,7 +147,7 @@ async fn on_connect(s: SocketRef, io: SocketIo, State(chat): State<Arc<Chat>>) {
         ),
         Err(e) => tracing::warn!("chat rooms for {}: {e}", me.identity),
     }
-    if chat.socket_up(&me.identity) {
+    if me.first {
         let _ = s.broadcast().emit("contact_online", &me.identity).await;
     }
     let _ = s.emit("online_users", &chat.online_users());
