@@ -80,3 +80,8 @@ impl From<Error> for PlainError {
         PlainError(e)
     }
 }
+
+/// Serializes an API value; a failure is a bug on our side (`Internal`).
+pub fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(v).map_err(|e| Error::Internal(e.to_string()))
+}

@@ -1,27 +1,15 @@
 // Each video codec the browser can encode is forwarded as-is: VP8, H.264, VP9 (SVC), AV1 (SVC).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startNode, startPageServer, launchBrowser, token, poll } from './harness.mjs';
+import { browserSuite, token, poll } from './harness.mjs';
 
-let node, pages, browser;
-
-before(async () => {
-  node = await startNode();
-  pages = await startPageServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  pages?.close();
-  await node?.stop();
-});
+const suite = browserSuite(before, after);
 
 async function page(identity, room) {
-  const ctx = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  const ctx = await suite.browser.newContext({ viewport: { width: 1400, height: 900 } });
   const p = await ctx.newPage();
-  await p.goto(pages.url);
-  await p.evaluate(([u, t]) => window.nodo.join(u, t, {}), [node.url, await token(identity, room)]);
+  await p.goto(suite.pages.url);
+  await p.evaluate(([u, t]) => window.nodo.join(u, t, {}), [suite.node.url, await token(identity, room)]);
   return { p, ctx };
 }
 

@@ -102,3 +102,20 @@ export async function poll(fn, { timeout = 30000, interval = 250, what = 'condit
   }
   throw new Error(`timed out waiting for ${what}; last value: ${JSON.stringify(last)}`);
 }
+
+// A node, the page server and Chromium for one test file, started in
+// `before` and stopped in `after`; read the fields inside tests.
+export function browserSuite(before, after) {
+  const env = {};
+  before(async () => {
+    env.node = await startNode();
+    env.pages = await startPageServer();
+    env.browser = await launchBrowser();
+  });
+  after(async () => {
+    await env.browser?.close();
+    env.pages?.close();
+    await env.node?.stop();
+  });
+  return env;
+}

@@ -86,7 +86,7 @@ pub async fn initiate(
         return Ok(Json(json!({"call": call})));
     }
     let mut out = room_token(&state, &headers, &me, &call.room_name)?;
-    out["call"] = serde_json::to_value(&call).map_err(|e| Error::Internal(e.to_string()))?;
+    out["call"] = crate::error::to_json(&call)?;
     Ok(Json(out))
 }
 
@@ -103,7 +103,7 @@ pub async fn accept(
 ) -> Result<Json<Value>, Error> {
     let call = act(&state, &id, Action::Accept, &me).await?;
     let mut out = room_token(&state, &headers, &me, &call.room_name)?;
-    out["call"] = serde_json::to_value(&call).map_err(|e| Error::Internal(e.to_string()))?;
+    out["call"] = crate::error::to_json(&call)?;
     Ok(Json(out))
 }
 
@@ -150,13 +150,7 @@ pub async fn history(
     AuthUser(me): AuthUser,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Json<Value>, Error> {
-    let before = match q.before.as_deref() {
-        None | Some("") => None,
-        Some(s) => Some(
-            s.parse::<i64>()
-                .map_err(|_| Error::BadRequest("invalid cursor".into()))?,
-        ),
-    };
+    let before = super::chats::cursor(&q.before)?;
     let (calls, next) = state
         .calls
         .history(&me.id, q.limit.unwrap_or(20), before)

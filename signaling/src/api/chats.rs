@@ -120,7 +120,8 @@ pub struct HistoryQuery {
     after: Option<String>,
 }
 
-fn cursor(v: &Option<String>) -> Result<Option<i64>, Error> {
+/// A history cursor from the query string (`before`/`after`): absent, or a number.
+pub(super) fn cursor(v: &Option<String>) -> Result<Option<i64>, Error> {
     match v.as_deref() {
         None | Some("") => Ok(None),
         Some(s) => s
@@ -148,9 +149,7 @@ pub async fn history(
             cursor(&q.after)?,
         )
         .await?;
-    Ok(Json(
-        serde_json::to_value(page).map_err(|e| Error::Internal(e.to_string()))?,
-    ))
+    Ok(Json(crate::error::to_json(&page)?))
 }
 
 #[derive(Deserialize, Default)]

@@ -214,7 +214,7 @@ pub async fn create(
         add_member(&state, &id, u, "member").await?;
     }
     let meeting = render(&state, load(&state, &id).await?).await?;
-    let data = serde_json::to_value(&meeting).map_err(|e| Error::Internal(e.to_string()))?;
+    let data = crate::error::to_json(&meeting)?;
     tell_members(&state, &id, "room.created", json!({"data": data})).await?;
     state
         .webhooks
@@ -264,10 +264,7 @@ pub async fn add_moderator(
         return Err(Error::NotFound(format!("no user {}", u.user_id)));
     }
     add_member(&state, &id, &u.user_id, "moderator").await?;
-    Ok(Json(
-        serde_json::to_value(render(&state, m).await?)
-            .map_err(|e| Error::Internal(e.to_string()))?,
-    ))
+    Ok(Json(crate::error::to_json(&render(&state, m).await?)?))
 }
 
 /// `POST /api/rooms/:id/start`: opens the media room with the meeting's limits and metadata.
@@ -293,10 +290,9 @@ pub async fn start(
         .bind(&id)
         .execute(state.chat.store.writer())
         .await?;
-    Ok(Json(
-        serde_json::to_value(render(&state, load(&state, &id).await?).await?)
-            .map_err(|e| Error::Internal(e.to_string()))?,
-    ))
+    Ok(Json(crate::error::to_json(
+        &render(&state, load(&state, &id).await?).await?,
+    )?))
 }
 
 /// `POST /api/rooms/:id/end`: disconnects everyone and records the duration.

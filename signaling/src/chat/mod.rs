@@ -189,8 +189,7 @@ impl Chat {
         extra: Option<&Value>,
         except_socket: Option<socketioxide::socket::Sid>,
     ) -> Result<(), Error> {
-        let mut payload =
-            serde_json::to_value(message).map_err(|e| Error::Internal(e.to_string()))?;
+        let mut payload = crate::error::to_json(&message)?;
         if let (Some(obj), Some(Value::Object(extra))) = (payload.as_object_mut(), extra) {
             for (k, v) in extra {
                 obj.entry(k.clone()).or_insert(v.clone());

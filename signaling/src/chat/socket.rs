@@ -427,34 +427,6 @@ async fn react(
     Ok(json!({"ok": true, "reactions": m.reactions}))
 }
 
-async fn add_reaction(
-    s: SocketRef,
-    io: SocketIo,
-    TryData(r): TryData<ReactionReq>,
-    ack: AckSender,
-    State(chat): State<Arc<Chat>>,
-) {
-    let out = match payload(r) {
-        Ok(r) => react(&s, &io, r, &chat, true).await,
-        Err(e) => Err(e),
-    };
-    reply(ack, out);
-}
-
-async fn remove_reaction(
-    s: SocketRef,
-    io: SocketIo,
-    TryData(r): TryData<ReactionReq>,
-    ack: AckSender,
-    State(chat): State<Arc<Chat>>,
-) {
-    let out = match payload(r) {
-        Ok(r) => react(&s, &io, r, &chat, false).await,
-        Err(e) => Err(e),
-    };
-    reply(ack, out);
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct EditReq {
@@ -492,38 +464,34 @@ async fn change(
     } else {
         "messageEdited"
     };
-    let payload = serde_json::to_value(&m).map_err(|e| Error::Internal(e.to_string()))?;
+    let payload = crate::error::to_json(&m)?;
     chat.to_members(io, &m.chat_id, event, &payload).await?;
     Ok(json!({"ok": true, "id": m.id, "editedAt": m.edited_at}))
 }
 
-async fn edit_message(
-    s: SocketRef,
-    io: SocketIo,
-    TryData(r): TryData<EditReq>,
-    ack: AckSender,
-    State(chat): State<Arc<Chat>>,
-) {
-    let out = match payload(r) {
-        Ok(r) => change(&s, &io, r, &chat, false).await,
-        Err(e) => Err(e),
+/// A handler that parses its payload, runs `$f(&s, &io, payload, &chat, $flag)` and acks.
+macro_rules! ack_handler {
+    ($name:ident, $req:ty, $f:ident, $flag:expr) => {
+        async fn $name(
+            s: SocketRef,
+            io: SocketIo,
+            TryData(r): TryData<$req>,
+            ack: AckSender,
+            State(chat): State<Arc<Chat>>,
+        ) {
+            let out = match payload(r) {
+                Ok(r) => $f(&s, &io, r, &chat, $flag).await,
+                Err(e) => Err(e),
+            };
+            reply(ack, out);
+        }
     };
-    reply(ack, out);
 }
 
-async fn delete_message(
-    s: SocketRef,
-    io: SocketIo,
-    TryData(r): TryData<EditReq>,
-    ack: AckSender,
-    State(chat): State<Arc<Chat>>,
-) {
-    let out = match payload(r) {
-        Ok(r) => change(&s, &io, r, &chat, true).await,
-        Err(e) => Err(e),
-    };
-    reply(ack, out);
-}
+ack_handler!(add_reaction, ReactionReq, react, true);
+ack_handler!(remove_reaction, ReactionReq, react, false);
+ack_handler!(edit_message, EditReq, change, false);
+ack_handler!(delete_message, EditReq, change, true);
 
 fn calls(chat: &Chat) -> Result<&Arc<crate::calls::Calls>, Error> {
     chat.calls
@@ -593,7 +561,7 @@ async fn initiate_call(
         }
         let mut out = call_token(&s, &chat, &me.identity, &call.room_name).await?;
         out["ok"] = json!(true);
-        out["call"] = serde_json::to_value(&call).map_err(|e| Error::Internal(e.to_string()))?;
+        out["call"] = crate::error::to_json(&call)?;
         Ok(out)
     }
     .await;
@@ -615,7 +583,7 @@ async fn accept_call(
             .await?;
         let mut out = call_token(&s, &chat, &me.identity, &call.room_name).await?;
         out["ok"] = json!(true);
-        out["call"] = serde_json::to_value(&call).map_err(|e| Error::Internal(e.to_string()))?;
+        out["call"] = crate::error::to_json(&call)?;
         Ok(out)
     }
     .await;
