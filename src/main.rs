@@ -1,14 +1,12 @@
 //! `nodo`: the self-hosted media node. See `nodo --help`.
 
-mod serve;
-mod settings;
-
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use nodo::serve::{self, ServeArgs};
+use nodo::settings;
 use nodo_signaling::auth::{self, VideoGrant};
 
 #[derive(Parser)]
@@ -41,39 +39,6 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:7880")]
         url: String,
     },
-}
-
-/// Flags of `nodo serve`; each overrides the config file and environment.
-#[derive(Args, Default)]
-pub struct ServeArgs {
-    /// Config file (also NODO_CONFIG).
-    #[arg(long, env = "NODO_CONFIG")]
-    config: Option<PathBuf>,
-    /// Development mode: key devkey/secret, bind 127.0.0.1, data in ./nodo-data.
-    #[arg(long)]
-    dev: bool,
-    /// Address to bind every listener to.
-    #[arg(long)]
-    bind: Option<IpAddr>,
-    #[arg(long)]
-    http_port: Option<u16>,
-    #[arg(long)]
-    rtc_tcp_port: Option<u16>,
-    #[arg(long)]
-    rtc_udp_port: Option<u16>,
-    /// IP to advertise in ICE candidates (repeatable).
-    #[arg(long)]
-    node_ip: Vec<IpAddr>,
-    /// API keys, "key: secret[, key2: secret2]".
-    #[arg(long)]
-    keys: Option<String>,
-    #[arg(long)]
-    data_dir: Option<String>,
-    #[arg(long)]
-    public_url: Option<String>,
-    /// URL to POST LiveKit webhook events to (repeatable).
-    #[arg(long)]
-    webhook_url: Vec<String>,
 }
 
 #[derive(Subcommand)]

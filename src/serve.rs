@@ -5,13 +5,48 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::path::PathBuf;
+
 use axum::serve::ListenerExt;
+use clap::Args;
 use nodo_sfu::net::{Net, NetConfig};
-use nodo_signaling::{AppState, Config};
 use tokio::net::TcpListener;
 
-use crate::settings;
-use crate::ServeArgs;
+use crate::node::Node;
+use crate::{settings, Config};
+
+/// Flags of `nodo serve`; each overrides the config file and environment.
+#[derive(Args, Default)]
+pub struct ServeArgs {
+    /// Config file (also NODO_CONFIG).
+    #[arg(long, env = "NODO_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Development mode: key devkey/secret, bind 127.0.0.1, data in ./nodo-data.
+    #[arg(long)]
+    pub dev: bool,
+    /// Address to bind every listener to.
+    #[arg(long)]
+    pub bind: Option<IpAddr>,
+    #[arg(long)]
+    pub http_port: Option<u16>,
+    #[arg(long)]
+    pub rtc_tcp_port: Option<u16>,
+    #[arg(long)]
+    pub rtc_udp_port: Option<u16>,
+    /// IP to advertise in ICE candidates (repeatable).
+    #[arg(long)]
+    pub node_ip: Vec<IpAddr>,
+    /// API keys, "key: secret[, key2: secret2]".
+    #[arg(long)]
+    pub keys: Option<String>,
+    #[arg(long)]
+    pub data_dir: Option<String>,
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// URL to POST LiveKit webhook events to (repeatable).
+    #[arg(long)]
+    pub webhook_url: Vec<String>,
+}
 
 /// How long rooms get to tell their participants the node is going away.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -184,12 +219,9 @@ pub async fn run(
     if config.dev {
         tracing::warn!("development mode: API key devkey / secret secret");
     }
-    let store = nodo_signaling::store::Store::open(std::path::Path::new(&config.data.dir))
-        .await
-        .map_err(|e| format!("cannot open the store in {}: {e}", config.data.dir))?;
-    let state = AppState::new(config, net.clone(), store).map_err(|e| e.to_string())?;
-    let rooms = state.rooms.clone();
-    let app = nodo_signaling::router(state);
+    let node = Node::build(config, net.clone()).await?;
+    let rooms = node.livekit.rooms.clone();
+    let app = crate::http::router(&node);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         // No Nagle: signal and chat frames are small and latency-bound.

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use nodo_signaling::Config;
+use crate::Config;
 use toml::Value;
 
 /// The annotated default configuration, as shipped in `config.toml`.

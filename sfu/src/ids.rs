@@ -1,6 +1,7 @@
 //! Newtype ids that cross the SFU boundary.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 macro_rules! string_id {
@@ -54,6 +55,34 @@ string_id!(
 /// demultiplexer can route packets by it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct PeerId(pub u64);
+
+/// The node-wide source of [`PeerId`]s.
+///
+/// Every room of a node draws from clones of one allocator, so no two peer
+/// connections of the node ever share an id and the network demultiplexer can
+/// route, register and unregister by id alone. Clones share the counter;
+/// [`PeerIds::new`] (and `Default`) starts an independent one at 1.
+#[derive(Clone, Debug)]
+pub struct PeerIds(Arc<AtomicU64>);
+
+impl PeerIds {
+    /// A fresh allocator; its first id is `PeerId(1)`.
+    pub fn new() -> PeerIds {
+        PeerIds(Arc::new(AtomicU64::new(1)))
+    }
+
+    /// An id never returned before by this allocator or any of its clones.
+    pub fn next(&self) -> PeerId {
+        // Uniqueness is all that matters: no other memory is ordered by it.
+        PeerId(self.0.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl Default for PeerIds {
+    fn default() -> PeerIds {
+        PeerIds::new()
+    }
+}
 
 /// Which of a participant's two peer connections (LiveKit v0 dual-PC mode).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]

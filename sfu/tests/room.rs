@@ -6,6 +6,7 @@ mod harness;
 use std::time::Duration;
 
 use harness::World;
+use nodo_sfu::str0m::ice::StunMessage;
 use nodo_sfu::{Layer, SfuEvent, SubscriptionSettings};
 
 fn secs(s: u64) -> Duration {
@@ -189,7 +190,7 @@ fn data_is_routed_to_the_chosen_subscriber() {
         .expect("data event");
     assert_eq!(got, (w.clients[a].sid.clone(), true, b"to bob".to_vec()));
     let bob = w.clients[b].sid.clone();
-    w.room.send_data(&bob, true, &got.2);
+    w.room.send_data(&bob, true, &got.2, w.now);
     w.run(Duration::from_millis(200));
     assert_eq!(
         w.clients[b].data,
@@ -227,4 +228,113 @@ fn leave_unpublishes_and_renegotiates() {
     assert_eq!(w.video_frames(b).len(), received, "no media after leave");
     assert!(w.room.subscribe(&bob, &video).is_err());
     assert!(w.room.peer_ids(&alice).is_none());
+}
+
+/// The run-loop contract: what a command causes is queued when the call
+/// returns, not when the next packet or timer tick happens to arrive.
+/// Simulated time stands still through every check below.
+#[test]
+fn command_output_is_queued_at_once() {
+    let mut w = World::new();
+    let a = w.join("alice");
+    let b = w.join("bob");
+    let (_, video) = w.publish(a, true);
+    w.publish(b, false);
+    w.run(secs(1));
+    let alice = w.clients[a].sid.clone();
+    let bob = w.clients[b].sid.clone();
+    w.room.subscribe(&bob, &video).expect("subscribe");
+    w.run(secs(2));
+    assert!(w.room.is_connected(&alice) && w.room.is_connected(&bob));
+    assert!(
+        w.clients[b].sub_channels.values().any(|l| l == "_reliable"),
+        "bob's data channels are open"
+    );
+    // Settle at this instant: everything due now is done and moved, and the
+    // room's next deadline is in the future.
+    w.settle();
+    let now = w.now;
+    assert!(w.take_room_transmits().is_empty());
+
+    // send_data: the SCTP packet is queued on return and delivers the message.
+    w.room.send_data(&bob, true, b"at once", now);
+    let out = w.take_room_transmits();
+    let sub_addr = w.clients[b].sub_addr;
+    assert!(
+        out.iter().any(|t| t.destination == sub_addr),
+        "send_data queued a packet for bob's subscriber: {out:?}"
+    );
+    assert!(w.deliver_to_clients(out) > 0);
+    assert_eq!(
+        w.clients[b].data,
+        vec![("_reliable".to_string(), b"at once".to_vec())]
+    );
+
+    // update_subscription to the low layer requests a keyframe on alice's `q`.
+    // str0m sends keyframe requests from its timeout path (checked: the call
+    // queues no packet), so what the call leaves is a deadline that is
+    // already due; the owner's loop meets it with handle_timeout at once.
+    w.settle();
+    w.clients[a].keyframe_requests.clear();
+    w.room.update_subscription(
+        &bob,
+        &video,
+        SubscriptionSettings {
+            max_layer: Layer::Low,
+            ..SubscriptionSettings::default()
+        },
+        now,
+    );
+    assert!(
+        w.take_room_transmits().is_empty(),
+        "str0m 0.25 defers the PLI"
+    );
+    assert!(w.room.poll_timeout() <= now, "the keyframe request is due");
+    w.room.handle_timeout(now);
+    let out = w.take_room_transmits();
+    let pub_addr = w.clients[a].pub_addr;
+    assert!(out.iter().any(|t| t.destination == pub_addr), "{out:?}");
+    w.deliver_to_clients(out);
+    assert!(
+        w.clients[a]
+            .keyframe_requests
+            .iter()
+            .any(|r| r.as_deref() == Some("q")),
+        "alice was asked for a keyframe on q: {:?}",
+        w.clients[a].keyframe_requests
+    );
+    assert_eq!(w.now, now);
+}
+
+/// The run-loop contract for `publisher_offer`: str0m sends the first ICE
+/// checks from its timeout path (checked: accepting the offer queues no
+/// packet), so the call leaves a deadline that is already due, and meeting it
+/// at the same instant sends a STUN binding request to the client.
+/// (`remote_candidate` was checked too: str0m paces checks of a new pair
+/// with its own timer, so it queues neither a packet nor a due deadline.)
+#[test]
+fn publisher_offer_starts_ice_at_once() {
+    let mut w = World::new();
+    let a = w.join("alice");
+    w.settle();
+    let now = w.now;
+    // Announces the tracks, makes the room answer the offer and hands the
+    // answer back to the client; simulated time stands still.
+    w.publish(a, false);
+    assert!(
+        w.take_room_transmits().is_empty(),
+        "str0m 0.25 defers ICE checks"
+    );
+    assert!(w.room.poll_timeout() <= now, "ICE checks are due");
+    w.room.handle_timeout(now);
+    let out = w.take_room_transmits();
+    let pub_addr = w.clients[a].pub_addr;
+    let stun = out
+        .iter()
+        .filter(|t| t.destination == pub_addr)
+        .filter(|t| StunMessage::parse(&t.contents).is_ok_and(|m| m.split_username().is_some()))
+        .count();
+    assert!(stun > 0, "a binding request to alice: {out:?}");
+    assert_eq!(w.deliver_to_clients(out), stun);
+    assert_eq!(w.now, now);
 }

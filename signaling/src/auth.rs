@@ -7,7 +7,7 @@ use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
+use crate::error::{Error, TokenError};
 
 /// The `video` grant. Tri-state fields are `None` when the token leaves them unset.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -123,12 +123,9 @@ impl KeyStore {
 
     /// Validates a token: issuer must be a configured key, HS256 signature,
     /// `exp` required, `nbf` honoured, both with 60 s leeway.
-    pub fn verify(&self, token: &str) -> Result<Claims, Error> {
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let issuer = unverified_issuer(token)?;
-        let secret = self
-            .keys
-            .get(&issuer)
-            .ok_or_else(|| Error::Unauthorized("invalid API key".into()))?;
+        let secret = self.keys.get(&issuer).ok_or(TokenError::UnknownKey)?;
         let mut v = Validation::new(Algorithm::HS256);
         v.leeway = LEEWAY_SECS;
         v.validate_nbf = true;
@@ -139,15 +136,14 @@ impl KeyStore {
             jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret.as_bytes()), &v)
                 .map_err(|e| {
                     use jsonwebtoken::errors::ErrorKind as K;
-                    let why = match e.kind() {
-                        K::ExpiredSignature => "token is expired".to_string(),
-                        K::ImmatureSignature => "token is not valid yet".to_string(),
-                        K::InvalidSignature => "invalid token signature".to_string(),
-                        K::InvalidAlgorithm => "token must be signed with HS256".to_string(),
-                        K::MissingRequiredClaim(c) => format!("token has no {c} claim"),
-                        _ => format!("invalid token: {e}"),
-                    };
-                    Error::Unauthorized(why)
+                    match e.kind() {
+                        K::ExpiredSignature => TokenError::Expired,
+                        K::ImmatureSignature => TokenError::NotYetValid,
+                        K::InvalidSignature => TokenError::BadSignature,
+                        K::InvalidAlgorithm => TokenError::WrongAlgorithm,
+                        K::MissingRequiredClaim(c) => TokenError::MissingClaim(c.clone()),
+                        _ => TokenError::Invalid(e.to_string()),
+                    }
                 })?;
         Ok(data.claims)
     }
@@ -157,13 +153,28 @@ impl KeyStore {
         let secret = self
             .keys
             .get(key)
-            .ok_or_else(|| Error::Internal(format!("no secret for API key {key}")))?;
+            .ok_or_else(|| Error::UnknownSigningKey(key.to_string()))?;
         sign_with(secret, claims)
     }
 
     /// The first configured key (the node signs its own tokens with it).
     pub fn first_key(&self) -> Option<&str> {
         self.keys.keys().next().map(String::as_str)
+    }
+
+    /// Mints a token for `identity` signed with the node's first key: the
+    /// one place the node makes tokens for its users.
+    pub fn mint(
+        &self,
+        identity: &str,
+        name: &str,
+        ttl: Duration,
+        video: Option<VideoGrant>,
+    ) -> Result<String, Error> {
+        let key = self.first_key().ok_or(Error::NoApiKey)?;
+        let mut claims = claims_for(key, identity, ttl, video);
+        claims.name = name.to_string();
+        self.sign(key, &claims)
     }
 }
 
@@ -174,7 +185,7 @@ pub fn sign_with(secret: &str, claims: &Claims) -> Result<String, Error> {
         claims,
         &EncodingKey::from_secret(secret.as_bytes()),
     )
-    .map_err(|e| Error::Internal(format!("signing token: {e}")))
+    .map_err(Error::Signing)
 }
 
 /// Builds claims valid from now for `ttl`.
@@ -210,20 +221,19 @@ pub fn unix_now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn unverified_issuer(token: &str) -> Result<String, Error> {
-    let bad = || Error::Unauthorized("malformed token".into());
-    let payload = token.split('.').nth(1).ok_or_else(bad)?;
+fn unverified_issuer(token: &str) -> Result<String, TokenError> {
+    let payload = token.split('.').nth(1).ok_or(TokenError::Malformed)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
-        .map_err(|_| bad())?;
+        .map_err(|_| TokenError::Malformed)?;
     #[derive(Deserialize)]
     struct Iss {
         #[serde(default)]
         iss: String,
     }
-    let iss: Iss = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    let iss: Iss = serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)?;
     if iss.iss.is_empty() {
-        return Err(Error::Unauthorized("token has no issuer (API key)".into()));
+        return Err(TokenError::NoIssuer);
     }
     Ok(iss.iss)
 }

@@ -1,87 +1,300 @@
-//! The signaling crate's one error enum, mapped to HTTP at the edge.
+//! The LiveKit side's one error enum, and its mapping to each surface:
+//! plain-text HTTP for `/rtc` (as LiveKit answers it; the JS client shows the
+//! body as the reason) and Twirp `{code, msg}` for the server API. Each
+//! variant is classified once, in [`Error::kind`].
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 
-/// Everything a signaling request can be refused for.
+use crate::ids::RoomName;
+
+/// Why an access token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// Not three base64url parts with a JSON payload.
+    #[error("malformed token")]
+    Malformed,
+    /// The payload names no issuer (API key).
+    #[error("token has no issuer (API key)")]
+    NoIssuer,
+    /// The issuer is not one of the node's API keys.
+    #[error("invalid API key")]
+    UnknownKey,
+    /// `exp` is past (beyond the leeway).
+    #[error("token is expired")]
+    Expired,
+    /// `nbf` is in the future (beyond the leeway).
+    #[error("token is not valid yet")]
+    NotYetValid,
+    /// The HS256 signature does not match the key's secret.
+    #[error("invalid token signature")]
+    BadSignature,
+    /// Signed with another algorithm than HS256.
+    #[error("token must be signed with HS256")]
+    WrongAlgorithm,
+    /// A claim the node requires is absent.
+    #[error("token has no {0} claim")]
+    MissingClaim(String),
+    /// Any other JWT validation failure.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+/// The class of an error: what the client did wrong, or that the node did.
+/// Every surface maps a kind to its own status or code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// No valid credentials.
+    Unauthorized,
+    /// Valid credentials that do not allow this.
+    Forbidden,
+    /// The request is malformed or out of range.
+    BadRequest,
+    /// What the request names does not exist.
+    NotFound,
+    /// The request conflicts with the current state.
+    Conflict,
+    /// A body or field is larger than allowed.
+    TooLarge,
+    /// Too many requests; try later.
+    RateLimited,
+    /// The node cannot serve this now (limits, shutdown); try again.
+    Unavailable,
+    /// A bug or an environment failure on the node: logged, never detailed to the client.
+    Internal,
+}
+
+impl Kind {
+    /// The HTTP status of this class.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Kind::Unauthorized => StatusCode::UNAUTHORIZED,
+            Kind::Forbidden => StatusCode::FORBIDDEN,
+            Kind::BadRequest => StatusCode::BAD_REQUEST,
+            Kind::NotFound => StatusCode::NOT_FOUND,
+            Kind::Conflict => StatusCode::CONFLICT,
+            Kind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Kind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Short machine-readable code for JSON bodies and acks.
+    pub fn code(self) -> &'static str {
+        match self {
+            Kind::Unauthorized => "unauthorized",
+            Kind::Forbidden => "forbidden",
+            Kind::BadRequest => "bad_request",
+            Kind::NotFound => "not_found",
+            Kind::Conflict => "conflict",
+            Kind::TooLarge => "too_large",
+            Kind::RateLimited => "rate_limited",
+            Kind::Unavailable => "unavailable",
+            Kind::Internal => "internal",
+        }
+    }
+}
+
+/// Everything the LiveKit side can refuse or fail at.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
+    /// The request carries no access token.
+    #[error("no access token")]
+    MissingToken,
+    /// The access token is not valid.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// The token is valid but lacks a grant the operation needs.
+    #[error("permissions denied: requires {0}")]
+    MissingGrant(&'static str),
+    /// A request field is missing or out of range; the text names it.
     #[error("{0}")]
-    Unauthorized(String),
+    InvalidArgument(&'static str),
+    /// `/rtc` was requested without a WebSocket upgrade.
+    #[error("expected a WebSocket upgrade")]
+    NotWebSocket,
+    /// The room is not open on this node.
+    #[error("requested room does not exist")]
+    RoomNotFound(RoomName),
+    /// Nobody with that identity is in the room.
+    #[error("participant {0} is not in the room")]
+    ParticipantNotFound(String),
+    /// The participant publishes no such track.
+    #[error("track {track} is not published by {identity}")]
+    TrackNotFound {
+        /// The track sid asked for.
+        track: String,
+        /// The participant asked about.
+        identity: String,
+    },
+    /// The room has `max_participants` visible participants already.
+    #[error("room is full (max participants reached)")]
+    RoomFull,
+    /// The node has `limit.max_rooms` rooms open.
+    #[error("this node is at its limit of {0} rooms")]
+    RoomLimit(u32),
+    /// The room's actor is closing; a join retried now opens a fresh room.
+    #[error("room is closing, try again")]
+    RoomClosing,
+    /// The media plane refused a subscription change (unknown track, own track).
     #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    TooLarge(String),
-    #[error("{0}")]
-    RateLimited(String),
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("internal error: {0}")]
-    Internal(String),
+    Subscription(nodo_sfu::SfuError),
+    /// The media plane refused to add a participant (a bug: sids are unique).
+    #[error("media room: {0}")]
+    Media(nodo_sfu::SfuError),
+    /// The node was asked to sign with an API key it does not have.
+    #[error("no secret for API key {0}")]
+    UnknownSigningKey(String),
+    /// No API key is configured, so the node cannot sign tokens.
+    #[error("no API key is configured")]
+    NoApiKey,
+    /// Encoding a JWT failed.
+    #[error("signing a token: {0}")]
+    Signing(#[source] jsonwebtoken::errors::Error),
+    /// A room actor answered an operation with another operation's reply.
+    #[error("room actor answered with {0}")]
+    UnexpectedReply(&'static str),
+    /// Serializing a value for a client or a webhook failed.
+    #[error("serializing: {0}")]
+    Serialize(#[from] serde_json::Error),
+    /// The durable webhook queue failed (its store is the app's).
+    #[error("webhook queue: {0}")]
+    WebhookQueue(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl Error {
-    pub fn status(&self) -> StatusCode {
+    /// The class of this error.
+    pub fn kind(&self) -> Kind {
         match self {
-            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict(_) => StatusCode::CONFLICT,
-            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::MissingToken | Error::Token(_) | Error::MissingGrant(_) => Kind::Unauthorized,
+            Error::InvalidArgument(_) | Error::Subscription(_) => Kind::BadRequest,
+            Error::NotWebSocket
+            | Error::RoomNotFound(_)
+            | Error::ParticipantNotFound(_)
+            | Error::TrackNotFound { .. } => Kind::NotFound,
+            Error::RoomFull => Kind::Forbidden,
+            Error::RoomLimit(_) | Error::RoomClosing => Kind::Unavailable,
+            Error::Media(_)
+            | Error::UnexpectedReply(_)
+            | Error::UnknownSigningKey(_)
+            | Error::NoApiKey
+            | Error::Signing(_)
+            | Error::Serialize(_)
+            | Error::WebhookQueue(_) => Kind::Internal,
         }
     }
 
-    /// Short machine-readable code for JSON bodies.
-    pub fn code(&self) -> &'static str {
+    /// Logs an internal error once, under a fresh id the client is given.
+    /// Returns `None` for client errors, which are not logged.
+    pub fn log_internal(&self) -> Option<String> {
+        log_internal(self.kind(), self)
+    }
+
+    /// The Twirp code LiveKit's server answers with for this error.
+    fn twirp_code(&self) -> &'static str {
         match self {
-            Error::Unauthorized(_) => "unauthorized",
-            Error::Forbidden(_) => "forbidden",
-            Error::BadRequest(_) => "bad_request",
-            Error::NotFound(_) => "not_found",
-            Error::Conflict(_) => "conflict",
-            Error::TooLarge(_) => "too_large",
-            Error::RateLimited(_) => "rate_limited",
-            Error::Unavailable(_) => "unavailable",
-            Error::Internal(_) => "internal",
+            // LiveKit answers a missing grant with `unauthenticated` too.
+            Error::MissingToken | Error::Token(_) | Error::MissingGrant(_) => "unauthenticated",
+            Error::InvalidArgument(_) | Error::Subscription(_) => "invalid_argument",
+            Error::NotWebSocket
+            | Error::RoomNotFound(_)
+            | Error::ParticipantNotFound(_)
+            | Error::TrackNotFound { .. } => "not_found",
+            Error::RoomFull => "permission_denied",
+            // A node at its room limit: LiveKit's resource_exhausted.
+            Error::RoomLimit(_) => "resource_exhausted",
+            Error::RoomClosing => "unavailable",
+            _ => "internal",
         }
     }
 }
 
+/// Logs an internal error with a fresh id; `None` (and no log) for client errors.
+pub fn log_internal(kind: Kind, error: &dyn std::fmt::Display) -> Option<String> {
+    if kind != Kind::Internal {
+        return None;
+    }
+    let id = crate::ids::new_sid("ER_");
+    tracing::error!(%id, "internal error: {error}");
+    Some(id)
+}
+
+/// `/rtc` and `/rtc/validate` answers: a plain-text reason with the status.
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.code(), "message": self.to_string() });
-        (self.status(), Json(body)).into_response()
+        let kind = self.kind();
+        let body = match self.log_internal() {
+            Some(id) => format!("internal error ({id})"),
+            None => self.to_string(),
+        };
+        (
+            kind.status(),
+            [(axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
+            body,
+        )
+            .into_response()
     }
 }
 
-/// Plain-text error, as LiveKit's `/rtc` and `/rtc/validate` answer (the JS
-/// client shows the body as the reason).
-pub struct PlainError(pub Error);
+/// A Twirp error: `{code, msg}` (and `meta.id` for internal errors).
+#[derive(Debug)]
+pub struct TwirpError {
+    code: &'static str,
+    msg: String,
+    id: Option<String>,
+}
 
-impl IntoResponse for PlainError {
-    fn into_response(self) -> Response {
-        (self.0.status(), self.0.to_string()).into_response()
+impl TwirpError {
+    /// An error of the Twirp transport itself (`malformed`, `bad_route`).
+    pub fn new(code: &'static str, msg: impl Into<String>) -> Self {
+        TwirpError {
+            code,
+            msg: msg.into(),
+            id: None,
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self.code {
+            "unauthenticated" => StatusCode::UNAUTHORIZED,
+            "permission_denied" => StatusCode::FORBIDDEN,
+            "not_found" | "bad_route" => StatusCode::NOT_FOUND,
+            "invalid_argument" | "malformed" => StatusCode::BAD_REQUEST,
+            "already_exists" => StatusCode::CONFLICT,
+            "resource_exhausted" => StatusCode::TOO_MANY_REQUESTS,
+            "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
     }
 }
 
-impl From<Error> for PlainError {
+impl From<Error> for TwirpError {
     fn from(e: Error) -> Self {
-        PlainError(e)
+        match e.log_internal() {
+            Some(id) => TwirpError {
+                code: "internal",
+                msg: "internal error".into(),
+                id: Some(id),
+            },
+            None => TwirpError::new(e.twirp_code(), e.to_string()),
+        }
     }
 }
 
-/// Serializes an API value; a failure is a bug on our side (`Internal`).
-pub fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, Error> {
-    serde_json::to_value(v).map_err(|e| Error::Internal(e.to_string()))
+impl IntoResponse for TwirpError {
+    fn into_response(self) -> Response {
+        let body = match &self.id {
+            Some(id) => serde_json::json!({"code": self.code, "msg": self.msg, "meta": {"id": id}}),
+            None => serde_json::json!({"code": self.code, "msg": self.msg}),
+        };
+        (
+            self.status(),
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response()
+    }
 }

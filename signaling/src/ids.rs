@@ -13,9 +13,11 @@ macro_rules! name_id {
         pub struct $name(String);
 
         impl $name {
+            /// Wraps a string.
             pub fn new(s: impl Into<String>) -> Self {
                 Self(s.into())
             }
+            /// The id as a string slice.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -37,6 +39,18 @@ name_id!(
     /// A participant's identity (the token's `sub`; in Nodo also the user id).
     ParticipantIdentity
 );
+name_id!(
+    /// A room's server-assigned id (`RM_…`); a room opened again under the
+    /// same name gets a new one.
+    RoomSid
+);
+
+impl RoomSid {
+    /// A fresh room sid.
+    pub fn generate() -> RoomSid {
+        RoomSid(new_sid("RM_"))
+    }
+}
 
 const BASE57: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 

@@ -15,10 +15,10 @@ use proto::signal_request::Message as In;
 use tokio::sync::mpsc;
 
 use crate::auth::{bearer, Claims};
-use crate::error::{Error, PlainError};
+use crate::error::Error;
 use crate::ids::{ParticipantSid, RoomName};
 use crate::room::{JoinOptions, RoomCmd, SIGNAL_QUEUE};
-use crate::AppState;
+use crate::LiveKit;
 
 /// Largest signal frame accepted (LiveKit's `signal_message_size_limit`).
 const MAX_FRAME: usize = 2 * 1024 * 1024;
@@ -46,43 +46,42 @@ fn token<'a>(headers: &'a HeaderMap, params: &'a Params) -> Option<&'a str> {
 
 /// Checks the token and grant of a join; returns the claims and room.
 fn authorize(
-    state: &AppState,
+    state: &LiveKit,
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<(Claims, RoomName), Error> {
-    let token =
-        token(headers, params).ok_or_else(|| Error::Unauthorized("no access token".into()))?;
+    let token = token(headers, params).ok_or(Error::MissingToken)?;
     let claims = state.keys.verify(token)?;
     let grant = claims.video();
     if !grant.room_join {
-        return Err(Error::Unauthorized("token has no roomJoin grant".into()));
+        return Err(Error::MissingGrant("roomJoin"));
     }
     if claims.identity().is_empty() {
-        return Err(Error::BadRequest("token has no identity".into()));
+        return Err(Error::InvalidArgument("token has no identity"));
     }
     if grant.room.is_empty() {
-        return Err(Error::BadRequest("no room name".into()));
+        return Err(Error::InvalidArgument("no room name"));
     }
     if grant.room.len() > MAX_NAME_LEN || claims.identity().len() > MAX_NAME_LEN {
-        return Err(Error::BadRequest("room name or identity too long".into()));
+        return Err(Error::InvalidArgument("room name or identity too long"));
     }
     let room = RoomName::new(grant.room.clone());
     if !state.rooms.defaults().auto_create && !grant.room_create && !state.rooms.exists(&room) {
-        return Err(Error::NotFound("requested room does not exist".into()));
+        return Err(Error::RoomNotFound(room));
     }
     Ok((claims, room))
 }
 
 /// `GET /rtc/validate`: 200 `success` when a join would be accepted.
 pub async fn validate(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<LiveKit>>,
     headers: HeaderMap,
     Query(params): Query<Params>,
 ) -> Response {
     let cors = [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")];
     match authorize(&state, &headers, &params) {
         Ok(_) => (StatusCode::OK, cors, "success").into_response(),
-        Err(e) => (e.status(), cors, e.to_string()).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -100,13 +99,13 @@ pub async fn v1_not_found() -> Response {
 /// `GET /rtc`: joins (or resumes) and upgrades to the signal WebSocket. The
 /// join happens before the upgrade, so refusals are HTTP errors with a reason.
 pub async fn connect(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<LiveKit>>,
     headers: HeaderMap,
     Query(params): Query<Params>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-) -> Result<Response, PlainError> {
+) -> Result<Response, Error> {
     let Ok(ws) = ws else {
-        return Err(Error::NotFound("expected a WebSocket upgrade".into()).into());
+        return Err(Error::NotWebSocket);
     };
     let (claims, room) = authorize(&state, &headers, &params)?;
     let resume = flag(&params, "reconnect").unwrap_or(false);
@@ -125,7 +124,7 @@ pub async fn connect(
         sdk: params.get("sdk").cloned().unwrap_or_default(),
     };
     if resume && options.resume_sid.is_none() {
-        return Err(Error::BadRequest("reconnect without sid".into()).into());
+        return Err(Error::InvalidArgument("reconnect without sid"));
     }
     let (tx, rx) = mpsc::channel(SIGNAL_QUEUE);
     let (handle, joined) = state.rooms.join(&room, claims, options, tx).await?;

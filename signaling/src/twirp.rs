@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use livekit_protocol as proto;
 use prost::Message;
@@ -14,71 +14,15 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::auth::{bearer, VideoGrant};
-use crate::error::Error;
+use crate::error::{Error, TwirpError};
 use crate::ids::RoomName;
 use crate::room::{AdminOp, AdminReply, RoomSettings};
-use crate::AppState;
+use crate::LiveKit;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Format {
     Json,
     Protobuf,
-}
-
-/// A Twirp error.
-struct TwirpError {
-    code: &'static str,
-    msg: String,
-}
-
-impl TwirpError {
-    fn new(code: &'static str, msg: impl Into<String>) -> Self {
-        TwirpError {
-            code,
-            msg: msg.into(),
-        }
-    }
-
-    fn status(&self) -> StatusCode {
-        match self.code {
-            "unauthenticated" => StatusCode::UNAUTHORIZED,
-            "permission_denied" => StatusCode::FORBIDDEN,
-            "not_found" | "bad_route" => StatusCode::NOT_FOUND,
-            "invalid_argument" | "malformed" => StatusCode::BAD_REQUEST,
-            "already_exists" => StatusCode::CONFLICT,
-            "resource_exhausted" => StatusCode::TOO_MANY_REQUESTS,
-            "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-}
-
-impl From<Error> for TwirpError {
-    fn from(e: Error) -> Self {
-        let code = match &e {
-            Error::Unauthorized(_) => "unauthenticated",
-            Error::Forbidden(_) => "permission_denied",
-            Error::NotFound(_) => "not_found",
-            Error::BadRequest(_) => "invalid_argument",
-            Error::Conflict(_) => "already_exists",
-            Error::TooLarge(_) | Error::RateLimited(_) => "resource_exhausted",
-            Error::Unavailable(_) => "unavailable",
-            Error::Internal(_) => "internal",
-        };
-        TwirpError::new(code, e.to_string())
-    }
-}
-
-impl IntoResponse for TwirpError {
-    fn into_response(self) -> Response {
-        let body = serde_json::json!({"code": self.code, "msg": self.msg});
-        (
-            self.status(),
-            [(header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
-        )
-            .into_response()
-    }
 }
 
 fn decode<T: Message + Default + DeserializeOwned>(
@@ -105,51 +49,40 @@ fn encode<T: Message + Serialize>(format: Format, msg: &T) -> Response {
             .into_response(),
         Format::Json => match serde_json::to_vec(msg) {
             Ok(b) => ([(header::CONTENT_TYPE, "application/json")], b).into_response(),
-            Err(e) => TwirpError::new("internal", e.to_string()).into_response(),
+            Err(e) => TwirpError::from(Error::Serialize(e)).into_response(),
         },
     }
 }
 
 /// The caller's video grant, from `Authorization: Bearer`.
-fn grant(state: &AppState, headers: &HeaderMap) -> Result<VideoGrant, TwirpError> {
+fn grant(state: &LiveKit, headers: &HeaderMap) -> Result<VideoGrant, Error> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .and_then(bearer)
-        .ok_or_else(|| TwirpError::new("unauthenticated", "authorization header missing"))?;
-    let claims = state
-        .keys
-        .verify(token)
-        .map_err(|e| TwirpError::new("unauthenticated", e.to_string()))?;
-    Ok(claims.video())
+        .ok_or(Error::MissingToken)?;
+    Ok(state.keys.verify(token)?.video())
 }
 
-fn need(ok: bool, what: &str) -> Result<(), TwirpError> {
+fn need(ok: bool, grant: &'static str) -> Result<(), Error> {
     if ok {
         Ok(())
     } else {
-        // LiveKit answers a missing grant with `unauthenticated`.
-        Err(TwirpError::new(
-            "unauthenticated",
-            format!("permissions denied: {what}"),
-        ))
+        Err(Error::MissingGrant(grant))
     }
 }
 
-fn admin_of(g: &VideoGrant, room: &str) -> Result<RoomName, TwirpError> {
+fn admin_of(g: &VideoGrant, room: &str) -> Result<RoomName, Error> {
     if room.is_empty() {
-        return Err(TwirpError::new("invalid_argument", "room is required"));
+        return Err(Error::InvalidArgument("room is required"));
     }
-    need(
-        g.room_admin && g.room == room,
-        "requires roomAdmin for this room",
-    )?;
+    need(g.room_admin && g.room == room, "roomAdmin for this room")?;
     Ok(RoomName::new(room))
 }
 
 /// `POST /twirp/livekit.RoomService/{method}`.
 pub async fn room_service(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<LiveKit>>,
     Path(method): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -161,7 +94,7 @@ pub async fn room_service(
 }
 
 async fn call(
-    state: &Arc<AppState>,
+    state: &Arc<LiveKit>,
     method: &str,
     headers: &HeaderMap,
     body: Bytes,
@@ -184,13 +117,10 @@ async fn call(
     let rooms = &state.rooms;
     match method {
         "CreateRoom" => {
-            need(g.room_create, "requires roomCreate")?;
+            need(g.room_create, "roomCreate")?;
             let r: proto::CreateRoomRequest = decode(format, &body)?;
             if r.name.is_empty() || r.name.len() > 256 {
-                return Err(TwirpError::new(
-                    "invalid_argument",
-                    "room name must be 1 to 256 characters",
-                ));
+                return Err(Error::InvalidArgument("room name must be 1 to 256 characters").into());
             }
             let name = RoomName::new(r.name.clone());
             let settings = RoomSettings {
@@ -199,22 +129,13 @@ async fn call(
                 max_participants: Some(r.max_participants),
                 metadata: Some(r.metadata),
             };
-            rooms
-                .create_room(&name, settings)
-                .await
-                .map_err(|e| match e {
-                    // A node at its room limit: LiveKit's resource_exhausted.
-                    Error::Unavailable(m) => TwirpError::new("resource_exhausted", m),
-                    e => e.into(),
-                })?;
-            let snap = rooms
-                .snapshot(&name)
-                .await
-                .ok_or_else(|| TwirpError::new("internal", "room closed while being created"))?;
+            rooms.create_room(&name, settings).await?;
+            // A room that closed between the two calls: the client retries.
+            let snap = rooms.snapshot(&name).await.ok_or(Error::RoomClosing)?;
             Ok(encode(format, &snap.room))
         }
         "ListRooms" => {
-            need(g.room_list, "requires roomList")?;
+            need(g.room_list, "roomList")?;
             let r: proto::ListRoomsRequest = decode(format, &body)?;
             let mut list: Vec<proto::Room> = rooms
                 .snapshots()
@@ -227,13 +148,11 @@ async fn call(
             Ok(encode(format, &proto::ListRoomsResponse { rooms: list }))
         }
         "DeleteRoom" => {
-            need(g.room_create, "requires roomCreate")?;
+            need(g.room_create, "roomCreate")?;
             let r: proto::DeleteRoomRequest = decode(format, &body)?;
-            if !rooms.close_room(&RoomName::new(r.room.clone())).await {
-                return Err(TwirpError::new(
-                    "not_found",
-                    "requested room does not exist",
-                ));
+            let name = RoomName::new(r.room);
+            if !rooms.close_room(&name).await {
+                return Err(Error::RoomNotFound(name).into());
             }
             Ok(encode(format, &proto::DeleteRoomResponse {}))
         }
@@ -241,10 +160,7 @@ async fn call(
             let r: proto::UpdateRoomMetadataRequest = decode(format, &body)?;
             let name = admin_of(&g, &r.room)?;
             if !rooms.exists(&name) {
-                return Err(TwirpError::new(
-                    "not_found",
-                    "requested room does not exist",
-                ));
+                return Err(Error::RoomNotFound(name).into());
             }
             let settings = RoomSettings {
                 metadata: Some(r.metadata),
@@ -254,7 +170,7 @@ async fn call(
             let snap = rooms
                 .snapshot(&name)
                 .await
-                .ok_or_else(|| TwirpError::new("not_found", "requested room does not exist"))?;
+                .ok_or(Error::RoomNotFound(name))?;
             Ok(encode(format, &snap.room))
         }
         "ListParticipants" => {
@@ -265,7 +181,7 @@ async fn call(
                     format,
                     &proto::ListParticipantsResponse { participants },
                 )),
-                _ => Err(TwirpError::new("internal", "unexpected reply")),
+                other => Err(unexpected(other)),
             }
         }
         "GetParticipant" => {
@@ -276,7 +192,7 @@ async fn call(
                 .await?
             {
                 AdminReply::Participant(p) => Ok(encode(format, p.as_ref())),
-                _ => Err(TwirpError::new("internal", "unexpected reply")),
+                other => Err(unexpected(other)),
             }
         }
         "RemoveParticipant" => {
@@ -300,7 +216,7 @@ async fn call(
                     format,
                     &proto::MuteRoomTrackResponse { track: Some(*t) },
                 )),
-                _ => Err(TwirpError::new("internal", "unexpected reply")),
+                other => Err(unexpected(other)),
             }
         }
         "UpdateParticipant" => {
@@ -315,7 +231,7 @@ async fn call(
             };
             match rooms.admin(&name, op).await? {
                 AdminReply::Participant(p) => Ok(encode(format, p.as_ref())),
-                _ => Err(TwirpError::new("internal", "unexpected reply")),
+                other => Err(unexpected(other)),
             }
         }
         "UpdateSubscriptions" => {
@@ -335,10 +251,7 @@ async fn call(
             let r: proto::SendDataRequest = decode(format, &body)?;
             let name = admin_of(&g, &r.room)?;
             if r.data.len() > 64 * 1024 {
-                return Err(TwirpError::new(
-                    "invalid_argument",
-                    "data is larger than 64 KiB",
-                ));
+                return Err(Error::InvalidArgument("data is larger than 64 KiB").into());
             }
             let op = AdminOp::SendData {
                 data: r.data,
@@ -354,4 +267,9 @@ async fn call(
             format!("no method {other} on livekit.RoomService"),
         )),
     }
+}
+
+/// A room actor answered an operation with the reply of another: a bug.
+fn unexpected(reply: AdminReply) -> TwirpError {
+    Error::UnexpectedReply(reply.name()).into()
 }

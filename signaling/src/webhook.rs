@@ -1,31 +1,109 @@
 //! LiveKit-compatible webhooks: `WebhookEvent` JSON POSTed with
 //! `Content-Type: application/webhook+json` and `Authorization: <JWT>` (HS256
 //! with the API secret, carrying `sha256` of the body), so the SDKs'
-//! `WebhookReceiver` validates them. Events are queued in SQLite before any
-//! attempt, delivered off the hot path in order per URL, and retried with
-//! exponential backoff; a restart loses none that were queued.
+//! `WebhookReceiver` validates them. Events are queued before any attempt,
+//! delivered off the hot path in order per URL, and retried with exponential
+//! backoff.
+//!
+//! The queue is a [`WebhookQueue`]: the LiveKit side owns the delivery rules
+//! and knows no SQL; the node's store implements the trait durably (SQLite in
+//! nodo-app), so a restart loses no queued event. [`MemoryQueue`] is the
+//! non-durable one, for tests and embedders without a store.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use base64::Engine;
+use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 
-use crate::auth::{claims_for, KeyStore};
+use crate::auth::{claims_for, unix_now_ms, KeyStore};
 use crate::config::WebhookConfig;
 use crate::error::Error;
-use crate::room::{RoomEvent, RoomManager};
-use crate::store::{now_ms, Store};
+use crate::room::RoomEvent;
 
 /// Longest wait between two attempts at one delivery.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How long a signed delivery token stays valid.
 const TOKEN_TTL: Duration = Duration::from_secs(300);
 
+/// A failure of the queue's store.
+pub type QueueError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The delivery at the head of one URL's queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedDelivery {
+    /// Position in the queue; deliveries to one URL go in `seq` order.
+    pub seq: i64,
+    /// The JSON body, exactly as it is signed and sent.
+    pub body: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Unix milliseconds before which it must not be tried.
+    pub due_ms: i64,
+}
+
+/// Where webhook deliveries wait. Implemented durably by the node's store.
+pub trait WebhookQueue: Send + Sync + 'static {
+    /// Queues `body` once for each URL, due now.
+    fn push(&self, urls: Vec<String>, body: String) -> BoxFuture<'_, Result<(), QueueError>>;
+    /// The oldest delivery still queued for `url`.
+    fn head(&self, url: String) -> BoxFuture<'_, Result<Option<QueuedDelivery>, QueueError>>;
+    /// Removes a delivered entry.
+    fn delivered(&self, seq: i64) -> BoxFuture<'_, Result<(), QueueError>>;
+    /// Counts a failed attempt and defers the entry until `due_ms`.
+    fn retry_at(&self, seq: i64, due_ms: i64) -> BoxFuture<'_, Result<(), QueueError>>;
+}
+
+/// A [`WebhookQueue`] in memory: in order and retried, but lost on restart.
+#[derive(Default)]
+pub struct MemoryQueue {
+    entries: Mutex<(i64, VecDeque<(String, QueuedDelivery)>)>,
+}
+
+impl WebhookQueue for MemoryQueue {
+    fn push(&self, urls: Vec<String>, body: String) -> BoxFuture<'_, Result<(), QueueError>> {
+        let mut q = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        for url in urls {
+            q.0 += 1;
+            let d = QueuedDelivery {
+                seq: q.0,
+                body: body.clone(),
+                attempts: 0,
+                due_ms: unix_now_ms(),
+            };
+            q.1.push_back((url, d));
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn head(&self, url: String) -> BoxFuture<'_, Result<Option<QueuedDelivery>, QueueError>> {
+        let q = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let head = q.1.iter().find(|(u, _)| *u == url).map(|(_, d)| d.clone());
+        Box::pin(async move { Ok(head) })
+    }
+
+    fn delivered(&self, seq: i64) -> BoxFuture<'_, Result<(), QueueError>> {
+        let mut q = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        q.1.retain(|(_, d)| d.seq != seq);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn retry_at(&self, seq: i64, due_ms: i64) -> BoxFuture<'_, Result<(), QueueError>> {
+        let mut q = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, d)) = q.1.iter_mut().find(|(_, d)| d.seq == seq) {
+            d.attempts += 1;
+            d.due_ms = due_ms;
+        }
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// The webhook sender of a node.
 pub struct Webhooks {
-    store: Store,
+    queue: Arc<dyn WebhookQueue>,
     keys: KeyStore,
     api_key: String,
     urls: Vec<String>,
@@ -34,12 +112,14 @@ pub struct Webhooks {
 }
 
 impl Webhooks {
-    /// Starts the queue writer and one delivery worker per URL.
+    /// Starts the queue writer (fed by `events`, the rooms' event stream) and
+    /// one delivery worker per URL. With no URL configured, nothing runs and
+    /// events are dropped: there is nobody to tell.
     pub fn start(
-        store: Store,
         keys: KeyStore,
         config: &WebhookConfig,
-        rooms: &RoomManager,
+        queue: Arc<dyn WebhookQueue>,
+        mut events: mpsc::UnboundedReceiver<RoomEvent>,
     ) -> Arc<Webhooks> {
         let api_key = if config.api_key.is_empty() {
             keys.first_key().unwrap_or_default().to_string()
@@ -47,7 +127,7 @@ impl Webhooks {
             config.api_key.clone()
         };
         let hooks = Arc::new(Webhooks {
-            store,
+            queue,
             keys,
             api_key,
             urls: config.urls.clone(),
@@ -57,13 +137,12 @@ impl Webhooks {
         if hooks.urls.is_empty() {
             return hooks;
         }
-        let mut events = rooms.subscribe();
         let h = hooks.clone();
         tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
                 if let RoomEvent::Webhook(ev) = ev {
                     if let Err(e) = h.enqueue(&ev).await {
-                        tracing::warn!("webhook enqueue: {e}");
+                        e.log_internal();
                     }
                 }
             }
@@ -81,8 +160,8 @@ impl Webhooks {
     }
 
     async fn enqueue(&self, ev: &livekit_protocol::WebhookEvent) -> Result<(), Error> {
-        let body = serde_json::to_string(ev).map_err(|e| Error::Internal(e.to_string()))?;
-        self.enqueue_body(&body).await
+        let body = serde_json::to_string(ev)?;
+        self.enqueue_body(body).await
     }
 
     /// Queues one of Nodo's app events (when enabled): a WebhookEvent-shaped
@@ -100,23 +179,17 @@ impl Webhooks {
         .to_string();
         let me = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = me.enqueue_body(&body).await {
-                tracing::warn!("webhook enqueue: {e}");
+            if let Err(e) = me.enqueue_body(body).await {
+                e.log_internal();
             }
         });
     }
 
-    async fn enqueue_body(&self, body: &str) -> Result<(), Error> {
-        let now = now_ms();
-        for url in &self.urls {
-            sqlx::query("INSERT INTO webhook_queue (url, body, attempts, next_attempt_at, created_at) VALUES (?, ?, 0, ?, ?)")
-                .bind(url)
-                .bind(body)
-                .bind(now)
-                .bind(now)
-                .execute(self.store.writer())
-                .await?;
-        }
+    async fn enqueue_body(&self, body: String) -> Result<(), Error> {
+        self.queue
+            .push(self.urls.clone(), body)
+            .await
+            .map_err(Error::WebhookQueue)?;
         self.wake.notify_waiters();
         Ok(())
     }
@@ -131,65 +204,58 @@ impl Webhooks {
 
     async fn deliver_loop(&self, url: &str, client: &reqwest::Client) {
         loop {
-            let head = sqlx::query("SELECT seq, body, attempts, next_attempt_at FROM webhook_queue WHERE url = ? ORDER BY seq LIMIT 1")
-                .bind(url)
-                .fetch_optional(self.store.pool())
-                .await;
-            let row = match head {
-                Ok(Some(r)) => r,
+            // Armed before the queue is read, so a push in between is not missed.
+            let queued = self.wake.notified();
+            tokio::pin!(queued);
+            queued.as_mut().enable();
+            let head = match self.queue.head(url.to_string()).await {
+                Ok(Some(d)) => d,
                 Ok(None) => {
                     // Idle until something is queued (or a minute passes).
-                    let _ = tokio::time::timeout(MAX_BACKOFF, self.wake.notified()).await;
+                    let _ = tokio::time::timeout(MAX_BACKOFF, queued).await;
                     continue;
                 }
                 Err(e) => {
-                    tracing::warn!("webhook queue: {e}");
+                    Error::WebhookQueue(e).log_internal();
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
             };
-            let (seq, body, attempts, due): (i64, String, i64, i64) =
-                (row.get(0), row.get(1), row.get(2), row.get(3));
-            let wait = due - now_ms();
+            let wait = head.due_ms - unix_now_ms();
             if wait > 0 {
                 // In order per URL: the head waits, everything behind it waits too.
                 tokio::time::sleep(Duration::from_millis(wait as u64)).await;
                 continue;
             }
-            let ok = match self.sign(&body) {
+            let ok = match self.sign(&head.body) {
                 Ok(token) => client
                     .post(url)
                     .header("Content-Type", "application/webhook+json")
                     .header("Authorization", token)
                     .header("User-Agent", "LiveKit")
-                    .body(body.clone())
+                    .body(head.body.clone())
                     .send()
                     .await
                     .map(|r| r.status().is_success())
                     .unwrap_or(false),
                 Err(e) => {
-                    tracing::error!("webhook signing: {e}");
+                    e.log_internal();
                     false
                 }
             };
             let result = if ok {
-                sqlx::query("DELETE FROM webhook_queue WHERE seq = ?")
-                    .bind(seq)
-                    .execute(self.store.writer())
-                    .await
+                self.queue.delivered(head.seq).await
             } else {
                 let backoff =
-                    Duration::from_millis(500u64.saturating_mul(1 << attempts.clamp(0, 16)))
+                    Duration::from_millis(500u64.saturating_mul(1 << head.attempts.min(16)))
                         .min(MAX_BACKOFF);
-                tracing::debug!(%url, attempts, "webhook delivery failed; retrying in {backoff:?}");
-                sqlx::query("UPDATE webhook_queue SET attempts = attempts + 1, next_attempt_at = ? WHERE seq = ?")
-                    .bind(now_ms() + backoff.as_millis() as i64)
-                    .bind(seq)
-                    .execute(self.store.writer())
+                tracing::debug!(%url, attempts = head.attempts, "webhook delivery failed; retrying in {backoff:?}");
+                self.queue
+                    .retry_at(head.seq, unix_now_ms() + backoff.as_millis() as i64)
                     .await
             };
             if let Err(e) = result {
-                tracing::warn!("webhook queue update: {e}");
+                Error::WebhookQueue(e).log_internal();
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }

@@ -40,6 +40,42 @@ pub struct NetConfig {
     pub tcp: Option<(SocketAddr, Vec<IpAddr>)>,
 }
 
+/// What a room's owner needs from the network: [`Net`] in production, an
+/// in-memory fake in tests.
+///
+/// Shared by every room of a node (`Arc<dyn Transport>`), so every method
+/// takes `&self` and none blocks: a room's task calls them in its run loop.
+pub trait Transport: Send + Sync + 'static {
+    /// Puts one packet on the wire (never blocks). A packet that cannot be
+    /// sent at once is dropped, as a congested link would.
+    fn send(&self, t: &Transmit);
+    /// Routes STUN for `ufrag` (then its source address) to `inbox` as packets of `peer`.
+    fn register(&self, ufrag: &str, peer: PeerId, inbox: RoomInbox);
+    /// Forgets every route to `peer`. When every room draws its ids from one
+    /// [`PeerIds`](crate::PeerIds), this never touches another room's routes.
+    fn unregister(&self, peer: PeerId);
+    /// Host candidates every peer advertises.
+    fn candidates(&self) -> LocalCandidates;
+}
+
+impl Transport for Net {
+    fn send(&self, t: &Transmit) {
+        Net::send(self, t)
+    }
+
+    fn register(&self, ufrag: &str, peer: PeerId, inbox: RoomInbox) {
+        Net::register(self, ufrag, peer, inbox)
+    }
+
+    fn unregister(&self, peer: PeerId) {
+        Net::unregister(self, peer)
+    }
+
+    fn candidates(&self) -> LocalCandidates {
+        Net::candidates(self)
+    }
+}
+
 #[derive(Clone)]
 struct Route {
     peer: PeerId,
@@ -270,4 +306,29 @@ fn stun_ufrag(data: &[u8]) -> Option<String> {
     let msg = StunMessage::parse(data).ok()?;
     let (local, _) = msg.split_username()?;
     Some(local.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn net_is_a_transport() {
+        let config = NetConfig {
+            udp: vec![(
+                SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
+                Ipv4Addr::LOCALHOST.into(),
+            )],
+            tcp: None,
+        };
+        let net = Net::bind(&config).await.expect("bind");
+        let transport: Arc<dyn Transport> = net.clone();
+        let (inbox, _rx) = mpsc::channel(1);
+        transport.register("ufrag", PeerId(7), inbox);
+        transport.unregister(PeerId(7));
+        assert_eq!(transport.candidates().udp, net.candidates().udp);
+        net.shutdown();
+    }
 }

@@ -278,6 +278,11 @@ impl MediaRoom {
                 p.rtc
                     .bwe()
                     .set_bitrate(str0m::bwe::Bitrate::kbps(100), want);
+                // It re-arms the pacer: the caller's drain picks up the new timeout.
+                if !p.dirty {
+                    p.dirty = true;
+                    self.dirty.push(peer);
+                }
             }
         }
         let sids: Vec<TrackSid> = self.tracks.keys().cloned().collect();

@@ -7,18 +7,21 @@ use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::media::{MediaKind, Mid};
+use str0m::media::Mid;
 use str0m::net::{Receive, Transmit};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output};
+use str0m::{Candidate, Input};
 
 use crate::error::SfuError;
-use crate::ids::{Layer, ParticipantSid, PeerId, PeerRole, TrackKind, TrackSid};
+use crate::ids::{Layer, ParticipantSid, PeerId, PeerIds, PeerRole, TrackKind, TrackSid};
 use crate::peer::{LocalCandidates, Peer};
 use crate::track::{LayerInfo, Subscription, SubscriptionSettings, Track};
 
+mod drive;
 mod forward;
 mod negotiate;
 mod reports;
+#[cfg(test)]
+mod tests;
 
 /// What the room tells its owner.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +76,9 @@ pub struct RoomConfig {
     pub speaker_interval: Duration,
     /// How often connection quality is reported.
     pub quality_interval: Duration,
+    /// Where peer ids come from: give every room of a node a clone of one
+    /// allocator so ids are unique node-wide.
+    pub peer_ids: PeerIds,
 }
 
 impl Default for RoomConfig {
@@ -82,6 +88,7 @@ impl Default for RoomConfig {
             pli_throttle: Duration::from_millis(300),
             speaker_interval: Duration::from_millis(500),
             quality_interval: Duration::from_secs(5),
+            peer_ids: PeerIds::new(),
         }
     }
 }
@@ -114,7 +121,8 @@ pub struct MediaRoom {
     timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
     /// Some subscriber connection has changes waiting for an offer.
     negotiation_due: bool,
-    next_peer: u64,
+    /// Latest input time (see `advance`); `poll_event` drains with it.
+    now: Instant,
     speakers: HashSet<ParticipantSid>,
     next_speaker_tick: Instant,
     next_quality_tick: Instant,
@@ -123,8 +131,8 @@ pub struct MediaRoom {
 }
 
 impl MediaRoom {
-    /// `peer_id_base` keeps peer ids unique across the rooms of one node.
-    pub fn new(config: RoomConfig, peer_id_base: u64, now: Instant) -> MediaRoom {
+    /// An empty room; its peer ids come from `config.peer_ids`.
+    pub fn new(config: RoomConfig, now: Instant) -> MediaRoom {
         MediaRoom {
             next_speaker_tick: now + config.speaker_interval,
             next_quality_tick: now + config.quality_interval,
@@ -140,14 +148,16 @@ impl MediaRoom {
             dirty: Vec::new(),
             timers: BinaryHeap::new(),
             negotiation_due: false,
-            next_peer: peer_id_base,
+            now,
             speakers: HashSet::new(),
         }
     }
 
     /// Creates the participant's publisher and subscriber connections and
-    /// queues the first subscriber offer (with the data channels).
+    /// queues the first subscriber offer (with the data channels), made at
+    /// the next `poll_event`.
     pub fn add_participant(&mut self, sid: ParticipantSid, now: Instant) -> Result<(), SfuError> {
+        self.advance(now);
         if self.participants.contains_key(&sid) {
             return Err(SfuError::DuplicateParticipant(sid));
         }
@@ -156,8 +166,7 @@ impl MediaRoom {
             .into_iter()
             .enumerate()
         {
-            let id = PeerId(self.next_peer);
-            self.next_peer += 1;
+            let id = self.config.peer_ids.next();
             let mut peer = Peer::new(id, sid.clone(), role, &self.config.candidates, now);
             let ufrag = peer.local_ufrag();
             self.events.push_back(SfuEvent::Ufrag { peer: id, ufrag });
@@ -168,6 +177,8 @@ impl MediaRoom {
             peer.scheduled = Some(now);
             self.timers.push(Reverse((now, id)));
             self.peers.insert(id, peer);
+            // Building the Rtc added the local candidates: drain it.
+            self.mark_dirty(id);
             ids[i] = id;
         }
         self.participants.insert(
@@ -177,6 +188,7 @@ impl MediaRoom {
                 subscriber: ids[1],
             },
         );
+        self.drive(now);
         Ok(())
     }
 
@@ -216,10 +228,29 @@ impl MediaRoom {
         owned
     }
 
-    /// Answers a publisher offer.
-    pub fn publisher_offer(&mut self, sid: &ParticipantSid, sdp: &str) -> Result<String, SfuError> {
+    /// Answers a publisher offer. What accepting it made the publisher
+    /// connection send is queued on return.
+    pub fn publisher_offer(
+        &mut self,
+        sid: &ParticipantSid,
+        sdp: &str,
+        now: Instant,
+    ) -> Result<String, SfuError> {
+        self.advance(now);
+        let answer = self.accept_publisher_offer(sid, sdp);
+        self.drive(now);
+        answer
+    }
+
+    fn accept_publisher_offer(
+        &mut self,
+        sid: &ParticipantSid,
+        sdp: &str,
+    ) -> Result<String, SfuError> {
         let id = self.peer_id(sid, PeerRole::Publisher)?;
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        // Drained whether or not str0m accepts the offer.
+        self.mark_dirty(id);
         let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer)?;
         let old_ufrag = peer.local_ufrag();
         let answer = peer
@@ -231,7 +262,6 @@ impl MediaRoom {
         if ufrag != old_ufrag {
             self.events.push_back(SfuEvent::Ufrag { peer: id, ufrag });
         }
-        self.mark_dirty(id);
         let preferred: HashMap<String, String> = self
             .tracks
             .values()
@@ -245,8 +275,21 @@ impl MediaRoom {
         ))
     }
 
-    /// Applies the client's answer to our last subscriber offer.
+    /// Applies the client's answer to our last subscriber offer. Keyframe
+    /// requests for subscriptions it brings live are queued on return.
     pub fn subscriber_answer(
+        &mut self,
+        sid: &ParticipantSid,
+        sdp: &str,
+        now: Instant,
+    ) -> Result<(), SfuError> {
+        self.advance(now);
+        let applied = self.accept_subscriber_answer(sid, sdp, now);
+        self.drive(now);
+        applied
+    }
+
+    fn accept_subscriber_answer(
         &mut self,
         sid: &ParticipantSid,
         sdp: &str,
@@ -258,6 +301,11 @@ impl MediaRoom {
         let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer)?;
         let Some(pending) = peer.pending_offer.take() else {
             return Err(SfuError::NoPendingOffer);
+        };
+        // Drained whether or not str0m accepts the answer.
+        self.mark_dirty(id);
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return Err(SfuError::UnknownPeer);
         };
         peer.rtc
             .sdp_api()
@@ -287,17 +335,19 @@ impl MediaRoom {
                 });
             }
         }
-        self.mark_dirty(id);
         Ok(())
     }
 
     /// A trickled remote ICE candidate (`candidate:…` SDP attribute value).
+    /// What the new candidate pair makes the connection send is queued on return.
     pub fn remote_candidate(
         &mut self,
         sid: &ParticipantSid,
         role: PeerRole,
         candidate: &str,
+        now: Instant,
     ) -> Result<(), SfuError> {
+        self.advance(now);
         let id = self.peer_id(sid, role)?;
         let line = candidate.strip_prefix("a=").unwrap_or(candidate);
         let c =
@@ -305,10 +355,12 @@ impl MediaRoom {
         let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer)?;
         peer.rtc.add_remote_candidate(c);
         self.mark_dirty(id);
+        self.drive(now);
         Ok(())
     }
 
-    /// Restarts ICE on the subscriber connection (signal resume) with a new offer.
+    /// Restarts ICE on the subscriber connection (signal resume) with a new
+    /// offer, made at the next `poll_event`.
     pub fn restart_subscriber_ice(&mut self, sid: &ParticipantSid) -> Result<(), SfuError> {
         let id = self.peer_id(sid, PeerRole::Subscriber)?;
         let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer)?;
@@ -444,6 +496,7 @@ impl MediaRoom {
     }
 
     /// Applies a subscriber's track settings (pause, quality, rendered size).
+    /// A keyframe request for a new target layer is queued on return.
     pub fn update_subscription(
         &mut self,
         subscriber: &ParticipantSid,
@@ -451,6 +504,7 @@ impl MediaRoom {
         settings: SubscriptionSettings,
         now: Instant,
     ) {
+        self.advance(now);
         let Some(t) = self.tracks.get_mut(track) else {
             return;
         };
@@ -468,21 +522,27 @@ impl MediaRoom {
             sub.current = None;
         }
         self.retarget(track, now);
+        self.drive(now);
     }
 
-    /// Sends a data message to one participant's subscriber connection.
-    pub fn send_data(&mut self, to: &ParticipantSid, reliable: bool, data: &[u8]) {
+    /// Sends a data message to one participant's subscriber connection. Once
+    /// the channel is open, the packet carrying it is queued on return;
+    /// reliable messages sent before that wait for it to open.
+    pub fn send_data(&mut self, to: &ParticipantSid, reliable: bool, data: &[u8], now: Instant) {
+        self.advance(now);
         let Ok(id) = self.peer_id(to, PeerRole::Subscriber) else {
             return;
         };
         if let Some(peer) = self.peers.get_mut(&id) {
             peer.send_data(reliable, data);
             self.mark_dirty(id);
+            self.drive(now);
         }
     }
 
     /// A datagram (or framed TCP packet) for one of our peers.
     pub fn handle_receive(&mut self, now: Instant, peer: PeerId, receive: Receive) {
+        self.advance(now);
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
@@ -495,6 +555,7 @@ impl MediaRoom {
 
     /// Advances time: peers whose timers expired, periodic speaker/quality/layer work.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
         while let Some(Reverse((at, id))) = self.timers.peek().copied() {
             if at > now {
                 break;
@@ -517,6 +578,8 @@ impl MediaRoom {
                 self.schedule(id, next);
             }
         }
+        // Drain the timeouts before the layer tick mutates the same Rtcs again.
+        self.drive(now);
         if now >= self.next_layer_tick {
             self.layer_tick(now);
         }
@@ -548,10 +611,21 @@ impl MediaRoom {
         self.transmits.pop_front()
     }
 
-    /// Next event for signaling. Negotiates pending subscriber changes first.
+    /// Next event for signaling. Once every earlier event is taken, makes the
+    /// offers for all subscriber changes of this turn (one per connection,
+    /// however many subscribes led to it) and drains what that caused.
     pub fn poll_event(&mut self) -> Option<SfuEvent> {
         if self.events.is_empty() && self.negotiation_due {
             self.negotiate_all();
+            // Making an offer mutates the Rtc, so it is drained here, not at
+            // the next input. poll_event takes no `now` (nor do the commands
+            // that made negotiation due), so the drain uses the latest input
+            // time: str0m's poll_output needs no time (its clock is the last
+            // input it got), and the room only stamps what the drain sees with
+            // it. No input has told the room of a later instant, and the layer
+            // tick keeps it within LAYER_TICK of the owner's clock.
+            let now = self.now;
+            self.drive(now);
         }
         self.events.pop_front()
     }
@@ -582,25 +656,6 @@ impl MediaRoom {
         })
     }
 
-    fn mark_dirty(&mut self, id: PeerId) {
-        if let Some(p) = self.peers.get_mut(&id) {
-            if !p.dirty {
-                p.dirty = true;
-                self.dirty.push(id);
-            }
-        }
-    }
-
-    /// Makes sure a timer entry exists at or before `at` for the peer.
-    fn schedule(&mut self, id: PeerId, at: Instant) {
-        if let Some(p) = self.peers.get_mut(&id) {
-            if p.scheduled.is_none_or(|s| at < s) {
-                p.scheduled = Some(at);
-                self.timers.push(Reverse((at, id)));
-            }
-        }
-    }
-
     fn stop_sub_mline(&mut self, peer: PeerId, mid: Option<Mid>) {
         if let Some(p) = self.peers.get_mut(&peer) {
             if let Some(mid) = mid {
@@ -610,168 +665,5 @@ impl MediaRoom {
             p.needs_offer = true;
             self.negotiation_due = true;
         }
-    }
-
-    /// Drains every dirty peer until none has output left.
-    fn drive(&mut self, now: Instant) {
-        while let Some(id) = self.dirty.pop() {
-            if let Some(p) = self.peers.get_mut(&id) {
-                p.dirty = false;
-            }
-            self.drain(id, now);
-        }
-    }
-
-    fn drain(&mut self, id: PeerId, now: Instant) {
-        loop {
-            let Some(peer) = self.peers.get_mut(&id) else {
-                return;
-            };
-            if !peer.rtc.is_alive() {
-                let participant = peer.participant.clone();
-                let role = peer.role;
-                peer.next_timeout = now + Duration::from_secs(3600);
-                if peer.connected {
-                    peer.connected = false;
-                    self.events
-                        .push_back(SfuEvent::Disconnected { participant, role });
-                }
-                return;
-            }
-            let out = match peer.rtc.poll_output() {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::warn!(peer = ?id, "peer failed: {e}");
-                    peer.rtc.disconnect();
-                    continue;
-                }
-            };
-            match out {
-                Output::Timeout(t) => {
-                    peer.next_timeout = t;
-                    self.schedule(id, t);
-                    return;
-                }
-                Output::Transmit(t) => self.transmits.push_back(t),
-                Output::Event(e) => self.on_event(id, e, now),
-            }
-        }
-    }
-
-    fn on_event(&mut self, id: PeerId, event: Event, now: Instant) {
-        let Some(peer) = self.peers.get_mut(&id) else {
-            return;
-        };
-        let participant = peer.participant.clone();
-        let role = peer.role;
-        match event {
-            Event::Connected => {
-                peer.connected = true;
-                self.events
-                    .push_back(SfuEvent::Connected { participant, role });
-            }
-            Event::IceConnectionStateChange(IceConnectionState::Disconnected) if peer.connected => {
-                peer.connected = false;
-                self.events
-                    .push_back(SfuEvent::Disconnected { participant, role });
-            }
-            Event::MediaAdded(m) if role == PeerRole::Publisher => {
-                let simulcast = m
-                    .simulcast
-                    .as_ref()
-                    .is_some_and(|s| s.recv.len() > 1 || s.send.len() > 1);
-                self.publisher_media_added(id, m.mid, m.kind, simulcast);
-            }
-            Event::RtpPacket(pkt) if role == PeerRole::Publisher => {
-                self.forward(id, pkt, now);
-            }
-            Event::KeyframeRequest(req) if role == PeerRole::Subscriber => {
-                if let Some(track) = peer.mid_to_track.get(&req.mid).cloned() {
-                    let layer = self.tracks.get(&track).and_then(|t| {
-                        t.subscribers
-                            .iter()
-                            .find(|s| s.peer == id)
-                            .map(|s| s.current.unwrap_or(s.target))
-                    });
-                    self.request_keyframe(&track, layer, req.kind, now);
-                }
-            }
-            Event::ChannelOpen(cid, label) => peer.channel_opened(cid, label),
-            Event::ChannelClose(cid) => {
-                peer.channels.remove(&cid);
-            }
-            Event::ChannelData(d) if role == PeerRole::Publisher => {
-                let reliable = peer.channels.get(&d.id).is_none_or(|l| l != "_lossy");
-                self.events.push_back(SfuEvent::Data {
-                    participant,
-                    reliable,
-                    data: d.data,
-                });
-            }
-            Event::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc { estimate, .. }) => {
-                peer.estimate = Some(estimate);
-            }
-            Event::MediaIngressStats(s) => {
-                if let Some(loss) = s.loss {
-                    peer.loss = peer.loss * 0.5 + loss * 0.5;
-                }
-                peer.rtt = s.rtt.or(peer.rtt);
-            }
-            Event::MediaEgressStats(s) => {
-                if let Some(loss) = s.loss {
-                    peer.loss = peer.loss * 0.5 + loss * 0.5;
-                }
-                peer.rtt = s.rtt.or(peer.rtt);
-            }
-            _ => {}
-        }
-    }
-
-    fn publisher_media_added(&mut self, id: PeerId, mid: Mid, kind: MediaKind, simulcast: bool) {
-        let Some(peer) = self.peers.get_mut(&id) else {
-            return;
-        };
-        let owner = peer.participant.clone();
-        let Some(media) = peer.rtc.media(mid) else {
-            return;
-        };
-        let msid_track = media.track_id().to_string();
-        let kind = if kind == MediaKind::Audio {
-            TrackKind::Audio
-        } else {
-            TrackKind::Video
-        };
-        let codecs: HashMap<_, _> = peer
-            .rtc
-            .codec_config()
-            .params()
-            .iter()
-            .map(|p| (p.pt(), *p))
-            .collect();
-        let pending = |t: &&mut Track| t.owner == owner && t.source.is_none() && t.kind == kind;
-        let mut tracks = self.tracks.values_mut();
-        let chosen = match tracks.find(|t| pending(t) && t.cid == msid_track) {
-            Some(t) => Some(t),
-            None => self
-                .tracks
-                .values_mut()
-                .filter(|t| pending(t))
-                .min_by(|a, b| a.sid.cmp(&b.sid)),
-        };
-        let Some(track) = chosen else {
-            tracing::debug!(?mid, "publisher media without a matching add_track");
-            return;
-        };
-        track.source = Some((id, mid));
-        // Simulcast is what the SDP negotiated (rids), not what add_track listed:
-        // SVC codecs announce several layers in one stream.
-        track.simulcast = simulcast;
-        track.codecs = codecs;
-        let sid = track.sid.clone();
-        self.track_by_mid.insert((id, mid), sid.clone());
-        self.events.push_back(SfuEvent::TrackMedia {
-            participant: owner,
-            track: sid,
-        });
     }
 }

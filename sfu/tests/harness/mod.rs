@@ -68,7 +68,7 @@ impl World {
         };
         World {
             now,
-            room: MediaRoom::new(config, 1, now),
+            room: MediaRoom::new(config, now),
             clients: Vec::new(),
             events: Vec::new(),
             ufrags: HashMap::new(),
@@ -190,7 +190,7 @@ impl World {
         c.pub_channel = Some(ch);
         let answer = self
             .room
-            .publisher_offer(&sid, &offer.to_sdp_string())
+            .publisher_offer(&sid, &offer.to_sdp_string(), self.now)
             .expect("answer");
         let answer = SdpAnswer::from_sdp_string(&answer).expect("parse answer");
         self.clients[i]
@@ -267,7 +267,8 @@ impl World {
             let requested: Vec<Option<Rid>> = std::mem::take(&mut c.keyframe_requests);
             for (layer, rid) in rids.iter().enumerate() {
                 // VP8 frame tag: bit 0 clear on key frames. Every 3 s, or on request.
-                let key = frame % 90 == 0 || requested.iter().any(|r| r.is_none() || r == rid);
+                let key =
+                    frame.is_multiple_of(90) || requested.iter().any(|r| r.is_none() || r == rid);
                 let mut payload = vec![if key { 0x10 } else { 0x11 }, layer as u8, frame as u8];
                 payload.resize(200 + 300 * layer, 0xaa);
                 if let Some(w) = c.publisher.writer(mid) {
@@ -331,6 +332,54 @@ impl World {
         }
     }
 
+    /// Runs rounds at the current instant until the room has nothing due now
+    /// (answering an offer, for one, makes ICE checks due at once).
+    pub fn settle(&mut self) {
+        for _ in 0..10 {
+            self.step();
+            if self.room.poll_timeout() > self.now {
+                return;
+            }
+        }
+        panic!("the room keeps having work due at the same instant");
+    }
+
+    /// Everything the room queued for the network, without moving it.
+    pub fn take_room_transmits(&mut self) -> Vec<Transmit> {
+        std::iter::from_fn(|| self.room.poll_transmit()).collect()
+    }
+
+    /// Hands packets from the room to the clients they are addressed to, at
+    /// the current instant, and drains those clients. Feeds no timeouts and
+    /// moves nothing back to the room. Returns how many reached a client.
+    pub fn deliver_to_clients(&mut self, transmits: Vec<Transmit>) -> usize {
+        let now = self.now;
+        let mut delivered = 0;
+        for t in transmits {
+            for c in &mut self.clients {
+                let publisher = if t.destination == c.pub_addr {
+                    true
+                } else if t.destination == c.sub_addr {
+                    false
+                } else {
+                    continue;
+                };
+                let rtc = if publisher {
+                    &mut c.publisher
+                } else {
+                    &mut c.subscriber
+                };
+                let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents)
+                    .expect("parse");
+                rtc.handle_input(Input::Receive(now, r))
+                    .expect("client accepts the packet");
+                delivered += 1;
+                Self::drain_client(c, publisher, &mut self.to_room);
+            }
+        }
+        delivered
+    }
+
     fn route(&mut self, t: &Transmit) -> Option<PeerId> {
         if let Ok(msg) = StunMessage::parse(&t.contents) {
             if let Some((local, _)) = msg.split_username() {
@@ -370,56 +419,71 @@ impl World {
         self.events.push(ev);
     }
 
-    /// Drains one client's two connections; true when anything happened.
+    /// Feeds due timeouts to one client's two connections and drains them;
+    /// true when anything happened.
     fn poll_client(&mut self, ci: usize, now: Instant) -> bool {
         let mut any = false;
         let c = &mut self.clients[ci];
         for publisher in [true, false] {
             let (rtc, timeout) = if publisher {
-                (&mut c.publisher, &mut c.pub_timeout)
+                (&mut c.publisher, c.pub_timeout)
             } else {
-                (&mut c.subscriber, &mut c.sub_timeout)
+                (&mut c.subscriber, c.sub_timeout)
             };
-            if *timeout <= now {
+            if timeout <= now {
                 let _ = rtc.handle_input(Input::Timeout(now));
             }
-            loop {
-                match rtc.poll_output().expect("client rtc") {
-                    Output::Timeout(t) => {
-                        *timeout = t;
-                        break;
+            any |= Self::drain_client(c, publisher, &mut self.to_room);
+        }
+        any
+    }
+
+    /// Drains one client connection to its next timeout, recording what it
+    /// received; true when it produced anything.
+    fn drain_client(c: &mut Client, publisher: bool, to_room: &mut Vec<Transmit>) -> bool {
+        let mut any = false;
+        loop {
+            let rtc = if publisher {
+                &mut c.publisher
+            } else {
+                &mut c.subscriber
+            };
+            match rtc.poll_output().expect("client rtc") {
+                Output::Timeout(t) => {
+                    if publisher {
+                        c.pub_timeout = t;
+                    } else {
+                        c.sub_timeout = t;
                     }
-                    Output::Transmit(t) => {
-                        any = true;
-                        self.to_room.push(t);
-                    }
-                    Output::Event(e) => {
-                        any = true;
-                        match e {
-                            Event::MediaData(d) if !publisher => {
-                                c.received.push((d.mid, d.data.to_vec()))
-                            }
-                            Event::KeyframeRequest(k) if publisher => {
-                                c.keyframe_requests.push(k.rid)
-                            }
-                            Event::ChannelOpen(id, label) => {
-                                if publisher {
-                                    c.pub_channel_open = true;
-                                } else {
-                                    c.sub_channels.insert(id, label);
-                                }
-                            }
-                            Event::ChannelData(d) if !publisher => {
-                                let label = c.sub_channels.get(&d.id).cloned().unwrap_or_default();
-                                c.data.push((label, d.data));
-                            }
-                            _ => {}
+                    return any;
+                }
+                Output::Transmit(t) => {
+                    any = true;
+                    to_room.push(t);
+                }
+                Output::Event(e) => {
+                    any = true;
+                    match e {
+                        Event::MediaData(d) if !publisher => {
+                            c.received.push((d.mid, d.data.to_vec()))
                         }
+                        Event::KeyframeRequest(k) if publisher => c.keyframe_requests.push(k.rid),
+                        Event::ChannelOpen(id, label) => {
+                            if publisher {
+                                c.pub_channel_open = true;
+                            } else {
+                                c.sub_channels.insert(id, label);
+                            }
+                        }
+                        Event::ChannelData(d) if !publisher => {
+                            let label = c.sub_channels.get(&d.id).cloned().unwrap_or_default();
+                            c.data.push((label, d.data));
+                        }
+                        _ => {}
                     }
                 }
             }
         }
-        any
     }
 
     /// Video frames (layer byte, frame byte) client `i` received on `mid`.

@@ -17,16 +17,13 @@ use super::participant::Participant;
 use super::{Joined, RoomCmd, RoomManager, RoomSnapshot};
 use crate::auth::{unix_now, Claims};
 use crate::error::Error;
-use crate::ids::{ParticipantIdentity, ParticipantSid, RoomName};
+use crate::ids::{ParticipantIdentity, ParticipantSid, RoomName, RoomSid};
 use crate::room::participant::JoinOptions;
 use crate::room::SignalSink;
 
-/// Reply a join gets from a room that is shutting down; the manager retries.
-pub(crate) const ROOM_CLOSING: &str = "room is closing";
-
 pub(crate) struct RoomActor {
     pub name: RoomName,
-    pub sid: String,
+    pub sid: RoomSid,
     pub manager: Arc<RoomManager>,
     pub media: MediaRoom,
     pub participants: HashMap<ParticipantSid, Participant>,
@@ -45,10 +42,11 @@ pub(crate) struct RoomActor {
 }
 
 impl RoomActor {
-    pub fn new(name: RoomName, sid: String, manager: Arc<RoomManager>, peer_base: u64) -> Self {
+    pub fn new(name: RoomName, sid: RoomSid, manager: Arc<RoomManager>) -> Self {
         let now = Instant::now();
         let config = RoomConfig {
-            candidates: manager.net.candidates(),
+            candidates: manager.transport().candidates(),
+            peer_ids: manager.peer_ids().clone(),
             ..RoomConfig::default()
         };
         let (inbox, inbox_rx) = mpsc::channel(ROOM_INBOX_CAPACITY);
@@ -56,7 +54,7 @@ impl RoomActor {
         RoomActor {
             name,
             sid,
-            media: MediaRoom::new(config, peer_base, now),
+            media: MediaRoom::new(config, now),
             participants: HashMap::new(),
             created_at: unix_now(),
             metadata: String::new(),
@@ -118,15 +116,17 @@ impl RoomActor {
         }
     }
 
-    /// Sends queued packets and handles SFU events.
+    /// The run-loop contract of `nodo_sfu` (see its crate doc): after every
+    /// input, send every queued packet and handle every event until both are
+    /// empty. Handling an event may call the media room again.
     pub fn flush(&mut self) {
-        while let Some(t) = self.media.poll_transmit() {
-            self.manager.net.send(&t);
-        }
-        while let Some(ev) = self.media.poll_event() {
-            self.on_sfu_event(ev);
+        loop {
             while let Some(t) = self.media.poll_transmit() {
-                self.manager.net.send(&t);
+                self.manager.transport().send(&t);
+            }
+            match self.media.poll_event() {
+                Some(ev) => self.on_sfu_event(ev),
+                None => break,
             }
         }
     }
@@ -228,7 +228,7 @@ impl RoomActor {
             .filter(|p| !p.info.tracks.is_empty())
             .count();
         proto::Room {
-            sid: self.sid.clone(),
+            sid: self.sid.to_string(),
             name: self.name.to_string(),
             empty_timeout: self.empty_timeout,
             departure_timeout: self.departure_timeout,
@@ -274,7 +274,7 @@ impl RoomActor {
         signal: SignalSink,
     ) -> Result<Joined, Error> {
         if self.closing {
-            return Err(Error::Unavailable(ROOM_CLOSING.into()));
+            return Err(Error::RoomClosing);
         }
         let identity = ParticipantIdentity::new(claims.identity());
         if let Some(resume) = options.resume_sid.clone() {
@@ -290,14 +290,12 @@ impl RoomActor {
         }
         let visible = self.participants.values().filter(|p| !p.hidden()).count() as u32;
         if self.max_participants > 0 && visible >= self.max_participants && !claims.video().hidden {
-            return Err(Error::Forbidden(
-                "room is full (max participants reached)".into(),
-            ));
+            return Err(Error::RoomFull);
         }
         let sid = ParticipantSid::new(crate::ids::new_sid("PA_"));
         self.media
             .add_participant(sid.clone(), Instant::now())
-            .map_err(|e| Error::Internal(e.to_string()))?;
+            .map_err(Error::Media)?;
         let session = self.next_session;
         self.next_session += 1;
         let mut p = Participant::new(&sid, claims, options, signal, session);
@@ -458,8 +456,8 @@ impl RoomActor {
             regions: None,
         }));
         if let Some((a, b)) = self.media.peer_ids(sid) {
-            self.manager.net.unregister(a);
-            self.manager.net.unregister(b);
+            self.manager.transport().unregister(a);
+            self.manager.transport().unregister(b);
         }
         let unpublished = self.media.remove_participant(sid);
         self.manager
@@ -557,7 +555,7 @@ impl RoomActor {
         cmds.close();
         while let Ok(cmd) = cmds.try_recv() {
             if let RoomCmd::Join { reply, .. } = cmd {
-                let _ = reply.send(Err(Error::Unavailable(ROOM_CLOSING.into())));
+                let _ = reply.send(Err(Error::RoomClosing));
             }
         }
         self.manager
@@ -571,7 +569,9 @@ impl RoomActor {
     fn on_sfu_event(&mut self, ev: SfuEvent) {
         match ev {
             SfuEvent::Ufrag { peer, ufrag } => {
-                self.manager.net.register(&ufrag, peer, self.inbox.clone());
+                self.manager
+                    .transport()
+                    .register(&ufrag, peer, self.inbox.clone());
             }
             SfuEvent::SubscriberOffer { participant, sdp } => {
                 if let Some(p) = self.participants.get_mut(&participant) {

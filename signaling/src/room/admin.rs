@@ -7,12 +7,14 @@
 #![allow(deprecated)]
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use livekit_protocol as proto;
 use prost::Message as _;
 use proto::signal_response::Message as Out;
 
 use super::actor::RoomActor;
+use super::participant::Participant;
 use crate::error::Error;
 use crate::ids::{ParticipantIdentity, ParticipantSid, TrackSid};
 
@@ -47,18 +49,48 @@ pub enum AdminOp {
     },
 }
 
+/// What a room answers to an [`AdminOp`].
 #[derive(Debug, Clone)]
 pub enum AdminReply {
+    /// To `ListParticipants`.
     Participants(Vec<proto::ParticipantInfo>),
+    /// To `GetParticipant` and `UpdateParticipant`: the participant as it is now.
     Participant(Box<proto::ParticipantInfo>),
+    /// To `Mute`: the track as it is now.
     Track(Box<proto::TrackInfo>),
+    /// To the other operations.
     Done,
+}
+
+impl AdminReply {
+    /// The variant's name, for the log of a mismatched reply.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AdminReply::Participants(_) => "Participants",
+            AdminReply::Participant(_) => "Participant",
+            AdminReply::Track(_) => "Track",
+            AdminReply::Done => "Done",
+        }
+    }
 }
 
 impl RoomActor {
     fn sid_of(&self, identity: &str) -> Result<ParticipantSid, Error> {
         self.find_identity(&ParticipantIdentity::new(identity))
-            .ok_or_else(|| Error::NotFound(format!("participant {identity} is not in the room")))
+            .ok_or_else(|| Error::ParticipantNotFound(identity.to_string()))
+    }
+
+    /// The participant with this identity, for an operation that changes it.
+    fn participant_mut(
+        &mut self,
+        identity: &str,
+    ) -> Result<(ParticipantSid, &mut Participant), Error> {
+        let sid = self.sid_of(identity)?;
+        let p = self
+            .participants
+            .get_mut(&sid)
+            .ok_or_else(|| Error::ParticipantNotFound(identity.to_string()))?;
+        Ok((sid, p))
     }
 
     pub(crate) fn on_admin(&mut self, op: AdminOp) -> Result<AdminReply, Error> {
@@ -67,11 +99,7 @@ impl RoomActor {
                 self.participants.values().map(|p| p.info.clone()).collect(),
             )),
             AdminOp::GetParticipant(identity) => {
-                let sid = self.sid_of(&identity)?;
-                let p = self
-                    .participants
-                    .get(&sid)
-                    .ok_or_else(|| Error::Internal("participant vanished".into()))?;
+                let (_, p) = self.participant_mut(&identity)?;
                 Ok(AdminReply::Participant(Box::new(p.info.clone())))
             }
             AdminOp::RemoveParticipant(identity) => {
@@ -106,7 +134,7 @@ impl RoomActor {
                     if subscribe {
                         self.media
                             .subscribe(&sid, &track)
-                            .map_err(|e| Error::BadRequest(e.to_string()))?;
+                            .map_err(Error::Subscription)?;
                     } else {
                         self.media.unsubscribe(&sid, &track);
                     }
@@ -144,8 +172,9 @@ impl RoomActor {
                     })
                     .map(|(s, _)| s.clone())
                     .collect();
+                let now = Instant::now();
                 for t in targets {
-                    self.media.send_data(&t, reliable, &bytes);
+                    self.media.send_data(&t, reliable, &bytes, now);
                 }
                 Ok(AdminReply::Done)
             }
@@ -158,14 +187,11 @@ impl RoomActor {
         track_sid: &str,
         muted: bool,
     ) -> Result<AdminReply, Error> {
-        let sid = self.sid_of(identity)?;
         let track = TrackSid::new(track_sid);
-        let p = self
-            .participants
-            .get_mut(&sid)
-            .ok_or_else(|| Error::Internal("participant vanished".into()))?;
-        let t = p.track_mut(&track).ok_or_else(|| {
-            Error::NotFound(format!("track {track_sid} is not published by {identity}"))
+        let (sid, p) = self.participant_mut(identity)?;
+        let t = p.track_mut(&track).ok_or_else(|| Error::TrackNotFound {
+            track: track_sid.to_string(),
+            identity: identity.to_string(),
         })?;
         t.muted = muted;
         let info = t.clone();
@@ -189,11 +215,7 @@ impl RoomActor {
         attributes: HashMap<String, String>,
         permission: Option<proto::ParticipantPermission>,
     ) -> Result<AdminReply, Error> {
-        let sid = self.sid_of(identity)?;
-        let p = self
-            .participants
-            .get_mut(&sid)
-            .ok_or_else(|| Error::Internal("participant vanished".into()))?;
+        let (sid, p) = self.participant_mut(identity)?;
         if !metadata.is_empty() {
             p.info.metadata = metadata;
         }

@@ -1,5 +1,7 @@
-//! Rooms: one actor task per room owns its signaling state and its media
-//! (`nodo_sfu::MediaRoom`); the manager maps names to actor mailboxes.
+//! LiveKit rooms: one actor task per room owns its participants' signaling
+//! state and its media (`nodo_sfu::MediaRoom`); the [`RoomManager`] maps room
+//! names to actor mailboxes. The actor reaches the network only through a
+//! [`Transport`] (the node's sockets, or a fake in tests).
 
 mod actor;
 mod admin;
@@ -9,18 +11,19 @@ mod signal;
 pub use admin::{AdminOp, AdminReply};
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use livekit_protocol as proto;
-use nodo_sfu::net::Net;
+use nodo_sfu::net::Transport;
+use nodo_sfu::PeerIds;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::Claims;
-use crate::config::RoomDefaults;
+use crate::config::{LimitConfig, RoomDefaults};
 use crate::error::Error;
-use crate::ids::{ParticipantIdentity, ParticipantSid, RoomName};
+use crate::ids::{ParticipantIdentity, ParticipantSid, RoomName, RoomSid};
 
 pub use participant::JoinOptions;
 
@@ -72,7 +75,7 @@ pub(crate) struct Joined {
 #[derive(Debug, Clone)]
 pub struct RoomSnapshot {
     pub room: proto::Room,
-    pub sid: String,
+    pub sid: RoomSid,
     pub name: RoomName,
     pub participants: Vec<proto::ParticipantInfo>,
 }
@@ -81,7 +84,7 @@ pub struct RoomSnapshot {
 #[derive(Clone)]
 pub(crate) struct RoomHandle {
     pub tx: mpsc::Sender<RoomCmd>,
-    pub sid: String,
+    pub sid: RoomSid,
 }
 
 /// Settings a room is created or updated with; `None` keeps the current value.
@@ -93,7 +96,7 @@ pub struct RoomSettings {
     pub metadata: Option<String>,
 }
 
-/// What rooms report to the rest of the node (calls, later webhooks).
+/// What rooms report to the rest of the node (the app's calls, webhooks).
 #[derive(Debug, Clone, PartialEq)]
 pub enum RoomEvent {
     ParticipantJoined {
@@ -115,12 +118,14 @@ pub enum RoomEvent {
 pub struct RoomManager {
     rooms: Mutex<HashMap<RoomName, RoomHandle>>,
     observers: Mutex<Vec<mpsc::UnboundedSender<RoomEvent>>>,
-    net: Arc<Net>,
+    /// The media sockets every room sends through and registers its peers with.
+    transport: Arc<dyn Transport>,
+    /// Node-wide peer ids, shared by every room's `MediaRoom`.
+    peer_ids: PeerIds,
     defaults: RoomDefaults,
-    limits: crate::config::LimitConfig,
+    limits: LimitConfig,
     /// Published tracks across all rooms (for `limit.max_tracks`).
-    tracks: std::sync::atomic::AtomicUsize,
-    next_peer_base: AtomicU64,
+    tracks: AtomicUsize,
     node_id: String,
 }
 
@@ -128,30 +133,48 @@ pub struct RoomManager {
 const ROOM_QUEUE: usize = 1024;
 
 impl RoomManager {
+    /// An empty room table whose rooms use `transport` for their media.
     pub fn new(
-        net: Arc<Net>,
+        transport: Arc<dyn Transport>,
         defaults: RoomDefaults,
-        limits: crate::config::LimitConfig,
+        limits: LimitConfig,
     ) -> Arc<RoomManager> {
         Arc::new(RoomManager {
             rooms: Mutex::new(HashMap::new()),
             observers: Mutex::new(Vec::new()),
-            net,
+            transport,
+            peer_ids: PeerIds::new(),
             defaults,
             limits,
-            tracks: std::sync::atomic::AtomicUsize::new(0),
-            next_peer_base: AtomicU64::new(1),
+            tracks: AtomicUsize::new(0),
             node_id: crate::ids::new_sid("ND_"),
         })
+    }
+
+    /// The room table. A panic while it was held (a bug) leaves it consistent:
+    /// every update is a single insert or remove, so its data is still used.
+    fn table(&self) -> MutexGuard<'_, HashMap<RoomName, RoomHandle>> {
+        self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A stream of room events; dropped receivers are forgotten.
     pub fn subscribe(&self) -> mpsc::UnboundedReceiver<RoomEvent> {
         let (tx, rx) = mpsc::unbounded_channel();
-        if let Ok(mut o) = self.observers.lock() {
-            o.push(tx);
-        }
+        self.observers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(tx);
         rx
+    }
+
+    /// The media sockets (for the room actors).
+    pub(crate) fn transport(&self) -> &Arc<dyn Transport> {
+        &self.transport
+    }
+
+    /// The node-wide peer id allocator (for the room actors).
+    pub(crate) fn peer_ids(&self) -> &PeerIds {
+        &self.peer_ids
     }
 
     /// Reports a webhook event for a room.
@@ -175,9 +198,10 @@ impl RoomManager {
     }
 
     pub(crate) fn notify(&self, ev: RoomEvent) {
-        if let Ok(mut o) = self.observers.lock() {
-            o.retain(|tx| tx.send(ev.clone()).is_ok());
-        }
+        self.observers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|tx| tx.send(ev.clone()).is_ok());
     }
 
     /// Opens a room (if needed) with these settings.
@@ -189,7 +213,7 @@ impl RoomManager {
         let h = self.get_or_create(name)?;
         h.tx.send(RoomCmd::Configure(settings))
             .await
-            .map_err(|_| Error::Unavailable("room is closing, try again".into()))
+            .map_err(|_| Error::RoomClosing)
     }
 
     /// Closes a room: everyone is disconnected with `ROOM_DELETED`. False when it was not open.
@@ -202,18 +226,16 @@ impl RoomManager {
 
     /// Runs a server-API operation in a room's actor.
     pub async fn admin(&self, name: &RoomName, op: AdminOp) -> Result<AdminReply, Error> {
-        let h = self
-            .get(name)
-            .ok_or_else(|| Error::NotFound(format!("room {name} does not exist")))?;
+        let gone = || Error::RoomNotFound(name.clone());
+        let h = self.get(name).ok_or_else(gone)?;
         let (reply, rx) = oneshot::channel();
         h.tx.send(RoomCmd::Admin {
             op: Box::new(op),
             reply,
         })
         .await
-        .map_err(|_| Error::NotFound(format!("room {name} does not exist")))?;
-        rx.await
-            .map_err(|_| Error::NotFound(format!("room {name} does not exist")))?
+        .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
     }
 
     /// A room's snapshot, if open.
@@ -266,7 +288,7 @@ impl RoomManager {
     }
 
     pub(crate) fn get(&self, name: &RoomName) -> Option<RoomHandle> {
-        self.rooms.lock().ok()?.get(name).cloned()
+        self.table().get(name).cloned()
     }
 
     /// Whether a room is open.
@@ -275,54 +297,42 @@ impl RoomManager {
     }
 
     pub fn room_count(&self) -> usize {
-        self.rooms.lock().map(|r| r.len()).unwrap_or(0)
+        self.table().len()
     }
 
     /// The room, created (and its actor started) if needed.
     pub(crate) fn get_or_create(self: &Arc<Self>, name: &RoomName) -> Result<RoomHandle, Error> {
-        let mut rooms = self
-            .rooms
-            .lock()
-            .map_err(|_| Error::Internal("room table poisoned".into()))?;
+        let mut rooms = self.table();
         if let Some(h) = rooms.get(name) {
             return Ok(h.clone());
         }
         if self.limits.max_rooms > 0 && rooms.len() >= self.limits.max_rooms as usize {
-            return Err(Error::Unavailable(format!(
-                "this node is at its limit of {} rooms",
-                self.limits.max_rooms
-            )));
+            return Err(Error::RoomLimit(self.limits.max_rooms));
         }
         let (tx, rx) = mpsc::channel(ROOM_QUEUE);
-        let sid = crate::ids::new_sid("RM_");
-        // Each room gets a block of peer ids; a million peers per room is plenty.
-        let base = self.next_peer_base.fetch_add(1 << 20, Ordering::Relaxed);
+        let sid = RoomSid::generate();
         let handle = RoomHandle {
             tx,
             sid: sid.clone(),
         };
         rooms.insert(name.clone(), handle.clone());
-        let actor = actor::RoomActor::new(name.clone(), sid, self.clone(), base);
+        let actor = actor::RoomActor::new(name.clone(), sid, self.clone());
         tokio::spawn(actor.run(rx));
         tracing::info!(room = %name, "room created");
         Ok(handle)
     }
 
     /// Called by a closing room actor.
-    fn remove(&self, name: &RoomName, sid: &str) {
-        if let Ok(mut rooms) = self.rooms.lock() {
-            if rooms.get(name).is_some_and(|h| h.sid == sid) {
-                rooms.remove(name);
-            }
+    fn remove(&self, name: &RoomName, sid: &RoomSid) {
+        let mut rooms = self.table();
+        if rooms.get(name).is_some_and(|h| &h.sid == sid) {
+            rooms.remove(name);
         }
     }
 
     /// Snapshots of every room.
     pub async fn snapshots(&self) -> Vec<RoomSnapshot> {
-        let handles: Vec<RoomHandle> = match self.rooms.lock() {
-            Ok(r) => r.values().cloned().collect(),
-            Err(_) => return Vec::new(),
-        };
+        let handles: Vec<RoomHandle> = self.table().values().cloned().collect();
         let mut out = Vec::new();
         for h in handles {
             let (reply, rx) = oneshot::channel();
@@ -337,10 +347,7 @@ impl RoomManager {
 
     /// Tells every participant the server is going away, then waits (bounded) for rooms to close.
     pub async fn shutdown(&self, grace: Duration) {
-        let handles: Vec<RoomHandle> = match self.rooms.lock() {
-            Ok(r) => r.values().cloned().collect(),
-            Err(_) => return,
-        };
+        let handles: Vec<RoomHandle> = self.table().values().cloned().collect();
         for h in &handles {
             let _ = h.tx.send(RoomCmd::Shutdown).await;
         }
@@ -365,7 +372,7 @@ impl RoomManager {
                 None if self.defaults.auto_create || claims.video().room_create => {
                     self.get_or_create(room)?
                 }
-                None => return Err(Error::NotFound("requested room does not exist".into())),
+                None => return Err(Error::RoomNotFound(room.clone())),
             };
             let (reply, rx) = oneshot::channel();
             let cmd = RoomCmd::Join {
@@ -382,12 +389,12 @@ impl RoomManager {
             }
             match rx.await {
                 Ok(Ok(j)) => return Ok((handle, j)),
-                Ok(Err(Error::Unavailable(m))) if m == actor::ROOM_CLOSING => continue,
+                Ok(Err(Error::RoomClosing)) => continue,
                 Ok(Err(e)) => return Err(e),
                 Err(_) => continue,
             }
         }
-        Err(Error::Unavailable("room is closing, try again".into()))
+        Err(Error::RoomClosing)
     }
 
     /// Looks a participant up by identity across the room (for resume).

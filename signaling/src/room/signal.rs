@@ -17,7 +17,7 @@ use crate::ids::{ParticipantSid, TrackSid};
 impl RoomActor {
     pub(crate) fn on_signal(&mut self, sid: &ParticipantSid, msg: In) {
         match msg {
-            In::Offer(sd) => match self.media.publisher_offer(sid, &sd.sdp) {
+            In::Offer(sd) => match self.media.publisher_offer(sid, &sd.sdp, Instant::now()) {
                 Ok(answer) => {
                     tracing::trace!(%sid, offer = %sd.sdp, %answer, "publisher negotiation");
                     self.send_to(
@@ -80,7 +80,10 @@ impl RoomActor {
         } else {
             PeerRole::Publisher
         };
-        if let Err(e) = self.media.remote_candidate(sid, role, &init.candidate) {
+        if let Err(e) = self
+            .media
+            .remote_candidate(sid, role, &init.candidate, Instant::now())
+        {
             tracing::debug!(%sid, "candidate refused: {e}");
         }
     }
@@ -394,8 +397,9 @@ impl RoomActor {
             .map(|(s, _)| s.clone())
             .collect();
         let bytes = pkt.encode_to_vec();
+        let now = Instant::now();
         for t in targets {
-            self.media.send_data(&t, reliable, &bytes);
+            self.media.send_data(&t, reliable, &bytes, now);
         }
     }
 }

@@ -1,29 +1,36 @@
 //! The app REST API (JSON, camelCase): accounts, users, chats, history,
-//! attachments, search. Errors are `{error, message}` with an HTTP status.
+//! attachments, search, calls, meetings, push and room tokens. Handlers parse
+//! the request, call a service and shape the answer; errors are
+//! `{error, message}` with an HTTP status (mapped in `error.rs`).
 
 mod accounts;
-pub mod calls;
+mod calls;
 mod chats;
-pub mod meetings;
+mod meetings;
 mod push;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, FromRequestParts, OptionalFromRequestParts, Query};
-use axum::http::header;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{
+    DefaultBodyLimit, FromRequest, FromRequestParts, OptionalFromRequestParts, Query, Request,
+};
 use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
 use axum::routing::{delete, get, post};
 use axum::Router;
+use nodo_signaling::auth::bearer;
 
-use crate::auth::bearer;
 use crate::error::Error;
 use crate::store::User;
-use crate::AppState;
+use crate::App;
 
-pub fn routes(config: &crate::Config) -> Router<Arc<AppState>> {
+/// Every app route, at the `/api/...` paths and at the paths the seed
+/// frontends already call (`/users`, `/calls`, `/rooms`, `/livekit/token`).
+pub fn router(app: Arc<App>) -> Router {
     // Uploads may be as large as an attachment; the multipart framing needs some room too.
     let upload_limit =
-        DefaultBodyLimit::max(config.chat.max_attachment_bytes.saturating_mul(2) + 64 * 1024);
+        DefaultBodyLimit::max(app.chat.config().max_attachment_bytes.saturating_mul(2) + 64 * 1024);
     Router::new()
         .route("/api/auth/register", post(accounts::register))
         .route("/api/auth/login", post(accounts::login))
@@ -73,16 +80,56 @@ pub fn routes(config: &crate::Config) -> Router<Arc<AppState>> {
         .route("/api/push/subscriptions", get(push::count))
         .route("/livekit/token", post(calls::token))
         .route("/api/livekit/get-token", post(calls::token))
+        .with_state(app)
+}
+
+/// A history cursor from the query string (`before`/`after`): absent, or a number.
+fn cursor(v: &Option<String>) -> Result<Option<i64>, Error> {
+    match v.as_deref() {
+        None | Some("") => Ok(None),
+        Some(s) => s
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| Error::invalid("invalid cursor")),
+    }
+}
+
+/// A JSON body whose rejections (not JSON, wrong shape, too large) are the
+/// API's own `{error, message}` errors.
+pub struct Body<T>(pub T);
+
+impl<T, S> FromRequest<S> for Body<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Body(v)),
+            Err(e) => Err(json_rejection(e)),
+        }
+    }
+}
+
+/// A rejected JSON body as an API error.
+fn json_rejection(e: JsonRejection) -> Error {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Error::too_large("request body is too large")
+    } else {
+        Error::invalid(e.body_text())
+    }
 }
 
 /// The caller, from `Authorization: Bearer <token>` (or `?token=`). A valid
 /// token for an unknown identity creates that user.
 pub struct AuthUser(pub User);
 
-impl FromRequestParts<Arc<AppState>> for AuthUser {
+impl FromRequestParts<Arc<App>> for AuthUser {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Error> {
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Error> {
         let header_token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -99,34 +146,19 @@ impl FromRequestParts<Arc<AppState>> for AuthUser {
                 Query::<Q>::try_from_uri(&parts.uri)
                     .ok()
                     .and_then(|q| q.0.token)
-                    .ok_or_else(|| Error::Unauthorized("missing bearer token".into()))?
+                    .ok_or(Error::Unauthenticated("missing bearer token"))?
             }
         };
-        let claims = state.keys.verify(&token)?;
-        if claims.identity().is_empty() {
-            return Err(Error::Unauthorized("token has no identity".into()));
-        }
-        let (user, created) = state
-            .chat
-            .store
-            .ensure_user(claims.identity(), &claims.name)
-            .await?;
-        if created {
-            accounts::announce_user(state, &user).await;
-        }
-        Ok(AuthUser(user))
+        Ok(AuthUser(app.accounts.authenticate(&token).await?))
     }
 }
 
 /// `Option<AuthUser>`: `None` when the request carries no token at all; a
 /// token that is present must be valid.
-impl OptionalFromRequestParts<Arc<AppState>> for AuthUser {
+impl OptionalFromRequestParts<Arc<App>> for AuthUser {
     type Rejection = Error;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<AppState>,
-    ) -> Result<Option<Self>, Error> {
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Option<Self>, Error> {
         let has_header = parts.headers.contains_key(header::AUTHORIZATION);
         let has_query = parts
             .uri
@@ -135,7 +167,7 @@ impl OptionalFromRequestParts<Arc<AppState>> for AuthUser {
         if !has_header && !has_query {
             return Ok(None);
         }
-        <AuthUser as FromRequestParts<Arc<AppState>>>::from_request_parts(parts, state)
+        <AuthUser as FromRequestParts<Arc<App>>>::from_request_parts(parts, app)
             .await
             .map(Some)
     }

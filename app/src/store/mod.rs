@@ -1,11 +1,16 @@
-//! The SQLite store (WAL, migrations embedded in the binary): accounts,
-//! chats and messages. One `Store` per node; it is cheap to clone.
+//! The SQLite store (WAL, migrations embedded in the binary). Every SQL
+//! statement of the node lives under this module: accounts here, chats and
+//! messages in `messages`, calls, meetings, push subscriptions and the webhook
+//! queue in their own files. One `Store` per node; it is cheap to clone.
 
 mod batch;
+mod calls;
+mod meetings;
 mod messages;
+mod push;
+mod webhooks;
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -13,11 +18,15 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{FromRow, SqlitePool};
 
 pub use batch::Online;
+pub use calls::{Call, CallTransition, NewCall};
+pub use meetings::{MeetingRecord, NewMeeting, Role};
 pub use messages::{
     iso8601, Attachment, ChatSummary, HistoryPage, Message, NewMessage, Reaction, SendOutcome,
 };
+pub use push::StoredSubscription;
+pub use webhooks::SqliteWebhookQueue;
 
-use crate::error::Error;
+use crate::error::{Error, Missing};
 
 /// How often the WAL is checkpointed into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -48,25 +57,22 @@ pub struct User {
     pub created_at: i64,
 }
 
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Self {
-        Error::Internal(format!("database: {e}"))
-    }
-}
-
+/// Unix milliseconds now: the store's timestamps.
 pub fn now_ms() -> i64 {
-    crate::auth::unix_now_ms()
+    nodo_signaling::auth::unix_now_ms()
 }
 
 impl Store {
     /// Opens (creating if needed) `<dir>/nodo.db` and runs the migrations.
     pub async fn open(dir: &Path) -> Result<Store, Error> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::Internal(format!("data dir: {e}")))?;
-        let url = format!("sqlite://{}", dir.join("nodo.db").display());
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            context: "creating the data dir",
+            source,
+        })?;
         // WAL with synchronous=NORMAL: a commit survives a crash of the process
         // (SIGKILL); only a power loss can take the last transactions.
-        let opts = SqliteConnectOptions::from_str(&url)
-            .map_err(|e| Error::Internal(format!("database url: {e}")))?
+        let opts = SqliteConnectOptions::new()
+            .filename(dir.join("nodo.db"))
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -78,10 +84,7 @@ impl Store {
             .max_connections(1)
             .connect_with(opts.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
-        sqlx::migrate!("./migrations")
-            .run(&writer)
-            .await
-            .map_err(|e| Error::Internal(format!("migrations: {e}")))?;
+        sqlx::migrate!("./migrations").run(&writer).await?;
         let checkpointer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(opts.clone())
@@ -143,13 +146,11 @@ impl Store {
         match r {
             Ok(_) => {}
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(Error::Conflict("username is already taken".into()));
+                return Err(Error::UsernameTaken);
             }
             Err(e) => return Err(e.into()),
         }
-        self.user(id)
-            .await?
-            .ok_or_else(|| Error::Internal("user vanished".into()))
+        self.user(id).await?.ok_or(Error::Vanished("user"))
     }
 
     pub async fn user(&self, id: &str) -> Result<Option<User>, Error> {
@@ -184,10 +185,7 @@ impl Store {
         .bind(now_ms())
         .execute(&self.writer)
         .await?;
-        let u = self
-            .user(identity)
-            .await?
-            .ok_or_else(|| Error::Conflict("identity collides with an existing username".into()))?;
+        let u = self.user(identity).await?.ok_or(Error::IdentityTaken)?;
         Ok((u, true))
     }
 
@@ -215,6 +213,6 @@ impl Store {
         .await?;
         self.user(id)
             .await?
-            .ok_or_else(|| Error::NotFound("no such user".into()))
+            .ok_or_else(|| Error::NotFound(Missing::User(id.to_string())))
     }
 }

@@ -64,15 +64,16 @@ async fn run(writer: SqlitePool, mut rx: mpsc::Receiver<SendJob>) {
 }
 
 async fn store_batch(writer: &SqlitePool, batch: &[SendJob]) -> Vec<Result<Stored, Error>> {
-    let fail = |e: &Error| {
+    let fail = |e: sqlx::Error| {
+        let e = Arc::new(e);
         batch
             .iter()
-            .map(|_| Err(Error::Internal(e.to_string())))
+            .map(|_| Err(Error::Database(e.clone())))
             .collect()
     };
     let mut tx = match writer.begin().await {
         Ok(t) => t,
-        Err(e) => return fail(&e.into()),
+        Err(e) => return fail(e),
     };
     let mut out = Vec::with_capacity(batch.len());
     for job in batch {
@@ -80,7 +81,7 @@ async fn store_batch(writer: &SqlitePool, batch: &[SendJob]) -> Vec<Result<Store
     }
     match tx.commit().await {
         Ok(()) => out,
-        Err(e) => fail(&e.into()),
+        Err(e) => fail(e),
     }
 }
 

@@ -8,25 +8,27 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::AuthUser;
-use crate::error::Error;
+use super::{AuthUser, Body};
+use crate::error::{Error, Missing};
 use crate::push::Subscription;
-use crate::AppState;
+use crate::App;
 
 /// `GET /api/push/vapid-public-key`: the key to pass as `applicationServerKey`.
-pub async fn public_key(State(state): State<Arc<AppState>>) -> Json<Value> {
-    Json(json!({"publicKey": state.push.public_key()}))
+pub async fn public_key(State(app): State<Arc<App>>) -> Json<Value> {
+    Json(json!({"publicKey": app.push.public_key()}))
 }
 
 /// `POST /api/push/subscribe`: a browser `PushSubscription` JSON.
 pub async fn subscribe(
-    State(state): State<Arc<AppState>>,
+    State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
-    body: Result<Json<Subscription>, axum::extract::rejection::JsonRejection>,
+    body: Result<Body<Subscription>, Error>,
 ) -> Result<(StatusCode, Json<Value>), Error> {
-    let Json(s) =
-        body.map_err(|e| Error::BadRequest(format!("not a PushSubscription: {}", e.body_text())))?;
-    state.push.subscribe(&me.id, &s).await?;
+    let Body(s) = body.map_err(|e| match e {
+        Error::Invalid(why) => Error::invalid(format!("not a PushSubscription: {why}")),
+        e => e,
+    })?;
+    app.push.subscribe(&me.id, &s).await?;
     Ok((StatusCode::CREATED, Json(json!({"ok": true}))))
 }
 
@@ -37,20 +39,20 @@ pub struct Unsubscribe {
 
 /// `DELETE /api/push/subscribe {endpoint}`.
 pub async fn unsubscribe(
-    State(state): State<Arc<AppState>>,
+    State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
-    Json(u): Json<Unsubscribe>,
+    Body(u): Body<Unsubscribe>,
 ) -> Result<Json<Value>, Error> {
-    if !state.push.unsubscribe(&me.id, &u.endpoint).await? {
-        return Err(Error::NotFound("no such subscription".into()));
+    if !app.push.unsubscribe(&me.id, &u.endpoint).await? {
+        return Err(Error::NotFound(Missing::Subscription));
     }
     Ok(Json(json!({"ok": true})))
 }
 
 /// `GET /api/push/subscriptions`: how many subscriptions the caller has.
 pub async fn count(
-    State(state): State<Arc<AppState>>,
+    State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
 ) -> Result<Json<Value>, Error> {
-    Ok(Json(json!({"count": state.push.count(&me.id).await?})))
+    Ok(Json(json!({"count": app.push.count(&me.id).await?})))
 }

@@ -11,7 +11,6 @@ use std::time::Duration;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::Row;
 use tokio::sync::mpsc;
 use web_push::{
     ContentEncoding, SubscriptionInfo, Urgency, VapidSignatureBuilder, WebPushMessageBuilder,
@@ -19,7 +18,7 @@ use web_push::{
 
 use crate::config::PushConfig;
 use crate::error::Error;
-use crate::store::{now_ms, Store};
+use crate::store::{Store, StoredSubscription};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -74,7 +73,7 @@ impl Push {
             config.vapid_private_key.clone()
         };
         let public_key = VapidSignatureBuilder::from_base64_no_sub(&private_key)
-            .map_err(|e| Error::Internal(format!("VAPID key: {e}")))?
+            .map_err(Error::Vapid)?
             .get_public_key();
         let (queue, rx) = mpsc::channel(QUEUE);
         let push = Arc::new(Push {
@@ -96,66 +95,49 @@ impl Push {
     /// Stores a subscription for `user` (replacing one with the same endpoint).
     pub async fn subscribe(&self, user: &str, s: &Subscription) -> Result<(), Error> {
         let url = reqwest::Url::parse(&s.endpoint)
-            .map_err(|_| Error::BadRequest("endpoint is not a URL".into()))?;
+            .map_err(|_| Error::invalid("endpoint is not a URL"))?;
         match url.scheme() {
             "https" => {}
             "http" if self.config.allow_insecure_endpoints => {}
-            _ => return Err(Error::BadRequest("endpoint must be an https URL".into())),
+            _ => return Err(Error::invalid("endpoint must be an https URL")),
         }
         if s.endpoint.len() > 2048 {
-            return Err(Error::BadRequest(
-                "endpoint is longer than 2048 characters".into(),
-            ));
+            return Err(Error::invalid("endpoint is longer than 2048 characters"));
         }
         let p256dh = B64
             .decode(s.keys.p256dh.trim_end_matches('='))
-            .map_err(|_| Error::BadRequest("keys.p256dh is not base64url".into()))?;
+            .map_err(|_| Error::invalid("keys.p256dh is not base64url"))?;
         let auth = B64
             .decode(s.keys.auth.trim_end_matches('='))
-            .map_err(|_| Error::BadRequest("keys.auth is not base64url".into()))?;
+            .map_err(|_| Error::invalid("keys.auth is not base64url"))?;
         if p256dh.len() != 65 || p256dh[0] != 4 {
-            return Err(Error::BadRequest(
-                "keys.p256dh must be an uncompressed P-256 point".into(),
+            return Err(Error::invalid(
+                "keys.p256dh must be an uncompressed P-256 point",
             ));
         }
         if auth.len() != 16 {
-            return Err(Error::BadRequest("keys.auth must be 16 bytes".into()));
+            return Err(Error::invalid("keys.auth must be 16 bytes"));
         }
-        sqlx::query(
-            "INSERT INTO push_subscriptions (endpoint, user_id, p256dh, auth, created_at) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT(endpoint) DO UPDATE SET user_id = excluded.user_id, p256dh = excluded.p256dh, auth = excluded.auth",
-        )
-        .bind(&s.endpoint)
-        .bind(user)
-        .bind(&s.keys.p256dh)
-        .bind(&s.keys.auth)
-        .bind(now_ms())
-        .execute(self.store.writer())
-        .await?;
-        Ok(())
+        self.store
+            .save_push_subscription(
+                user,
+                &StoredSubscription {
+                    endpoint: s.endpoint.clone(),
+                    p256dh: s.keys.p256dh.clone(),
+                    auth: s.keys.auth.clone(),
+                },
+            )
+            .await
     }
 
     /// Removes a subscription of `user`; false when there was none.
     pub async fn unsubscribe(&self, user: &str, endpoint: &str) -> Result<bool, Error> {
-        Ok(
-            sqlx::query("DELETE FROM push_subscriptions WHERE endpoint = ? AND user_id = ?")
-                .bind(endpoint)
-                .bind(user)
-                .execute(self.store.writer())
-                .await?
-                .rows_affected()
-                > 0,
-        )
+        self.store.delete_push_subscription(user, endpoint).await
     }
 
+    /// How many subscriptions `user` has.
     pub async fn count(&self, user: &str) -> Result<i64, Error> {
-        Ok(
-            sqlx::query("SELECT COUNT(*) FROM push_subscriptions WHERE user_id = ?")
-                .bind(user)
-                .fetch_one(self.store.pool())
-                .await?
-                .get(0),
-        )
+        self.store.push_subscription_count(user).await
     }
 
     /// Queues a notification to every subscription of `user`; never waits for the network.
@@ -187,25 +169,15 @@ impl Push {
             }
         };
         while let Some(job) = rx.recv().await {
-            let subs = match sqlx::query(
-                "SELECT endpoint, p256dh, auth FROM push_subscriptions WHERE user_id = ?",
-            )
-            .bind(&job.user)
-            .fetch_all(self.store.pool())
-            .await
-            {
-                Ok(rows) => rows,
+            let subs = match self.store.push_subscriptions(&job.user).await {
+                Ok(subs) => subs,
                 Err(e) => {
-                    tracing::warn!("push subscriptions: {e}");
+                    e.log_if_internal();
                     continue;
                 }
             };
-            for row in subs {
-                let info = SubscriptionInfo::new(
-                    row.get::<String, _>(0),
-                    row.get::<String, _>(1),
-                    row.get::<String, _>(2),
-                );
+            for sub in subs {
+                let info = SubscriptionInfo::new(sub.endpoint, sub.p256dh, sub.auth);
                 let me = self.clone();
                 let client = client.clone();
                 let payload = job.payload.clone();
@@ -230,10 +202,9 @@ impl Push {
                 Ok(()) => return,
                 Err(Outcome::Gone) => {
                     tracing::info!(endpoint = %info.endpoint, "push subscription gone; deleting it");
-                    let _ = sqlx::query("DELETE FROM push_subscriptions WHERE endpoint = ?")
-                        .bind(&info.endpoint)
-                        .execute(self.store.writer())
-                        .await;
+                    if let Err(e) = self.store.forget_push_endpoint(&info.endpoint).await {
+                        e.log_if_internal();
+                    }
                     return;
                 }
                 Err(Outcome::Fatal(e)) => {
@@ -321,16 +292,14 @@ fn load_or_create_key(path: &Path) -> Result<String, Error> {
     }
     use openssl::ec::{EcGroup, EcKey};
     use openssl::nid::Nid;
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    let key = EcKey::generate(&group).map_err(|e| Error::Internal(e.to_string()))?;
-    let scalar = key
-        .private_key()
-        .to_vec_padded(32)
-        .map_err(|e| Error::Internal(e.to_string()))?;
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+    let key = EcKey::generate(&group)?;
+    let scalar = key.private_key().to_vec_padded(32)?;
     let encoded = B64.encode(scalar);
-    write_private(path, &encoded)
-        .map_err(|e| Error::Internal(format!("writing {}: {e}", path.display())))?;
+    write_private(path, &encoded).map_err(|source| Error::Io {
+        context: "writing the VAPID key",
+        source,
+    })?;
     tracing::info!(path = %path.display(), "generated VAPID keys");
     Ok(encoded)
 }

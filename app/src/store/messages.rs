@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 use super::batch::{Online, SendJob, Stored};
 use super::{now_ms, Store};
-use crate::error::Error;
+use crate::error::{Error, Missing};
 
 /// A message as clients see it (history and live events share the shape).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -157,7 +157,7 @@ impl Store {
         {
             return Ok((row.get::<String, _>(0), false));
         }
-        let id = crate::ids::new_sid("CH_");
+        let id = nodo_signaling::ids::new_sid("CH_");
         let now = now_ms();
         let mut tx = self.writer().begin().await?;
         let inserted = sqlx::query(
@@ -195,7 +195,7 @@ impl Store {
         name: &str,
         members: &[String],
     ) -> Result<String, Error> {
-        let id = crate::ids::new_sid("CH_");
+        let id = nodo_signaling::ids::new_sid("CH_");
         let now = now_ms();
         let mut tx = self.writer().begin().await?;
         sqlx::query("INSERT INTO chats (id, type, name, direct_key, created_by, created_at) VALUES (?, 'group', ?, NULL, ?, ?)")
@@ -260,9 +260,9 @@ impl Store {
             return Ok(());
         }
         if self.chat_kind(chat).await?.is_none() {
-            return Err(Error::NotFound("no such chat".into()));
+            return Err(Error::NotFound(Missing::Chat));
         }
-        Err(Error::Forbidden("you are not a member of this chat".into()))
+        Err(Error::Forbidden("you are not a member of this chat"))
     }
 
     pub async fn add_member(&self, chat: &str, user: &str) -> Result<(), Error> {
@@ -313,10 +313,8 @@ impl Store {
                 reply,
             })
             .await
-            .map_err(|_| Error::Unavailable("the message writer stopped".into()))?;
-        let stored = rx
-            .await
-            .map_err(|_| Error::Unavailable("the message writer stopped".into()))??;
+            .map_err(|_| Error::ShuttingDown)?;
+        let stored = rx.await.map_err(|_| Error::ShuttingDown)??;
         let (seq, created_at, direct, members, status) = match stored {
             Stored::New {
                 seq,
@@ -326,11 +324,12 @@ impl Store {
                 status,
             } => (seq, created_at, direct, members, status),
             Stored::Duplicate => {
-                let existing = self.message_by_id(&m.id).await?.ok_or_else(|| {
-                    Error::Internal("message id conflict without a message".into())
-                })?;
+                let existing = self
+                    .message_by_id(&m.id)
+                    .await?
+                    .ok_or(Error::Vanished("message"))?;
                 if existing.sender_chat_path != m.sender {
-                    return Err(Error::Conflict("message id already used".into()));
+                    return Err(Error::MessageIdTaken);
                 }
                 let members = self.members(&existing.chat_id).await?;
                 return Ok(SendOutcome {
@@ -622,7 +621,7 @@ impl Store {
         let m = self
             .message_by_id(message_id)
             .await?
-            .ok_or_else(|| Error::NotFound("no such message".into()))?;
+            .ok_or(Error::NotFound(Missing::Message))?;
         if add {
             sqlx::query("INSERT OR IGNORE INTO reactions (message_seq, user_id, emoji, created_at) VALUES (?, ?, ?, ?)")
                 .bind(m.seq)
@@ -643,7 +642,7 @@ impl Store {
         }
         self.message_by_seq(m.seq)
             .await?
-            .ok_or_else(|| Error::Internal("message vanished".into()))
+            .ok_or(Error::Vanished("message"))
     }
 
     /// Edits (new content) or soft-deletes (`None`) a message of `sender`.
@@ -656,14 +655,12 @@ impl Store {
         let m = self
             .message_by_id(message_id)
             .await?
-            .ok_or_else(|| Error::NotFound("no such message".into()))?;
+            .ok_or(Error::NotFound(Missing::Message))?;
         if m.sender_chat_path != sender {
-            return Err(Error::Forbidden(
-                "only the sender may change a message".into(),
-            ));
+            return Err(Error::Forbidden("only the sender may change a message"));
         }
         if m.deleted {
-            return Err(Error::Conflict("message was deleted".into()));
+            return Err(Error::conflict("message was deleted"));
         }
         match content {
             Some(c) => sqlx::query("UPDATE messages SET content = ?, edited_at = ? WHERE seq = ?")
@@ -680,7 +677,7 @@ impl Store {
         .await?;
         self.message_by_seq(m.seq)
             .await?
-            .ok_or_else(|| Error::Internal("message vanished".into()))
+            .ok_or(Error::Vanished("message"))
     }
 
     /// Full-text search over the chats `user` is in, newest first.

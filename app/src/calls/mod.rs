@@ -1,0 +1,317 @@
+//! One-to-one calls: the state machine (`machine`), persisted through the
+//! store, driven by REST, the chat socket, a ring timeout and media room
+//! events. Every transition is guarded by the status it was decided from, so
+//! racing actions (an accept against the ring timeout) resolve in the
+//! database.
+
+pub mod machine;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nodo_signaling::ids::RoomName;
+use nodo_signaling::room::{RoomEvent, RoomManager};
+use nodo_signaling::webhook::Webhooks;
+use serde_json::{json, Value};
+use socketioxide::SocketIo;
+
+use crate::error::{Error, Missing};
+use crate::push::{Priority, Push};
+use crate::store::{Call, CallTransition, NewCall, Store, User};
+use machine::{Action, Party, Status};
+
+/// The call service: one per node.
+pub struct Calls {
+    store: Store,
+    io: SocketIo,
+    rooms: Arc<RoomManager>,
+    push: Arc<Push>,
+    webhooks: Arc<Webhooks>,
+    ring_timeout: Duration,
+}
+
+/// Media rooms of calls are named with this prefix.
+const ROOM_PREFIX: &str = "call-";
+
+impl Calls {
+    /// The service, following the rooms' events so a call connects when both
+    /// people joined its media room and ends when both left.
+    pub fn start(
+        store: Store,
+        io: SocketIo,
+        rooms: Arc<RoomManager>,
+        push: Arc<Push>,
+        webhooks: Arc<Webhooks>,
+        ring_timeout: Duration,
+    ) -> Arc<Calls> {
+        let calls = Arc::new(Calls {
+            store,
+            io,
+            rooms,
+            push,
+            webhooks,
+            ring_timeout,
+        });
+        let mut events = calls.rooms.subscribe();
+        let c = calls.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                if let Err(e) = c.on_room_event(ev).await {
+                    // A refused transition (the call moved on) is expected.
+                    e.log_if_internal();
+                }
+            }
+        });
+        calls
+    }
+
+    /// A call by id.
+    pub async fn get(&self, id: &str) -> Result<Option<Call>, Error> {
+        self.store.call(id).await
+    }
+
+    /// The ringing call from `caller` to `callee`.
+    pub async fn ringing_between(&self, caller: &str, callee: &str) -> Result<Option<Call>, Error> {
+        self.store.ringing_call_between(caller, callee).await
+    }
+
+    /// The user's calls, newest first, with a cursor for older ones.
+    pub async fn history(
+        &self,
+        user: &str,
+        limit: i64,
+        before: Option<i64>,
+    ) -> Result<(Vec<Call>, Option<String>), Error> {
+        self.store.call_history(user, limit, before).await
+    }
+
+    /// Starts a call from `me` (REST and the socket): the callee gets
+    /// `incomingCall` and a push; a callee already in a call makes it `busy`.
+    pub async fn start_call(
+        self: &Arc<Self>,
+        me: &User,
+        recipient: Option<&str>,
+        call_type: Option<&str>,
+        caller_info: Option<Value>,
+    ) -> Result<Call, Error> {
+        let to = recipient
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| Error::invalid("recipientId is required"))?;
+        let info = caller_info
+            .unwrap_or_else(|| json!({"id": me.id, "name": me.name, "avatar": me.avatar}));
+        self.initiate(me, to, call_type.unwrap_or("video"), info)
+            .await
+    }
+
+    async fn initiate(
+        self: &Arc<Self>,
+        caller: &User,
+        callee: &str,
+        call_type: &str,
+        caller_info: Value,
+    ) -> Result<Call, Error> {
+        if caller.id == callee {
+            return Err(Error::invalid("cannot call yourself"));
+        }
+        if !matches!(call_type, "audio" | "video") {
+            return Err(Error::invalid("callType must be \"audio\" or \"video\""));
+        }
+        if self.store.user(callee).await?.is_none() {
+            return Err(Error::NotFound(Missing::User(callee.to_string())));
+        }
+        if self.store.active_call_of(&caller.id).await?.is_some() {
+            return Err(Error::conflict("you are already in a call"));
+        }
+        let busy = self.store.active_call_of(callee).await?.is_some();
+        let id = nodo_signaling::ids::new_sid("CA_");
+        let room = format!("{ROOM_PREFIX}{id}");
+        let call = self
+            .store
+            .insert_call(NewCall {
+                id: &id,
+                caller: &caller.id,
+                callee,
+                call_type,
+                room_name: &room,
+                status: if busy { Status::Busy } else { Status::Ringing },
+            })
+            .await?;
+        if busy {
+            return Ok(call);
+        }
+        let payload = json!({
+            "roomName": call.room_name, "callerId": caller.id, "callerInfo": caller_info,
+            "callId": call.id, "callType": call.call_type,
+        });
+        let _ = self
+            .io
+            .to(callee.to_string())
+            .emit("incomingCall", &payload)
+            .await;
+        // Rings the callee's devices even when the app is closed.
+        self.push.notify(
+            callee,
+            &json!({"type": "incoming_call", "callId": call.id, "callerId": caller.id, "callerName": caller.name,
+                    "callType": call.call_type, "roomName": call.room_name}),
+            Priority::Ring,
+        );
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(me.ring_timeout).await;
+            // A call answered or hung up meanwhile refuses the timeout: nothing to do.
+            let _ = me.act(&id, Action::RingTimeout, Party::System).await;
+        });
+        Ok(call)
+    }
+
+    /// Which party `user` is in a call, or `Forbidden`.
+    pub fn party(call: &Call, user: &str) -> Result<Party, Error> {
+        if call.from_user_id == user {
+            Ok(Party::Caller)
+        } else if call.to_user_id == user {
+            Ok(Party::Callee)
+        } else {
+            Err(Error::Forbidden("you are not in this call"))
+        }
+    }
+
+    /// Applies `action` by `user` to call `id`.
+    pub async fn act_as(
+        self: &Arc<Self>,
+        id: &str,
+        action: Action,
+        user: &str,
+    ) -> Result<Call, Error> {
+        let call = self.get(id).await?.ok_or(Error::NotFound(Missing::Call))?;
+        let party = Self::party(&call, user)?;
+        self.act(id, action, party).await
+    }
+
+    /// Applies a transition and tells the two people.
+    pub async fn act(self: &Arc<Self>, id: &str, action: Action, by: Party) -> Result<Call, Error> {
+        let call = self.get(id).await?.ok_or(Error::NotFound(Missing::Call))?;
+        let to = machine::next(call.status, action, by).map_err(Error::conflict)?;
+        let reason = match (to, by) {
+            (Status::Ended, Party::Caller) => Some("caller_hangup"),
+            (Status::Ended, Party::Callee) => Some("callee_hangup"),
+            (Status::Ended, Party::System) => Some("room_closed"),
+            (Status::Rejected, _) => Some("rejected"),
+            (Status::Cancelled, _) => Some("cancelled"),
+            (Status::Missed, _) => Some("missed"),
+            _ => None,
+        };
+        let call = self
+            .store
+            .transition_call(CallTransition {
+                id,
+                from: call.status,
+                to,
+                reason,
+            })
+            .await?
+            .ok_or_else(|| Error::conflict("the call changed meanwhile; try again"))?;
+        self.announce(&call, by).await;
+        if !to.is_active() {
+            self.rooms
+                .close_room(&RoomName::new(call.room_name.clone()))
+                .await;
+        }
+        Ok(call)
+    }
+
+    /// The events of a transition, to the two people only.
+    async fn announce(&self, call: &Call, by: Party) {
+        match call.status {
+            Status::Connected => self
+                .webhooks
+                .app_event("call_started", json!({"call": call})),
+            s if !s.is_active() => self.webhooks.app_event("call_ended", json!({"call": call})),
+            _ => {}
+        }
+        let both = vec![call.from_user_id.clone(), call.to_user_id.clone()];
+        let emit = |to: Vec<String>, event: &'static str, data: Value| async move {
+            let _ = self.io.to(to).emit(event, &data).await;
+        };
+        match call.status {
+            Status::Accepted => {
+                emit(vec![call.from_user_id.clone()], "callAccepted", json!({"roomName": call.room_name, "callId": call.id, "recipientId": call.to_user_id})).await;
+            }
+            Status::Connected => emit(both, "call.started", json!({"data": call})).await,
+            Status::Rejected => {
+                emit(
+                    vec![call.from_user_id.clone()],
+                    "callRejected",
+                    json!({"recipientId": call.to_user_id, "callId": call.id}),
+                )
+                .await;
+                emit(both, "call.ended", json!({"data": call})).await;
+            }
+            Status::Cancelled => {
+                emit(
+                    vec![call.to_user_id.clone()],
+                    "callCancelled",
+                    json!({"callerId": call.from_user_id, "callId": call.id}),
+                )
+                .await;
+                emit(both, "call.ended", json!({"data": call})).await;
+            }
+            Status::Missed => {
+                self.push.notify(
+                    &call.to_user_id,
+                    &json!({"type": "missed_call", "callId": call.id, "callerId": call.from_user_id, "callType": call.call_type}),
+                    Priority::Normal,
+                );
+                emit(
+                    both.clone(),
+                    "callMissed",
+                    json!({"callId": call.id, "callerId": call.from_user_id}),
+                )
+                .await;
+                emit(both, "call.ended", json!({"data": call})).await;
+            }
+            Status::Ended => {
+                emit(
+                    both,
+                    "call.ended",
+                    json!({"data": call, "by": format!("{by:?}").to_lowercase()}),
+                )
+                .await
+            }
+            Status::Ringing | Status::Busy => {}
+        }
+    }
+
+    /// Media room events: a call connects when both people joined its room,
+    /// and ends when neither is left in it.
+    async fn on_room_event(self: &Arc<Self>, ev: RoomEvent) -> Result<(), Error> {
+        let room = match &ev {
+            RoomEvent::ParticipantJoined { room, .. }
+            | RoomEvent::ParticipantLeft { room, .. }
+            | RoomEvent::RoomClosed { room } => room,
+            RoomEvent::Webhook(_) => return Ok(()),
+        };
+        if !room.as_str().starts_with(ROOM_PREFIX) {
+            return Ok(());
+        }
+        let Some(call) = self.store.call_by_room(room.as_str()).await? else {
+            return Ok(());
+        };
+        let present = self.rooms.identities(room).await;
+        let has = |u: &str| present.iter().any(|p| p == u);
+        let both_in = has(&call.from_user_id) && has(&call.to_user_id);
+        let none_in = !has(&call.from_user_id) && !has(&call.to_user_id);
+        match ev {
+            RoomEvent::ParticipantJoined { .. } if call.status == Status::Accepted && both_in => {
+                self.act(&call.id, Action::BothJoined, Party::System)
+                    .await?;
+            }
+            RoomEvent::ParticipantLeft { .. } | RoomEvent::RoomClosed { .. }
+                if call.status == Status::Connected && none_in =>
+            {
+                self.act(&call.id, Action::End, Party::System).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

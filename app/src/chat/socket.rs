@@ -1,0 +1,490 @@
+//! The Socket.IO transport (DESIGN.md §7): authentication, presence, and one
+//! handler per event. Handlers parse the payload, call the services and ack
+//! with the result or `{ok: false, error, code}`; the rules live in the
+//! services.
+
+use std::sync::{Arc, Weak};
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::ParserError;
+use socketioxide::SocketIo;
+
+use super::Outgoing;
+use crate::calls::machine::{Action, Status};
+use crate::error::{to_json, Error, Missing};
+use crate::App;
+
+/// The identity a socket authenticated as.
+#[derive(Clone, Debug)]
+struct Session {
+    identity: String,
+    /// This is the user's first connected socket.
+    first: bool,
+}
+
+/// Registers the default namespace on `io`. Handlers hold the app weakly:
+/// the app holds `io`, and a node that is dropped should not be kept alive
+/// by its own handlers.
+pub fn attach(io: &SocketIo, app: Arc<App>) {
+    let app = Arc::downgrade(&app);
+    let auth = app.clone();
+    let connect = move |s: SocketRef| on_connect(s, app.clone());
+    let middleware =
+        move |s: SocketRef, TryData(a): TryData<AuthPayload>| authenticate(s, a, auth.clone());
+    io.ns("/", connect.with(middleware));
+}
+
+#[derive(Deserialize, Default)]
+struct AuthPayload {
+    #[serde(default)]
+    token: Option<String>,
+}
+
+fn query_param(s: &SocketRef, key: &str) -> Option<String> {
+    let q = s.req_parts().uri.query()?;
+    q.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Connect middleware: a valid token (auth `{token}` or query `token`), and a
+/// `userId` query, if any, that matches it. Refusals reach the client as
+/// `connect_error` with the reason (internal errors only with their id).
+async fn authenticate(
+    s: SocketRef,
+    auth: Result<AuthPayload, ParserError>,
+    app: Weak<App>,
+) -> Result<(), crate::error::Public> {
+    let result = async {
+        let app = app.upgrade().ok_or(Error::ShuttingDown)?;
+        let token = auth
+            .ok()
+            .and_then(|a| a.token)
+            .or_else(|| query_param(&s, "token"))
+            .ok_or(Error::Unauthenticated(
+                "authentication required: pass auth {token} or ?token=",
+            ))?;
+        let user = app.accounts.authenticate(&token).await?;
+        if let Some(user_id) = query_param(&s, "userId") {
+            if !user_id.is_empty() && user_id != user.id {
+                return Err(Error::Forbidden("userId does not match the token"));
+            }
+        }
+        // Counted here, before the client hears it is connected, so presence
+        // (e.g. the directory's online flag) is right as soon as it is.
+        let first = app.chat.presence().socket_up(&user.id);
+        s.extensions.insert(Session {
+            identity: user.id,
+            first,
+        });
+        Ok(())
+    }
+    .await;
+    result.map_err(|e: Error| e.public())
+}
+
+fn session(s: &SocketRef) -> Result<Session, Error> {
+    s.extensions
+        .get::<Session>()
+        .ok_or(Error::Unauthenticated("not authenticated"))
+}
+
+/// Registers `$handler(s, payload, app)` for `$event`; its result is the ack.
+macro_rules! on {
+    ($s:expr, $app:expr, $event:literal, $handler:ident) => {{
+        let app = $app.clone();
+        $s.on(
+            $event,
+            move |s: SocketRef, TryData(d): TryData<Value>, ack: AckSender| async move {
+                let out = match app.upgrade() {
+                    Some(app) => $handler(&s, d, &app).await,
+                    None => Err(Error::ShuttingDown),
+                };
+                let _ = ack.send(&out.unwrap_or_else(|e| e.ack()));
+            },
+        );
+    }};
+}
+
+async fn on_connect(s: SocketRef, app: Weak<App>) {
+    let (Ok(me), Some(strong)) = (session(&s), app.upgrade()) else {
+        let _ = s.disconnect();
+        return;
+    };
+    // Handlers first, before any await: the client may emit as soon as it is connected.
+    on!(s, app, "sendMessage", send_message);
+    on!(s, app, "markAsRead", mark_as_read);
+    on!(s, app, "typing", typing);
+    on!(s, app, "addReaction", add_reaction);
+    on!(s, app, "removeReaction", remove_reaction);
+    on!(s, app, "editMessage", edit_message);
+    on!(s, app, "deleteMessage", delete_message);
+    on!(s, app, "initiateCall", initiate_call);
+    on!(s, app, "acceptCall", accept_call);
+    on!(s, app, "rejectCall", reject_call);
+    let gone = app.clone();
+    s.on_disconnect(move |s: SocketRef| async move {
+        if let (Ok(me), Some(app)) = (session(&s), gone.upgrade()) {
+            if app.chat.presence().socket_down(&me.identity) {
+                let _ = s.broadcast().emit("contact_offline", &me.identity).await;
+            }
+        }
+    });
+    let app = strong;
+    s.join(me.identity.clone());
+    match app.store.chat_ids_of(&me.identity).await {
+        Ok(ids) => s.join(
+            ids.into_iter()
+                .map(|c| format!("chat:{c}"))
+                .collect::<Vec<_>>(),
+        ),
+        Err(e) => e.log_if_internal(),
+    }
+    if me.first {
+        let _ = s.broadcast().emit("contact_online", &me.identity).await;
+    }
+    let _ = s.emit("online_users", &app.chat.presence().online_users());
+    // Messages sent while the user was offline, oldest first.
+    let pending = app
+        .chat
+        .deliver_pending(&me.identity, |m| s.emit("receiveMessage", m).is_ok())
+        .await;
+    if let Err(e) = pending {
+        e.log_if_internal();
+    }
+}
+
+/// The event's payload as `T`, or a bad-request error naming what is wrong with it.
+fn payload<T: DeserializeOwned>(data: Result<Value, ParserError>) -> Result<T, Error> {
+    let v = data.map_err(|e| Error::invalid(format!("invalid payload: {e}")))?;
+    serde_json::from_value(v).map_err(|e| Error::invalid(format!("invalid payload: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SendMessage {
+    id: Option<String>,
+    chat_id: Option<String>,
+    sender_chat_path: Option<String>,
+    recipient_chat_path: Option<String>,
+    #[serde(default)]
+    content: String,
+    content_type: Option<String>,
+    reply_to: Option<String>,
+    sender_profile: Option<Value>,
+}
+
+async fn send_message(
+    s: &SocketRef,
+    raw: Result<Value, ParserError>,
+    app: &App,
+) -> Result<Value, Error> {
+    let me = session(s)?;
+    let raw = raw.map_err(|e| Error::invalid(format!("invalid payload: {e}")))?;
+    let limit = app.chat.config().max_message_bytes;
+    let size = serde_json::to_vec(&raw).map_or(usize::MAX, |v| v.len());
+    if size > limit {
+        return Err(Error::too_large(format!(
+            "message is {size} bytes; the limit is {limit}"
+        )));
+    }
+    let m: SendMessage = payload(Ok(raw))?;
+    if m.sender_chat_path
+        .as_deref()
+        .is_some_and(|p| p != me.identity)
+    {
+        return Err(Error::Forbidden("cannot send as someone else"));
+    }
+    if m.content.trim().is_empty() {
+        return Err(Error::invalid("content is empty"));
+    }
+    if m.id
+        .as_ref()
+        .is_some_and(|id| id.is_empty() || id.len() > 128)
+    {
+        return Err(Error::invalid("id must be 1..128 characters"));
+    }
+    app.chat.take_token(&me.identity)?;
+    let (chat_id, _) = app
+        .chat
+        .resolve(
+            &me.identity,
+            m.chat_id.as_deref(),
+            m.recipient_chat_path.as_deref(),
+        )
+        .await?;
+    let extra = m.sender_profile.map(|p| json!({"senderProfile": p}));
+    let out = app
+        .chat
+        .send(
+            &me.identity,
+            Outgoing {
+                id: m.id,
+                chat_id,
+                content: m.content,
+                content_type: m.content_type.unwrap_or_else(|| "text".into()),
+                reply_to: m.reply_to,
+                attachment_id: None,
+            },
+            extra.as_ref(),
+            Some(s.id),
+        )
+        .await?;
+    Ok(
+        json!({"ok": true, "id": out.message.id, "chatId": out.message.chat_id, "createdAt": out.message.created_at}),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MarkAsRead {
+    chat_id: Option<String>,
+    sender_chat_path: Option<String>,
+}
+
+async fn mark_as_read(
+    s: &SocketRef,
+    d: Result<Value, ParserError>,
+    app: &App,
+) -> Result<Value, Error> {
+    let me = session(s)?;
+    let m: MarkAsRead = payload(d)?;
+    app.chat
+        .mark_read(
+            &me.identity,
+            m.chat_id.as_deref(),
+            m.sender_chat_path.as_deref(),
+        )
+        .await?;
+    Ok(json!({"ok": true}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Typing {
+    chat_id: Option<String>,
+    recipient_chat_path: Option<String>,
+    #[serde(default)]
+    is_typing: bool,
+}
+
+async fn typing(s: &SocketRef, d: Result<Value, ParserError>, app: &App) -> Result<Value, Error> {
+    let me = session(s)?;
+    let t: Typing = payload(d)?;
+    app.chat
+        .typing(
+            &me.identity,
+            t.chat_id.as_deref(),
+            t.recipient_chat_path.as_deref(),
+            t.is_typing,
+        )
+        .await?;
+    Ok(json!({"ok": true}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReactionReq {
+    message_id: String,
+    emoji: String,
+}
+
+async fn react(
+    s: &SocketRef,
+    d: Result<Value, ParserError>,
+    app: &App,
+    add: bool,
+) -> Result<Value, Error> {
+    let me = session(s)?;
+    let r: ReactionReq = payload(d)?;
+    let m = app
+        .chat
+        .react(&me.identity, &r.message_id, &r.emoji, add)
+        .await?;
+    Ok(json!({"ok": true, "reactions": m.reactions}))
+}
+
+async fn add_reaction(
+    s: &SocketRef,
+    d: Result<Value, ParserError>,
+    app: &App,
+) -> Result<Value, Error> {
+    react(s, d, app, true).await
+}
+
+async fn remove_reaction(
+    s: &SocketRef,
+    d: Result<Value, ParserError>,
+    app: &App,
+) -> Result<Value, Error> {
+    react(s, d, app, false).await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EditReq {
+    message_id: String,
+    #[serde(default)]
+    content: String,
+}
+
+async fn change(
+    s: &SocketRef,
+    d: Result<Value, ParserError>,
+    app: &App,
+    delete: bool,
+) -> Result<Value, Error> {
+    let me = session(s)?;
+    let r: EditReq = payload(d)?;
+    let content = (!delete).then_some(r.content.as_str());
+    let m = app
+        .chat
+        .change(&me.identity, &r.message_id, content)
+        .await?;
+    Ok(json!({"ok": true, "id": m.id, "editedAt": m.edited_at}))
+}
+
+async fn edit_message(
+    s: &SocketRef,
+    d: Result<Value, ParserError>,
+    app: &App,
+) -> Result<Value, Error> {
+    change(s, d, app, false).await
+}
+
+async fn delete_message(
+    s: &SocketRef,
+    d: Result<Value, ParserError>,
+    app: &App,
+) -> Result<Value, Error> {
+    change(s, d, app, true).await
+}
+
+fn field<'a>(d: &'a Value, key: &str) -> Option<&'a str> {
+    d.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// The call an accept or reject is about: `callId`, else the ringing call from `callerId` to me.
+async fn find_call(app: &App, d: &Value, me: &str) -> Result<String, Error> {
+    if let Some(id) = field(d, "callId") {
+        return Ok(id.to_string());
+    }
+    let caller =
+        field(d, "callerId").ok_or_else(|| Error::invalid("callId or callerId is required"))?;
+    app.calls
+        .ringing_between(caller, me)
+        .await?
+        .map(|c| c.id)
+        .ok_or(Error::NotFound(Missing::RingingCall))
+}
+
+/// The user behind a session.
+async fn user(app: &App, me: &Session) -> Result<crate::store::User, Error> {
+    app.store
+        .user(&me.identity)
+        .await?
+        .ok_or_else(|| Error::NotFound(Missing::User(me.identity.clone())))
+}
+
+async fn initiate_call(
+    s: &SocketRef,
+    d: Result<Value, ParserError>,
+    app: &App,
+) -> Result<Value, Error> {
+    let d: Value = payload(d)?;
+    let me = session(s)?;
+    if field(&d, "callerId").is_some_and(|c| c != me.identity) {
+        return Err(Error::Forbidden("callerId must be your own identity"));
+    }
+    let user = user(app, &me).await?;
+    let call = app
+        .calls
+        .start_call(
+            &user,
+            field(&d, "recipientId"),
+            field(&d, "callType"),
+            d.get("callerInfo").cloned(),
+        )
+        .await?;
+    if call.status == Status::Busy {
+        return Ok(json!({"ok": false, "error": "busy", "code": "busy", "call": call}));
+    }
+    let mut out = app
+        .access
+        .call_token(&user, &call, &s.req_parts().headers)?
+        .to_json();
+    out["ok"] = json!(true);
+    out["call"] = to_json(&call)?;
+    Ok(out)
+}
+
+async fn accept_call(
+    s: &SocketRef,
+    d: Result<Value, ParserError>,
+    app: &App,
+) -> Result<Value, Error> {
+    let d: Value = payload(d)?;
+    let me = session(s)?;
+    let id = find_call(app, &d, &me.identity).await?;
+    let call = app.calls.act_as(&id, Action::Accept, &me.identity).await?;
+    let user = user(app, &me).await?;
+    let mut out = app
+        .access
+        .call_token(&user, &call, &s.req_parts().headers)?
+        .to_json();
+    out["ok"] = json!(true);
+    out["call"] = to_json(&call)?;
+    Ok(out)
+}
+
+async fn reject_call(
+    s: &SocketRef,
+    d: Result<Value, ParserError>,
+    app: &App,
+) -> Result<Value, Error> {
+    let d: Value = payload(d)?;
+    let me = session(s)?;
+    if field(&d, "recipientId").is_some_and(|r| r != me.identity) {
+        return Err(Error::Forbidden("recipientId must be your own identity"));
+    }
+    let id = find_call(app, &d, &me.identity).await?;
+    let call = app.calls.act_as(&id, Action::Reject, &me.identity).await?;
+    Ok(json!({"ok": true, "call": call}))
+}

@@ -1,0 +1,264 @@
+//! The app side's one error enum, classified once ([`Error::kind`]) and mapped
+//! here to each surface: HTTP JSON `{error, message}` for the REST API, an
+//! ack `{ok: false, error, code}` for Socket.IO events, and the reason of a
+//! refused socket connection. An internal error is logged once with an id and
+//! reaches the client as "internal error" with that id, never with SQL, path
+//! or library text.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+pub use nodo_signaling::error::Kind;
+
+/// Something a request names that does not exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Missing {
+    /// A user, by id.
+    User(String),
+    /// A chat.
+    Chat,
+    /// A member of a chat (to remove).
+    Member,
+    /// A message.
+    Message,
+    /// An attachment's record.
+    Attachment,
+    /// An attachment's file on disk.
+    AttachmentFile,
+    /// A call.
+    Call,
+    /// A ringing call from the given caller to the caller of the request.
+    RingingCall,
+    /// A meeting.
+    Meeting,
+    /// A push subscription of the caller.
+    Subscription,
+}
+
+impl fmt::Display for Missing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Missing::User(id) => write!(f, "no user {id}"),
+            Missing::Chat => f.write_str("no such chat"),
+            Missing::Member => f.write_str("not a member"),
+            Missing::Message => f.write_str("no such message"),
+            Missing::Attachment => f.write_str("no such attachment"),
+            Missing::AttachmentFile => f.write_str("attachment file is missing"),
+            Missing::Call => f.write_str("no such call"),
+            Missing::RingingCall => f.write_str("no ringing call from that caller"),
+            Missing::Meeting => f.write_str("no such room"),
+            Missing::Subscription => f.write_str("no such subscription"),
+        }
+    }
+}
+
+/// Everything the app side can refuse or fail at.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request carries no usable session; the text says what is missing.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// A refusal or failure of the LiveKit side (token checks, room limits).
+    #[error(transparent)]
+    LiveKit(#[from] nodo_signaling::Error),
+    /// Wrong username or password (one answer for both, so names cannot be probed).
+    #[error("wrong username or password")]
+    BadCredentials,
+    /// Nobody in the caller's position may do this; the text says why.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// Malformed or out-of-range input; the text names the field.
+    #[error("{0}")]
+    Invalid(Cow<'static, str>),
+    /// What the request names does not exist.
+    #[error("{0}")]
+    NotFound(Missing),
+    /// The username is taken.
+    #[error("username is already taken")]
+    UsernameTaken,
+    /// An app-minted identity collides with an existing username.
+    #[error("identity collides with an existing username")]
+    IdentityTaken,
+    /// Another sender already used this message id.
+    #[error("message id already used")]
+    MessageIdTaken,
+    /// The current state does not allow this (a call that already ended, a deleted message).
+    #[error("{0}")]
+    Conflict(Cow<'static, str>),
+    /// Larger than allowed; the text says what and the limit.
+    #[error("{0}")]
+    TooLarge(Cow<'static, str>),
+    /// The user sends faster than the configured rate.
+    #[error("rate limit: at most {0} messages per second")]
+    RateLimited(f64),
+    /// The node is shutting down (its message writer or services are gone).
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    /// A database operation failed (shared: one failed commit fails a whole batch).
+    #[error("database: {0}")]
+    Database(Arc<sqlx::Error>),
+    /// The schema migrations failed.
+    #[error("migrations: {0}")]
+    Migrations(#[from] sqlx::migrate::MigrateError),
+    /// A file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What the node was doing.
+        context: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Serializing a value for a client failed.
+    #[error("serializing: {0}")]
+    Serialize(#[from] serde_json::Error),
+    /// Generating or loading the VAPID key failed.
+    #[error("VAPID key: {0}")]
+    Crypto(#[from] openssl::error::ErrorStack),
+    /// The configured or stored VAPID key is not a P-256 private key.
+    #[error("VAPID key: {0}")]
+    Vapid(#[source] web_push::WebPushError),
+    /// Hashing a password failed.
+    #[error("password hashing: {0}")]
+    PasswordHash(argon2::password_hash::Error),
+    /// A blocking task panicked or was cancelled.
+    #[error("background task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// A row written a moment ago is not there.
+    #[error("{0} vanished after it was written")]
+    Vanished(&'static str),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Database(Arc::new(e))
+    }
+}
+
+impl From<nodo_signaling::error::TokenError> for Error {
+    fn from(e: nodo_signaling::error::TokenError) -> Self {
+        Error::LiveKit(e.into())
+    }
+}
+
+impl Error {
+    /// Shorthand for [`Error::Invalid`].
+    pub fn invalid(msg: impl Into<Cow<'static, str>>) -> Error {
+        Error::Invalid(msg.into())
+    }
+
+    /// Shorthand for [`Error::Conflict`].
+    pub fn conflict(msg: impl Into<Cow<'static, str>>) -> Error {
+        Error::Conflict(msg.into())
+    }
+
+    /// Shorthand for [`Error::TooLarge`].
+    pub fn too_large(msg: impl Into<Cow<'static, str>>) -> Error {
+        Error::TooLarge(msg.into())
+    }
+
+    /// The class of this error.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Error::Unauthenticated(_) | Error::BadCredentials => Kind::Unauthorized,
+            Error::LiveKit(e) => e.kind(),
+            Error::Forbidden(_) => Kind::Forbidden,
+            Error::Invalid(_) => Kind::BadRequest,
+            Error::NotFound(_) => Kind::NotFound,
+            Error::UsernameTaken
+            | Error::IdentityTaken
+            | Error::MessageIdTaken
+            | Error::Conflict(_) => Kind::Conflict,
+            Error::TooLarge(_) => Kind::TooLarge,
+            Error::RateLimited(_) => Kind::RateLimited,
+            Error::ShuttingDown => Kind::Unavailable,
+            Error::Database(_)
+            | Error::Migrations(_)
+            | Error::Io { .. }
+            | Error::Serialize(_)
+            | Error::Crypto(_)
+            | Error::Vapid(_)
+            | Error::PasswordHash(_)
+            | Error::Task(_)
+            | Error::Vanished(_) => Kind::Internal,
+        }
+    }
+
+    /// What a client may see of this error. An internal error is logged here,
+    /// once, under the id the client is given.
+    pub fn public(&self) -> Public {
+        let kind = self.kind();
+        match nodo_signaling::error::log_internal(kind, self) {
+            Some(id) => Public {
+                kind,
+                message: "internal error".into(),
+                id: Some(id),
+            },
+            None => Public {
+                kind,
+                message: self.to_string(),
+                id: None,
+            },
+        }
+    }
+
+    /// Logs the error if it is internal; client errors are not logged.
+    pub fn log_if_internal(&self) {
+        self.public();
+    }
+
+    /// The Socket.IO ack of a failed event: `{ok: false, error, code}` (plus `id`).
+    pub fn ack(&self) -> Value {
+        let p = self.public();
+        let mut v = json!({"ok": false, "error": p.message, "code": p.kind.code()});
+        if let Some(id) = p.id {
+            v["id"] = json!(id);
+        }
+        v
+    }
+}
+
+/// An error as a client may see it.
+#[derive(Debug, Clone)]
+pub struct Public {
+    /// Its class.
+    pub kind: Kind,
+    /// The reason, or "internal error".
+    pub message: String,
+    /// For internal errors: the id under which it was logged.
+    pub id: Option<String>,
+}
+
+/// A refused Socket.IO connection's reason (`connect_error` on the client).
+impl fmt::Display for Public {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.id {
+            Some(id) => write!(f, "{} ({id})", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// REST answers: the status with `{error, message}` (plus `id`).
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let p = self.public();
+        let mut body = json!({"error": p.kind.code(), "message": p.message});
+        if let Some(id) = p.id {
+            body["id"] = json!(id);
+        }
+        (p.kind.status(), Json(body)).into_response()
+    }
+}
+
+/// Serializes an API value.
+pub fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, Error> {
+    Ok(serde_json::to_value(v)?)
+}

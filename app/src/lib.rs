@@ -1,0 +1,64 @@
+//! nodo-app: the app backend the seed frontends talk to, beside the LiveKit
+//! side (nodo-signaling) that it uses but that knows nothing of it.
+//!
+//! # Layout
+//!
+//! - Domain services, one per concern, each told what it needs when built:
+//!   [`access`] (who gets a token for which room; the one place tokens are
+//!   minted), [`accounts`], [`chat`], [`calls`], [`meetings`] and [`push`].
+//! - [`store`]: the SQLite store. Every SQL statement lives under it.
+//! - Two transports over the services: the REST API ([`router`], in `http`)
+//!   and the Socket.IO chat socket ([`chat::socket`]). Neither holds rules of
+//!   its own, and neither calls into the other.
+//!
+//! The node's binary builds the services in dependency order (store, push,
+//! webhooks, calls, chat, ...) and hands them to [`App`].
+//!
+//! # Rooms, calls and meetings
+//!
+//! A LiveKit room (nodo-signaling) is where media flows. A **call** owns one
+//! (`call-<id>`) for two people; a **meeting** owns one (`meeting-<id>`) for
+//! its members. Seed frontends call meetings "rooms" (`POST /rooms`); in this
+//! crate they are meetings.
+
+pub mod access;
+pub mod accounts;
+pub mod calls;
+pub mod chat;
+pub mod config;
+pub mod error;
+mod http;
+pub mod meetings;
+pub mod push;
+pub mod store;
+
+use std::sync::Arc;
+
+use socketioxide::SocketIo;
+
+pub use error::Error;
+
+/// Every service of the app side, shared by its two transports.
+pub struct App {
+    pub store: store::Store,
+    pub access: Arc<access::Access>,
+    pub accounts: Arc<accounts::Accounts>,
+    pub chat: Arc<chat::Chat>,
+    pub calls: Arc<calls::Calls>,
+    pub meetings: Arc<meetings::Meetings>,
+    pub push: Arc<push::Push>,
+    /// The Socket.IO server handle the services emit through.
+    pub io: SocketIo,
+}
+
+impl App {
+    /// Registers the chat socket's handlers on `io` (the handle the services
+    /// were built with) and returns the app, ready for [`router`].
+    pub fn attach(self) -> Arc<App> {
+        let app = Arc::new(self);
+        chat::socket::attach(&app.io, app.clone());
+        app
+    }
+}
+
+pub use http::router;

@@ -1,0 +1,264 @@
+//! Meetings (the seed LiveKit service's "rooms"): a named LiveKit room with
+//! members and moderators. Moderators start and end it and join with
+//! roomAdmin; who may enter is decided by [`Access`](crate::access::Access).
+
+use std::sync::Arc;
+
+use nodo_signaling::ids::RoomName;
+use nodo_signaling::room::{RoomManager, RoomSettings};
+use nodo_signaling::webhook::Webhooks;
+use serde::Serialize;
+use serde_json::{json, Value};
+use socketioxide::SocketIo;
+
+use crate::access::{Access, RoomToken};
+use crate::error::{to_json, Error, Missing};
+use crate::store::{iso8601, now_ms, MeetingRecord, NewMeeting, Role, Store, User};
+
+/// A meeting as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Meeting {
+    pub id: String,
+    pub name: String,
+    pub room_name: String,
+    /// Every member, moderators included.
+    pub participants: Vec<String>,
+    /// Who created it.
+    pub moderator_id: String,
+    pub moderators: Vec<String>,
+    pub open: bool,
+    pub max_participants: i64,
+    pub empty_timeout: i64,
+    pub metadata: String,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+}
+
+/// What a new meeting asks for.
+pub struct NewMeetingRequest {
+    pub name: String,
+    pub max_participants: Option<u32>,
+    pub empty_timeout: Option<u32>,
+    pub metadata: Option<String>,
+    /// Anyone may enter (and becomes a member on first entry).
+    pub open: bool,
+    /// Members besides the creator.
+    pub members: Vec<String>,
+}
+
+/// Live state of a meeting's room, read from the SFU.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MeetingStatus {
+    pub is_active: bool,
+    pub participant_count: usize,
+    pub started_at: Option<String>,
+    pub room_name: String,
+}
+
+/// The meeting service.
+pub struct Meetings {
+    store: Store,
+    rooms: Arc<RoomManager>,
+    access: Arc<Access>,
+    io: SocketIo,
+    webhooks: Arc<Webhooks>,
+}
+
+impl Meetings {
+    pub fn new(
+        store: Store,
+        rooms: Arc<RoomManager>,
+        access: Arc<Access>,
+        io: SocketIo,
+        webhooks: Arc<Webhooks>,
+    ) -> Arc<Meetings> {
+        Arc::new(Meetings {
+            store,
+            rooms,
+            access,
+            io,
+            webhooks,
+        })
+    }
+
+    async fn load(&self, id: &str) -> Result<MeetingRecord, Error> {
+        self.store
+            .meeting(id)
+            .await?
+            .ok_or(Error::NotFound(Missing::Meeting))
+    }
+
+    async fn render(&self, m: MeetingRecord) -> Result<Meeting, Error> {
+        let members = self.store.meeting_members(&m.id).await?;
+        let moderators = members
+            .iter()
+            .filter(|(_, r)| *r == Role::Moderator)
+            .map(|(u, _)| u.clone())
+            .collect();
+        Ok(Meeting {
+            participants: members.into_iter().map(|(u, _)| u).collect(),
+            moderators,
+            id: m.id,
+            name: m.name,
+            room_name: m.room_name,
+            moderator_id: m.created_by,
+            open: m.is_open != 0,
+            max_participants: m.max_participants,
+            empty_timeout: m.empty_timeout,
+            metadata: m.metadata,
+            created_at: iso8601(m.created_at),
+            started_at: m.started_at.map(iso8601),
+            ended_at: m.ended_at.map(iso8601),
+        })
+    }
+
+    async fn require_moderator(&self, m: &MeetingRecord, user: &str) -> Result<(), Error> {
+        match self.store.meeting_role(&m.id, user).await? {
+            Some(Role::Moderator) => Ok(()),
+            _ => Err(Error::Forbidden(
+                "only a moderator of this room may do that",
+            )),
+        }
+    }
+
+    /// Sends `event` to every member of a meeting.
+    async fn tell_members(
+        &self,
+        meeting: &str,
+        event: &'static str,
+        data: Value,
+    ) -> Result<(), Error> {
+        let members: Vec<String> = self
+            .store
+            .meeting_members(meeting)
+            .await?
+            .into_iter()
+            .map(|(u, _)| u)
+            .collect();
+        let _ = self.io.to(members).emit(event, &data).await;
+        Ok(())
+    }
+
+    /// Creates a meeting; the creator is its moderator. Members hear `room.created`.
+    pub async fn create(&self, me: &User, r: NewMeetingRequest) -> Result<Meeting, Error> {
+        let name = r.name.trim();
+        if name.is_empty() || name.len() > 100 {
+            return Err(Error::invalid("name must be 1 to 100 characters"));
+        }
+        if r.metadata.as_ref().is_some_and(|m| m.len() > 64 * 1024) {
+            return Err(Error::invalid("metadata is larger than 64 KiB"));
+        }
+        for u in &r.members {
+            if self.store.user(u).await?.is_none() {
+                return Err(Error::NotFound(Missing::User(u.clone())));
+            }
+        }
+        let id = nodo_signaling::ids::new_sid("MT_");
+        let room_name = format!("meeting-{id}");
+        let record = self
+            .store
+            .create_meeting(
+                NewMeeting {
+                    id: &id,
+                    name,
+                    room_name: &room_name,
+                    created_by: &me.id,
+                    max_participants: r.max_participants.unwrap_or(0),
+                    empty_timeout: r.empty_timeout.unwrap_or(0),
+                    metadata: r.metadata.as_deref().unwrap_or_default(),
+                    open: r.open,
+                },
+                &r.members,
+            )
+            .await?;
+        let meeting = self.render(record).await?;
+        let data = to_json(&meeting)?;
+        self.tell_members(&id, "room.created", json!({"data": data}))
+            .await?;
+        self.webhooks
+            .app_event("room_created", json!({"room": data}));
+        Ok(meeting)
+    }
+
+    /// A token for a meeting that has not ended; members hear `room.joined`.
+    pub async fn join(
+        &self,
+        me: &User,
+        id: &str,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<RoomToken, Error> {
+        let m = self.load(id).await?;
+        if m.ended_at.is_some() {
+            return Err(Error::conflict("this room has ended"));
+        }
+        let token = self.access.meeting_token(me, &m, headers).await?;
+        self.tell_members(
+            id,
+            "room.joined",
+            json!({"data": {"roomId": id, "roomName": m.room_name, "userId": me.id}}),
+        )
+        .await?;
+        Ok(token)
+    }
+
+    /// A moderator makes someone a moderator.
+    pub async fn add_moderator(&self, me: &User, id: &str, user: &str) -> Result<Meeting, Error> {
+        let m = self.load(id).await?;
+        self.require_moderator(&m, &me.id).await?;
+        if self.store.user(user).await?.is_none() {
+            return Err(Error::NotFound(Missing::User(user.to_string())));
+        }
+        self.store
+            .add_meeting_member(id, user, Role::Moderator)
+            .await?;
+        self.render(m).await
+    }
+
+    /// Opens the media room with the meeting's limits and metadata.
+    pub async fn start(&self, me: &User, id: &str) -> Result<Meeting, Error> {
+        let m = self.load(id).await?;
+        self.require_moderator(&m, &me.id).await?;
+        let settings = RoomSettings {
+            empty_timeout: (m.empty_timeout > 0).then_some(m.empty_timeout as u32),
+            max_participants: Some(m.max_participants as u32),
+            metadata: Some(m.metadata.clone()),
+            ..RoomSettings::default()
+        };
+        self.rooms
+            .create_room(&RoomName::new(m.room_name.clone()), settings)
+            .await?;
+        self.store.meeting_started(id).await?;
+        self.render(self.load(id).await?).await
+    }
+
+    /// Disconnects everyone; returns the meeting and how long it ran (seconds).
+    pub async fn end(&self, me: &User, id: &str) -> Result<(Meeting, Option<i64>), Error> {
+        let m = self.load(id).await?;
+        self.require_moderator(&m, &me.id).await?;
+        self.rooms
+            .close_room(&RoomName::new(m.room_name.clone()))
+            .await;
+        let now = now_ms();
+        self.store.meeting_ended(id, now).await?;
+        let duration = m.started_at.map(|s| (now - s).max(0) / 1000);
+        Ok((self.render(self.load(id).await?).await?, duration))
+    }
+
+    /// Live state, for members (anyone, for an open meeting).
+    pub async fn status(&self, me: &User, id: &str) -> Result<MeetingStatus, Error> {
+        let m = self.load(id).await?;
+        if m.is_open == 0 && self.store.meeting_role(id, &me.id).await?.is_none() {
+            return Err(Error::Forbidden("this room is for its members only"));
+        }
+        let room = RoomName::new(m.room_name.clone());
+        Ok(MeetingStatus {
+            is_active: self.rooms.exists(&room),
+            participant_count: self.rooms.identities(&room).await.len(),
+            started_at: m.started_at.map(iso8601),
+            room_name: m.room_name,
+        })
+    }
+}

@@ -1,0 +1,203 @@
+//! The drain machinery: every `Rtc` mutation is followed by a full drain of
+//! its `poll_output` (str0m's run-loop contract), peer timers, and what the
+//! room does with each str0m event.
+
+use std::cmp::Reverse;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use str0m::media::{MediaKind, Mid};
+use str0m::{Event, IceConnectionState, Output};
+
+use super::{MediaRoom, SfuEvent};
+use crate::ids::{PeerId, PeerRole, TrackKind};
+use crate::track::Track;
+
+impl MediaRoom {
+    /// Records an input time: `self.now` is the latest instant any input carried.
+    pub(super) fn advance(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+    }
+
+    pub(super) fn mark_dirty(&mut self, id: PeerId) {
+        if let Some(p) = self.peers.get_mut(&id) {
+            if !p.dirty {
+                p.dirty = true;
+                self.dirty.push(id);
+            }
+        }
+    }
+
+    /// Makes sure a timer entry exists at or before `at` for the peer.
+    pub(super) fn schedule(&mut self, id: PeerId, at: Instant) {
+        if let Some(p) = self.peers.get_mut(&id) {
+            if p.scheduled.is_none_or(|s| at < s) {
+                p.scheduled = Some(at);
+                self.timers.push(Reverse((at, id)));
+            }
+        }
+    }
+
+    /// Drains every dirty peer until none has output left.
+    pub(super) fn drive(&mut self, now: Instant) {
+        while let Some(id) = self.dirty.pop() {
+            if let Some(p) = self.peers.get_mut(&id) {
+                p.dirty = false;
+            }
+            self.drain(id, now);
+        }
+    }
+
+    fn drain(&mut self, id: PeerId, now: Instant) {
+        loop {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                return;
+            };
+            if !peer.rtc.is_alive() {
+                let participant = peer.participant.clone();
+                let role = peer.role;
+                peer.next_timeout = now + Duration::from_secs(3600);
+                if peer.connected {
+                    peer.connected = false;
+                    self.events
+                        .push_back(SfuEvent::Disconnected { participant, role });
+                }
+                return;
+            }
+            let out = match peer.rtc.poll_output() {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(peer = ?id, "peer failed: {e}");
+                    peer.rtc.disconnect();
+                    continue;
+                }
+            };
+            match out {
+                Output::Timeout(t) => {
+                    peer.next_timeout = t;
+                    self.schedule(id, t);
+                    return;
+                }
+                Output::Transmit(t) => self.transmits.push_back(t),
+                Output::Event(e) => self.on_event(id, e, now),
+            }
+        }
+    }
+
+    fn on_event(&mut self, id: PeerId, event: Event, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let participant = peer.participant.clone();
+        let role = peer.role;
+        match event {
+            Event::Connected => {
+                peer.connected = true;
+                self.events
+                    .push_back(SfuEvent::Connected { participant, role });
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) if peer.connected => {
+                peer.connected = false;
+                self.events
+                    .push_back(SfuEvent::Disconnected { participant, role });
+            }
+            Event::MediaAdded(m) if role == PeerRole::Publisher => {
+                let simulcast = m
+                    .simulcast
+                    .as_ref()
+                    .is_some_and(|s| s.recv.len() > 1 || s.send.len() > 1);
+                self.publisher_media_added(id, m.mid, m.kind, simulcast);
+            }
+            Event::RtpPacket(pkt) if role == PeerRole::Publisher => {
+                self.forward(id, pkt, now);
+            }
+            Event::KeyframeRequest(req) if role == PeerRole::Subscriber => {
+                if let Some(track) = peer.mid_to_track.get(&req.mid).cloned() {
+                    let layer = self.tracks.get(&track).and_then(|t| {
+                        t.subscribers
+                            .iter()
+                            .find(|s| s.peer == id)
+                            .map(|s| s.current.unwrap_or(s.target))
+                    });
+                    self.request_keyframe(&track, layer, req.kind, now);
+                }
+            }
+            Event::ChannelOpen(cid, label) => peer.channel_opened(cid, label),
+            Event::ChannelClose(cid) => {
+                peer.channels.remove(&cid);
+            }
+            Event::ChannelData(d) if role == PeerRole::Publisher => {
+                let reliable = peer.channels.get(&d.id).is_none_or(|l| l != "_lossy");
+                self.events.push_back(SfuEvent::Data {
+                    participant,
+                    reliable,
+                    data: d.data,
+                });
+            }
+            Event::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc { estimate, .. }) => {
+                peer.estimate = Some(estimate);
+            }
+            Event::MediaIngressStats(s) => {
+                if let Some(loss) = s.loss {
+                    peer.loss = peer.loss * 0.5 + loss * 0.5;
+                }
+                peer.rtt = s.rtt.or(peer.rtt);
+            }
+            Event::MediaEgressStats(s) => {
+                if let Some(loss) = s.loss {
+                    peer.loss = peer.loss * 0.5 + loss * 0.5;
+                }
+                peer.rtt = s.rtt.or(peer.rtt);
+            }
+            _ => {}
+        }
+    }
+
+    fn publisher_media_added(&mut self, id: PeerId, mid: Mid, kind: MediaKind, simulcast: bool) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let owner = peer.participant.clone();
+        let Some(media) = peer.rtc.media(mid) else {
+            return;
+        };
+        let msid_track = media.track_id().to_string();
+        let kind = if kind == MediaKind::Audio {
+            TrackKind::Audio
+        } else {
+            TrackKind::Video
+        };
+        let codecs: HashMap<_, _> = peer
+            .rtc
+            .codec_config()
+            .params()
+            .iter()
+            .map(|p| (p.pt(), *p))
+            .collect();
+        let pending = |t: &&mut Track| t.owner == owner && t.source.is_none() && t.kind == kind;
+        let mut tracks = self.tracks.values_mut();
+        let chosen = match tracks.find(|t| pending(t) && t.cid == msid_track) {
+            Some(t) => Some(t),
+            None => self
+                .tracks
+                .values_mut()
+                .filter(|t| pending(t))
+                .min_by(|a, b| a.sid.cmp(&b.sid)),
+        };
+        let Some(track) = chosen else {
+            tracing::debug!(?mid, "publisher media without a matching add_track");
+            return;
+        };
+        track.source = Some((id, mid));
+        // Simulcast is what the SDP negotiated (rids), not what add_track listed:
+        // SVC codecs announce several layers in one stream.
+        track.simulcast = simulcast;
+        track.codecs = codecs;
+        let sid = track.sid.clone();
+        self.track_by_mid.insert((id, mid), sid.clone());
+        self.events.push_back(SfuEvent::TrackMedia {
+            participant: owner,
+            track: sid,
+        });
+    }
+}

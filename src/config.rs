@@ -1,0 +1,152 @@
+//! Nodo's whole configuration: every key, its default and what it does.
+//! Sections that belong to one part are declared in that part's crate
+//! (`[room]`, `[limit]`, `[webhook]` in nodo-signaling; `[chat]`, `[calls]`,
+//! `[push]` in nodo-app); the node-wide ones are here. `settings` layers
+//! defaults < `config.toml` < environment < flags onto [`Config`].
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use nodo_app::config::{CallsConfig, ChatConfig, PushConfig};
+use nodo_signaling::config::{LimitConfig, RoomDefaults, WebhookConfig};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Development mode: API key `devkey` / secret `secret`, bind 127.0.0.1.
+    pub dev: bool,
+    pub server: ServerConfig,
+    pub rtc: RtcConfig,
+    /// API keys and their secrets (`key = "secret"`). Tokens must be issued by one of them.
+    pub keys: BTreeMap<String, String>,
+    pub room: RoomDefaults,
+    pub data: DataConfig,
+    pub chat: ChatConfig,
+    pub calls: CallsConfig,
+    pub push: PushConfig,
+    pub webhook: WebhookConfig,
+    pub limit: LimitConfig,
+    pub log: LogConfig,
+}
+
+/// HTTP and WebSocket listener.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address every listener binds to.
+    pub bind: IpAddr,
+    /// HTTP/WebSocket port (signaling, API, chat, web demo). 0 = ephemeral.
+    pub http_port: u16,
+    /// Public base URL (e.g. `https://media.example.com`); derived from the request when empty.
+    pub public_url: String,
+}
+
+/// Media transport.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtcConfig {
+    /// The single UDP port all media uses. 0 = ephemeral.
+    pub udp_port: u16,
+    /// ICE-TCP port, the fallback when UDP is blocked. 0 = ephemeral.
+    pub tcp_port: u16,
+    /// Whether to offer ICE-TCP candidates at all.
+    pub tcp_enabled: bool,
+    /// Whether to offer UDP candidates. Turn off only to force ICE-TCP.
+    pub udp_enabled: bool,
+    /// IPs advertised as ICE candidates (public IPs behind 1:1 NAT). Empty: the
+    /// bind address, or the host's outbound and loopback addresses when binding all.
+    pub node_ip: Vec<IpAddr>,
+}
+
+/// Persistent state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// Directory for `nodo.db` and attachments.
+    pub dir: String,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug` or `trace`, or a tracing filter directive.
+    pub level: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: IpAddr::from([0, 0, 0, 0]),
+            http_port: 7880,
+            public_url: String::new(),
+        }
+    }
+}
+
+impl Default for RtcConfig {
+    fn default() -> Self {
+        RtcConfig {
+            udp_port: 7882,
+            tcp_port: 7881,
+            tcp_enabled: true,
+            udp_enabled: true,
+            node_ip: Vec::new(),
+        }
+    }
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dir: "./nodo-data".into(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Checks what serde cannot: returns every problem found.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        for (k, s) in &self.keys {
+            if k.is_empty() {
+                problems.push("keys: an API key is empty".to_string());
+            }
+            if s.len() < 6 && !self.dev {
+                problems.push(format!("keys.{k}: secret is shorter than 6 characters"));
+            }
+        }
+        if self.server.http_port != 0
+            && self.rtc.tcp_enabled
+            && self.server.http_port == self.rtc.tcp_port
+        {
+            problems.push("rtc.tcp_port must differ from server.http_port".into());
+        }
+        if !self.server.public_url.is_empty()
+            && !["http://", "https://", "ws://", "wss://"]
+                .iter()
+                .any(|p| self.server.public_url.starts_with(p))
+        {
+            problems.push("server.public_url must start with http(s):// or ws(s)://".into());
+        }
+        if !self.rtc.udp_enabled && !self.rtc.tcp_enabled {
+            problems.push("rtc: at least one of udp_enabled and tcp_enabled must be true".into());
+        }
+        problems.extend(self.chat.problems());
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! The node's one HTTP surface: the LiveKit routes, the app routes, the chat
+//! socket, the web demo, health and metrics, under one CORS policy.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use nodo_signaling::RoomManager;
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
+
+use crate::node::Node;
+use crate::Config;
+
+/// Every route of the node.
+pub fn router(node: &Node) -> Router {
+    let health = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ready" }))
+        .route("/metrics", get(metrics))
+        .with_state(node.livekit.rooms.clone());
+    Router::new()
+        .merge(nodo_app::router(node.app.clone()))
+        .merge(nodo_signaling::router(node.livekit.clone()))
+        .merge(crate::web::router())
+        .merge(health)
+        .layer(node.socket_layer.clone())
+        .layer(cors(&node.config))
+}
+
+/// CORS: LiveKit's `/rtc` paths answer any origin (as LiveKit does); the chat
+/// socket and the API answer the configured origins (any in dev mode).
+fn cors(config: &Config) -> CorsLayer {
+    let any = config.chat.cors_origins.iter().any(|o| o == "*")
+        || (config.dev && config.chat.cors_origins.is_empty());
+    let allowed: Vec<HeaderValue> = config
+        .chat
+        .cors_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(move |origin, parts| {
+            any || parts.uri.path().starts_with("/rtc") || allowed.iter().any(|a| a == origin)
+        }))
+        .allow_methods(AllowMethods::mirror_request())
+        .allow_headers(AllowHeaders::mirror_request())
+        .max_age(std::time::Duration::from_secs(86_400))
+}
+
+async fn metrics(State(rooms): State<Arc<RoomManager>>) -> impl IntoResponse {
+    let snaps = rooms.snapshots().await;
+    let participants: usize = snaps.iter().map(|s| s.participants.len()).sum();
+    let tracks: usize = snaps
+        .iter()
+        .flat_map(|s| s.participants.iter())
+        .map(|p| p.tracks.len())
+        .sum();
+    let body = format!(
+        "# HELP nodo_rooms Open rooms.\n# TYPE nodo_rooms gauge\nnodo_rooms {}\n\
+         # HELP nodo_participants Connected participants.\n# TYPE nodo_participants gauge\nnodo_participants {}\n\
+         # HELP nodo_published_tracks Published tracks.\n# TYPE nodo_published_tracks gauge\nnodo_published_tracks {}\n",
+        snaps.len(),
+        participants,
+        tracks
+    );
+    (
+        StatusCode::OK,
+        [("content-type", "text/plain; version=0.0.4")],
+        body,
+    )
+}

@@ -1,0 +1,128 @@
+//! The wiring: every service of a node, built in dependency order from the
+//! configuration. Nothing is bound late except where noted, and no service
+//! looks a dependency up at run time.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nodo_app::access::{Access, AccessConfig};
+use nodo_app::accounts::Accounts;
+use nodo_app::calls::Calls;
+use nodo_app::chat::{Chat, Presence};
+use nodo_app::meetings::Meetings;
+use nodo_app::push::Push;
+use nodo_app::store::Store;
+use nodo_app::App;
+use nodo_sfu::net::Transport;
+use nodo_signaling::auth::KeyStore;
+use nodo_signaling::webhook::Webhooks;
+use nodo_signaling::{LiveKit, RoomManager};
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::SocketIo;
+
+use crate::Config;
+
+/// A running node's parts, ready to be served.
+pub struct Node {
+    pub config: Config,
+    /// The LiveKit side.
+    pub livekit: Arc<LiveKit>,
+    /// The app side.
+    pub app: Arc<App>,
+    /// The Socket.IO layer of the chat socket (served on the HTTP port).
+    pub socket_layer: SocketIoLayer,
+}
+
+impl Node {
+    /// Opens the store and builds every service. `transport` is the media
+    /// plane's network: the node's sockets, or a fake in tests.
+    pub async fn build(config: Config, transport: Arc<dyn Transport>) -> Result<Node, String> {
+        let data_dir = Path::new(&config.data.dir);
+        let keys = KeyStore::new(config.keys.clone());
+
+        // The LiveKit side: rooms first, they only need the network.
+        let rooms = RoomManager::new(transport, config.room.clone(), config.limit.clone());
+
+        // Store, then push (it reads subscriptions from the store).
+        let store = Store::open(data_dir)
+            .await
+            .map_err(|e| format!("cannot open the store in {}: {e}", config.data.dir))?;
+        let push = Push::start(store.clone(), config.push.clone(), data_dir)
+            .map_err(|e| format!("web push: {e}"))?;
+
+        // Webhooks: the LiveKit side's sender over the store's durable queue.
+        let webhooks = Webhooks::start(
+            keys.clone(),
+            &config.webhook,
+            Arc::new(store.webhook_queue()),
+            rooms.subscribe(),
+        );
+
+        // The Socket.IO handle the services emit through; its handlers are
+        // registered once every service exists (`App::attach`).
+        let (socket_layer, io) = SocketIo::builder()
+            .max_payload(config.chat.max_message_bytes as u64 * 4 + 4096)
+            .build_layer();
+
+        let access = Arc::new(Access::new(
+            keys.clone(),
+            store.clone(),
+            AccessConfig {
+                session_ttl: Duration::from_secs(config.chat.session_ttl_hours * 3600),
+                room_ttl: Duration::from_secs(config.calls.token_ttl_hours * 3600),
+                public_url: config.server.public_url.clone(),
+            },
+        ));
+        let presence = Presence::new();
+        let accounts = Accounts::new(
+            store.clone(),
+            access.clone(),
+            presence.clone(),
+            io.clone(),
+            webhooks.clone(),
+        );
+        let calls = Calls::start(
+            store.clone(),
+            io.clone(),
+            rooms.clone(),
+            push.clone(),
+            webhooks.clone(),
+            Duration::from_secs(config.calls.ring_timeout_secs),
+        );
+        let meetings = Meetings::new(
+            store.clone(),
+            rooms.clone(),
+            access.clone(),
+            io.clone(),
+            webhooks.clone(),
+        );
+        let chat = Chat::new(
+            store.clone(),
+            io.clone(),
+            presence,
+            push.clone(),
+            webhooks,
+            config.chat.clone(),
+            data_dir.join("attachments"),
+        );
+        let app = App {
+            store,
+            access,
+            accounts,
+            chat,
+            calls,
+            meetings,
+            push,
+            io,
+        }
+        .attach();
+        let livekit = Arc::new(LiveKit { keys, rooms });
+        Ok(Node {
+            config,
+            livekit,
+            app,
+            socket_layer,
+        })
+    }
+}
