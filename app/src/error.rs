@@ -262,3 +262,46 @@ impl IntoResponse for Error {
 pub fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, Error> {
     Ok(serde_json::to_value(v)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn a_database_error_is_logged_not_shown() {
+        let e = Error::from(sqlx::Error::Protocol(
+            "near \"SELEC\": syntax error in users".into(),
+        ));
+        let ack = e.ack();
+        assert_eq!(ack["code"], "internal");
+        assert_eq!(ack["error"], "internal error");
+        assert!(ack["id"].as_str().is_some_and(|id| id.starts_with("ER_")));
+        let r = e.into_response();
+        assert_eq!(r.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        let bytes = r.into_body().collect().await.expect("body").to_bytes();
+        let v: Value = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(v["error"], "internal");
+        assert_eq!(v["message"], "internal error");
+        assert!(v["id"].is_string());
+        assert!(!String::from_utf8_lossy(&bytes).contains("SELEC"));
+    }
+
+    #[test]
+    fn client_errors_say_what_went_wrong() {
+        let p = Error::NotFound(Missing::User("zoe".into())).public();
+        assert_eq!(
+            (p.kind, p.message.as_str(), p.id),
+            (Kind::NotFound, "no user zoe", None)
+        );
+        let ack = Error::RateLimited(10.0).ack();
+        assert_eq!(ack["code"], "rate_limited");
+        assert_eq!(ack["ok"], false);
+        // Token refusals keep the LiveKit side's reason and class.
+        let p = Error::from(nodo_signaling::error::TokenError::Expired).public();
+        assert_eq!(
+            (p.kind, p.message.as_str()),
+            (Kind::Unauthorized, "token is expired")
+        );
+    }
+}

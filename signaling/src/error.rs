@@ -298,3 +298,50 @@ impl IntoResponse for TwirpError {
             .into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn body(r: Response) -> (StatusCode, String) {
+        let status = r.status();
+        let bytes = r.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn internal_errors_reach_clients_as_an_id_only() {
+        let e = Error::UnknownSigningKey("secret-key-name".into());
+        let (status, text) = body(TwirpError::from(e).into_response()).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(v["code"], "internal");
+        assert_eq!(v["msg"], "internal error");
+        assert!(v["meta"]["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("ER_")));
+        assert!(!text.contains("secret-key-name"), "{text}");
+
+        let e = Error::UnknownSigningKey("secret-key-name".into());
+        let (status, text) = body(e.into_response()).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(text.starts_with("internal error (ER_"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn client_errors_keep_their_reason() {
+        let (status, text) = body(Error::Token(TokenError::Expired).into_response()).await;
+        assert_eq!(
+            (status, text.as_str()),
+            (StatusCode::UNAUTHORIZED, "token is expired")
+        );
+        let t = TwirpError::from(Error::RoomLimit(3));
+        let (status, text) = body(t.into_response()).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(
+            text.contains("resource_exhausted") && text.contains("3 rooms"),
+            "{text}"
+        );
+    }
+}

@@ -3,6 +3,8 @@
 //! are routed to the owning room by STUN ufrag, then by remote address.
 
 mod tcp;
+#[cfg(feature = "test-util")]
+pub mod testing;
 
 use std::collections::HashMap;
 use std::io;

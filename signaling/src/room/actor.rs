@@ -11,7 +11,7 @@ use nodo_sfu::net::{NetPacket, ROOM_INBOX_CAPACITY};
 use nodo_sfu::str0m::net::Receive;
 use nodo_sfu::{MediaRoom, RoomConfig, SfuEvent};
 use proto::signal_response::Message as Out;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::participant::Participant;
 use super::{Joined, RoomCmd, RoomManager, RoomSnapshot};
@@ -39,6 +39,8 @@ pub(crate) struct RoomActor {
     pub inbox: mpsc::Sender<NetPacket>,
     inbox_rx: Option<mpsc::Receiver<NetPacket>>,
     pub closing: bool,
+    /// Who waits for the room to be closed (`RoomCmd::Close`).
+    close_waiters: Vec<oneshot::Sender<()>>,
 }
 
 impl RoomActor {
@@ -67,6 +69,7 @@ impl RoomActor {
             inbox,
             inbox_rx: Some(inbox_rx),
             closing: false,
+            close_waiters: Vec::new(),
             manager,
         }
     }
@@ -170,7 +173,8 @@ impl RoomActor {
                 }
                 self.closing = true;
             }
-            RoomCmd::Close => {
+            RoomCmd::Close { done } => {
+                self.close_waiters.push(done);
                 let sids: Vec<ParticipantSid> = self.participants.keys().cloned().collect();
                 for sid in sids {
                     self.remove_participant(
@@ -554,8 +558,12 @@ impl RoomActor {
         self.flush();
         cmds.close();
         while let Ok(cmd) = cmds.try_recv() {
-            if let RoomCmd::Join { reply, .. } = cmd {
-                let _ = reply.send(Err(Error::RoomClosing));
+            match cmd {
+                RoomCmd::Join { reply, .. } => {
+                    let _ = reply.send(Err(Error::RoomClosing));
+                }
+                RoomCmd::Close { done } => self.close_waiters.push(done),
+                _ => {}
             }
         }
         self.manager
@@ -564,6 +572,9 @@ impl RoomActor {
             room: self.name.clone(),
         });
         tracing::info!(room = %self.name, "room closed");
+        for done in self.close_waiters.drain(..) {
+            let _ = done.send(());
+        }
     }
 
     fn on_sfu_event(&mut self, ev: SfuEvent) {

@@ -7,6 +7,8 @@ mod actor;
 mod admin;
 mod participant;
 mod signal;
+#[cfg(test)]
+mod tests;
 
 pub use admin::{AdminOp, AdminReply};
 
@@ -45,8 +47,11 @@ pub(crate) enum RoomCmd {
         session: u64,
     },
     Shutdown,
-    /// Disconnects everyone (`ROOM_DELETED`) and closes the room.
-    Close,
+    /// Disconnects everyone (`ROOM_DELETED`) and closes the room; `done`
+    /// fires once the room is gone from the table.
+    Close {
+        done: oneshot::Sender<()>,
+    },
     /// Applies settings (limits, timeouts, metadata) to the room.
     Configure(RoomSettings),
     /// A server-API operation (Twirp RoomService).
@@ -216,12 +221,20 @@ impl RoomManager {
             .map_err(|_| Error::RoomClosing)
     }
 
-    /// Closes a room: everyone is disconnected with `ROOM_DELETED`. False when it was not open.
+    /// Closes a room: everyone is disconnected with `ROOM_DELETED`. Returns
+    /// once the room is closed (its name free for a new room); false when it
+    /// was not open.
     pub async fn close_room(&self, name: &RoomName) -> bool {
-        match self.get(name) {
-            Some(h) => h.tx.send(RoomCmd::Close).await.is_ok(),
-            None => false,
+        let Some(h) = self.get(name) else {
+            return false;
+        };
+        let (done, closed) = oneshot::channel();
+        if h.tx.send(RoomCmd::Close { done }).await.is_err() {
+            return false;
         }
+        // Fired, or dropped with the actor: either way the room is gone.
+        let _ = closed.await;
+        true
     }
 
     /// Runs a server-API operation in a room's actor.

@@ -1,0 +1,387 @@
+//! The room actor in-process, against a recording fake of the network: the
+//! signal messages it sends, the routes it registers, the events it reports,
+//! and, with a str0m client playing the browser, data it forwards.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use livekit_protocol as proto;
+use nodo_sfu::net::testing::RecordingTransport;
+use nodo_sfu::str0m::change::SdpOffer;
+use nodo_sfu::str0m::net::{Protocol, Receive};
+use nodo_sfu::str0m::{Candidate, Event, Input, Output, Rtc};
+use nodo_sfu::PeerId;
+use proto::signal_request::Message as In;
+use proto::signal_response::Message as Out;
+use tokio::sync::mpsc;
+
+use super::{
+    AdminOp, AdminReply, JoinOptions, Joined, RoomCmd, RoomEvent, RoomHandle, RoomManager,
+    RoomSettings, SIGNAL_QUEUE,
+};
+use crate::auth::{claims_for, VideoGrant};
+use crate::config::{LimitConfig, RoomDefaults};
+use crate::error::Error;
+use crate::ids::RoomName;
+
+const SFU: &str = "10.0.0.1:7882";
+
+fn manager(limits: LimitConfig) -> (Arc<RoomManager>, Arc<RecordingTransport>) {
+    let transport = RecordingTransport::new(SFU.parse().expect("addr"));
+    let rooms = RoomManager::new(transport.clone(), RoomDefaults::default(), limits);
+    (rooms, transport)
+}
+
+/// A participant's signal session, as `/rtc` would hold it.
+struct Session {
+    handle: RoomHandle,
+    joined: Joined,
+    rx: mpsc::Receiver<proto::SignalResponse>,
+}
+
+impl Session {
+    /// The next signal message, within a second.
+    async fn next(&mut self) -> Out {
+        let r = tokio::time::timeout(Duration::from_secs(1), self.rx.recv())
+            .await
+            .expect("a signal message within a second")
+            .expect("the signal channel is open");
+        r.message.expect("a message")
+    }
+
+    /// Skips messages until one matches.
+    async fn until<T>(&mut self, mut f: impl FnMut(Out) -> Option<T>) -> T {
+        for _ in 0..50 {
+            if let Some(t) = f(self.next().await) {
+                return t;
+            }
+        }
+        panic!("no matching signal message in 50");
+    }
+
+    async fn send(&self, msg: In) {
+        self.handle
+            .tx
+            .send(RoomCmd::Signal {
+                sid: self.joined.sid.clone(),
+                session: self.joined.session,
+                msg: Box::new(msg),
+            })
+            .await
+            .expect("room is open");
+    }
+}
+
+async fn join(rooms: &Arc<RoomManager>, room: &str, identity: &str) -> Result<Session, Error> {
+    join_with(rooms, room, identity, VideoGrant::default()).await
+}
+
+async fn join_with(
+    rooms: &Arc<RoomManager>,
+    room: &str,
+    identity: &str,
+    grant: VideoGrant,
+) -> Result<Session, Error> {
+    let grant = VideoGrant {
+        room_join: true,
+        room: room.into(),
+        ..grant
+    };
+    let claims = claims_for("devkey", identity, Duration::from_secs(600), Some(grant));
+    let (tx, rx) = mpsc::channel(SIGNAL_QUEUE);
+    let options = JoinOptions {
+        auto_subscribe: true,
+        ..JoinOptions::default()
+    };
+    let (handle, joined) = rooms
+        .join(&RoomName::new(room), claims, options, tx)
+        .await?;
+    Ok(Session { handle, joined, rx })
+}
+
+#[tokio::test]
+async fn join_answers_with_the_room_and_a_subscriber_offer() {
+    let (rooms, transport) = manager(LimitConfig::default());
+    let mut events = rooms.subscribe();
+    let mut alice = join(&rooms, "r1", "alice").await.expect("join");
+    let Out::Join(j) = alice.next().await else {
+        panic!("first message is the join response");
+    };
+    let room = j.room.expect("room");
+    assert_eq!(room.name, "r1");
+    assert!(room.sid.starts_with("RM_"));
+    assert_eq!(j.participant.expect("me").identity, "alice");
+    assert!(j.other_participants.is_empty());
+    // The server offers the subscriber connection (data channels) right away.
+    let offer = alice
+        .until(|m| match m {
+            Out::Offer(o) => Some(o.sdp),
+            _ => None,
+        })
+        .await;
+    assert!(offer.contains("m=application"), "{offer}");
+    assert!(
+        offer.contains(SFU.split(':').next().expect("ip")),
+        "{offer}"
+    );
+    // Both connections' ufrags are routed to the room, under distinct peers.
+    let reg = transport.registered();
+    assert_eq!(reg.len(), 2, "{reg:?}");
+    assert_ne!(reg[0].0, reg[1].0);
+    // The node hears about the room and the participant.
+    let mut seen = Vec::new();
+    while let Ok(ev) = events.try_recv() {
+        seen.push(match ev {
+            RoomEvent::Webhook(w) => w.event,
+            RoomEvent::ParticipantJoined { identity, .. } => format!("joined {identity}"),
+            other => format!("{other:?}"),
+        });
+    }
+    assert_eq!(seen, ["room_started", "participant_joined", "joined alice"]);
+}
+
+#[tokio::test]
+async fn others_hear_joins_and_a_duplicate_identity_evicts() {
+    let (rooms, transport) = manager(LimitConfig::default());
+    let mut alice = join(&rooms, "r", "alice").await.expect("alice");
+    let mut bob = join(&rooms, "r", "bob").await.expect("bob");
+    let Out::Join(j) = bob.next().await else {
+        panic!("join response");
+    };
+    assert_eq!(j.other_participants.len(), 1);
+    let joined = alice
+        .until(|m| match m {
+            Out::Update(u) => u.participants.into_iter().find(|p| p.identity == "bob"),
+            _ => None,
+        })
+        .await;
+    assert_eq!(joined.identity, "bob");
+    let bob_peers: Vec<PeerId> = transport.registered()[2..4].iter().map(|r| r.0).collect();
+
+    // Bob again, from another device: the first session is told why it goes.
+    let _bob2 = join(&rooms, "r", "bob").await.expect("bob again");
+    let leave = bob
+        .until(|m| match m {
+            Out::Leave(l) => Some(l),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        leave.reason,
+        proto::DisconnectReason::DuplicateIdentity as i32
+    );
+    // Its routes are gone, and only its routes.
+    assert_eq!(transport.unregistered(), bob_peers);
+    let names = rooms.identities(&RoomName::new("r")).await;
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[tokio::test]
+async fn peer_ids_never_repeat_across_rooms() {
+    let (rooms, transport) = manager(LimitConfig::default());
+    let mut sessions = Vec::new();
+    for i in 0..6 {
+        sessions.push(
+            join(&rooms, &format!("room-{}", i % 3), &format!("p{i}"))
+                .await
+                .expect("join"),
+        );
+    }
+    let mut peers: Vec<PeerId> = transport.registered().into_iter().map(|r| r.0).collect();
+    let n = peers.len();
+    assert_eq!(n, 12);
+    peers.sort();
+    peers.dedup();
+    assert_eq!(peers.len(), n, "a peer id was handed out twice");
+}
+
+#[tokio::test]
+async fn limits_refuse_with_typed_errors() {
+    let (rooms, _t) = manager(LimitConfig {
+        max_rooms: 1,
+        max_tracks: 0,
+    });
+    let _a = join(&rooms, "one", "a").await.expect("first room");
+    match join(&rooms, "two", "b").await {
+        Err(Error::RoomLimit(1)) => {}
+        Err(e) => panic!("expected the room limit, got {e}"),
+        Ok(_) => panic!("expected the room limit, got a join"),
+    }
+    rooms
+        .create_room(
+            &RoomName::new("one"),
+            RoomSettings {
+                max_participants: Some(1),
+                ..RoomSettings::default()
+            },
+        )
+        .await
+        .expect("configure");
+    assert!(matches!(
+        join(&rooms, "one", "c").await,
+        Err(Error::RoomFull)
+    ));
+    // A hidden participant does not count and is not refused.
+    let hidden = VideoGrant {
+        hidden: true,
+        ..VideoGrant::default()
+    };
+    assert!(join_with(&rooms, "one", "observer", hidden).await.is_ok());
+}
+
+#[tokio::test]
+async fn admin_operations_and_closing() {
+    let (rooms, _t) = manager(LimitConfig::default());
+    let mut events = rooms.subscribe();
+    let mut alice = join(&rooms, "r", "alice").await.expect("alice");
+    let name = RoomName::new("r");
+    let AdminReply::Participants(list) = rooms
+        .admin(&name, AdminOp::ListParticipants)
+        .await
+        .expect("list")
+    else {
+        panic!("participants");
+    };
+    assert_eq!(list.len(), 1);
+    match rooms
+        .admin(&name, AdminOp::GetParticipant("nobody".into()))
+        .await
+    {
+        Err(Error::ParticipantNotFound(who)) => assert_eq!(who, "nobody"),
+        other => panic!("expected not found, got {other:?}"),
+    }
+    match rooms
+        .admin(
+            &RoomName::new("nope"),
+            AdminOp::RemoveParticipant("alice".into()),
+        )
+        .await
+    {
+        Err(Error::RoomNotFound(r)) => assert_eq!(r.as_str(), "nope"),
+        other => panic!("expected room not found, got {other:?}"),
+    }
+    let sid_before = rooms.snapshot(&name).await.expect("open").sid;
+    assert!(rooms.close_room(&name).await);
+    let leave = alice
+        .until(|m| match m {
+            Out::Leave(l) => Some(l),
+            _ => None,
+        })
+        .await;
+    assert_eq!(leave.reason, proto::DisconnectReason::RoomDeleted as i32);
+    // The room reports its end, then a join opens a fresh room under the same name.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut closed = false;
+    while !closed && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(200), events.recv()).await {
+            Ok(Some(RoomEvent::RoomClosed { room })) => closed = room == name,
+            Ok(Some(_)) | Err(_) => {}
+            Ok(None) => break,
+        }
+    }
+    assert!(closed, "no RoomClosed event");
+    let _again = join(&rooms, "r", "alice").await.expect("rejoin");
+    let sid_after = rooms.snapshot(&name).await.expect("open").sid;
+    assert_ne!(sid_before, sid_after);
+}
+
+/// A str0m peer playing the browser's subscriber connection.
+struct Browser {
+    rtc: Rtc,
+    addr: SocketAddr,
+    /// The room's peer id for this connection (to route our packets).
+    peer: PeerId,
+    data: Vec<Vec<u8>>,
+    connected: bool,
+}
+
+impl Browser {
+    /// Moves packets both ways until nothing is left to do right now.
+    fn pump(&mut self, transport: &RecordingTransport) {
+        let now = Instant::now();
+        for s in transport.take_sent() {
+            if s.destination != self.addr {
+                continue;
+            }
+            if let Ok(r) = Receive::new(Protocol::Udp, s.source, s.destination, &s.data) {
+                let _ = self.rtc.handle_input(Input::Receive(now, r));
+            }
+        }
+        let _ = self.rtc.handle_input(Input::Timeout(now));
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Transmit(t)) => {
+                    transport.deliver(self.peer, self.addr, t.contents.to_vec());
+                }
+                Ok(Output::Event(Event::Connected)) => self.connected = true,
+                Ok(Output::Event(Event::ChannelData(d))) => self.data.push(d.data),
+                Ok(Output::Event(_)) => {}
+                Ok(Output::Timeout(_)) | Err(_) => break,
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn server_data_reaches_a_subscriber_in_a_room_where_nobody_publishes() {
+    let (rooms, transport) = manager(LimitConfig::default());
+    let mut alice = join(&rooms, "quiet", "alice").await.expect("join");
+    let offer = alice
+        .until(|m| match m {
+            Out::Offer(o) => Some(o.sdp),
+            _ => None,
+        })
+        .await;
+    let addr: SocketAddr = "10.0.9.9:5000".parse().expect("addr");
+    let mut rtc = Rtc::new(Instant::now());
+    rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
+    let answer = rtc
+        .sdp_api()
+        .accept_offer(SdpOffer::from_sdp_string(&offer).expect("offer parses"))
+        .expect("answer");
+    alice
+        .send(In::Answer(proto::SessionDescription {
+            r#type: "answer".into(),
+            sdp: answer.to_sdp_string(),
+            ..Default::default()
+        }))
+        .await;
+    // The subscriber connection is the participant's second registered peer.
+    let peer = transport.registered()[1].0;
+    let mut browser = Browser {
+        rtc,
+        addr,
+        peer,
+        data: Vec::new(),
+        connected: false,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let op = || AdminOp::SendData {
+        data: b"hello from the server".to_vec(),
+        reliable: true,
+        destination_identities: vec![],
+        topic: Some("greeting".into()),
+    };
+    let mut sent = false;
+    while browser.data.is_empty() && Instant::now() < deadline {
+        browser.pump(&transport);
+        if browser.connected && !sent {
+            rooms
+                .admin(&RoomName::new("quiet"), op())
+                .await
+                .expect("send data");
+            sent = true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(browser.connected, "the subscriber connection never came up");
+    let packet = browser.data.first().expect("the data packet arrived");
+    let decoded =
+        <proto::DataPacket as prost::Message>::decode(packet.as_slice()).expect("a DataPacket");
+    let Some(proto::data_packet::Value::User(user)) = decoded.value else {
+        panic!("a user packet");
+    };
+    assert_eq!(user.payload, b"hello from the server");
+    assert_eq!(user.topic.as_deref(), Some("greeting"));
+}
