@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use nodo_signaling::auth::Claims;
 use nodo_signaling::webhook::Webhooks;
 use serde_json::{json, Value};
 use socketioxide::SocketIo;
@@ -129,7 +130,11 @@ impl Accounts {
     /// The user a token speaks for; a valid token for an unknown identity
     /// creates that user (an app backend that manages its own logins).
     pub async fn authenticate(&self, token: &str) -> Result<User, Error> {
-        let claims = self.access.verify(token)?;
+        self.user_for(&self.access.verify(token)?).await
+    }
+
+    /// The user of verified claims, created (and announced) on first sight.
+    pub async fn user_for(&self, claims: &Claims) -> Result<User, Error> {
         let (user, created) = self
             .store
             .ensure_user(claims.identity(), &claims.name)

@@ -101,12 +101,13 @@ async fn authenticate(
             .ok_or(Error::Unauthenticated(
                 "authentication required: pass auth {token} or ?token=",
             ))?;
-        let user = app.accounts.authenticate(&token).await?;
+        let claims = app.access.verify(&token)?;
         if let Some(user_id) = query_param(&s, "userId") {
-            if !user_id.is_empty() && user_id != user.id {
+            if !user_id.is_empty() && user_id != claims.identity() {
                 return Err(Error::Forbidden("userId does not match the token"));
             }
         }
+        let user = app.accounts.user_for(&claims).await?;
         // Counted here, before the client hears it is connected, so presence
         // (e.g. the directory's online flag) is right as soon as it is.
         let first = app.chat.presence().socket_up(&user.id);
