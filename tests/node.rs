@@ -156,7 +156,8 @@ async fn bad_input_gets_json_errors_from_every_app_route() {
         (status, e["message"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("malformed token"))
     );
-    // A body that is not the JSON the route wants is a 400 with a reason, not a plain-text rejection.
+    // A body the route cannot take keeps axum's status (422 wrong shape, 400
+    // not JSON, 415 not declared JSON) but answers as JSON with a reason.
     let (status, e) = send(
         &app,
         "POST",
@@ -165,9 +166,31 @@ async fn bad_input_gets_json_errors_from_every_app_route() {
         Some(json!({"username": 7})),
     )
     .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(e["error"], "unprocessable");
+    assert!(
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("username")),
+        "{e}"
+    );
+    let raw = |body: &'static str, ct: Option<&'static str>| {
+        let mut req = Request::post("/api/auth/login");
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        app.clone()
+            .oneshot(req.body(Body::from(body)).expect("request"))
+    };
+    let resp = raw("{not json", Some("application/json"))
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    let e: Value = serde_json::from_slice(&bytes).expect("a JSON error");
     assert_eq!(e["error"], "bad_request");
-    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{e}");
+    let resp = raw("{}", None).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let (status, e) = send(
         &app,
         "POST",

@@ -106,7 +106,7 @@ impl Access {
     ) -> Result<RoomToken, Error> {
         Calls::party(call, &user.id)?;
         if !call.status.is_active() {
-            return Err(Error::Forbidden("the call is over"));
+            return Err(Error::CallOver(call.status));
         }
         self.mint(user, &call.room_name, false, headers)
     }

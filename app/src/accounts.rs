@@ -34,7 +34,8 @@ pub struct Accounts {
     webhooks: Arc<Webhooks>,
 }
 
-fn valid_username(u: &str) -> Result<(), Error> {
+/// Checks the form of a username (3-32 of letters, digits, `_.-`).
+pub fn valid_username(u: &str) -> Result<(), Error> {
     let ok = (3..=32).contains(&u.len())
         && u.chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))

@@ -77,6 +77,13 @@ pub enum Error {
     /// Malformed or out-of-range input; the text names the field.
     #[error("{0}")]
     Invalid(Cow<'static, str>),
+    /// A JSON body the route cannot take: not JSON (400), not declared as
+    /// JSON (415), or not the expected shape (422).
+    #[error("{}", .0.body_text())]
+    Body(#[from] axum::extract::rejection::JsonRejection),
+    /// The call a token is asked for is no longer ringing or connected.
+    #[error("the call is {}", .0.as_str())]
+    CallOver(crate::calls::machine::Status),
     /// What the request names does not exist.
     #[error("{0}")]
     NotFound(Missing),
@@ -169,7 +176,13 @@ impl Error {
         match self {
             Error::Unauthenticated(_) | Error::BadCredentials => Kind::Unauthorized,
             Error::LiveKit(e) => e.kind(),
-            Error::Forbidden(_) => Kind::Forbidden,
+            Error::Forbidden(_) | Error::CallOver(_) => Kind::Forbidden,
+            Error::Body(e) => match e.status().as_u16() {
+                413 => Kind::TooLarge,
+                415 => Kind::UnsupportedMediaType,
+                422 => Kind::Unprocessable,
+                _ => Kind::BadRequest,
+            },
             Error::Invalid(_) => Kind::BadRequest,
             Error::NotFound(_) => Kind::NotFound,
             Error::UsernameTaken

@@ -51,6 +51,10 @@ pub enum Kind {
     Forbidden,
     /// The request is malformed or out of range.
     BadRequest,
+    /// The body is not in a media type the route takes (415).
+    UnsupportedMediaType,
+    /// The body is well-formed but not the shape the route takes (422).
+    Unprocessable,
     /// What the request names does not exist.
     NotFound,
     /// The request conflicts with the current state.
@@ -72,6 +76,8 @@ impl Kind {
             Kind::Unauthorized => StatusCode::UNAUTHORIZED,
             Kind::Forbidden => StatusCode::FORBIDDEN,
             Kind::BadRequest => StatusCode::BAD_REQUEST,
+            Kind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Kind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
             Kind::NotFound => StatusCode::NOT_FOUND,
             Kind::Conflict => StatusCode::CONFLICT,
             Kind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -87,6 +93,8 @@ impl Kind {
             Kind::Unauthorized => "unauthorized",
             Kind::Forbidden => "forbidden",
             Kind::BadRequest => "bad_request",
+            Kind::UnsupportedMediaType => "unsupported_media_type",
+            Kind::Unprocessable => "unprocessable",
             Kind::NotFound => "not_found",
             Kind::Conflict => "conflict",
             Kind::TooLarge => "too_large",
@@ -104,6 +112,12 @@ pub enum Error {
     /// The request carries no access token.
     #[error("no access token")]
     MissingToken,
+    /// A server API request carries no `Authorization` header.
+    #[error("authorization header missing")]
+    MissingAuthorization,
+    /// A join token without the roomJoin grant.
+    #[error("token has no roomJoin grant")]
+    NoJoinGrant,
     /// The access token is not valid.
     #[error(transparent)]
     Token(#[from] TokenError),
@@ -169,7 +183,11 @@ impl Error {
     /// The class of this error.
     pub fn kind(&self) -> Kind {
         match self {
-            Error::MissingToken | Error::Token(_) | Error::MissingGrant(_) => Kind::Unauthorized,
+            Error::MissingToken
+            | Error::MissingAuthorization
+            | Error::NoJoinGrant
+            | Error::Token(_)
+            | Error::MissingGrant(_) => Kind::Unauthorized,
             Error::InvalidArgument(_) | Error::Subscription(_) => Kind::BadRequest,
             Error::NotWebSocket
             | Error::RoomNotFound(_)
@@ -197,7 +215,11 @@ impl Error {
     fn twirp_code(&self) -> &'static str {
         match self {
             // LiveKit answers a missing grant with `unauthenticated` too.
-            Error::MissingToken | Error::Token(_) | Error::MissingGrant(_) => "unauthenticated",
+            Error::MissingToken
+            | Error::MissingAuthorization
+            | Error::NoJoinGrant
+            | Error::Token(_)
+            | Error::MissingGrant(_) => "unauthenticated",
             Error::InvalidArgument(_) | Error::Subscription(_) => "invalid_argument",
             Error::NotWebSocket
             | Error::RoomNotFound(_)

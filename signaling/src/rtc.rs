@@ -54,7 +54,7 @@ fn authorize(
     let claims = state.keys.verify(token)?;
     let grant = claims.video();
     if !grant.room_join {
-        return Err(Error::MissingGrant("roomJoin"));
+        return Err(Error::NoJoinGrant);
     }
     if claims.identity().is_empty() {
         return Err(Error::InvalidArgument("token has no identity"));

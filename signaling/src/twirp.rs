@@ -60,7 +60,7 @@ fn grant(state: &LiveKit, headers: &HeaderMap) -> Result<VideoGrant, Error> {
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .and_then(bearer)
-        .ok_or(Error::MissingToken)?;
+        .ok_or(Error::MissingAuthorization)?;
     Ok(state.keys.verify(token)?.video())
 }
 

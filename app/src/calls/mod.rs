@@ -53,9 +53,12 @@ impl Calls {
             ring_timeout,
         });
         let mut events = calls.rooms.subscribe();
-        let c = calls.clone();
+        // Weak: the rooms hold this task's sender, and the service holds the
+        // rooms; a strong reference here would keep a dropped node alive.
+        let c = Arc::downgrade(&calls);
         tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
+                let Some(c) = c.upgrade() else { break };
                 if let Err(e) = c.on_room_event(ev).await {
                     // A refused transition (the call moved on) is expected.
                     e.log_if_internal();
@@ -158,8 +161,11 @@ impl Calls {
         let me = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(me.ring_timeout).await;
-            // A call answered or hung up meanwhile refuses the timeout: nothing to do.
-            let _ = me.act(&id, Action::RingTimeout, Party::System).await;
+            // A call answered or hung up meanwhile refuses the timeout (a
+            // conflict, not logged); a store failure is.
+            if let Err(e) = me.act(&id, Action::RingTimeout, Party::System).await {
+                e.log_if_internal();
+            }
         });
         Ok(call)
     }

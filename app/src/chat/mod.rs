@@ -248,10 +248,15 @@ impl Chat {
             if !emit(&m) {
                 return Ok(());
             }
-            self.store
+            // A receipt that cannot be stored is logged; the next message still goes.
+            match self
+                .store
                 .mark_delivered(user, std::slice::from_ref(&m.id))
-                .await?;
-            self.delivered_to(&m, user).await;
+                .await
+            {
+                Ok(()) => self.delivered_to(&m, user).await,
+                Err(e) => e.log_if_internal(),
+            }
         }
         Ok(())
     }

@@ -30,6 +30,7 @@ async fn do_register(app: &App, r: Register) -> Result<(User, String), Error> {
         .username
         .or(r.chat_path)
         .ok_or_else(|| Error::invalid("username is required"))?;
+    crate::accounts::valid_username(&username)?;
     let password = r
         .password
         .ok_or_else(|| Error::invalid("password is required"))?;

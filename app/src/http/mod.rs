@@ -11,12 +11,11 @@ mod push;
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{
     DefaultBodyLimit, FromRequest, FromRequestParts, OptionalFromRequestParts, Query, Request,
 };
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
 use axum::routing::{delete, get, post};
 use axum::Router;
 use nodo_signaling::auth::bearer;
@@ -94,8 +93,8 @@ fn cursor(v: &Option<String>) -> Result<Option<i64>, Error> {
     }
 }
 
-/// A JSON body whose rejections (not JSON, wrong shape, too large) are the
-/// API's own `{error, message}` errors.
+/// A JSON body whose rejections (not JSON, wrong shape, too large) keep
+/// axum's status but answer in the API's own `{error, message}` form.
 pub struct Body<T>(pub T);
 
 impl<T, S> FromRequest<S> for Body<T>
@@ -106,19 +105,8 @@ where
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Body(v)),
-            Err(e) => Err(json_rejection(e)),
-        }
-    }
-}
-
-/// A rejected JSON body as an API error.
-fn json_rejection(e: JsonRejection) -> Error {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        Error::too_large("request body is too large")
-    } else {
-        Error::invalid(e.body_text())
+        let axum::Json(v) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(Body(v))
     }
 }
 

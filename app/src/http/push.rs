@@ -24,8 +24,9 @@ pub async fn subscribe(
     AuthUser(me): AuthUser,
     body: Result<Body<Subscription>, Error>,
 ) -> Result<(StatusCode, Json<Value>), Error> {
+    // Anything that is not a subscription is a 400, as before.
     let Body(s) = body.map_err(|e| match e {
-        Error::Invalid(why) => Error::invalid(format!("not a PushSubscription: {why}")),
+        Error::Body(why) => Error::invalid(format!("not a PushSubscription: {}", why.body_text())),
         e => e,
     })?;
     app.push.subscribe(&me.id, &s).await?;

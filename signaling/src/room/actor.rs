@@ -124,10 +124,12 @@ impl RoomActor {
     /// empty. Handling an event may call the media room again.
     pub fn flush(&mut self) {
         loop {
+            // Polled first: `poll_event` may itself queue packets (a negotiation's drain).
+            let event = self.media.poll_event();
             while let Some(t) = self.media.poll_transmit() {
                 self.manager.transport().send(&t);
             }
-            match self.media.poll_event() {
+            match event {
                 Some(ev) => self.on_sfu_event(ev),
                 None => break,
             }
