@@ -111,6 +111,19 @@ impl Access {
         self.mint(user, &call.room_name, false, headers)
     }
 
+    /// `{token, url, call}`: a call with one of its people's room token, as
+    /// the REST and socket answers to starting or accepting a call carry it.
+    pub fn call_with_token(
+        &self,
+        user: &User,
+        call: &Call,
+        headers: &HeaderMap,
+    ) -> Result<Value, Error> {
+        let mut out = self.call_token(user, call, headers)?.to_json();
+        out["call"] = crate::error::to_json(call)?;
+        Ok(out)
+    }
+
     /// The role `user` enters a meeting with: their membership, or member of
     /// an open meeting (recorded on first entry); `Forbidden` otherwise.
     pub async fn entry_role(&self, meeting: &MeetingRecord, user: &str) -> Result<Role, Error> {

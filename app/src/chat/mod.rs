@@ -293,19 +293,10 @@ impl Chat {
         chat_id: Option<&str>,
         other: Option<&str>,
     ) -> Result<(), Error> {
-        let chat_id = match (chat_id, other) {
-            (Some(c), _) => {
-                self.store.require_member(c, me).await?;
-                c.to_string()
-            }
-            (None, Some(other)) => {
-                if self.store.user(other).await?.is_none() {
-                    return Err(Error::NotFound(Missing::User(other.to_string())));
-                }
-                self.store.direct_chat(me, other).await?.0
-            }
-            (None, None) => return Err(Error::invalid("chatId or senderChatPath is required")),
-        };
+        if chat_id.is_none() && other.is_none() {
+            return Err(Error::invalid("chatId or senderChatPath is required"));
+        }
+        let (chat_id, _) = self.resolve(me, chat_id, other).await?;
         self.read(&chat_id, me).await
     }
 

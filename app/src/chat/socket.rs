@@ -15,7 +15,7 @@ use socketioxide::SocketIo;
 
 use super::Outgoing;
 use crate::calls::machine::{Action, Status};
-use crate::error::{to_json, Error, Missing};
+use crate::error::{Error, Missing};
 use crate::App;
 
 /// The identity a socket authenticated as.
@@ -449,10 +449,8 @@ async fn initiate_call(
     }
     let mut out = app
         .access
-        .call_token(&user, &call, &s.req_parts().headers)?
-        .to_json();
+        .call_with_token(&user, &call, &s.req_parts().headers)?;
     out["ok"] = json!(true);
-    out["call"] = to_json(&call)?;
     Ok(out)
 }
 
@@ -468,10 +466,8 @@ async fn accept_call(
     let user = user(app, &me).await?;
     let mut out = app
         .access
-        .call_token(&user, &call, &s.req_parts().headers)?
-        .to_json();
+        .call_with_token(&user, &call, &s.req_parts().headers)?;
     out["ok"] = json!(true);
-    out["call"] = to_json(&call)?;
     Ok(out)
 }
 

@@ -10,8 +10,7 @@ use serde_json::{json, Value};
 
 use super::{cursor, AuthUser, Body};
 use crate::calls::machine::{Action, Status};
-use crate::error::{to_json, Error};
-use crate::store::Call;
+use crate::error::Error;
 use crate::App;
 
 #[derive(Deserialize)]
@@ -21,18 +20,6 @@ pub struct Initiate {
     to_user_id: Option<String>,
     call_type: Option<String>,
     caller_info: Option<Value>,
-}
-
-/// `{call, token, url}`: the call with the caller's room token.
-fn with_token(
-    app: &App,
-    headers: &HeaderMap,
-    me: &crate::store::User,
-    call: &Call,
-) -> Result<Value, Error> {
-    let mut out = app.access.call_token(me, call, headers)?.to_json();
-    out["call"] = to_json(call)?;
-    Ok(out)
 }
 
 /// `POST /api/calls/initiate` and `POST /calls`: `{call, token, url}` for the caller
@@ -56,7 +43,7 @@ pub async fn initiate(
     if call.status == Status::Busy {
         return Ok(Json(json!({"call": call})));
     }
-    Ok(Json(with_token(&app, &headers, &me, &call)?))
+    Ok(Json(app.access.call_with_token(&me, &call, &headers)?))
 }
 
 /// `POST /api/calls/:id/accept`: the callee's `{call, token, url}`.
@@ -67,7 +54,7 @@ pub async fn accept(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Error> {
     let call = app.calls.act_as(&id, Action::Accept, &me.id).await?;
-    Ok(Json(with_token(&app, &headers, &me, &call)?))
+    Ok(Json(app.access.call_with_token(&me, &call, &headers)?))
 }
 
 async fn act(app: &App, id: &str, action: Action, me: &str) -> Result<Json<Value>, Error> {
