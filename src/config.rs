@@ -29,6 +29,71 @@ pub struct Config {
     pub webhook: WebhookConfig,
     pub limit: LimitConfig,
     pub log: LogConfig,
+    pub tls: TlsConfig,
+}
+
+/// HTTPS: certificate files, or certificates obtained over ACME for `domain`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain (leaf first). With `key_file`, serves these
+    /// files, reloaded when they change and on SIGHUP.
+    pub cert_file: String,
+    /// PEM private key of `cert_file` (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+    /// The node's public DNS name. Without certificate files, a certificate
+    /// for it is obtained and renewed over ACME. Also the host in the URLs
+    /// the node hands out.
+    pub domain: String,
+    /// Contact address given to the ACME directory (`mailto:` added if missing).
+    pub acme_email: String,
+    /// ACME directory URL.
+    pub acme_directory: String,
+    /// PEM CA certificate(s) trusted for the ACME directory (a private
+    /// directory such as Pebble); empty: the public web roots.
+    pub acme_ca_file: String,
+    /// ACME challenge: `tls-alpn-01` (answered on the HTTPS port) or
+    /// `http-01` (answered on `http_redirect_port`).
+    pub acme_challenge: String,
+    /// HTTPS (and WSS, and TURN/TLS) port, used when TLS is on. 0 = ephemeral.
+    pub https_port: u16,
+    /// Plain-HTTP port that redirects to HTTPS and answers HTTP-01
+    /// challenges, when TLS is on. 0 = ephemeral; set `redirect = false` to close it.
+    pub http_redirect_port: u16,
+    /// Whether to open `http_redirect_port` at all.
+    pub redirect: bool,
+    /// Send `Strict-Transport-Security` on HTTPS answers.
+    pub hsts: bool,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert_file: String::new(),
+            key_file: String::new(),
+            domain: String::new(),
+            acme_email: String::new(),
+            acme_directory: "https://acme-v02.api.letsencrypt.org/directory".into(),
+            acme_ca_file: String::new(),
+            acme_challenge: "tls-alpn-01".into(),
+            https_port: 443,
+            http_redirect_port: 80,
+            redirect: true,
+            hsts: true,
+        }
+    }
+}
+
+impl TlsConfig {
+    /// Whether the node serves HTTPS (certificate files or a domain).
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.is_empty() || !self.domain.is_empty()
+    }
+
+    /// Whether certificates come from ACME (a domain and no files).
+    pub fn acme(&self) -> bool {
+        self.cert_file.is_empty() && !self.domain.is_empty()
+    }
 }
 
 /// HTTP and WebSocket listener.

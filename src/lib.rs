@@ -15,8 +15,10 @@
 pub mod config;
 pub mod http;
 pub mod node;
+pub mod run;
 pub mod serve;
 pub mod settings;
+pub mod tls;
 mod web;
 
 pub use config::Config;

@@ -1,18 +1,12 @@
 //! `nodo serve`: resolve the configuration, bind every listener, run until a
 //! signal, then shut down gracefully.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::process::ExitCode;
-use std::time::Duration;
-
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
-use axum::serve::ListenerExt;
 use clap::Args;
-use nodo_sfu::net::{Net, NetConfig};
-use tokio::net::TcpListener;
 
-use crate::node::Node;
 use crate::{settings, Config};
 
 /// Flags of `nodo serve`; each overrides the config file and environment.
@@ -27,29 +21,55 @@ pub struct ServeArgs {
     /// Address to bind every listener to.
     #[arg(long)]
     pub bind: Option<IpAddr>,
+    /// HTTP/WebSocket port: signaling, API, chat, web demo (default 7880; 0 = ephemeral).
     #[arg(long)]
     pub http_port: Option<u16>,
+    /// ICE-TCP port, the media fallback when UDP is blocked (default 7881; 0 = ephemeral).
     #[arg(long)]
     pub rtc_tcp_port: Option<u16>,
+    /// The single UDP media port (default 7882; 0 = ephemeral).
     #[arg(long)]
     pub rtc_udp_port: Option<u16>,
-    /// IP to advertise in ICE candidates (repeatable).
+    /// IP to advertise in ICE candidates (repeatable), e.g. the VPS's public IP.
     #[arg(long)]
     pub node_ip: Vec<IpAddr>,
     /// API keys, "key: secret[, key2: secret2]".
     #[arg(long)]
     pub keys: Option<String>,
+    /// Directory for the database, attachments, VAPID and ACME keys (default ./nodo-data).
     #[arg(long)]
     pub data_dir: Option<String>,
+    /// Public base URL (https://media.example.com) used in the URLs the node hands out.
     #[arg(long)]
     pub public_url: Option<String>,
     /// URL to POST LiveKit webhook events to (repeatable).
     #[arg(long)]
     pub webhook_url: Vec<String>,
+    /// TLS certificate chain (PEM); with --tls-key, serves HTTPS from these files.
+    #[arg(long)]
+    pub tls_cert: Option<String>,
+    /// TLS private key (PEM) of --tls-cert.
+    #[arg(long)]
+    pub tls_key: Option<String>,
+    /// Public DNS name; without --tls-cert, a certificate is obtained over ACME.
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Contact e-mail for the ACME account.
+    #[arg(long)]
+    pub acme_email: Option<String>,
+    /// ACME directory URL (default: Let's Encrypt production).
+    #[arg(long)]
+    pub acme_directory: Option<String>,
+    /// CA certificate (PEM) to trust for a private ACME directory, e.g. Pebble's.
+    #[arg(long)]
+    pub acme_ca_file: Option<String>,
+    /// HTTPS/WSS (and TURN/TLS) port when TLS is on (default 443; 0 = ephemeral).
+    #[arg(long)]
+    pub https_port: Option<u16>,
+    /// Plain-HTTP port that redirects to HTTPS and answers ACME HTTP-01 (default 80; 0 = ephemeral).
+    #[arg(long)]
+    pub http_redirect_port: Option<u16>,
 }
-
-/// How long rooms get to tell their participants the node is going away.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 pub fn main(args: ServeArgs) -> ExitCode {
     let env: Vec<(String, String)> = std::env::vars().collect();
@@ -71,7 +91,7 @@ pub fn main(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config, shutdown_signal())) {
+    match runtime.block_on(crate::run::run(config, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -117,6 +137,25 @@ pub fn resolve(args: &ServeArgs, env: &[(String, String)]) -> Result<Config, Str
     if let Some(u) = &args.public_url {
         c.server.public_url = u.clone();
     }
+    let tls = &mut c.tls;
+    for (flag, field) in [
+        (&args.tls_cert, &mut tls.cert_file),
+        (&args.tls_key, &mut tls.key_file),
+        (&args.domain, &mut tls.domain),
+        (&args.acme_email, &mut tls.acme_email),
+        (&args.acme_directory, &mut tls.acme_directory),
+        (&args.acme_ca_file, &mut tls.acme_ca_file),
+    ] {
+        if let Some(v) = flag {
+            *field = v.clone();
+        }
+    }
+    if let Some(p) = args.https_port {
+        tls.https_port = p;
+    }
+    if let Some(p) = args.http_redirect_port {
+        tls.http_redirect_port = p;
+    }
     if c.dev && c.keys.is_empty() {
         c.keys.insert("devkey".into(), "secret".into());
     }
@@ -136,115 +175,12 @@ fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
-}
-
-/// Which IPs media candidates advertise, and which sockets serve them.
-fn net_config(c: &Config) -> NetConfig {
-    let bind = c.server.bind;
-    let udp_port = c.rtc.udp_port;
-    let (udp, advertised): (Vec<(SocketAddr, IpAddr)>, Vec<IpAddr>) =
-        if let Some(first) = c.rtc.node_ip.first() {
-            if c.rtc.node_ip.len() > 1 {
-                tracing::warn!("only the first rtc.node_ip is advertised for UDP ({first})");
-            }
-            (
-                vec![(SocketAddr::new(bind, udp_port), *first)],
-                c.rtc.node_ip.clone(),
-            )
-        } else if bind.is_unspecified() {
-            // One socket per interface address, so each knows which address it serves.
-            let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()
-                .map(|v| {
-                    v.into_iter()
-                        .map(|i| i.ip())
-                        .filter(|ip| ip.is_ipv4())
-                        .collect()
-                })
-                .unwrap_or_default();
-            if ips.is_empty() {
-                ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
-            }
-            ips.sort();
-            ips.dedup();
-            (
-                ips.iter()
-                    .map(|ip| (SocketAddr::new(*ip, udp_port), *ip))
-                    .collect(),
-                ips,
-            )
-        } else {
-            (vec![(SocketAddr::new(bind, udp_port), bind)], vec![bind])
-        };
-    NetConfig {
-        udp: if c.rtc.udp_enabled { udp } else { Vec::new() },
-        tcp: c
-            .rtc
-            .tcp_enabled
-            .then(|| (SocketAddr::new(bind, c.rtc.tcp_port), advertised)),
-    }
-}
-
-/// Binds everything, serves until `shutdown` resolves, then drains.
-pub async fn run(
-    config: Config,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
-    std::fs::create_dir_all(&config.data.dir)
-        .map_err(|e| format!("cannot create data dir {}: {e}", config.data.dir))?;
-    let http = TcpListener::bind(SocketAddr::new(config.server.bind, config.server.http_port))
-        .await
-        .map_err(|e| format!("cannot bind HTTP port {}: {e}", config.server.http_port))?;
-    let net = Net::bind(&net_config(&config))
-        .await
-        .map_err(|e| format!("cannot bind media ports: {e}"))?;
-    let http_addr = http.local_addr().map_err(|e| e.to_string())?;
-    let udp: Vec<String> = net.udp_addrs().iter().map(ToString::to_string).collect();
-    let tcp: Vec<String> = net.tcp_addrs().iter().map(ToString::to_string).collect();
-    // Always printed (whatever the log level): scripts and tests read the chosen ports here.
-    println!(
-        "nodo listening http={} rtc_udp={} rtc_tcp={}",
-        http_addr,
-        if udp.is_empty() {
-            "off".to_string()
-        } else {
-            udp.join(",")
-        },
-        if tcp.is_empty() {
-            "off".to_string()
-        } else {
-            tcp.join(",")
-        }
-    );
-    if config.dev {
-        tracing::warn!("development mode: API key devkey / secret secret");
-    }
-    let node = Node::build(config, net.clone()).await?;
-    let rooms = node.livekit.rooms.clone();
-    let app = crate::http::router(&node);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        // No Nagle: signal and chat frames are small and latency-bound.
-        let http = http.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(http, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
-    shutdown.await;
-    tracing::info!("shutting down");
-    rooms.shutdown(SHUTDOWN_GRACE).await;
-    let _ = stop_tx.send(());
-    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-        Ok(Ok(Err(e))) => tracing::warn!("http server: {e}"),
-        Err(_) => tracing::warn!("http connections still open at shutdown"),
-        _ => {}
-    }
-    net.shutdown();
-    Ok(())
+    // Colour only on a terminal: files and journald get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .try_init();
 }
 
 async fn shutdown_signal() {

@@ -111,11 +111,17 @@ pub struct Net {
 pub const ROOM_INBOX_CAPACITY: usize = 4096;
 
 impl Net {
-    /// Binds every socket and starts the receive loops.
+    /// Binds every socket and starts the receive loops. An error names the
+    /// address and protocol that could not be bound.
     pub async fn bind(config: &NetConfig) -> io::Result<Arc<Net>> {
+        let named = |what: &str, addr: &SocketAddr, e: io::Error| {
+            io::Error::new(e.kind(), format!("cannot bind the {what} port {addr}: {e}"))
+        };
         let mut udp = Vec::new();
         for (bind, ip) in &config.udp {
-            let socket = UdpSocket::bind(bind).await?;
+            let socket = UdpSocket::bind(bind)
+                .await
+                .map_err(|e| named("media (UDP)", bind, e))?;
             let port = socket.local_addr()?.port();
             udp.push(UdpPort {
                 socket: Arc::new(socket),
@@ -125,7 +131,9 @@ impl Net {
         let mut tcp_listener = None;
         let mut tcp_local = Vec::new();
         if let Some((bind, ips)) = &config.tcp {
-            let listener = tokio::net::TcpListener::bind(bind).await?;
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .map_err(|e| named("ICE-TCP", bind, e))?;
             let port = listener.local_addr()?.port();
             tcp_local = ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
             tcp_listener = Some(listener);
