@@ -30,6 +30,45 @@ pub struct Config {
     pub limit: LimitConfig,
     pub log: LogConfig,
     pub tls: TlsConfig,
+    pub turn: TurnConfig,
+}
+
+/// The embedded TURN server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnConfig {
+    /// Run it (TURN/UDP; TURN/TLS too when TLS is on).
+    pub enabled: bool,
+    /// TURN/UDP port. 0 = ephemeral.
+    pub udp_port: u16,
+    /// TURN/TLS port, opened when TLS is on. 0 = ephemeral.
+    pub tls_port: u16,
+    /// Also accept TURN/TLS on the HTTPS port (one open TCP port for everything).
+    pub on_https_port: bool,
+    /// Ports relay sockets are opened on, `low-high`.
+    pub relay_ports: String,
+    /// Seconds a TURN credential handed out in a join answer stays valid for new
+    /// allocations (an allocation in use outlives it).
+    pub credential_ttl_secs: u64,
+    /// Most allocations one participant may hold.
+    pub max_allocations_per_participant: u32,
+    /// Most allocations on this node.
+    pub max_allocations: u32,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        TurnConfig {
+            enabled: true,
+            udp_port: 3478,
+            tls_port: 5349,
+            on_https_port: true,
+            relay_ports: "30000-40000".into(),
+            credential_ttl_secs: 300,
+            max_allocations_per_participant: 12,
+            max_allocations: 1000,
+        }
+    }
 }
 
 /// HTTPS: certificate files, or certificates obtained over ACME for `domain`.

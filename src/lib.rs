@@ -19,6 +19,7 @@ pub mod run;
 pub mod serve;
 pub mod settings;
 pub mod tls;
+pub mod turn;
 mod web;
 
 pub use config::Config;

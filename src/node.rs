@@ -16,6 +16,7 @@ use nodo_app::store::Store;
 use nodo_app::App;
 use nodo_sfu::net::Transport;
 use nodo_signaling::auth::KeyStore;
+use nodo_signaling::room::IceServers;
 use nodo_signaling::webhook::Webhooks;
 use nodo_signaling::{LiveKit, RoomManager};
 use socketioxide::layer::SocketIoLayer;
@@ -37,12 +38,22 @@ pub struct Node {
 impl Node {
     /// Opens the store and builds every service. `transport` is the media
     /// plane's network: the node's sockets, or a fake in tests.
-    pub async fn build(config: Config, transport: Arc<dyn Transport>) -> Result<Node, String> {
+    /// `ice` tells participants about the node's TURN server, if it runs one.
+    pub async fn build(
+        config: Config,
+        transport: Arc<dyn Transport>,
+        ice: Option<Arc<dyn IceServers>>,
+    ) -> Result<Node, String> {
         let data_dir = Path::new(&config.data.dir);
         let keys = KeyStore::new(config.keys.clone());
 
         // The LiveKit side: rooms first, they only need the network.
-        let rooms = RoomManager::new(transport, config.room.clone(), config.limit.clone());
+        let rooms = RoomManager::with_ice_servers(
+            transport,
+            config.room.clone(),
+            config.limit.clone(),
+            ice,
+        );
 
         // Store, then push (it reads subscriptions from the store).
         let store = Store::open(data_dir)

@@ -1,6 +1,8 @@
 //! Binding every listener, serving until a shutdown signal, and draining.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
@@ -9,7 +11,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::node::Node;
-use crate::tls::{serve_https, HttpsContext, Tls};
+use crate::tls::{serve_https, HttpsContext, Tls, TurnStreams};
+use crate::turn::{self, HttpsTurn, RelayConfig, TurnActor, TurnIce, TurnSetup};
 use crate::Config;
 
 /// How long rooms get to tell their participants the node is going away,
@@ -69,6 +72,83 @@ async fn bind_tcp(bind: IpAddr, port: u16, what: &str) -> Result<TcpListener, St
         .map_err(|e| format!("cannot bind the {what} port {bind}:{port}/tcp: {e}"))
 }
 
+/// A UDP socket on `bind:port`; the error names the port and its use.
+async fn bind_udp(bind: IpAddr, port: u16, what: &str) -> Result<tokio::net::UdpSocket, String> {
+    tokio::net::UdpSocket::bind(SocketAddr::new(bind, port))
+        .await
+        .map_err(|e| format!("cannot bind the {what} port {bind}:{port}/udp: {e}"))
+}
+
+/// The TURN server's sockets, bound before anything is served.
+struct TurnSockets {
+    udp: Option<tokio::net::UdpSocket>,
+    tls: Option<TcpListener>,
+}
+
+/// `host` for a URL (IPv6 in brackets).
+fn url_host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+/// Starts the TURN actor over the bound sockets; returns it with the ICE
+/// servers participants are told about.
+fn start_turn(
+    config: &Config,
+    net: &Net,
+    sockets: TurnSockets,
+    tls: Option<&Tls>,
+    https: Option<SocketAddr>,
+) -> Result<(TurnActor, Option<TcpListener>, Arc<TurnIce>), String> {
+    let mut media: HashSet<SocketAddr> = net.udp_addrs().into_iter().collect();
+    media.extend(net.candidates().udp);
+    let advertised_ip = net
+        .candidates()
+        .udp
+        .first()
+        .map(SocketAddr::ip)
+        .unwrap_or(config.server.bind);
+    let relay = RelayConfig {
+        bind_ip: config.server.bind,
+        advertised_ip,
+        ports: turn::parse_range(&config.turn.relay_ports)?,
+        per_participant: config.turn.max_allocations_per_participant as usize,
+        total: config.turn.max_allocations as usize,
+        media,
+    };
+    let udp_addr = sockets.udp.as_ref().and_then(|s| s.local_addr().ok());
+    let tls_addr = sockets.tls.as_ref().and_then(|l| l.local_addr().ok());
+    let https = https.filter(|_| config.turn.on_https_port);
+    let stream_listeners: Vec<SocketAddr> = tls_addr.into_iter().chain(https).collect();
+    let actor = turn::start(TurnSetup {
+        keys: config.keys.clone(),
+        udp: sockets.udp,
+        stream_listeners,
+        relay,
+    })?;
+    let mut urls = Vec::new();
+    if let Some(a) = udp_addr {
+        let host = if config.tls.domain.is_empty() {
+            url_host(advertised_ip)
+        } else {
+            config.tls.domain.clone()
+        };
+        urls.push(format!("turn:{host}:{}?transport=udp", a.port()));
+    }
+    if let Some(tls) = tls {
+        // One TLS URL: the HTTPS port passes the strictest firewalls.
+        if let Some(port) = https.or(tls_addr).map(|a| a.port()) {
+            urls.push(format!("turns:{}:{port}?transport=tcp", tls.host()));
+        }
+    }
+    let ttl = Duration::from_secs(config.turn.credential_ttl_secs);
+    let ice = TurnIce::new(&config.keys, ttl, urls)
+        .ok_or("TURN needs an API key to sign its credentials")?;
+    Ok((actor, sockets.tls, Arc::new(ice)))
+}
+
 /// `name=addr` for the listening line, or `name=off`.
 fn entry(name: &str, addrs: &[SocketAddr]) -> String {
     if addrs.is_empty() {
@@ -99,6 +179,18 @@ pub async fn run(
     } else {
         None
     };
+    let turn_sockets = TurnSockets {
+        udp: if config.turn.enabled {
+            Some(bind_udp(bind, config.turn.udp_port, "TURN/UDP").await?)
+        } else {
+            None
+        },
+        tls: if config.turn.enabled && tls_on {
+            Some(bind_tcp(bind, config.turn.tls_port, "TURN/TLS").await?)
+        } else {
+            None
+        },
+    };
     let net = Net::bind(&net_config(&config))
         .await
         .map_err(|e| e.to_string())?;
@@ -126,23 +218,50 @@ pub async fn run(
     } else {
         None
     };
+    let turn_udp_addrs: Vec<SocketAddr> = turn_sockets
+        .udp
+        .iter()
+        .filter_map(|s| s.local_addr().ok())
+        .collect();
+    let turn_tls_addrs: Vec<SocketAddr> = turn_sockets
+        .tls
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    let mut turn = if config.turn.enabled {
+        Some(start_turn(
+            &config,
+            &net,
+            turn_sockets,
+            tls.as_ref(),
+            https_addrs.first().copied(),
+        )?)
+    } else {
+        None
+    };
     // Always printed (whatever the log level): scripts and tests read the chosen ports here.
     let http_addr = http.local_addr().map_err(|e| e.to_string())?;
     println!(
-        "nodo listening http={http_addr} {} {} {} {} tls={}",
+        "nodo listening http={http_addr} {} {} {} {} {} {} tls={}",
         entry("rtc_udp", &net.udp_addrs()),
         entry("rtc_tcp", net.tcp_addrs()),
         entry("https", &https_addrs),
         entry("http_redirect", &local(&redirect)),
+        entry("turn_udp", &turn_udp_addrs),
+        entry("turn_tls", &turn_tls_addrs),
         tls.as_ref().map_or_else(|| "off".to_string(), Tls::state),
     );
     if config.dev {
         tracing::warn!("development mode: API key devkey / secret secret");
     }
     let hsts = config.tls.hsts;
+    let turn_on_https = config.turn.on_https_port;
     let https_port = https_addrs.first().map_or(443, SocketAddr::port);
     let domain = config.tls.domain.clone();
-    let node = Node::build(config, net.clone()).await?;
+    let ice = turn
+        .as_ref()
+        .map(|(_, _, ice)| ice.clone() as Arc<dyn nodo_signaling::room::IceServers>);
+    let node = Node::build(config, net.clone(), ice).await?;
     let rooms = node.livekit.rooms.clone();
     let app = crate::http::router(&node);
 
@@ -172,11 +291,26 @@ pub async fn run(
             crate::tls::redirect_router(https_port, domain, tls.acme_resolver()),
         );
     }
+    let turn_tls_listener = turn.as_mut().and_then(|t| t.1.take());
+    if let (Some((actor, _, _)), Some(listener), Some(tls)) = (&turn, turn_tls_listener, &tls) {
+        servers.push(tokio::spawn(turn::serve_tls(
+            listener,
+            tls.clone(),
+            actor.clone(),
+            stop_rx.clone(),
+        )));
+    }
     if let (Some(listener), Some(tls)) = (https, tls) {
+        let turn_streams = match (&turn, https_addrs.first()) {
+            (Some((actor, _, _)), Some(addr)) if turn_on_https => {
+                Some(Arc::new(HttpsTurn::new(actor.clone(), *addr)) as Arc<dyn TurnStreams>)
+            }
+            _ => None,
+        };
         let ctx = HttpsContext {
             tls,
             router: app,
-            turn: None,
+            turn: turn_streams,
             hsts,
         };
         servers.push(tokio::spawn(serve_https(listener, ctx, stop_rx.clone())));

@@ -69,6 +69,18 @@ pub struct ServeArgs {
     /// Plain-HTTP port that redirects to HTTPS and answers ACME HTTP-01 (default 80; 0 = ephemeral).
     #[arg(long)]
     pub http_redirect_port: Option<u16>,
+    /// TURN/UDP port (default 3478; 0 = ephemeral).
+    #[arg(long)]
+    pub turn_udp_port: Option<u16>,
+    /// TURN/TLS port, open when TLS is on (default 5349; 0 = ephemeral).
+    #[arg(long)]
+    pub turn_tls_port: Option<u16>,
+    /// Ports TURN relays are opened on, e.g. 30000-40000.
+    #[arg(long)]
+    pub turn_relay_ports: Option<String>,
+    /// Turn the embedded TURN server off.
+    #[arg(long)]
+    pub no_turn: bool,
 }
 
 pub fn main(args: ServeArgs) -> ExitCode {
@@ -155,6 +167,18 @@ pub fn resolve(args: &ServeArgs, env: &[(String, String)]) -> Result<Config, Str
     }
     if let Some(p) = args.http_redirect_port {
         tls.http_redirect_port = p;
+    }
+    if let Some(p) = args.turn_udp_port {
+        c.turn.udp_port = p;
+    }
+    if let Some(p) = args.turn_tls_port {
+        c.turn.tls_port = p;
+    }
+    if let Some(r) = &args.turn_relay_ports {
+        c.turn.relay_ports = r.clone();
+    }
+    if args.no_turn {
+        c.turn.enabled = false;
     }
     if c.dev && c.keys.is_empty() {
         c.keys.insert("devkey".into(), "secret".into());

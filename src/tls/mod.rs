@@ -19,7 +19,7 @@ use rustls_acme::caches::DirCache;
 use rustls_acme::{AcmeConfig, ResolvesServerCertAcme, UseChallenge};
 
 pub use certs::{describe, load, CertInfo, FileCerts};
-pub use listener::{serve_https, HttpsContext};
+pub use listener::{serve_https, HttpsContext, TlsStream, TurnStreams};
 pub use prefixed::Prefixed;
 pub use redirect::redirect_router;
 
@@ -120,6 +120,18 @@ impl Tls {
         match &self.source {
             CertSource::Files(f) => format!("files:{}", f.info()),
             CertSource::Acme { domain, .. } => format!("acme:{domain}"),
+        }
+    }
+
+    /// The DNS name clients reach this certificate under: the ACME domain,
+    /// or the certificate file's first name.
+    pub fn host(&self) -> String {
+        match &self.source {
+            CertSource::Files(f) => {
+                let info = f.info();
+                info.names.first().cloned().unwrap_or(info.subject)
+            }
+            CertSource::Acme { domain, .. } => domain.clone(),
         }
     }
 

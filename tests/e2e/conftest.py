@@ -56,6 +56,7 @@ def start_node(tmp_path: Path, *extra: str, env: dict | None = None) -> Node:
     cmd = [
         str(nodo_binary()), "serve", "--dev",
         "--http-port", "0", "--rtc-udp-port", "0", "--rtc-tcp-port", "0",
+        "--turn-udp-port", "0", "--turn-tls-port", "0",
         "--data-dir", str(tmp_path / "data"), *extra,
     ]
     full_env = {**os.environ, "RUST_LOG": os.environ.get("NODO_TEST_LOG", "info"), **(env or {})}

@@ -318,7 +318,7 @@ impl RoomActor {
             participant: Some(p.info.clone()),
             other_participants: others,
             server_version: crate::LIVEKIT_COMPAT_VERSION.into(),
-            ice_servers: Vec::new(),
+            ice_servers: self.manager.ice_servers(&sid),
             subscriber_primary,
             ping_timeout: 15,
             ping_interval: 5,
@@ -380,6 +380,7 @@ impl RoomActor {
         self.next_session += 1;
         let room = self.room_info();
         let server_info = self.server_info();
+        let ice_servers = self.manager.ice_servers(&sid);
         let others: Vec<proto::ParticipantInfo> = self
             .participants
             .values()
@@ -407,7 +408,7 @@ impl RoomActor {
         p.session = session;
         p.signal_lost_at = None;
         p.send(Out::Reconnect(proto::ReconnectResponse {
-            ice_servers: Vec::new(),
+            ice_servers,
             client_configuration: None,
             server_info: Some(server_info),
             last_message_seq: 0,

@@ -119,6 +119,14 @@ pub enum RoomEvent {
     Webhook(Box<proto::WebhookEvent>),
 }
 
+/// The ICE servers (TURN) a participant is told about in its join and
+/// reconnect answers, with credentials of its own. Implemented by the node's
+/// TURN server; the LiveKit side only passes the values on.
+pub trait IceServers: Send + Sync + 'static {
+    /// Servers and short-lived credentials for one participant.
+    fn for_participant(&self, participant: &ParticipantSid) -> Vec<proto::IceServer>;
+}
+
 /// All live rooms of this node.
 pub struct RoomManager {
     rooms: Mutex<HashMap<RoomName, RoomHandle>>,
@@ -127,6 +135,8 @@ pub struct RoomManager {
     transport: Arc<dyn Transport>,
     /// Node-wide peer ids, shared by every room's `MediaRoom`.
     peer_ids: PeerIds,
+    /// TURN servers for join answers; none when the node runs no TURN.
+    ice: Option<Arc<dyn IceServers>>,
     defaults: RoomDefaults,
     limits: LimitConfig,
     /// Published tracks across all rooms (for `limit.max_tracks`).
@@ -144,11 +154,22 @@ impl RoomManager {
         defaults: RoomDefaults,
         limits: LimitConfig,
     ) -> Arc<RoomManager> {
+        Self::with_ice_servers(transport, defaults, limits, None)
+    }
+
+    /// As [`RoomManager::new`], telling participants about `ice` servers.
+    pub fn with_ice_servers(
+        transport: Arc<dyn Transport>,
+        defaults: RoomDefaults,
+        limits: LimitConfig,
+        ice: Option<Arc<dyn IceServers>>,
+    ) -> Arc<RoomManager> {
         Arc::new(RoomManager {
             rooms: Mutex::new(HashMap::new()),
             observers: Mutex::new(Vec::new()),
             transport,
             peer_ids: PeerIds::new(),
+            ice,
             defaults,
             limits,
             tracks: AtomicUsize::new(0),
@@ -175,6 +196,14 @@ impl RoomManager {
     /// The media sockets (for the room actors).
     pub(crate) fn transport(&self) -> &Arc<dyn Transport> {
         &self.transport
+    }
+
+    /// ICE servers for a participant's join or reconnect answer.
+    pub(crate) fn ice_servers(&self, participant: &ParticipantSid) -> Vec<proto::IceServer> {
+        self.ice
+            .as_ref()
+            .map(|i| i.for_participant(participant))
+            .unwrap_or_default()
     }
 
     /// The node-wide peer id allocator (for the room actors).
