@@ -90,8 +90,11 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_turn() {
-        let mut f = Framer::default();
-        f.push(b"GET / HTTP/1.1\r\n");
-        assert_eq!(f.next(), Err(NotTurn(b'G')));
+        // Outside STUN (00…) and the channel numbers 0x4000..=0x4FFF.
+        for first in [b'P', 0x80, 0xff] {
+            let mut f = Framer::default();
+            f.push(&[first, 0, 0, 0, 0]);
+            assert_eq!(f.next(), Err(NotTurn(first)));
+        }
     }
 }
