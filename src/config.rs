@@ -162,6 +162,12 @@ pub struct RtcConfig {
     /// IPs advertised as ICE candidates (public IPs behind 1:1 NAT). Empty: the
     /// bind address, or the host's outbound and loopback addresses when binding all.
     pub node_ip: Vec<IpAddr>,
+    /// UDP port advertised instead of `udp_port`, when a router forwards
+    /// another public port to it. 0: the bound port.
+    pub external_udp_port: u16,
+    /// STUN servers (`host:port`) asked for the public IP at start-up when
+    /// `node_ip` is empty. Empty: no discovery.
+    pub stun_servers: Vec<String>,
 }
 
 /// Persistent state.
@@ -198,6 +204,8 @@ impl Default for RtcConfig {
             tcp_enabled: true,
             udp_enabled: true,
             node_ip: Vec::new(),
+            external_udp_port: 0,
+            stun_servers: Vec::new(),
         }
     }
 }
@@ -246,11 +254,205 @@ impl Config {
         if !self.rtc.udp_enabled && !self.rtc.tcp_enabled {
             problems.push("rtc: at least one of udp_enabled and tcp_enabled must be true".into());
         }
+        if self.keys.is_empty() && !self.dev {
+            problems.push(
+                "no API keys: `serve` would refuse to start. Set [keys], LIVEKIT_KEYS, \
+                 LIVEKIT_API_KEY + LIVEKIT_API_SECRET or --keys (or use --dev locally)"
+                    .into(),
+            );
+        }
         problems.extend(self.chat.problems());
+        problems.extend(self.tls_problems());
+        problems.extend(self.turn_problems());
+        problems.extend(self.port_clashes());
         if problems.is_empty() {
             Ok(())
         } else {
             Err(problems)
         }
+    }
+}
+
+/// Whether `name` is a DNS name a certificate can be issued for.
+fn valid_domain(name: &str) -> bool {
+    name.len() <= 253
+        && name.contains('.')
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+impl Config {
+    fn tls_problems(&self) -> Vec<String> {
+        let t = &self.tls;
+        let mut p = Vec::new();
+        match (t.cert_file.is_empty(), t.key_file.is_empty()) {
+            (false, true) => p.push("tls.cert_file is set without tls.key_file".into()),
+            (true, false) => p.push("tls.key_file is set without tls.cert_file".into()),
+            (false, false) => {
+                if let Err(e) = crate::tls::load(
+                    std::path::Path::new(&t.cert_file),
+                    std::path::Path::new(&t.key_file),
+                ) {
+                    p.push(format!("tls: {e}"));
+                }
+            }
+            (true, true) => {}
+        }
+        if !t.domain.is_empty() && !valid_domain(&t.domain) && t.domain != "localhost" {
+            p.push(format!(
+                "tls.domain {:?} is not a DNS name (letters, digits, '-', dot-separated)",
+                t.domain
+            ));
+        }
+        if !["tls-alpn-01", "http-01"].contains(&t.acme_challenge.as_str()) {
+            p.push(format!(
+                "tls.acme_challenge must be \"tls-alpn-01\" or \"http-01\", not {:?}",
+                t.acme_challenge
+            ));
+        }
+        if t.acme() && !t.acme_directory.starts_with("https://") {
+            p.push("tls.acme_directory must be an https:// URL".into());
+        }
+        if t.acme() && t.acme_challenge == "http-01" && !t.redirect {
+            p.push(
+                "tls.acme_challenge = \"http-01\" needs the redirect port (tls.redirect = true)"
+                    .into(),
+            );
+        }
+        if !t.acme_ca_file.is_empty() && std::fs::metadata(&t.acme_ca_file).is_err() {
+            p.push(format!(
+                "tls.acme_ca_file {} cannot be read",
+                t.acme_ca_file
+            ));
+        }
+        p
+    }
+
+    fn turn_problems(&self) -> Vec<String> {
+        let t = &self.turn;
+        let mut p = Vec::new();
+        if !t.enabled {
+            return p;
+        }
+        match crate::turn::parse_range(&t.relay_ports) {
+            Ok(r) => {
+                for (name, port) in [
+                    ("rtc.udp_port", self.rtc.udp_port),
+                    ("turn.udp_port", t.udp_port),
+                ] {
+                    if port != 0 && r.contains(&port) {
+                        p.push(format!(
+                            "turn.relay_ports {} contains {name} {port}",
+                            t.relay_ports
+                        ));
+                    }
+                }
+            }
+            Err(e) => p.push(format!("turn.relay_ports: {e}")),
+        }
+        if t.credential_ttl_secs == 0 {
+            p.push("turn.credential_ttl_secs must be positive".into());
+        }
+        if t.max_allocations == 0 || t.max_allocations_per_participant == 0 {
+            p.push(
+                "turn.max_allocations and max_allocations_per_participant must be positive".into(),
+            );
+        }
+        p
+    }
+
+    /// Two listeners on one port and protocol (ports 0 are ephemeral and never clash).
+    fn port_clashes(&self) -> Vec<String> {
+        let tls = self.tls.enabled();
+        let turn = self.turn.enabled;
+        let tcp: Vec<(&str, u16, bool)> = vec![
+            ("server.http_port", self.server.http_port, true),
+            ("rtc.tcp_port", self.rtc.tcp_port, self.rtc.tcp_enabled),
+            ("tls.https_port", self.tls.https_port, tls),
+            (
+                "tls.http_redirect_port",
+                self.tls.http_redirect_port,
+                tls && self.tls.redirect,
+            ),
+            ("turn.tls_port", self.turn.tls_port, tls && turn),
+        ];
+        let udp: Vec<(&str, u16, bool)> = vec![
+            ("rtc.udp_port", self.rtc.udp_port, self.rtc.udp_enabled),
+            ("turn.udp_port", self.turn.udp_port, turn),
+        ];
+        let mut p = Vec::new();
+        for (proto, list) in [("tcp", tcp), ("udp", udp)] {
+            let open: Vec<_> = list
+                .into_iter()
+                .filter(|(_, port, on)| *on && *port != 0)
+                .collect();
+            for (i, (a, pa, _)) in open.iter().enumerate() {
+                for (b, pb, _) in &open[i + 1..] {
+                    // rtc.tcp_port vs http_port is reported above already.
+                    if pa == pb && !(*a == "server.http_port" && *b == "rtc.tcp_port") {
+                        p.push(format!("{a} and {b} are both {pa}/{proto}"));
+                    }
+                }
+            }
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keyed() -> Config {
+        let mut c = Config::default();
+        c.keys.insert("k".into(), "a-long-secret".into());
+        c
+    }
+
+    #[test]
+    fn defaults_with_keys_pass_and_without_keys_do_not() {
+        assert_eq!(keyed().validate(), Ok(()));
+        let e = Config::default().validate().unwrap_err();
+        assert!(e.iter().any(|p| p.contains("no API keys")), "{e:?}");
+        let dev = Config {
+            dev: true,
+            ..Config::default()
+        };
+        assert_eq!(dev.validate(), Ok(()));
+    }
+
+    #[test]
+    fn tls_turn_and_port_mistakes_are_named() {
+        let mut c = keyed();
+        c.tls.cert_file = "/nonexistent/cert.pem".into();
+        c.tls.domain = "not a domain".into();
+        c.tls.acme_challenge = "dns-01".into();
+        c.turn.relay_ports = "40000-30000".into();
+        c.tls.https_port = 7882; // fine: 7882 is UDP
+        c.turn.tls_port = 443;
+        c.tls.https_port = 443;
+        let e = c.validate().unwrap_err().join("\n");
+        for needle in [
+            "without tls.key_file",
+            "not a DNS name",
+            "dns-01",
+            "relay_ports",
+            "443/tcp",
+        ] {
+            assert!(e.contains(needle), "{needle} missing in:\n{e}");
+        }
+        let mut c = keyed();
+        c.turn.udp_port = 7882;
+        let e = c.validate().unwrap_err().join("\n");
+        assert!(
+            e.contains("rtc.udp_port and turn.udp_port are both 7882/udp"),
+            "{e}"
+        );
+        assert!(valid_domain("media.example.com") && !valid_domain("-x.example.com"));
     }
 }

@@ -18,6 +18,7 @@ pub mod node;
 pub mod run;
 pub mod serve;
 pub mod settings;
+pub mod stun;
 pub mod tls;
 pub mod turn;
 mod web;

@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the node.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Access tokens.
     Token {
         #[command(subcommand)]
@@ -36,8 +36,10 @@ enum Command {
     },
     /// Exit 0 when the node answers /healthz (for Docker HEALTHCHECK).
     Health {
-        #[arg(long, default_value = "http://127.0.0.1:7880")]
-        url: String,
+        /// The node's plain-HTTP URL; default: the HTTP port of the configuration
+        /// (NODO_CONFIG, NODO_SERVER__HTTP_PORT, …) on 127.0.0.1.
+        #[arg(long)]
+        url: Option<String>,
     },
 }
 
@@ -83,7 +85,7 @@ enum ConfigCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve::main(args),
+        Command::Serve(args) => serve::main(*args),
         Command::Token {
             command: TokenCommand::Create(t),
         } => token_create(t),
@@ -96,7 +98,13 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { file },
         } => config_check(&file),
-        Command::Health { url } => health(&url),
+        Command::Health { url } => match url.map_or_else(configured_health_url, Ok) {
+            Ok(url) => health(&url),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
     }
 }
 
@@ -152,7 +160,9 @@ fn parse_duration(s: &str) -> Option<Duration> {
 }
 
 fn config_check(file: &std::path::Path) -> ExitCode {
-    match settings::load(Some(file), &[]) {
+    // The environment counts as `serve` would see it (keys from LIVEKIT_KEYS, NODO_*).
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    match settings::load(Some(file), &env) {
         Ok(c) => match c.validate() {
             Ok(()) => {
                 println!("{}: ok", file.display());
@@ -170,6 +180,25 @@ fn config_check(file: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `http://<bind or 127.0.0.1>:<http_port>` from the configuration `serve` would use.
+fn configured_health_url() -> Result<String, String> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let file = env
+        .iter()
+        .find(|(k, _)| k == "NODO_CONFIG")
+        .map(|(_, v)| PathBuf::from(v));
+    let c = settings::load(file.as_deref(), &env)?;
+    let host = if c.server.bind.is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        c.server.bind
+    };
+    Ok(format!(
+        "http://{}",
+        std::net::SocketAddr::new(host, c.server.http_port)
+    ))
 }
 
 /// A minimal HTTP/1.1 GET of `<url>/healthz` (plain HTTP; the node's own port).

@@ -1,7 +1,7 @@
 //! Binding every listener, serving until a shutdown signal, and draining.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +19,10 @@ use crate::Config;
 /// and open HTTP connections get to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// Which IPs media candidates advertise, and which sockets serve them.
-pub fn net_config(c: &Config) -> NetConfig {
+/// Which IPs media candidates advertise, and which sockets serve them. A
+/// node bound to every address must find a non-loopback one (or be given
+/// `rtc.node_ip`): it never advertises loopback only to remote clients.
+pub fn net_config(c: &Config) -> Result<NetConfig, String> {
     let bind = c.server.bind;
     let udp_port = c.rtc.udp_port;
     let (udp, advertised): (Vec<(SocketAddr, IpAddr)>, Vec<IpAddr>) =
@@ -35,18 +37,25 @@ pub fn net_config(c: &Config) -> NetConfig {
         } else if bind.is_unspecified() {
             // One socket per interface address, so each knows which address it serves.
             let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()
-                .map(|v| {
-                    v.into_iter()
-                        .map(|i| i.ip())
-                        .filter(|ip| ip.is_ipv4())
-                        .collect()
-                })
-                .unwrap_or_default();
-            if ips.is_empty() {
-                ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
-            }
+                .map_err(|e| {
+                    format!(
+                        "cannot list the network interfaces ({e}) to advertise media \
+                         addresses: set rtc.node_ip (--node-ip) or bind one address (--bind)"
+                    )
+                })?
+                .into_iter()
+                .map(|i| i.ip())
+                .filter(|ip| ip.is_ipv4())
+                .collect();
             ips.sort();
             ips.dedup();
+            if ips.iter().all(IpAddr::is_loopback) {
+                return Err(
+                    "bound to every address, but the only one found is loopback: remote \
+                     clients would get no media. Set rtc.node_ip (--node-ip) to the public IP"
+                        .into(),
+                );
+            }
             (
                 ips.iter()
                     .map(|ip| (SocketAddr::new(*ip, udp_port), *ip))
@@ -56,13 +65,29 @@ pub fn net_config(c: &Config) -> NetConfig {
         } else {
             (vec![(SocketAddr::new(bind, udp_port), bind)], vec![bind])
         };
-    NetConfig {
+    Ok(NetConfig {
         udp: if c.rtc.udp_enabled { udp } else { Vec::new() },
         tcp: c
             .rtc
             .tcp_enabled
             .then(|| (SocketAddr::new(bind, c.rtc.tcp_port), advertised)),
+        udp_advertised_port: (c.rtc.external_udp_port != 0).then_some(c.rtc.external_udp_port),
+    })
+}
+
+/// Asks the configured STUN servers for this host's public IP (the first
+/// answer wins); logs each failure with its reason.
+async fn discover_public_ip(bind: IpAddr, servers: &[String]) -> Option<IpAddr> {
+    for server in servers {
+        match crate::stun::public_ip(bind, server, Duration::from_secs(3)).await {
+            Ok(ip) => {
+                tracing::info!(%server, %ip, "public IP discovered over STUN");
+                return Some(ip);
+            }
+            Err(e) => tracing::error!(%server, "STUN discovery failed: {e}"),
+        }
     }
+    None
 }
 
 /// A TCP listener on `bind:port`; the error names the port and its use.
@@ -191,7 +216,15 @@ pub async fn run(
             None
         },
     };
-    let net = Net::bind(&net_config(&config))
+    if config.rtc.node_ip.is_empty() && !config.rtc.stun_servers.is_empty() {
+        match discover_public_ip(bind, &config.rtc.stun_servers).await {
+            Some(ip) => config.rtc.node_ip = vec![ip],
+            None => tracing::error!(
+                "no STUN server answered; advertising the interface addresses instead"
+            ),
+        }
+    }
+    let net = Net::bind(&net_config(&config)?)
         .await
         .map_err(|e| e.to_string())?;
     let local = |l: &Option<TcpListener>| -> Vec<SocketAddr> {

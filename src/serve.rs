@@ -31,8 +31,14 @@ pub struct ServeArgs {
     #[arg(long)]
     pub rtc_udp_port: Option<u16>,
     /// IP to advertise in ICE candidates (repeatable), e.g. the VPS's public IP.
-    #[arg(long)]
+    #[arg(long, visible_alias = "external-ip")]
     pub node_ip: Vec<IpAddr>,
+    /// UDP media port to advertise instead of the bound one (port forwarding).
+    #[arg(long)]
+    pub external_udp_port: Option<u16>,
+    /// STUN server (host:port) to discover the public IP from at start-up (repeatable).
+    #[arg(long)]
+    pub stun_server: Vec<String>,
     /// API keys, "key: secret[, key2: secret2]".
     #[arg(long)]
     pub keys: Option<String>,
@@ -134,6 +140,12 @@ pub fn resolve(args: &ServeArgs, env: &[(String, String)]) -> Result<Config, Str
     }
     if !args.node_ip.is_empty() {
         c.rtc.node_ip = args.node_ip.clone();
+    }
+    if let Some(p) = args.external_udp_port {
+        c.rtc.external_udp_port = p;
+    }
+    if !args.stun_server.is_empty() {
+        c.rtc.stun_servers = args.stun_server.clone();
     }
     if let Some(k) = &args.keys {
         for (k, s) in settings::parse_keys(k)? {

@@ -28,9 +28,16 @@ async def test_token_create_mints_a_working_token(node):
 def test_config_default_and_check(tmp_path):
     r = run("config", "default")
     assert r.returncode == 0 and "[rtc]" in r.stdout
+    # The shipped defaults name no API key: `serve` would refuse them, so `check` does too.
+    import os
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "NODO_"))}
+    bare = tmp_path / "bare.toml"
+    bare.write_text(r.stdout)
+    r_bare = run("config", "check", str(bare), env=env)
+    assert r_bare.returncode == 1 and "no API keys" in r_bare.stderr
     good = tmp_path / "good.toml"
-    good.write_text(r.stdout)
-    assert run("config", "check", str(good)).returncode == 0
+    good.write_text(r.stdout.replace('# mykey = "a-long-random-secret"', 'mykey = "a-long-random-secret"'))
+    assert run("config", "check", str(good), env=env).returncode == 0
     bad = tmp_path / "bad.toml"
     bad.write_text("[server]\nhttp_port = \"seventy\"\n")
     r = run("config", "check", str(bad))

@@ -40,6 +40,9 @@ pub struct NetConfig {
     pub udp: Vec<(SocketAddr, IpAddr)>,
     /// ICE-TCP listener: bind address and advertised IPs; `None` disables ICE-TCP.
     pub tcp: Option<(SocketAddr, Vec<IpAddr>)>,
+    /// Port advertised for every UDP socket instead of its bound one, when a
+    /// router forwards another public port to it.
+    pub udp_advertised_port: Option<u16>,
 }
 
 /// What a room's owner needs from the network: [`Net`] in production, an
@@ -125,7 +128,7 @@ impl Net {
             let port = socket.local_addr()?.port();
             udp.push(UdpPort {
                 socket: Arc::new(socket),
-                advertised: SocketAddr::new(*ip, port),
+                advertised: SocketAddr::new(*ip, config.udp_advertised_port.unwrap_or(port)),
             });
         }
         let mut tcp_listener = None;
@@ -332,6 +335,7 @@ mod tests {
                 Ipv4Addr::LOCALHOST.into(),
             )],
             tcp: None,
+            udp_advertised_port: None,
         };
         let net = Net::bind(&config).await.expect("bind");
         let transport: Arc<dyn Transport> = net.clone();
