@@ -111,8 +111,14 @@ impl Policy {
                 };
             }
         }
-        let new_user = match checked {
-            Ok(issued) if !known(&username) => Some((username.clone(), issued)),
+        // Registered only once the request proves it holds the password: a
+        // made-up username must not grow the server's user table.
+        let new_user = match (checked, &credentials) {
+            (Ok(issued), Some(c))
+                if !known(&username) && msg.validate_integrity(&c.clone().into()).is_ok() =>
+            {
+                Some((username.clone(), issued))
+            }
             _ => None,
         };
         Inspection {
@@ -148,5 +154,142 @@ impl Policy {
             out.add_fingerprint().unwrap();
         }
         out.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    const NOW: u64 = 1_000_000;
+
+    fn policy() -> Policy {
+        let keys = BTreeMap::from([("devkey".to_string(), "secret".to_string())]);
+        let media: HashSet<IpAddr> = ["10.0.0.1".parse().expect("ip")].into();
+        Policy::new(keys, media, "nodo")
+    }
+
+    /// A request; signed with the password the secret gives `user`, unless `forged`.
+    fn signed(
+        method: turn_server_proto::stun::types::message::Method,
+        user: Option<&str>,
+        peer: Option<&str>,
+        forged: bool,
+    ) -> Vec<u8> {
+        let mut m = Message::builder_request(method, MessageWriteVec::new());
+        let tid = m.transaction_id();
+        if let Some(u) = user {
+            m.add_attribute(&Username::new(u).expect("username"))
+                .expect("attr");
+        }
+        if let Some(p) = peer {
+            let addr: SocketAddr = p.parse().expect("addr");
+            m.add_attribute(&XorPeerAddress::new(addr, tid))
+                .expect("attr");
+        }
+        if let Some(u) = user {
+            let keys = BTreeMap::from([("devkey".to_string(), "secret".to_string())]);
+            let password = match verify(&keys, u, 0) {
+                Ok(i) if !forged => i.password,
+                _ => "a guess".to_string(),
+            };
+            let creds = LongTermKeyCredentials::new(u.to_string(), password, "nodo".into());
+            m.add_message_integrity(&creds.into(), IntegrityAlgorithm::Sha1)
+                .expect("integrity");
+        }
+        m.finish()
+    }
+
+    fn request(
+        method: turn_server_proto::stun::types::message::Method,
+        user: Option<&str>,
+        peer: Option<&str>,
+    ) -> Vec<u8> {
+        signed(method, user, peer, false)
+    }
+
+    fn error_code(reply: &[u8]) -> u16 {
+        let msg = Message::from_bytes(reply).expect("stun");
+        assert!(msg.has_class(MessageClass::Error));
+        msg.attribute::<ErrorCode>().expect("error code").code()
+    }
+
+    #[test]
+    fn a_valid_credential_is_registered_once() {
+        let (user, _) = super::super::mint("devkey", "secret", "PA_1", NOW + 60);
+        let p = policy();
+        let seen = p.inspect(&request(ALLOCATE, Some(&user), None), NOW, |_| false);
+        assert_eq!(seen.verdict, Verdict::Pass);
+        assert_eq!(
+            seen.new_user
+                .as_ref()
+                .map(|(u, i)| (u.as_str(), i.participant.as_str())),
+            Some((user.as_str(), "PA_1"))
+        );
+        assert_eq!(seen.allocate_by.as_deref(), Some(user.as_str()));
+        let again = p.inspect(&request(ALLOCATE, Some(&user), None), NOW, |_| true);
+        assert_eq!(again.new_user, None);
+    }
+
+    #[test]
+    fn expired_credentials_get_no_new_allocation_but_keep_refreshing() {
+        let (user, _) = super::super::mint("devkey", "secret", "PA_1", NOW - 1);
+        let p = policy();
+        let seen = p.inspect(&request(ALLOCATE, Some(&user), None), NOW, |_| true);
+        let Verdict::Reply(bytes) = seen.verdict else {
+            panic!("an expired credential must not allocate");
+        };
+        assert_eq!(error_code(&bytes), 401);
+        let refresh = turn_server_proto::types::message::REFRESH;
+        assert_eq!(
+            p.inspect(&request(refresh, Some(&user), None), NOW, |_| true)
+                .verdict,
+            Verdict::Pass
+        );
+    }
+
+    #[test]
+    fn permissions_only_toward_the_media_node() {
+        let (user, _) = super::super::mint("devkey", "secret", "PA_1", NOW + 60);
+        let p = policy();
+        let ok = p.inspect(
+            &request(CREATE_PERMISSION, Some(&user), Some("10.0.0.1:7882")),
+            NOW,
+            |_| true,
+        );
+        assert_eq!(ok.verdict, Verdict::Pass);
+        for peer in ["10.0.0.2:7882", "127.0.0.1:22", "169.254.169.254:80"] {
+            for method in [CREATE_PERMISSION, CHANNEL_BIND] {
+                let seen = p.inspect(&request(method, Some(&user), Some(peer)), NOW, |_| true);
+                let Verdict::Reply(bytes) = seen.verdict else {
+                    panic!("{peer} must be refused");
+                };
+                assert_eq!(error_code(&bytes), 403, "{peer}");
+                // Signed with the user's key, so the client believes it.
+                let msg = Message::from_bytes(&bytes).expect("stun");
+                let issued = verify(&p.keys, &user, NOW).expect("valid");
+                let creds =
+                    LongTermKeyCredentials::new(user.clone(), issued.password, "nodo".into());
+                msg.validate_integrity(&creds.into()).expect("integrity");
+            }
+        }
+    }
+
+    #[test]
+    fn what_is_not_a_request_passes_through() {
+        let p = policy();
+        assert_eq!(
+            p.inspect(&[0x40, 0x00, 0x00, 0x01, 7], NOW, |_| false)
+                .verdict,
+            Verdict::Pass
+        );
+        assert_eq!(p.inspect(b"garbage", NOW, |_| false).verdict, Verdict::Pass);
+        // Unauthenticated first Allocate: the TURN server answers it with a nonce.
+        let seen = p.inspect(&request(ALLOCATE, None, None), NOW, |_| false);
+        assert_eq!((seen.verdict, seen.new_user), (Verdict::Pass, None));
+        // A made-up username without the password registers nothing.
+        let forged = signed(ALLOCATE, Some("9999999999:devkey:PA_x"), None, true);
+        assert_eq!(p.inspect(&forged, NOW, |_| false).new_user, None);
     }
 }
