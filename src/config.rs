@@ -54,6 +54,10 @@ pub struct TurnConfig {
     pub max_allocations_per_participant: u32,
     /// Most allocations on this node.
     pub max_allocations: u32,
+    /// Hand relayed packets to the SFU in process instead of through the
+    /// kernel (also spares a NAT hairpin when `node_ip` is a public address
+    /// the host does not have).
+    pub in_process: bool,
 }
 
 impl Default for TurnConfig {
@@ -67,6 +71,7 @@ impl Default for TurnConfig {
             credential_ttl_secs: 300,
             max_allocations_per_participant: 12,
             max_allocations: 1000,
+            in_process: true,
         }
     }
 }

@@ -122,7 +122,7 @@ fn url_host(ip: IpAddr) -> String {
 /// servers participants are told about.
 fn start_turn(
     config: &Config,
-    net: &Net,
+    net: &Arc<Net>,
     sockets: TurnSockets,
     tls: Option<&Tls>,
     https: Option<SocketAddr>,
@@ -142,17 +142,22 @@ fn start_turn(
         per_participant: config.turn.max_allocations_per_participant as usize,
         total: config.turn.max_allocations as usize,
         media,
+        in_process: config.turn.in_process.then(|| net.clone()),
     };
     let udp_addr = sockets.udp.as_ref().and_then(|s| s.local_addr().ok());
     let tls_addr = sockets.tls.as_ref().and_then(|l| l.local_addr().ok());
     let https = https.filter(|_| config.turn.on_https_port);
     let stream_listeners: Vec<SocketAddr> = tls_addr.into_iter().chain(https).collect();
+    let in_process = relay.in_process.is_some();
     let actor = turn::start(TurnSetup {
         keys: config.keys.clone(),
         udp: sockets.udp,
         stream_listeners,
         relay,
     })?;
+    if in_process {
+        net.set_local_relay(actor.relay_hook());
+    }
     let mut urls = Vec::new();
     if let Some(a) = udp_addr {
         let host = if config.tls.domain.is_empty() {

@@ -6,8 +6,10 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant as StdInstant};
+
+use nodo_sfu::net::{LocalRelay, Net};
 
 use rand::Rng;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -64,7 +66,7 @@ pub enum Input {
 }
 
 /// Where relays are opened and how many.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RelayConfig {
     /// Local IP relay sockets bind to.
     pub bind_ip: IpAddr,
@@ -75,6 +77,38 @@ pub struct RelayConfig {
     pub total: usize,
     /// The SFU's media sockets, the only peers (address and port) a relay reaches.
     pub media: HashSet<SocketAddr>,
+    /// The SFU's network, when relayed packets are handed over in process
+    /// instead of crossing the kernel twice (and a NAT's hairpin).
+    pub in_process: Option<Arc<Net>>,
+}
+
+/// The relayed addresses of this server, for the SFU's network to hand
+/// packets over to in process.
+pub struct RelayHook {
+    relayed: Arc<RwLock<HashSet<SocketAddr>>>,
+    inbox: mpsc::Sender<Input>,
+}
+
+impl LocalRelay for RelayHook {
+    fn deliver(&self, from: SocketAddr, to: SocketAddr, data: &[u8]) -> bool {
+        if !self
+            .relayed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&to)
+        {
+            return false;
+        }
+        let input = Input::Relay {
+            relayed: to,
+            from,
+            data: data.to_vec(),
+        };
+        if self.inbox.try_send(input).is_err() {
+            tracing::trace!("turn inbox full; relayed datagram dropped");
+        }
+        true
+    }
 }
 
 /// Which server an allocation lives in.
@@ -104,12 +138,15 @@ struct Actor {
     asking: HashMap<(ServerKey, SocketAddr), String>,
     per_participant: HashMap<String, usize>,
     inbox: mpsc::Sender<Input>,
+    /// The relayed addresses, shared with the [`RelayHook`].
+    relayed: Arc<RwLock<HashSet<SocketAddr>>>,
 }
 
 /// The handle of a running TURN actor.
 #[derive(Clone)]
 pub struct TurnActor {
     inbox: mpsc::Sender<Input>,
+    relayed: Arc<RwLock<HashSet<SocketAddr>>>,
 }
 
 impl TurnActor {
@@ -143,7 +180,9 @@ impl TurnActor {
                 )
             })
             .collect();
+        let relayed = Arc::new(RwLock::new(HashSet::new()));
         let actor = Actor {
+            relayed: relayed.clone(),
             base: StdInstant::now(),
             policy,
             relay,
@@ -157,7 +196,15 @@ impl TurnActor {
             inbox: inbox.clone(),
         };
         tokio::spawn(actor.run(rx));
-        Ok(TurnActor { inbox })
+        Ok(TurnActor { inbox, relayed })
+    }
+
+    /// The hook that lets the SFU's network hand packets to the relays.
+    pub fn relay_hook(&self) -> Arc<RelayHook> {
+        Arc::new(RelayHook {
+            relayed: self.relayed.clone(),
+            inbox: self.inbox.clone(),
+        })
     }
 
     /// Serves one stream client (TLS already done) connected to `listener`.
@@ -402,8 +449,13 @@ impl Actor {
     fn route(&mut self, transport: TransportType, from: SocketAddr, to: SocketAddr, data: Vec<u8>) {
         if let Some(relay) = self.relays.get(&from) {
             if self.relay.media.contains(&to) {
-                if let Err(e) = relay.socket.try_send_to(&data, to) {
-                    tracing::trace!(%to, "relay send: {e}");
+                match &self.relay.in_process {
+                    Some(net) => net.inject_udp(from, to, &data),
+                    None => {
+                        if let Err(e) = relay.socket.try_send_to(&data, to) {
+                            tracing::trace!(%to, "relay send: {e}");
+                        }
+                    }
                 }
             } else {
                 tracing::debug!(%to, "relay to a peer that is not the media node refused");
@@ -533,6 +585,10 @@ impl Actor {
         let socket = Arc::new(socket);
         let task = tokio::spawn(relay_loop(socket.clone(), relayed, self.inbox.clone()));
         *self.per_participant.entry(participant.clone()).or_default() += 1;
+        self.relayed
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(relayed);
         self.relays.insert(
             relayed,
             Relay {
@@ -567,6 +623,10 @@ impl Actor {
     fn release(&mut self, relayed: SocketAddr) {
         if let Some(r) = self.relays.remove(&relayed) {
             r.task.abort();
+            self.relayed
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&relayed);
             if let Some(n) = self.per_participant.get_mut(&r.participant) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {

@@ -108,6 +108,18 @@ pub struct Net {
     udp: Vec<UdpPort>,
     tcp_local: Vec<SocketAddr>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// The node's TURN relays, when packets to them are handed over in
+    /// process. Bound once at start-up (the relays need the bound media
+    /// addresses first); until then packets take the kernel path.
+    local_relay: std::sync::OnceLock<Arc<dyn LocalRelay>>,
+}
+
+/// Relayed addresses of this process's own TURN server: a packet for one is
+/// handed over directly instead of crossing the kernel (and a NAT's hairpin).
+pub trait LocalRelay: Send + Sync + 'static {
+    /// Takes a UDP packet the SFU sends from `from` to `to`; false when `to`
+    /// is not one of the local relayed addresses.
+    fn deliver(&self, from: SocketAddr, to: SocketAddr, data: &[u8]) -> bool;
 }
 
 /// Packets a room may queue before further ones are dropped, as a congested link would.
@@ -146,6 +158,7 @@ impl Net {
             udp,
             tcp_local,
             tasks: std::sync::Mutex::new(Vec::new()),
+            local_relay: std::sync::OnceLock::new(),
         });
         let mut tasks = Vec::new();
         for i in 0..net.udp.len() {
@@ -227,6 +240,11 @@ impl Net {
     pub fn send(&self, t: &Transmit) {
         match t.proto {
             Protocol::Udp => {
+                if let Some(relay) = self.local_relay.get() {
+                    if relay.deliver(t.source, t.destination, &t.contents) {
+                        return;
+                    }
+                }
                 let port = self
                     .udp
                     .iter()
@@ -273,6 +291,18 @@ impl Net {
             return Some(route);
         }
         self.routes.read().ok()?.by_addr.get(&source).cloned()
+    }
+
+    /// Hands packets for the node's own TURN relayed addresses to `relay`.
+    /// Called once; a second call is ignored.
+    pub fn set_local_relay(&self, relay: Arc<dyn LocalRelay>) {
+        let _ = self.local_relay.set(relay);
+    }
+
+    /// A UDP packet from a local TURN relay, as if it had arrived on the
+    /// media socket at `destination` from `source` (the relayed address).
+    pub fn inject_udp(&self, source: SocketAddr, destination: SocketAddr, data: &[u8]) {
+        self.deliver(Protocol::Udp, source, destination, data);
     }
 
     fn deliver(&self, proto: Protocol, source: SocketAddr, destination: SocketAddr, data: &[u8]) {
