@@ -97,6 +97,18 @@ async fn bind_tcp(bind: IpAddr, port: u16, what: &str) -> Result<TcpListener, St
         .map_err(|e| format!("cannot bind the {what} port {bind}:{port}/tcp: {e}"))
 }
 
+/// Logs SIGHUP instead of dying of it.
+fn ignore_hangup() {
+    #[cfg(unix)]
+    if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: no certificate files to reload");
+            }
+        });
+    }
+}
+
 /// A UDP socket on `bind:port`; the error names the port and its use.
 async fn bind_udp(bind: IpAddr, port: u16, what: &str) -> Result<tokio::net::UdpSocket, String> {
     tokio::net::UdpSocket::bind(SocketAddr::new(bind, port))
@@ -256,6 +268,14 @@ pub async fn run(
     } else {
         None
     };
+    if !matches!(
+        tls.as_ref().map(|t| &t.source),
+        Some(crate::tls::CertSource::Files(_))
+    ) {
+        // SIGHUP reloads certificate files; without them it must not end the
+        // node (its default action), e.g. on `systemctl reload`.
+        ignore_hangup();
+    }
     let turn_udp_addrs: Vec<SocketAddr> = turn_sockets
         .udp
         .iter()

@@ -207,9 +207,14 @@ pub fn resolve(args: &ServeArgs, env: &[(String, String)]) -> Result<Config, Str
     Ok(c)
 }
 
+/// Libraries that log what remote peers do wrong (a TURN client's first,
+/// unauthenticated Allocate logs an ERROR there): off unless RUST_LOG asks.
+/// The node logs what matters of those itself.
+const QUIET_LIBRARIES: &str = "stun_proto=off,stun_types=off,turn_types=off,turn_server_proto=off";
+
 fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(format!("{level},{QUIET_LIBRARIES}")))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour only on a terminal: files and journald get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());

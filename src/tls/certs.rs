@@ -127,10 +127,16 @@ impl FileCerts {
             .clone()
     }
 
-    /// Reloads the files; keeps the current certificate when they are not usable.
+    /// Reloads the files; keeps the current certificate when they are not
+    /// usable (and does not retry them until they change again).
     pub fn reload(&self) -> Result<CertInfo, String> {
         let stamp = modified(&self.cert, &self.key);
-        let (certified, info) = load(&self.cert, &self.key)?;
+        let (certified, info) = load(&self.cert, &self.key).inspect_err(|_| {
+            self.current
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .2 = stamp;
+        })?;
         *self
             .current
             .write()

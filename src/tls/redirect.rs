@@ -35,6 +35,14 @@ pub fn redirect_router(
         })
 }
 
+/// `Host` without its port: `name:80` -> `name`, `[::1]:80` -> `[::1]`, `[::1]` stays.
+fn host_without_port(h: &str) -> &str {
+    if h.starts_with('[') {
+        return h.find(']').map_or(h, |end| &h[..=end]);
+    }
+    h.rsplit_once(':').map_or(h, |(name, _)| name)
+}
+
 async fn challenge(State(r): State<Redirect>, Path(token): Path<String>) -> Response {
     match r.acme.as_ref().and_then(|a| a.get_http_01_key_auth(&token)) {
         Some(key_auth) => (
@@ -50,7 +58,7 @@ async fn redirect(State(r): State<Redirect>, headers: HeaderMap, uri: Uri) -> Re
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name))
+        .map(host_without_port)
         .filter(|h| {
             !h.is_empty()
                 && h.chars()
@@ -77,4 +85,20 @@ async fn redirect(State(r): State<Redirect>, headers: HeaderMap, uri: Uri) -> Re
         [(header::LOCATION, location)],
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ports_come_off_hosts() {
+        for (h, want) in [
+            ("media.example.com", "media.example.com"),
+            ("media.example.com:8080", "media.example.com"),
+            ("[::1]", "[::1]"),
+            ("[::1]:8080", "[::1]"),
+            ("127.0.0.1:80", "127.0.0.1"),
+        ] {
+            assert_eq!(super::host_without_port(h), want);
+        }
+    }
 }

@@ -4,12 +4,12 @@
 //! credential, and permissions only toward Nodo's own media addresses.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
-use turn_server_proto::stun::types::attribute::{ErrorCode, Realm, Username};
+use turn_server_proto::stun::types::attribute::{ErrorCode, Realm, Username, XorMappedAddress};
 use turn_server_proto::stun::types::message::{
     IntegrityAlgorithm, LongTermKeyCredentials, Message, MessageClass, MessageWrite,
-    MessageWriteExt, MessageWriteVec,
+    MessageWriteExt, MessageWriteVec, BINDING,
 };
 use turn_server_proto::types::attribute::XorPeerAddress;
 use turn_server_proto::types::message::{ALLOCATE, CHANNEL_BIND, CREATE_PERMISSION};
@@ -31,8 +31,21 @@ pub struct Inspection {
     pub verdict: Verdict,
     /// A valid username not seen before, to register with the servers.
     pub new_user: Option<(String, Issued)>,
-    /// An Allocate request by this username (for the per-participant cap).
+    /// An Allocate request signed by this username (for the per-participant cap).
     pub allocate_by: Option<String>,
+}
+
+/// A Binding success: the address the request came from.
+fn binding_success(msg: &Message<'_>, client: SocketAddr) -> Vec<u8> {
+    let mut out = Message::builder_success(msg, MessageWriteVec::new());
+    // Unwraps are OK because each attribute is added once, in order.
+    #[allow(clippy::unwrap_used)]
+    {
+        out.add_attribute(&XorMappedAddress::new(client, msg.transaction_id()))
+            .unwrap();
+        out.add_fingerprint().unwrap();
+    }
+    out.finish()
 }
 
 /// The node's TURN rules.
@@ -57,9 +70,15 @@ impl Policy {
         self.allowed.contains(&ip)
     }
 
-    /// Checks one message from a client. `known` says whether a username is
+    /// Checks one message from `client`. `known` says whether a username is
     /// already registered with the servers.
-    pub fn inspect(&self, data: &[u8], now: u64, known: impl Fn(&str) -> bool) -> Inspection {
+    pub fn inspect(
+        &self,
+        data: &[u8],
+        client: SocketAddr,
+        now: u64,
+        known: impl Fn(&str) -> bool,
+    ) -> Inspection {
         let pass = Inspection {
             verdict: Verdict::Pass,
             new_user: None,
@@ -70,6 +89,14 @@ impl Policy {
         };
         if !msg.has_class(MessageClass::Request) {
             return pass;
+        }
+        if msg.method() == BINDING {
+            // Answered here: the TURN library addresses its Binding answer
+            // to itself (turn-server-proto 0.7.3).
+            return Inspection {
+                verdict: Verdict::Reply(binding_success(&msg, client)),
+                ..pass
+            };
         }
         let Some(username) = msg
             .attribute::<Username>()
@@ -111,20 +138,20 @@ impl Policy {
                 };
             }
         }
-        // Registered only once the request proves it holds the password: a
-        // made-up username must not grow the server's user table.
-        let new_user = match (checked, &credentials) {
-            (Ok(issued), Some(c))
-                if !known(&username) && msg.validate_integrity(&c.clone().into()).is_ok() =>
-            {
-                Some((username.clone(), issued))
-            }
+        // Only a request that proves it holds the password registers its
+        // username or counts as an allocation of its participant: made-up
+        // usernames must not grow any table.
+        let signed = credentials
+            .as_ref()
+            .is_some_and(|c| msg.validate_integrity(&c.clone().into()).is_ok());
+        let new_user = match checked {
+            Ok(issued) if signed && !known(&username) => Some((username.clone(), issued)),
             _ => None,
         };
         Inspection {
             verdict: Verdict::Pass,
             new_user,
-            allocate_by: (method == ALLOCATE).then_some(username),
+            allocate_by: (signed && method == ALLOCATE).then_some(username),
         }
     }
 
@@ -160,9 +187,12 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::SocketAddr;
 
     const NOW: u64 = 1_000_000;
+
+    fn client() -> SocketAddr {
+        "192.0.2.7:5555".parse().expect("addr")
+    }
 
     fn policy() -> Policy {
         let keys = BTreeMap::from([("devkey".to_string(), "secret".to_string())]);
@@ -219,7 +249,9 @@ mod tests {
     fn a_valid_credential_is_registered_once() {
         let (user, _) = super::super::mint("devkey", "secret", "PA_1", NOW + 60);
         let p = policy();
-        let seen = p.inspect(&request(ALLOCATE, Some(&user), None), NOW, |_| false);
+        let seen = p.inspect(&request(ALLOCATE, Some(&user), None), client(), NOW, |_| {
+            false
+        });
         assert_eq!(seen.verdict, Verdict::Pass);
         assert_eq!(
             seen.new_user
@@ -228,7 +260,9 @@ mod tests {
             Some((user.as_str(), "PA_1"))
         );
         assert_eq!(seen.allocate_by.as_deref(), Some(user.as_str()));
-        let again = p.inspect(&request(ALLOCATE, Some(&user), None), NOW, |_| true);
+        let again = p.inspect(&request(ALLOCATE, Some(&user), None), client(), NOW, |_| {
+            true
+        });
         assert_eq!(again.new_user, None);
     }
 
@@ -236,15 +270,19 @@ mod tests {
     fn expired_credentials_get_no_new_allocation_but_keep_refreshing() {
         let (user, _) = super::super::mint("devkey", "secret", "PA_1", NOW - 1);
         let p = policy();
-        let seen = p.inspect(&request(ALLOCATE, Some(&user), None), NOW, |_| true);
+        let seen = p.inspect(&request(ALLOCATE, Some(&user), None), client(), NOW, |_| {
+            true
+        });
         let Verdict::Reply(bytes) = seen.verdict else {
             panic!("an expired credential must not allocate");
         };
         assert_eq!(error_code(&bytes), 401);
         let refresh = turn_server_proto::types::message::REFRESH;
         assert_eq!(
-            p.inspect(&request(refresh, Some(&user), None), NOW, |_| true)
-                .verdict,
+            p.inspect(&request(refresh, Some(&user), None), client(), NOW, |_| {
+                true
+            })
+            .verdict,
             Verdict::Pass
         );
     }
@@ -255,13 +293,19 @@ mod tests {
         let p = policy();
         let ok = p.inspect(
             &request(CREATE_PERMISSION, Some(&user), Some("10.0.0.1:7882")),
+            client(),
             NOW,
             |_| true,
         );
         assert_eq!(ok.verdict, Verdict::Pass);
         for peer in ["10.0.0.2:7882", "127.0.0.1:22", "169.254.169.254:80"] {
             for method in [CREATE_PERMISSION, CHANNEL_BIND] {
-                let seen = p.inspect(&request(method, Some(&user), Some(peer)), NOW, |_| true);
+                let seen = p.inspect(
+                    &request(method, Some(&user), Some(peer)),
+                    client(),
+                    NOW,
+                    |_| true,
+                );
                 let Verdict::Reply(bytes) = seen.verdict else {
                     panic!("{peer} must be refused");
                 };
@@ -277,19 +321,34 @@ mod tests {
     }
 
     #[test]
+    fn binding_requests_get_the_mapped_address() {
+        let req = request(BINDING, None, None);
+        let Verdict::Reply(bytes) = policy().inspect(&req, client(), NOW, |_| false).verdict else {
+            panic!("a Binding request is answered");
+        };
+        let msg = Message::from_bytes(&bytes).expect("stun");
+        assert!(msg.has_class(MessageClass::Success));
+        let mapped = msg.attribute::<XorMappedAddress>().expect("mapped");
+        assert_eq!(mapped.addr(msg.transaction_id()), client());
+    }
+
+    #[test]
     fn what_is_not_a_request_passes_through() {
         let p = policy();
         assert_eq!(
-            p.inspect(&[0x40, 0x00, 0x00, 0x01, 7], NOW, |_| false)
+            p.inspect(&[0x40, 0x00, 0x00, 0x01, 7], client(), NOW, |_| false)
                 .verdict,
             Verdict::Pass
         );
-        assert_eq!(p.inspect(b"garbage", NOW, |_| false).verdict, Verdict::Pass);
+        assert_eq!(
+            p.inspect(b"garbage", client(), NOW, |_| false).verdict,
+            Verdict::Pass
+        );
         // Unauthenticated first Allocate: the TURN server answers it with a nonce.
-        let seen = p.inspect(&request(ALLOCATE, None, None), NOW, |_| false);
+        let seen = p.inspect(&request(ALLOCATE, None, None), client(), NOW, |_| false);
         assert_eq!((seen.verdict, seen.new_user), (Verdict::Pass, None));
         // A made-up username without the password registers nothing.
         let forged = signed(ALLOCATE, Some("9999999999:devkey:PA_x"), None, true);
-        assert_eq!(p.inspect(&forged, NOW, |_| false).new_user, None);
+        assert_eq!(p.inspect(&forged, client(), NOW, |_| false).new_user, None);
     }
 }

@@ -416,7 +416,9 @@ impl Actor {
     ) {
         let unix = nodo_signaling::auth::unix_now();
         let users = &self.users;
-        let seen = self.policy.inspect(&data, unix, |u| users.contains(u));
+        let seen = self
+            .policy
+            .inspect(&data, client, unix, |u| users.contains(u));
         if let Some((username, issued)) = seen.new_user {
             self.users.insert(username.clone());
             if let Some((s, _)) = self.udp.as_mut() {

@@ -80,15 +80,19 @@ export async function startPageServer() {
   return { url: `http://127.0.0.1:${server.address().port}/`, close: () => server.close() };
 }
 
-export async function launchBrowser() {
+// Headless Debian Chromium with fake media devices; `extraArgs` and `env`
+// (e.g. a HOME with an NSS database that trusts a test CA) add to the defaults.
+export async function launchBrowser(extraArgs = [], env = {}) {
   return await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
+    env: { ...process.env, ...env },
     args: [
       '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
       '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
       '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
+      ...extraArgs,
     ],
   });
 }
