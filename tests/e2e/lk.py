@@ -128,3 +128,45 @@ async def first_frames(track, kind, count=3, timeout=20.0):
     finally:
         await stream.aclose()
     return last
+
+
+MIC = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+CAM = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA)
+
+
+async def publish_av(room: rtc.Room):
+    tone, frames = Tone(), Frames(320, 180)
+    tone.start()
+    frames.start()
+    await room.local_participant.publish_track(tone.track, MIC)
+    await room.local_participant.publish_track(frames.track, CAM)
+    return tone, frames
+
+
+async def audible(track, within_frames=400, timeout=20.0) -> bool:
+    """Whether one of the first `within_frames` 10 ms frames is loud (Chromium's
+    fake microphone beeps once a second; the Tone never stops)."""
+    stream = rtc.AudioStream(track)
+
+    async def pull():
+        n = 0
+        async for ev in stream:
+            if max(abs(s) for s in ev.frame.data) > 1000:
+                return True
+            n += 1
+            if n >= within_frames:
+                return False
+        return False
+
+    try:
+        return await asyncio.wait_for(pull(), timeout)
+    finally:
+        await stream.aclose()
+
+
+async def receives_av(room: rtc.Room, sender: str):
+    audio = await remote_track(room, sender, rtc.TrackKind.KIND_AUDIO)
+    video = await remote_track(room, sender, rtc.TrackKind.KIND_VIDEO)
+    assert await audible(audio), f"audio from {sender} is silent"
+    vf = await first_frames(video, rtc.TrackKind.KIND_VIDEO, count=3)
+    assert vf.width > 0 and vf.height > 0

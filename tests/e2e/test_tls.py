@@ -15,7 +15,8 @@ import pytest
 from livekit import rtc
 
 from conftest import nodo_binary
-from lk import V0, Tone, first_frames, remote_track, token, wait_for
+from browser import BrowserClient
+from lk import V0, Tone, first_frames, publish_av, receives_av, remote_track, token, wait_for
 from tlsutil import (CA, CHALLTESTSRV, PEBBLE, Pebble, common_name, free_port, https_base, peer_cert, register,
                      request, start_tls_node, wait_log)
 
@@ -288,7 +289,8 @@ def acme_node(tmp_path, pebble: Pebble, domain: str, https_port: int, redirect_p
 async def test_acme_tls_alpn_01_issue_serve_and_renew(tmp_path, monkeypatch):
     """The node answers Pebble's TLS-ALPN-01 validation on its HTTPS port,
     serves the certificate (chained to Pebble's root) for the domain, the SDK
-    joins over wss://<domain> with that root trusted; Pebble issues 30 s
+    joins over wss://<domain> with that root trusted and so does livekit-client
+    in Chromium (audio and video both ways); Pebble issues 30 s
     certificates, so rustls-acme renews after two thirds (~20 s) and the new
     one is served while the participants stay connected."""
     ca = CA(tmp_path / "ca")
@@ -334,6 +336,24 @@ async def test_acme_tls_alpn_01_issue_serve_and_renew(tmp_path, monkeypatch):
             c = await sdk_connect(f"wss://{domain}:{https_port}", token("carol", "acme-room"))
             await wait_for(lambda: "carol" in a.remote_participants, 10, "alice sees carol after renewal")
             await c.disconnect()
+            # livekit-client in Chromium, trusting Pebble's root (NSS), exchanges audio
+            # and video over wss://<domain> with a Python participant.
+            sources = await publish_av(c := await sdk_connect(f"wss://{domain}:{https_port}", token("dan", "acme-room")))
+            browser = await BrowserClient.start(f"wss://{domain}:{https_port}", token("chrome", "acme-room"),
+                                                "dan", root, tmp_path)
+            try:
+                joined = await browser.event("joined", 30)
+                assert joined["state"] == "connected", joined
+                await receives_av(c, "chrome")
+                media = await browser.event("media", 45)
+                assert media["inbound"].get("video", {}).get("frames", 0) > 5, media
+                assert media["inbound"].get("audio", {}).get("packets", 0) > 20, media
+                await browser.close()
+            finally:
+                await browser.kill()
+                for s in sources:
+                    s.stop()
+                await c.disconnect()
         finally:
             tone.stop()
             await b.disconnect()

@@ -3,7 +3,6 @@ forced relay-only, the protocol's refusals with a hand-built STUN client,
 the per-participant cap, TURN/TLS on the HTTPS port, and a call from a
 network namespace where only TCP to the HTTPS port gets through."""
 
-import asyncio
 import json
 import os
 import shutil
@@ -17,7 +16,8 @@ import pytest
 from livekit import rtc
 
 from conftest import ROOT, start_node
-from lk import Frames, Tone, connect, first_frames, remote_track, token
+from browser import BrowserClient
+from lk import connect, publish_av, receives_av, token
 from turnutil import (
     ALLOCATE, NONCE, REALM, XOR_RELAYED_ADDRESS, StreamTurn, UdpTurn, attr, build, hostport, listeners,
     make_ca, mint, parse_xor_address, tls_connect,
@@ -28,8 +28,6 @@ RELAY_ONLY = rtc.RoomOptions(
     single_peer_connection=False,
     rtc_config=rtc.RtcConfiguration(ice_transport_type=rtc.IceTransportType.TRANSPORT_RELAY),
 )
-MIC = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
-CAM = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA)
 
 
 async def selected_local_candidates(room: rtc.Room) -> list:
@@ -44,44 +42,6 @@ async def selected_local_candidates(room: rtc.Room) -> list:
             pair = by_id[s.transport.transport.selected_candidate_pair_id].candidate_pair.candidate_pair
             out.append(by_id[pair.local_candidate_id].local_candidate.candidate)
     return out
-
-
-async def publish_av(room: rtc.Room):
-    tone, frames = Tone(), Frames(320, 180)
-    tone.start()
-    frames.start()
-    await room.local_participant.publish_track(tone.track, MIC)
-    await room.local_participant.publish_track(frames.track, CAM)
-    return tone, frames
-
-
-async def audible(track, within_frames=400, timeout=20.0) -> bool:
-    """Whether one of the first `within_frames` 10 ms frames is loud (Chromium's
-    fake microphone beeps once a second; the Tone never stops)."""
-    stream = rtc.AudioStream(track)
-
-    async def pull():
-        n = 0
-        async for ev in stream:
-            if max(abs(s) for s in ev.frame.data) > 1000:
-                return True
-            n += 1
-            if n >= within_frames:
-                return False
-        return False
-
-    try:
-        return await asyncio.wait_for(pull(), timeout)
-    finally:
-        await stream.aclose()
-
-
-async def receives_av(room: rtc.Room, sender: str):
-    audio = await remote_track(room, sender, rtc.TrackKind.KIND_AUDIO)
-    video = await remote_track(room, sender, rtc.TrackKind.KIND_VIDEO)
-    assert await audible(audio), f"audio from {sender} is silent"
-    vf = await first_frames(video, rtc.TrackKind.KIND_VIDEO, count=3)
-    assert vf.width > 0 and vf.height > 0
 
 
 # --- (a) media through TURN/UDP ------------------------------------------------
@@ -355,31 +315,15 @@ async def test_call_from_a_network_that_only_allows_tcp_to_the_https_port(tmp_pa
         outside = await connect(node, "outside", "strict")
         sources += await publish_av(outside)
 
-        browser = await asyncio.create_subprocess_exec(
-            "ip", "netns", "exec", net["ns"], "node", str(NETNS / "browser-client.mjs"),
-            f"wss://{net['name']}:{https_port}", token("inside", "strict"), "outside", str(certs["ca"]), str(tmp_path),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        browser = await BrowserClient.start(f"wss://{net['name']}:{https_port}", token("inside", "strict"),
+                                            "outside", certs["ca"], tmp_path, netns=net["ns"])
 
-        async def event(name, timeout):
-            while True:
-                line = await asyncio.wait_for(browser.stdout.readline(), timeout)
-                if not line:
-                    raise AssertionError(f"browser client exited before {name!r}")
-                try:
-                    ev = json.loads(line)
-                except ValueError:
-                    print("[browser]", line.decode().rstrip())
-                    continue
-                assert ev.get("event") != "error", ev
-                if ev.get("event") == name:
-                    return ev
-
-        joined = await event("joined", 30)
+        joined = await browser.event("joined", 30)
         assert joined["state"] == "connected", joined
         # The outside participant receives the browser's camera and microphone ...
         await receives_av(outside, "inside")
         # ... and the browser the outside participant's, over TURN/TLS to the HTTPS port.
-        media = await event("media", 45)
+        media = await browser.event("media", 45)
         print(f"# strict network: browser joined in {joined['ms']} ms, first remote frame "
               f"{media['firstFrameMs']} ms after room.connect(); selected {media['selected']}")
         assert media["inbound"].get("video", {}).get("frames", 0) > 5, media
@@ -397,15 +341,12 @@ async def test_call_from_a_network_that_only_allows_tcp_to_the_https_port(tmp_pa
         print(f"# dropped in the namespace: {packets}")
         assert packets["udp_out"] > 0, packets
 
-        browser.stdin.write(b"bye\n")
-        await browser.stdin.drain()
-        await asyncio.wait_for(browser.wait(), 20)
+        await browser.close()
     finally:
         for s in sources:
             s.stop()
         if outside:
             await outside.disconnect()
-        if browser and browser.returncode is None:
-            browser.kill()
-            await browser.wait()
+        if browser:
+            await browser.kill()
         node.stop()
