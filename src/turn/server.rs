@@ -129,7 +129,8 @@ struct Actor {
     base: StdInstant,
     policy: Policy,
     relay: RelayConfig,
-    udp: Option<(TurnServer, Arc<UdpSocket>)>,
+    /// The TURN/UDP server, its socket and the socket's local address.
+    udp: Option<(TurnServer, Arc<UdpSocket>, SocketAddr)>,
     streams: HashMap<SocketAddr, TurnServer>,
     writers: HashMap<(SocketAddr, SocketAddr), mpsc::Sender<Vec<u8>>>,
     relays: HashMap<SocketAddr, Relay>,
@@ -162,11 +163,13 @@ impl TurnActor {
         let udp = match udp {
             Some(s) => {
                 let local = s.local_addr()?;
+                nodo_sfu::net::grow_buffers(&s);
                 let socket = Arc::new(s);
                 tokio::spawn(udp_loop(socket.clone(), inbox.clone()));
                 Some((
                     TurnServer::new(TransportType::Udp, local, REALM.to_string()),
                     socket,
+                    local,
                 ))
             }
             None => None,
@@ -328,7 +331,7 @@ impl Actor {
 
     fn server(&mut self, key: ServerKey) -> Option<&mut TurnServer> {
         match key {
-            ServerKey::Udp => self.udp.as_mut().map(|(s, _)| s),
+            ServerKey::Udp => self.udp.as_mut().map(|(s, _, _)| s),
             ServerKey::Stream(l) => self.streams.get_mut(&l),
         }
     }
@@ -351,7 +354,7 @@ impl Actor {
         let now = self.now();
         match input {
             Input::Udp { from, data } => {
-                let Some(local) = self.udp.as_ref().and_then(|(_, s)| s.local_addr().ok()) else {
+                let Some(local) = self.udp.as_ref().map(|(_, _, local)| *local) else {
                     return;
                 };
                 self.on_client_message(ServerKey::Udp, TransportType::Udp, local, from, data, now);
@@ -421,7 +424,7 @@ impl Actor {
             .inspect(&data, client, unix, |u| users.contains(u));
         if let Some((username, issued)) = seen.new_user {
             self.users.insert(username.clone());
-            if let Some((s, _)) = self.udp.as_mut() {
+            if let Some((s, _, _)) = self.udp.as_mut() {
                 s.add_user(username.clone(), issued.password.clone());
             }
             for s in self.streams.values_mut() {
@@ -466,7 +469,7 @@ impl Actor {
         }
         match transport {
             TransportType::Udp => {
-                if let Some((_, socket)) = &self.udp {
+                if let Some((_, socket, _)) = &self.udp {
                     if let Err(e) = socket.try_send_to(&data, to) {
                         tracing::trace!(%to, "turn udp send: {e}");
                     }
@@ -615,6 +618,10 @@ impl Actor {
             };
             if s.set_nonblocking(true).is_ok() {
                 if let Ok(s) = UdpSocket::from_std(s) {
+                    // Only with the kernel path does a relay socket carry the media.
+                    if self.relay.in_process.is_none() {
+                        nodo_sfu::net::grow_buffers(&s);
+                    }
                     return Some(s);
                 }
             }

@@ -137,6 +137,7 @@ impl Net {
             let socket = UdpSocket::bind(bind)
                 .await
                 .map_err(|e| named("media (UDP)", bind, e))?;
+            grow_buffers(&socket);
             let port = socket.local_addr()?.port();
             udp.push(UdpPort {
                 socket: Arc::new(socket),
@@ -337,6 +338,22 @@ impl Net {
                 }
             }
         }
+    }
+}
+
+/// Socket buffers asked for on busy UDP sockets: the default (about 200 KiB)
+/// holds under 2 ms of video at 50k packets/s, so bursts overflow it. The
+/// kernel caps the request at `net.core.rmem_max` / `wmem_max`.
+pub const UDP_BUFFER: usize = 4 * 1024 * 1024;
+
+/// Asks for [`UDP_BUFFER`] in both directions; a refusal only costs bursts.
+pub fn grow_buffers(socket: &UdpSocket) {
+    let s = socket2::SockRef::from(socket);
+    if let Err(e) = s.set_recv_buffer_size(UDP_BUFFER) {
+        tracing::debug!("UDP receive buffer: {e}");
+    }
+    if let Err(e) = s.set_send_buffer_size(UDP_BUFFER) {
+        tracing::debug!("UDP send buffer: {e}");
     }
 }
 
