@@ -127,15 +127,15 @@ fn session(s: &SocketRef) -> Result<Session, Error> {
         .ok_or(Error::Unauthenticated("not authenticated"))
 }
 
-/// Registers `$handler(s, payload, app)` for `$event`; its result is the ack.
+/// Registers `$handler(s, payload, app, $args…)` for `$event`; its result is the ack.
 macro_rules! on {
-    ($s:expr, $app:expr, $event:literal, $handler:ident) => {{
+    ($s:expr, $app:expr, $event:literal, $handler:ident $(, $arg:expr)*) => {{
         let app = $app.clone();
         $s.on(
             $event,
             move |s: SocketRef, TryData(d): TryData<Value>, ack: AckSender| async move {
                 let out = match app.upgrade() {
-                    Some(app) => $handler(&s, d, &app).await,
+                    Some(app) => $handler(&s, d, &app $(, $arg)*).await,
                     None => Err(Error::ShuttingDown),
                 };
                 let _ = ack.send(&out.unwrap_or_else(|e| e.ack()));
@@ -153,10 +153,10 @@ async fn on_connect(s: SocketRef, app: Weak<App>) {
     on!(s, app, "sendMessage", send_message);
     on!(s, app, "markAsRead", mark_as_read);
     on!(s, app, "typing", typing);
-    on!(s, app, "addReaction", add_reaction);
-    on!(s, app, "removeReaction", remove_reaction);
-    on!(s, app, "editMessage", edit_message);
-    on!(s, app, "deleteMessage", delete_message);
+    on!(s, app, "addReaction", react, true);
+    on!(s, app, "removeReaction", react, false);
+    on!(s, app, "editMessage", change, false);
+    on!(s, app, "deleteMessage", change, true);
     on!(s, app, "initiateCall", initiate_call);
     on!(s, app, "acceptCall", accept_call);
     on!(s, app, "rejectCall", reject_call);
@@ -342,22 +342,6 @@ async fn react(
     Ok(json!({"ok": true, "reactions": m.reactions}))
 }
 
-async fn add_reaction(
-    s: &SocketRef,
-    d: Result<Value, ParserError>,
-    app: &App,
-) -> Result<Value, Error> {
-    react(s, d, app, true).await
-}
-
-async fn remove_reaction(
-    s: &SocketRef,
-    d: Result<Value, ParserError>,
-    app: &App,
-) -> Result<Value, Error> {
-    react(s, d, app, false).await
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct EditReq {
@@ -380,22 +364,6 @@ async fn change(
         .change(&me.identity, &r.message_id, content)
         .await?;
     Ok(json!({"ok": true, "id": m.id, "editedAt": m.edited_at}))
-}
-
-async fn edit_message(
-    s: &SocketRef,
-    d: Result<Value, ParserError>,
-    app: &App,
-) -> Result<Value, Error> {
-    change(s, d, app, false).await
-}
-
-async fn delete_message(
-    s: &SocketRef,
-    d: Result<Value, ParserError>,
-    app: &App,
-) -> Result<Value, Error> {
-    change(s, d, app, true).await
 }
 
 fn field<'a>(d: &'a Value, key: &str) -> Option<&'a str> {
