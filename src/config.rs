@@ -267,6 +267,7 @@ impl Config {
             );
         }
         problems.extend(self.chat.problems());
+        problems.extend(self.calls.problems());
         problems.extend(self.tls_problems());
         problems.extend(self.turn_problems());
         problems.extend(self.port_clashes());

@@ -99,7 +99,7 @@ impl Node {
             rooms.clone(),
             push.clone(),
             webhooks.clone(),
-            Duration::from_secs(config.calls.ring_timeout_secs),
+            &config.calls,
         );
         let meetings = Meetings::new(
             store.clone(),
@@ -107,6 +107,7 @@ impl Node {
             access.clone(),
             io.clone(),
             webhooks.clone(),
+            config.calls.meeting_create_rate,
         );
         let chat = Chat::new(
             store.clone(),

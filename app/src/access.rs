@@ -146,6 +146,9 @@ impl Access {
         meeting: &MeetingRecord,
         headers: &HeaderMap,
     ) -> Result<RoomToken, Error> {
+        if meeting.ended_at.is_some() {
+            return Err(Error::conflict("this room has ended"));
+        }
         let role = self.entry_role(meeting, &user.id).await?;
         self.mint(user, &meeting.room_name, role == Role::Moderator, headers)
     }

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits::Rate;
+
 /// Web Push (VAPID).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -41,6 +43,15 @@ pub struct CallsConfig {
     pub ring_timeout_secs: u64,
     /// Hours a room token handed out for a call or room stays valid.
     pub token_ttl_hours: u64,
+    /// Seconds an accepted call may wait for both people to join its media
+    /// room; then it ends, so nobody stays busy forever.
+    pub connect_timeout_secs: u64,
+    /// Call actions per user (initiate, accept, reject, cancel, end; socket and REST).
+    pub action_rate: Rate,
+    /// Calls one caller may start to the same person (per minute, all at once).
+    pub rings_per_minute_per_callee: u32,
+    /// Meetings ("rooms") a user may create.
+    pub meeting_create_rate: Rate,
 }
 
 impl Default for CallsConfig {
@@ -48,7 +59,32 @@ impl Default for CallsConfig {
         CallsConfig {
             ring_timeout_secs: 30,
             token_ttl_hours: 2,
+            connect_timeout_secs: 30,
+            action_rate: Rate::new(1.0, 10),
+            rings_per_minute_per_callee: 3,
+            meeting_create_rate: Rate::new(0.2, 10),
         }
+    }
+}
+
+impl CallsConfig {
+    /// Checks what serde cannot; returns every problem found.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems: Vec<String> = [
+            self.action_rate.problem("calls.action_rate"),
+            self.meeting_create_rate
+                .problem("calls.meeting_create_rate"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if self.rings_per_minute_per_callee == 0 || self.connect_timeout_secs == 0 {
+            problems.push(
+                "calls: rings_per_minute_per_callee and connect_timeout_secs must be positive"
+                    .into(),
+            );
+        }
+        problems
     }
 }
 
@@ -71,6 +107,28 @@ pub struct ChatConfig {
     pub session_ttl_hours: u64,
     /// Milliseconds a typing indicator lasts without a refresh.
     pub typing_timeout_ms: u64,
+    /// `markAsRead` (and `POST /api/chats/:id/read`) per user.
+    pub read_rate: Rate,
+    /// Typing events per user.
+    pub typing_rate: Rate,
+    /// Reactions added or removed per user.
+    pub reaction_rate: Rate,
+    /// Edits and deletes per user.
+    pub edit_rate: Rate,
+    /// Chats (groups, new direct chats) a user may create.
+    pub chat_create_rate: Rate,
+    /// Member additions per user (each request counts once).
+    pub member_add_rate: Rate,
+    /// Most members of a group.
+    pub max_group_members: usize,
+    /// Most chats a user may be a member of.
+    pub max_chats_per_user: usize,
+    /// Most distinct emoji on one message.
+    pub max_reaction_emojis: usize,
+    /// Most reactions one user may put on one message.
+    pub max_reactions_per_user: usize,
+    /// Attachment bytes a user may upload per day (rolling 24 hours).
+    pub attachment_bytes_per_day: u64,
 }
 
 impl Default for ChatConfig {
@@ -83,6 +141,17 @@ impl Default for ChatConfig {
             rate_burst: 20,
             session_ttl_hours: 24,
             typing_timeout_ms: 5000,
+            read_rate: Rate::new(5.0, 20),
+            typing_rate: Rate::new(2.0, 5),
+            reaction_rate: Rate::new(5.0, 20),
+            edit_rate: Rate::new(2.0, 10),
+            chat_create_rate: Rate::new(0.2, 10),
+            member_add_rate: Rate::new(1.0, 10),
+            max_group_members: 1000,
+            max_chats_per_user: 5000,
+            max_reaction_emojis: 50,
+            max_reactions_per_user: 10,
+            attachment_bytes_per_day: 512 * 1024 * 1024,
         }
     }
 }
@@ -93,6 +162,21 @@ impl ChatConfig {
         let mut problems = Vec::new();
         if self.rate_per_sec <= 0.0 || self.rate_burst == 0 {
             problems.push("chat: rate_per_sec and rate_burst must be positive".into());
+        }
+        problems.extend(
+            [
+                self.read_rate.problem("chat.read_rate"),
+                self.typing_rate.problem("chat.typing_rate"),
+                self.reaction_rate.problem("chat.reaction_rate"),
+                self.edit_rate.problem("chat.edit_rate"),
+                self.chat_create_rate.problem("chat.chat_create_rate"),
+                self.member_add_rate.problem("chat.member_add_rate"),
+            ]
+            .into_iter()
+            .flatten(),
+        );
+        if self.max_group_members < 2 {
+            problems.push("chat: max_group_members must be at least 2".into());
         }
         problems
     }

@@ -102,9 +102,9 @@ pub enum Error {
     /// Larger than allowed; the text says what and the limit.
     #[error("{0}")]
     TooLarge(Cow<'static, str>),
-    /// The user sends faster than the configured rate.
-    #[error("rate limit: at most {0} messages per second")]
-    RateLimited(f64),
+    /// The user acts faster than the configured rate; says when to retry.
+    #[error("{0}")]
+    RateLimited(crate::limits::Refusal),
     /// The node is shutting down (its message writer or services are gone).
     #[error("the node is shutting down")]
     ShuttingDown,
@@ -234,6 +234,10 @@ impl Error {
         if let Some(id) = p.id {
             v["id"] = json!(id);
         }
+        if let Error::RateLimited(r) = self {
+            v["retryAfter"] = json!(r.retry_after_secs());
+            v["retryAfterMs"] = json!(r.retry_after.as_millis().max(1) as u64);
+        }
         v
     }
 }
@@ -266,6 +270,12 @@ impl IntoResponse for Error {
         let mut body = json!({"error": p.kind.code(), "message": p.message});
         if let Some(id) = p.id {
             body["id"] = json!(id);
+        }
+        if let Error::RateLimited(r) = &self {
+            let secs = r.retry_after_secs();
+            body["retryAfter"] = json!(secs);
+            let header = [(axum::http::header::RETRY_AFTER, secs.to_string())];
+            return (p.kind.status(), header, Json(body)).into_response();
         }
         (p.kind.status(), Json(body)).into_response()
     }
@@ -307,9 +317,17 @@ mod tests {
             (p.kind, p.message.as_str(), p.id),
             (Kind::NotFound, "no user zoe", None)
         );
-        let ack = Error::RateLimited(10.0).ack();
+        let ack = Error::RateLimited(crate::limits::Refusal {
+            what: "messages",
+            retry_after: std::time::Duration::from_millis(1500),
+        })
+        .ack();
         assert_eq!(ack["code"], "rate_limited");
         assert_eq!(ack["ok"], false);
+        assert_eq!(
+            (ack["retryAfter"].clone(), ack["retryAfterMs"].clone()),
+            (json!(2), json!(1500))
+        );
         // Token refusals keep the LiveKit side's reason and class.
         let p = Error::from(nodo_signaling::error::TokenError::Expired).public();
         assert_eq!(

@@ -28,6 +28,7 @@ pub mod chat;
 pub mod config;
 pub mod error;
 mod http;
+pub mod limits;
 pub mod meetings;
 pub mod push;
 pub mod store;

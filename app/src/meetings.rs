@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use nodo_signaling::ids::RoomName;
-use nodo_signaling::room::{RoomManager, RoomSettings};
+use nodo_signaling::room::{RoomGate, RoomManager, RoomSettings};
 use nodo_signaling::webhook::Webhooks;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -13,7 +13,11 @@ use socketioxide::SocketIo;
 
 use crate::access::{Access, RoomToken};
 use crate::error::{to_json, Error, Missing};
+use crate::limits::{Limiter, Rate};
 use crate::store::{iso8601, now_ms, MeetingRecord, NewMeeting, Role, Store, User};
+
+/// Most members named when a meeting is created.
+const MAX_MEMBERS: usize = 1000;
 
 /// A meeting as the API shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -65,22 +69,88 @@ pub struct Meetings {
     access: Arc<Access>,
     io: SocketIo,
     webhooks: Arc<Webhooks>,
+    /// Meetings created per user.
+    creations: Limiter<String>,
+}
+
+/// The media room settings a meeting's record asks for.
+fn settings_of(m: &MeetingRecord) -> RoomSettings {
+    RoomSettings {
+        empty_timeout: u32::try_from(m.empty_timeout).ok().filter(|t| *t > 0),
+        max_participants: Some(u32::try_from(m.max_participants).unwrap_or(0)),
+        metadata: Some(m.metadata.clone()),
+        ..RoomSettings::default()
+    }
+}
+
+/// The app's say over rooms a join would open: a meeting's room opens with
+/// the meeting's limits (from its creation, started or not) and never again
+/// once the meeting ended; a call's room only while the call is active.
+struct AppRooms {
+    store: Store,
+}
+
+impl AppRooms {
+    async fn decide(&self, room: &RoomName) -> Result<Option<RoomSettings>, Error> {
+        if let Some(m) = self.store.meeting_by_room(room.as_str()).await? {
+            return match m.ended_at {
+                Some(_) => Err(nodo_signaling::Error::RoomNotFound(room.clone()).into()),
+                None => Ok(Some(settings_of(&m))),
+            };
+        }
+        if let Some(c) = self.store.call_by_room(room.as_str()).await? {
+            if !c.status.is_active() {
+                return Err(nodo_signaling::Error::RoomNotFound(room.clone()).into());
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl RoomGate for AppRooms {
+    fn admit<'a>(
+        &'a self,
+        room: &'a RoomName,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<Option<RoomSettings>, nodo_signaling::Error>>
+                + Send
+                + 'a,
+        >,
+    > {
+        Box::pin(async move {
+            self.decide(room).await.map_err(|e| match e {
+                Error::LiveKit(e) => e,
+                other => {
+                    // A store failure: logged here, the join refused as unavailable.
+                    other.log_if_internal();
+                    nodo_signaling::Error::RoomClosing
+                }
+            })
+        })
+    }
 }
 
 impl Meetings {
+    /// The service; installs the app's gate on `rooms` (see [`RoomGate`]).
     pub fn new(
         store: Store,
         rooms: Arc<RoomManager>,
         access: Arc<Access>,
         io: SocketIo,
         webhooks: Arc<Webhooks>,
+        create_rate: Rate,
     ) -> Arc<Meetings> {
+        rooms.set_gate(Arc::new(AppRooms {
+            store: store.clone(),
+        }));
         Arc::new(Meetings {
             store,
             rooms,
             access,
             io,
             webhooks,
+            creations: Limiter::new("new rooms", create_rate),
         })
     }
 
@@ -149,8 +219,17 @@ impl Meetings {
             return Err(Error::invalid("name must be 1 to 100 characters"));
         }
         if r.metadata.as_ref().is_some_and(|m| m.len() > 64 * 1024) {
-            return Err(Error::invalid("metadata is larger than 64 KiB"));
+            return Err(Error::too_large("metadata is larger than 64 KiB"));
         }
+        if r.members.len() > MAX_MEMBERS {
+            return Err(Error::too_large(format!(
+                "a room has at most {MAX_MEMBERS} members at creation"
+            )));
+        }
+        if r.members.iter().any(|u| u.len() > crate::chat::MAX_ID_LEN) {
+            return Err(Error::invalid("a member id is too long"));
+        }
+        self.creations.check(&me.id).map_err(Error::RateLimited)?;
         for u in &r.members {
             if self.store.user(u).await?.is_none() {
                 return Err(Error::NotFound(Missing::User(u.clone())));
@@ -221,14 +300,11 @@ impl Meetings {
     pub async fn start(&self, me: &User, id: &str) -> Result<Meeting, Error> {
         let m = self.load(id).await?;
         self.require_moderator(&m, &me.id).await?;
-        let settings = RoomSettings {
-            empty_timeout: (m.empty_timeout > 0).then_some(m.empty_timeout as u32),
-            max_participants: Some(m.max_participants as u32),
-            metadata: Some(m.metadata.clone()),
-            ..RoomSettings::default()
-        };
+        if m.ended_at.is_some() {
+            return Err(Error::conflict("this room has ended"));
+        }
         self.rooms
-            .create_room(&RoomName::new(m.room_name.clone()), settings)
+            .create_room(&RoomName::new(m.room_name.clone()), settings_of(&m))
             .await?;
         self.store.meeting_started(id).await?;
         self.render(self.load(id).await?).await

@@ -69,6 +69,8 @@ pub enum Action {
     RingTimeout,
     /// Both people joined the media room.
     BothJoined,
+    /// An accepted call was not connected in time.
+    ConnectTimeout,
 }
 
 /// The next status, or why the action is refused.
@@ -87,6 +89,7 @@ pub fn next(status: Status, action: Action, by: Party) -> Result<Status, String>
         (Ringing, End, Party::Callee) => Ok(Rejected),
         (Ringing, RingTimeout, Party::System) => Ok(Missed),
         (Accepted, BothJoined, Party::System) => Ok(Connected),
+        (Accepted, ConnectTimeout, Party::System) => Ok(Ended),
         (Accepted | Connected, End, _) => Ok(Ended),
         (_, Accept | Reject, Party::Caller) => Err("only the person called can answer".into()),
         (_, Cancel, Party::Callee) => Err("only the caller can cancel".into()),
@@ -137,6 +140,11 @@ mod tests {
         assert!(next(Status::Ringing, Action::Cancel, Party::Callee).is_err());
         assert!(next(Status::Accepted, Action::Accept, Party::Callee).is_err());
         assert!(next(Status::Accepted, Action::RingTimeout, Party::System).is_err());
+        assert_eq!(
+            next(Status::Accepted, Action::ConnectTimeout, Party::System),
+            Ok(Status::Ended)
+        );
+        assert!(next(Status::Connected, Action::ConnectTimeout, Party::System).is_err());
         for done in [
             Status::Ended,
             Status::Rejected,

@@ -15,7 +15,9 @@ use nodo_signaling::webhook::Webhooks;
 use serde_json::{json, Value};
 use socketioxide::SocketIo;
 
+use crate::config::CallsConfig;
 use crate::error::{Error, Missing};
+use crate::limits::{Limiter, Rate};
 use crate::push::{Priority, Push};
 use crate::store::{Call, CallTransition, NewCall, Store, User};
 use machine::{Action, Party, Status};
@@ -28,6 +30,12 @@ pub struct Calls {
     push: Arc<Push>,
     webhooks: Arc<Webhooks>,
     ring_timeout: Duration,
+    /// An accepted call nobody connects within this ends.
+    connect_timeout: Duration,
+    /// Call actions per user.
+    actions: Limiter<String>,
+    /// Calls per (caller, callee).
+    rings: Limiter<(String, String)>,
 }
 
 /// Media rooms of calls are named with this prefix.
@@ -42,7 +50,7 @@ impl Calls {
         rooms: Arc<RoomManager>,
         push: Arc<Push>,
         webhooks: Arc<Webhooks>,
-        ring_timeout: Duration,
+        config: &CallsConfig,
     ) -> Arc<Calls> {
         let calls = Arc::new(Calls {
             store,
@@ -50,7 +58,13 @@ impl Calls {
             rooms,
             push,
             webhooks,
-            ring_timeout,
+            ring_timeout: Duration::from_secs(config.ring_timeout_secs),
+            connect_timeout: Duration::from_secs(config.connect_timeout_secs),
+            actions: Limiter::new("call actions", config.action_rate),
+            rings: Limiter::new(
+                "calls to this person",
+                Rate::per_minute(config.rings_per_minute_per_callee),
+            ),
         });
         let mut events = calls.rooms.subscribe();
         // Weak: the rooms hold this task's sender, and the service holds the
@@ -90,20 +104,33 @@ impl Calls {
 
     /// Starts a call from `me` (REST and the socket): the callee gets
     /// `incomingCall` and a push; a callee already in a call makes it `busy`.
+    /// The callee is told who calls from the caller's stored profile.
     pub async fn start_call(
         self: &Arc<Self>,
         me: &User,
         recipient: Option<&str>,
         call_type: Option<&str>,
-        caller_info: Option<Value>,
     ) -> Result<Call, Error> {
         let to = recipient
             .filter(|r| !r.is_empty())
             .ok_or_else(|| Error::invalid("recipientId is required"))?;
-        let info = caller_info
-            .unwrap_or_else(|| json!({"id": me.id, "name": me.name, "avatar": me.avatar}));
+        if to.len() > crate::chat::MAX_ID_LEN {
+            return Err(Error::invalid("recipientId is too long"));
+        }
+        self.throttle(&me.id)?;
+        self.rings
+            .check(&(me.id.clone(), to.to_string()))
+            .map_err(Error::RateLimited)?;
+        let info = json!({"id": me.id, "name": me.name, "avatar": me.avatar});
         self.initiate(me, to, call_type.unwrap_or("video"), info)
             .await
+    }
+
+    /// One call action of `user`, or `RateLimited`.
+    fn throttle(&self, user: &str) -> Result<(), Error> {
+        self.actions
+            .check(&user.to_string())
+            .map_err(Error::RateLimited)
     }
 
     async fn initiate(
@@ -188,9 +215,29 @@ impl Calls {
         action: Action,
         user: &str,
     ) -> Result<Call, Error> {
+        self.throttle(user)?;
         let call = self.get(id).await?.ok_or(Error::NotFound(Missing::Call))?;
         let party = Self::party(&call, user)?;
-        self.act(id, action, party).await
+        let call = self.act(id, action, party).await?;
+        if call.status == Status::Accepted {
+            self.end_unless_connected(call.id.clone());
+        }
+        Ok(call)
+    }
+
+    /// Ends an accepted call whose two people have not both joined its media
+    /// room within the connect timeout, so neither stays busy forever.
+    fn end_unless_connected(self: &Arc<Self>, id: String) {
+        let me = Arc::downgrade(self);
+        let wait = self.connect_timeout;
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let Some(me) = me.upgrade() else { return };
+            // A call that connected or ended meanwhile refuses (a conflict, not logged).
+            if let Err(e) = me.act(&id, Action::ConnectTimeout, Party::System).await {
+                e.log_if_internal();
+            }
+        });
     }
 
     /// Applies a transition and tells the two people.
@@ -200,6 +247,9 @@ impl Calls {
         let reason = match (to, by) {
             (Status::Ended, Party::Caller) => Some("caller_hangup"),
             (Status::Ended, Party::Callee) => Some("callee_hangup"),
+            (Status::Ended, Party::System) if action == Action::ConnectTimeout => {
+                Some("not_connected")
+            }
             (Status::Ended, Party::System) => Some("room_closed"),
             (Status::Rejected, _) => Some("rejected"),
             (Status::Cancelled, _) => Some("cancelled"),

@@ -9,7 +9,7 @@ pub mod socket;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use nodo_signaling::webhook::Webhooks;
@@ -18,13 +18,90 @@ use socketioxide::SocketIo;
 
 use crate::config::ChatConfig;
 use crate::error::{to_json, Error, Missing};
+use crate::limits::{Limiter, Rate};
 use crate::push::{Priority, Push};
 use crate::store::{Attachment, ChatSummary, Message, NewMessage, SendOutcome, Store};
 pub use attachments::Upload;
 pub use presence::Presence;
 
-/// Most people in a group created at once.
-const MAX_GROUP_CREATE: usize = 1000;
+/// Message content types a client may claim (attachments get theirs from the
+/// file's bytes): the app's own kinds, and MIME types of these families.
+const CONTENT_KINDS: &[&str] = &[
+    "text", "image", "file", "audio", "video", "location", "system",
+];
+const CONTENT_MIME: &[&str] = &["text/plain", "text/markdown", "application/pdf"];
+const CONTENT_MIME_FAMILIES: &[&str] = &["image/", "audio/", "video/"];
+
+/// Longest id a client may choose (message ids, replyTo).
+pub const MAX_ID_LEN: usize = 128;
+
+/// Checks a client-claimed content type against the allow-list.
+pub fn check_content_type(ct: &str) -> Result<(), Error> {
+    let ct = ct.trim();
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    };
+    let ok = CONTENT_KINDS.contains(&ct)
+        || CONTENT_MIME.contains(&ct)
+        || CONTENT_MIME_FAMILIES
+            .iter()
+            .any(|f| ct.strip_prefix(f).is_some_and(token));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "contentType must be text, image, file, audio, video, location, text/plain, \
+             text/markdown, application/pdf, image/*, audio/* or video/*",
+        ))
+    }
+}
+
+/// Checks an optional client-chosen id (`field` names it in the error).
+pub fn check_id(field: &'static str, id: Option<&str>) -> Result<(), Error> {
+    match id {
+        Some(id) if id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(char::is_control) => {
+            Err(Error::invalid(format!(
+                "{field} must be 1..{MAX_ID_LEN} characters without control characters"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The per-user rate limits of chat writes.
+struct ChatLimits {
+    send: Limiter<String>,
+    read: Limiter<String>,
+    typing: Limiter<String>,
+    react: Limiter<String>,
+    edit: Limiter<String>,
+    create: Limiter<String>,
+    add_members: Limiter<String>,
+}
+
+impl ChatLimits {
+    fn new(c: &ChatConfig) -> ChatLimits {
+        ChatLimits {
+            send: Limiter::new("messages", Rate::new(c.rate_per_sec, c.rate_burst)),
+            read: Limiter::new("read receipts", c.read_rate),
+            typing: Limiter::new("typing events", c.typing_rate),
+            react: Limiter::new("reactions", c.reaction_rate),
+            edit: Limiter::new("edits and deletes", c.edit_rate),
+            create: Limiter::new("new chats", c.chat_create_rate),
+            add_members: Limiter::new("member additions", c.member_add_rate),
+        }
+    }
+}
+
+/// A typing indicator that expires unless refreshed.
+struct TypingEntry {
+    expires: Instant,
+    /// Who hears it stop.
+    others: Vec<String>,
+}
 
 /// The chat service: one per node.
 pub struct Chat {
@@ -36,10 +113,10 @@ pub struct Chat {
     config: ChatConfig,
     /// Where attachment files are kept.
     attachments_dir: PathBuf,
-    /// Typing indicators: (chat, user) -> generation of the last refresh.
-    typing: Mutex<HashMap<(String, String), u64>>,
-    /// Token buckets per identity: (tokens, last refill).
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    /// Live typing indicators: (chat, user) -> expiry. One task (started
+    /// with the service) tells who stopped typing; no task per event.
+    typing: Mutex<HashMap<(String, String), TypingEntry>>,
+    limits: ChatLimits,
 }
 
 /// A message a user sends, before it is stored.
@@ -69,17 +146,20 @@ impl Chat {
         config: ChatConfig,
         attachments_dir: PathBuf,
     ) -> Arc<Chat> {
-        Arc::new(Chat {
+        let chat = Arc::new(Chat {
             store,
             io,
             presence,
             push,
             webhooks,
+            limits: ChatLimits::new(&config),
             config,
             attachments_dir,
             typing: Mutex::new(HashMap::new()),
-            buckets: Mutex::new(HashMap::new()),
-        })
+        });
+        let tick = Duration::from_millis((chat.config.typing_timeout_ms / 4).clamp(50, 1000));
+        tokio::spawn(typing_expiry(Arc::downgrade(&chat), tick));
+        chat
     }
 
     pub fn config(&self) -> &ChatConfig {
@@ -90,19 +170,52 @@ impl Chat {
         &self.presence
     }
 
-    /// Token bucket: `RateLimited` when the user sends faster than allowed.
+    /// One message of `identity`'s send rate, or `RateLimited` with the wait.
     pub fn take_token(&self, identity: &str) -> Result<(), Error> {
-        let mut b = lock(&self.buckets);
-        let now = Instant::now();
-        let burst = f64::from(self.config.rate_burst);
-        let (tokens, last) = b.entry(identity.to_string()).or_insert((burst, now));
-        let refill = now.saturating_duration_since(*last).as_secs_f64() * self.config.rate_per_sec;
-        *tokens = (*tokens + refill).min(burst);
-        *last = now;
-        if *tokens < 1.0 {
-            return Err(Error::RateLimited(self.config.rate_per_sec));
+        check(&self.limits.send, identity)
+    }
+
+    /// Checks what a sender claims of a message (REST and socket alike):
+    /// its id, `replyTo` and content type.
+    pub fn check_outgoing(&self, m: &Outgoing) -> Result<(), Error> {
+        check_id("id", m.id.as_deref())?;
+        check_id("replyTo", m.reply_to.as_deref())?;
+        check_content_type(&m.content_type)
+    }
+
+    /// `{senderProfile: {id, name, avatar}}` from the store: what a relayed
+    /// message says of its sender (never what the sender's payload claims).
+    pub async fn sender_profile(&self, me: &str) -> Result<Value, Error> {
+        let u = self
+            .store
+            .user(me)
+            .await?
+            .ok_or_else(|| Error::NotFound(Missing::User(me.to_string())))?;
+        Ok(json!({"senderProfile": {"id": u.id, "name": u.name, "avatar": u.avatar}}))
+    }
+
+    /// Refuses an upload that would take `uploader` past the daily attachment bytes.
+    pub async fn check_upload_quota(&self, uploader: &str, size: usize) -> Result<(), Error> {
+        let limit = self.config.attachment_bytes_per_day;
+        let since = crate::store::now_ms() - 24 * 3600 * 1000;
+        let used = self.store.attachment_bytes_since(uploader, since).await?;
+        let used = u64::try_from(used).unwrap_or(0);
+        if used.saturating_add(size as u64) > limit {
+            return Err(Error::too_large(format!(
+                "attachments: {used} of {limit} bytes per day used; this file is {size}"
+            )));
         }
-        *tokens -= 1.0;
+        Ok(())
+    }
+
+    /// Refuses when `user` is already in `max_chats_per_user` chats.
+    async fn check_chat_count(&self, user: &str) -> Result<(), Error> {
+        let max = self.config.max_chats_per_user;
+        if usize::try_from(self.store.chat_count(user).await?).unwrap_or(usize::MAX) >= max {
+            return Err(Error::conflict(format!(
+                "{user} is already in {max} chats, the most allowed"
+            )));
+        }
         Ok(())
     }
 
@@ -126,6 +239,11 @@ impl Chat {
                 }
                 if self.store.user(r).await?.is_none() {
                     return Err(Error::NotFound(Missing::User(r.to_string())));
+                }
+                if !self.store.direct_chat_exists(me, r).await? {
+                    check(&self.limits.create, me)?;
+                    self.check_chat_count(me).await?;
+                    self.check_chat_count(r).await?;
                 }
                 let (id, created) = self.store.direct_chat(me, r).await?;
                 if created {
@@ -158,6 +276,7 @@ impl Chat {
         extra: Option<&Value>,
         except_socket: Option<socketioxide::socket::Sid>,
     ) -> Result<SendOutcome, Error> {
+        self.check_outgoing(&m)?;
         let out = self
             .store
             .send(
@@ -272,6 +391,7 @@ impl Chat {
 
     /// Marks a chat read by `reader` and tells each original sender.
     pub async fn read(&self, chat_id: &str, reader: &str) -> Result<(), Error> {
+        check(&self.limits.read, reader)?;
         let by_sender = self.store.mark_read(chat_id, reader).await?;
         for (sender, ids) in by_sender {
             let payload = json!({
@@ -309,8 +429,8 @@ impl Chat {
         recipient: Option<&str>,
         is_typing: bool,
     ) -> Result<(), Error> {
+        check(&self.limits.typing, me)?;
         let (chat_id, _) = self.resolve(me, chat_id, recipient).await?;
-        let gen = self.typing_refresh(&chat_id, me, is_typing);
         let payload =
             json!({"chatId": chat_id, "userId": me, "senderChatPath": me, "isTyping": is_typing});
         let others: Vec<String> = self
@@ -320,44 +440,37 @@ impl Chat {
             .into_iter()
             .filter(|m| m != me)
             .collect();
-        let _ = self.io.to(others.clone()).emit("typing", &payload).await;
-        if is_typing {
-            let chat = self.clone();
-            let me = me.to_string();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(chat.config.typing_timeout_ms)).await;
-                if chat.typing_expired(&chat_id, &me, gen) {
-                    let stop = json!({"chatId": chat_id, "userId": me, "senderChatPath": me, "isTyping": false, "expired": true});
-                    let _ = chat.io.to(others).emit("typing", &stop).await;
-                }
-            });
+        {
+            let mut t = lock(&self.typing);
+            let key = (chat_id.clone(), me.to_string());
+            if is_typing {
+                let expires = Instant::now() + Duration::from_millis(self.config.typing_timeout_ms);
+                t.insert(
+                    key,
+                    TypingEntry {
+                        expires,
+                        others: others.clone(),
+                    },
+                );
+            } else {
+                t.remove(&key);
+            }
         }
+        let _ = self.io.to(others).emit("typing", &payload).await;
         Ok(())
     }
 
-    /// Records a typing refresh; returns its generation.
-    fn typing_refresh(&self, chat: &str, user: &str, typing: bool) -> u64 {
+    /// Typing indicators past their expiry, removed from the table.
+    fn expired_typing(&self, now: Instant) -> Vec<((String, String), Vec<String>)> {
         let mut t = lock(&self.typing);
-        let key = (chat.to_string(), user.to_string());
-        if !typing {
-            t.remove(&key);
-            return 0;
-        }
-        let g = t.entry(key).or_insert(0);
-        *g += 1;
-        *g
-    }
-
-    /// True (and forgotten) when no refresh came since generation `gen`.
-    fn typing_expired(&self, chat: &str, user: &str, gen: u64) -> bool {
-        let mut t = lock(&self.typing);
-        let key = (chat.to_string(), user.to_string());
-        if t.get(&key) == Some(&gen) {
-            t.remove(&key);
-            true
-        } else {
-            false
-        }
+        let done: Vec<(String, String)> = t
+            .iter()
+            .filter(|(_, e)| e.expires <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        done.into_iter()
+            .filter_map(|k| t.remove(&k).map(|e| (k, e.others)))
+            .collect()
     }
 
     /// Adds (or removes) `me`'s reaction to a message of a chat they are in.
@@ -371,12 +484,37 @@ impl Chat {
         if emoji.is_empty() || emoji.len() > 64 {
             return Err(Error::invalid("emoji must be 1..64 bytes"));
         }
+        check_id("messageId", Some(message_id))?;
+        check(&self.limits.react, me)?;
         let m = self
             .store
             .message_by_id(message_id)
             .await?
             .ok_or(Error::NotFound(Missing::Message))?;
         self.store.require_member(&m.chat_id, me).await?;
+        if add
+            && !m
+                .reactions
+                .iter()
+                .any(|r| r.emoji == emoji && r.user_id == me)
+        {
+            let mine = m.reactions.iter().filter(|r| r.user_id == me).count();
+            if mine >= self.config.max_reactions_per_user {
+                return Err(Error::conflict(format!(
+                    "at most {} reactions per person on a message",
+                    self.config.max_reactions_per_user
+                )));
+            }
+            let mut emojis: Vec<&str> = m.reactions.iter().map(|r| r.emoji.as_str()).collect();
+            emojis.sort_unstable();
+            emojis.dedup();
+            if !emojis.contains(&emoji) && emojis.len() >= self.config.max_reaction_emojis {
+                return Err(Error::conflict(format!(
+                    "at most {} different emoji on a message",
+                    self.config.max_reaction_emojis
+                )));
+            }
+        }
         let m = self.store.react(message_id, me, emoji, add).await?;
         let payload = json!({"messageId": m.id, "chatId": m.chat_id, "userId": me, "emoji": emoji, "added": add, "reactions": m.reactions});
         self.to_members(&m.chat_id, "messageReaction", &payload)
@@ -399,6 +537,8 @@ impl Chat {
                 return Err(Error::too_large("message too large"));
             }
         }
+        check_id("messageId", Some(message_id))?;
+        check(&self.limits.edit, me)?;
         let m = self.store.edit(message_id, me, content).await?;
         let event = if content.is_none() {
             "messageDeleted"
@@ -418,8 +558,16 @@ impl Chat {
         name: &str,
         participants: &[String],
     ) -> Result<ChatSummary, Error> {
-        if participants.len() > MAX_GROUP_CREATE {
-            return Err(Error::invalid("at most 1000 participants"));
+        let max = self.config.max_group_members;
+        // The creator is a member too.
+        if participants.iter().filter(|p| p.as_str() != me).count() + 1 > max {
+            return Err(Error::too_large(format!(
+                "a group has at most {max} members, its creator included"
+            )));
+        }
+        if kind == "group" {
+            check(&self.limits.create, me)?;
+            self.check_chat_count(me).await?;
         }
         self.require_users(participants).await?;
         let id = match kind {
@@ -484,11 +632,27 @@ impl Chat {
         chat_id: &str,
         users: &[String],
     ) -> Result<Value, Error> {
-        self.group_role(chat_id, me).await?;
         if users.is_empty() {
             return Err(Error::invalid("userIds is empty"));
         }
+        check(&self.limits.add_members, me)?;
+        self.group_role(chat_id, me).await?;
+        let max = self.config.max_group_members;
+        let members = self.store.members(chat_id).await?;
+        let mut new: Vec<&String> = users.iter().filter(|u| !members.contains(u)).collect();
+        new.sort_unstable();
+        new.dedup();
+        if members.len() + new.len() > max {
+            return Err(Error::too_large(format!(
+                "a group has at most {max} members; it has {} and {} would join",
+                members.len(),
+                new.len()
+            )));
+        }
         self.require_users(users).await?;
+        for u in &new {
+            self.check_chat_count(u).await?;
+        }
         for u in users {
             self.store.add_member(chat_id, u).await?;
         }
@@ -540,5 +704,25 @@ impl Chat {
             .await
             .map_err(|_| Error::NotFound(Missing::AttachmentFile))?;
         Ok((a, data))
+    }
+}
+
+/// One action of `key` under `limiter`, or `RateLimited` with the wait.
+fn check(limiter: &Limiter<String>, key: &str) -> Result<(), Error> {
+    limiter.check(&key.to_string()).map_err(Error::RateLimited)
+}
+
+/// The one task that ends typing indicators nobody refreshed: every `tick`
+/// it tells the others in the chat, until the service is dropped.
+async fn typing_expiry(chat: Weak<Chat>, tick: Duration) {
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(chat) = chat.upgrade() else { return };
+        for ((chat_id, me), others) in chat.expired_typing(Instant::now()) {
+            let stop = json!({"chatId": chat_id, "userId": me, "senderChatPath": me, "isTyping": false, "expired": true});
+            let _ = chat.io.to(others).emit("typing", &stop).await;
+        }
     }
 }

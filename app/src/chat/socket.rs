@@ -209,7 +209,6 @@ struct SendMessage {
     content: String,
     content_type: Option<String>,
     reply_to: Option<String>,
-    sender_profile: Option<Value>,
 }
 
 async fn send_message(
@@ -251,7 +250,8 @@ async fn send_message(
             m.recipient_chat_path.as_deref(),
         )
         .await?;
-    let extra = m.sender_profile.map(|p| json!({"senderProfile": p}));
+    // The profile others see is the stored one, whatever the payload claims.
+    let extra = app.chat.sender_profile(&me.identity).await?;
     let out = app
         .chat
         .send(
@@ -264,7 +264,7 @@ async fn send_message(
                 reply_to: m.reply_to,
                 attachment_id: None,
             },
-            extra.as_ref(),
+            Some(&extra),
             Some(s.id),
         )
         .await?;
@@ -405,12 +405,7 @@ async fn initiate_call(
     let user = user(app, &me).await?;
     let call = app
         .calls
-        .start_call(
-            &user,
-            field(&d, "recipientId"),
-            field(&d, "callType"),
-            d.get("callerInfo").cloned(),
-        )
+        .start_call(&user, field(&d, "recipientId"), field(&d, "callType"))
         .await?;
     if call.status == Status::Busy {
         return Ok(json!({"ok": false, "error": "busy", "code": "busy", "call": call}));

@@ -19,7 +19,6 @@ pub struct Initiate {
     recipient_id: Option<String>,
     to_user_id: Option<String>,
     call_type: Option<String>,
-    caller_info: Option<Value>,
 }
 
 /// `POST /api/calls/initiate` and `POST /calls`: `{call, token, url}` for the caller
@@ -33,12 +32,7 @@ pub async fn initiate(
     let recipient = r.recipient_id.or(r.to_user_id);
     let call = app
         .calls
-        .start_call(
-            &me,
-            recipient.as_deref(),
-            r.call_type.as_deref(),
-            r.caller_info,
-        )
+        .start_call(&me, recipient.as_deref(), r.call_type.as_deref())
         .await?;
     if call.status == Status::Busy {
         return Ok(Json(json!({"call": call})));

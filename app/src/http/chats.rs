@@ -169,8 +169,12 @@ pub async fn post_message(
         return Err(Error::invalid("content or file is required"));
     }
     app.chat.take_token(&me.id)?;
+    crate::chat::check_id("id", msg.id.as_deref())?;
+    crate::chat::check_id("replyTo", msg.reply_to.as_deref())?;
+    let extra = app.chat.sender_profile(&me.id).await?;
     let (attachment_id, content_type) = match upload {
         Some(u) => {
+            app.chat.check_upload_quota(&me.id, u.data.len()).await?;
             let (id, kind) = app.chat.store_upload(&chat_id, &me.id, u).await?;
             (Some(id), kind.to_string())
         }
@@ -188,7 +192,7 @@ pub async fn post_message(
                 reply_to: msg.reply_to,
                 attachment_id,
             },
-            None,
+            Some(&extra),
             None,
         )
         .await?;

@@ -719,6 +719,41 @@ impl Store {
         Ok(())
     }
 
+    /// Bytes `uploader` stored as attachments since `since_ms` (limits).
+    pub async fn attachment_bytes_since(
+        &self,
+        uploader: &str,
+        since_ms: i64,
+    ) -> Result<i64, Error> {
+        Ok(sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT SUM(size) FROM attachments WHERE uploader_id = ? AND created_at >= ?",
+        )
+        .bind(uploader)
+        .bind(since_ms)
+        .fetch_one(self.pool())
+        .await?
+        .unwrap_or(0))
+    }
+
+    /// How many chats `user` is a member of (limits).
+    pub async fn chat_count(&self, user: &str) -> Result<i64, Error> {
+        Ok(
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM chat_members WHERE user_id = ?")
+                .bind(user)
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+
+    /// Whether the direct chat between two users exists (limits: creating one counts).
+    pub async fn direct_chat_exists(&self, a: &str, b: &str) -> Result<bool, Error> {
+        Ok(sqlx::query("SELECT 1 FROM chats WHERE direct_key = ?")
+            .bind(direct_key(a, b))
+            .fetch_optional(self.pool())
+            .await?
+            .is_some())
+    }
+
     pub async fn attachment(&self, id: &str) -> Result<Option<Attachment>, Error> {
         Ok(sqlx::query_as::<_, Attachment>(
             "SELECT id, chat_id, file_name, content_type, size FROM attachments WHERE id = ?",

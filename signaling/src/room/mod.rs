@@ -14,7 +14,7 @@ pub use admin::{AdminOp, AdminReply};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use livekit_protocol as proto;
@@ -127,8 +127,25 @@ pub trait IceServers: Send + Sync + 'static {
     fn for_participant(&self, participant: &ParticipantSid) -> Vec<proto::IceServer>;
 }
 
+/// Decides whether a join may open a room that is not open, and with which
+/// settings. Implemented by the app (a meeting's limits from its creation; no
+/// room for an ended meeting or a call that is over); without one, a join
+/// opens any room the defaults or its token allow.
+pub trait RoomGate: Send + Sync + 'static {
+    /// `Ok(Some(settings))` to open the room with them, `Ok(None)` to open
+    /// it with the defaults, `Err` to refuse the join.
+    fn admit<'a>(
+        &'a self,
+        room: &'a RoomName,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Option<RoomSettings>, Error>> + Send + 'a>,
+    >;
+}
+
 /// All live rooms of this node.
 pub struct RoomManager {
+    /// Who decides whether a join may open a room (set once by the app).
+    gate: OnceLock<Arc<dyn RoomGate>>,
     rooms: Mutex<HashMap<RoomName, RoomHandle>>,
     observers: Mutex<Vec<mpsc::UnboundedSender<RoomEvent>>>,
     /// The media sockets every room sends through and registers its peers with.
@@ -165,6 +182,7 @@ impl RoomManager {
         ice: Option<Arc<dyn IceServers>>,
     ) -> Arc<RoomManager> {
         Arc::new(RoomManager {
+            gate: OnceLock::new(),
             rooms: Mutex::new(HashMap::new()),
             observers: Mutex::new(Vec::new()),
             transport,
@@ -175,6 +193,11 @@ impl RoomManager {
             tracks: AtomicUsize::new(0),
             node_id: crate::ids::new_sid("ND_"),
         })
+    }
+
+    /// Installs the gate joins must pass to open a room; only the first counts.
+    pub fn set_gate(&self, gate: Arc<dyn RoomGate>) {
+        let _ = self.gate.set(gate);
     }
 
     /// The room table. A panic while it was held (a bug) leaves it consistent:
@@ -412,7 +435,16 @@ impl RoomManager {
             let handle = match self.get(room) {
                 Some(h) => h,
                 None if self.defaults.auto_create || claims.video().room_create => {
-                    self.get_or_create(room)?
+                    let settings = match self.gate.get() {
+                        Some(g) => g.admit(room).await?,
+                        None => None,
+                    };
+                    let h = self.get_or_create(room)?;
+                    if let Some(settings) = settings {
+                        // Queued before the join, so the limits hold for it.
+                        let _ = h.tx.send(RoomCmd::Configure(settings)).await;
+                    }
+                    h
                 }
                 None => return Err(Error::RoomNotFound(room.clone())),
             };
