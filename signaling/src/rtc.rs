@@ -24,6 +24,11 @@ use crate::LiveKit;
 const MAX_FRAME: usize = 2 * 1024 * 1024;
 /// WebSocket-level ping, to keep proxies from idling the connection out.
 const WS_PING: Duration = Duration::from_secs(10);
+/// A signal connection that hears nothing (no frame, no pong to the pings
+/// above) for this long is dead (half-open, stalled) and is closed; the
+/// participant then gets the room's reconnect window, as after a drop.
+/// Twice the `ping_timeout` the join response announces.
+const SILENCE_LIMIT: Duration = Duration::from_secs(30);
 /// Longest name or identity accepted.
 const MAX_NAME_LEN: usize = 256;
 
@@ -131,6 +136,7 @@ pub async fn connect(
     let room_tx = handle.tx.clone();
     let upgrade = ws
         .max_message_size(MAX_FRAME)
+        .max_frame_size(MAX_FRAME)
         .on_upgrade(move |socket| session(socket, room_tx, joined.sid, joined.session, rx));
     Ok(upgrade)
 }
@@ -147,6 +153,7 @@ async fn session(
     let mut json = false;
     let mut ping = tokio::time::interval(WS_PING);
     ping.tick().await;
+    let mut heard = tokio::time::Instant::now();
     let mut left = false;
     loop {
         tokio::select! {
@@ -164,6 +171,7 @@ async fn session(
             }
             msg = socket.recv() => {
                 let Some(Ok(msg)) = msg else { break };
+                heard = tokio::time::Instant::now();
                 let req = match msg {
                     Message::Binary(b) => proto::SignalRequest::decode(b.as_ref()).ok(),
                     Message::Text(t) => {
@@ -194,6 +202,10 @@ async fn session(
                 }
             }
             _ = ping.tick() => {
+                if heard.elapsed() > SILENCE_LIMIT {
+                    tracing::info!(%sid, "signal connection silent for 30 s: closing it");
+                    break;
+                }
                 if socket.send(Message::Ping(Default::default())).await.is_err() {
                     break;
                 }

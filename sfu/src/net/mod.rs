@@ -9,7 +9,8 @@ pub mod testing;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use str0m::ice::StunMessage;
 use str0m::net::{Protocol, Transmit};
@@ -43,6 +44,36 @@ pub struct NetConfig {
     /// Port advertised for every UDP socket instead of its bound one, when a
     /// router forwards another public port to it.
     pub udp_advertised_port: Option<u16>,
+    /// Caps and timeouts of ICE-TCP connections.
+    pub tcp_limits: TcpLimits,
+}
+
+/// What an ICE-TCP connection may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpLimits {
+    /// Open connections in all (0: no cap).
+    pub max_connections: u32,
+    /// Open connections from one client IP (0: no cap).
+    pub max_per_ip: u32,
+    /// Time a connection has to complete ICE: to send a STUN check for a
+    /// peer the node knows and then its first DTLS or media packet (a
+    /// client sends those only once its ICE check succeeded). Connections
+    /// that don't are closed.
+    pub ice_timeout: Duration,
+    /// A connection that sends nothing for this long is closed (ICE consent
+    /// checks arrive every few seconds on a live one).
+    pub idle_timeout: Duration,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        TcpLimits {
+            max_connections: 2_000,
+            max_per_ip: 32,
+            ice_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// What a room's owner needs from the network: [`Net`] in production, an
@@ -108,6 +139,9 @@ pub struct Net {
     udp: Vec<UdpPort>,
     tcp_local: Vec<SocketAddr>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// ICE-TCP caps, and the open connections counted against them.
+    tcp_limits: TcpLimits,
+    tcp_open: std::sync::Mutex<tcp::OpenCounts>,
     /// The node's TURN relays, when packets to them are handed over in
     /// process. Bound once at start-up (the relays need the bound media
     /// addresses first); until then packets take the kernel path.
@@ -159,6 +193,8 @@ impl Net {
             udp,
             tcp_local,
             tasks: std::sync::Mutex::new(Vec::new()),
+            tcp_limits: config.tcp_limits,
+            tcp_open: std::sync::Mutex::new(tcp::OpenCounts::default()),
             local_relay: std::sync::OnceLock::new(),
         });
         let mut tasks = Vec::new();
@@ -208,20 +244,28 @@ impl Net {
         }
     }
 
+    /// The routing table. Every update to it is a few map operations that
+    /// cannot panic midway, so a poisoned lock (a panic elsewhere while it
+    /// was held) still holds a consistent table: use it rather than stop
+    /// routing every room's packets.
+    fn routes(&self) -> std::sync::RwLockReadGuard<'_, Routes> {
+        self.routes.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn routes_mut(&self) -> std::sync::RwLockWriteGuard<'_, Routes> {
+        self.routes.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Routes STUN requests for `ufrag` (and then their remote address) to `inbox`.
     pub fn register(&self, ufrag: &str, peer: PeerId, inbox: RoomInbox) {
-        let Ok(mut r) = self.routes.write() else {
-            return;
-        };
+        let mut r = self.routes_mut();
         r.by_ufrag.insert(ufrag.to_string(), Route { peer, inbox });
         r.keys.entry(peer).or_default().0.push(ufrag.to_string());
     }
 
     /// Forgets everything routed to `peer`.
     pub fn unregister(&self, peer: PeerId) {
-        let Ok(mut r) = self.routes.write() else {
-            return;
-        };
+        let mut r = self.routes_mut();
         if let Some((ufrags, addrs)) = r.keys.remove(&peer) {
             for u in ufrags {
                 if r.by_ufrag.get(&u).is_some_and(|x| x.peer == peer) {
@@ -260,11 +304,7 @@ impl Net {
                 }
             }
             Protocol::Tcp => {
-                let writer = self
-                    .routes
-                    .read()
-                    .ok()
-                    .and_then(|r| r.tcp.get(&t.destination).cloned());
+                let writer = self.routes().tcp.get(&t.destination).cloned();
                 if let Some(w) = writer {
                     let _ = w.try_send(t.contents.to_vec());
                 }
@@ -276,22 +316,20 @@ impl Net {
     /// Finds the route for a packet and remembers the address of a STUN sender.
     fn route(&self, source: SocketAddr, data: &[u8]) -> Option<Route> {
         if let Some(ufrag) = stun_ufrag(data) {
-            let route = self.routes.read().ok()?.by_ufrag.get(&ufrag).cloned()?;
+            let route = self.routes().by_ufrag.get(&ufrag).cloned()?;
             let known = self
-                .routes
-                .read()
-                .ok()?
+                .routes()
                 .by_addr
                 .get(&source)
                 .is_some_and(|r| r.peer == route.peer);
             if !known {
-                let mut r = self.routes.write().ok()?;
+                let mut r = self.routes_mut();
                 r.by_addr.insert(source, route.clone());
                 r.keys.entry(route.peer).or_default().1.push(source);
             }
             return Some(route);
         }
-        self.routes.read().ok()?.by_addr.get(&source).cloned()
+        self.routes().by_addr.get(&source).cloned()
     }
 
     /// Hands packets for the node's own TURN relayed addresses to `relay`.
@@ -303,12 +341,19 @@ impl Net {
     /// A UDP packet from a local TURN relay, as if it had arrived on the
     /// media socket at `destination` from `source` (the relayed address).
     pub fn inject_udp(&self, source: SocketAddr, destination: SocketAddr, data: &[u8]) {
-        self.deliver(Protocol::Udp, source, destination, data);
+        let _ = self.deliver(Protocol::Udp, source, destination, data);
     }
 
-    fn deliver(&self, proto: Protocol, source: SocketAddr, destination: SocketAddr, data: &[u8]) {
+    /// Hands a packet to its peer's room; false when no peer is known for it.
+    fn deliver(
+        &self,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) -> bool {
         let Some(route) = self.route(source, data) else {
-            return;
+            return false;
         };
         let pkt = NetPacket {
             peer: route.peer,
@@ -320,6 +365,7 @@ impl Net {
         if route.inbox.try_send(pkt).is_err() {
             tracing::trace!(peer = ?route.peer, "room inbox full, dropping packet");
         }
+        true
     }
 
     async fn udp_loop(self: Arc<Self>, index: usize) {
@@ -331,7 +377,9 @@ impl Net {
         let mut buf = vec![0u8; 2048];
         loop {
             match socket.recv_from(&mut buf).await {
-                Ok((n, source)) => self.deliver(Protocol::Udp, source, local, &buf[..n]),
+                Ok((n, source)) => {
+                    self.deliver(Protocol::Udp, source, local, &buf[..n]);
+                }
                 Err(e) => {
                     // ICMP errors surface here on some platforms; keep serving.
                     tracing::debug!("udp recv: {e}");
@@ -383,6 +431,7 @@ mod tests {
             )],
             tcp: None,
             udp_advertised_port: None,
+            tcp_limits: TcpLimits::default(),
         };
         let net = Net::bind(&config).await.expect("bind");
         let transport: Arc<dyn Transport> = net.clone();

@@ -21,6 +21,14 @@ use crate::ids::{ParticipantIdentity, ParticipantSid, RoomName, RoomSid};
 use crate::room::participant::JoinOptions;
 use crate::room::SignalSink;
 
+/// One input of the run loop.
+enum Input {
+    Cmd(RoomCmd),
+    Packet(NetPacket),
+    Timeout,
+    Housekeeping,
+}
+
 pub(crate) struct RoomActor {
     pub name: RoomName,
     pub sid: RoomSid,
@@ -40,7 +48,7 @@ pub(crate) struct RoomActor {
     inbox_rx: Option<mpsc::Receiver<NetPacket>>,
     pub closing: bool,
     /// Who waits for the room to be closed (`RoomCmd::Close`).
-    close_waiters: Vec<oneshot::Sender<()>>,
+    pub close_waiters: Vec<oneshot::Sender<()>>,
 }
 
 impl RoomActor {
@@ -83,27 +91,40 @@ impl RoomActor {
         let mut housekeeping = tokio::time::interval(Duration::from_millis(500));
         loop {
             let deadline = tokio::time::Instant::from_std(self.media.poll_timeout());
-            tokio::select! {
+            let input = tokio::select! {
                 cmd = cmds.recv() => match cmd {
-                    Some(cmd) => self.on_cmd(cmd),
+                    Some(cmd) => Input::Cmd(cmd),
                     None => break,
                 },
-                Some(pkt) = net_rx.recv() => {
-                    self.on_packet(pkt);
-                    // Drain what is already queued before looking at timers again.
-                    for _ in 0..64 {
-                        match net_rx.try_recv() {
-                            Ok(p) => self.on_packet(p),
-                            Err(_) => break,
+                Some(pkt) = net_rx.recv() => Input::Packet(pkt),
+                _ = tokio::time::sleep_until(deadline) => Input::Timeout,
+                _ = housekeeping.tick() => Input::Housekeeping,
+            };
+            // A panic here is a bug in this room's code: it must not take
+            // the node down or leave this room's participants, routes and
+            // counters behind. The room is closed instead (`crash_close`).
+            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                match input {
+                    Input::Cmd(cmd) => self.on_cmd(cmd),
+                    Input::Packet(pkt) => {
+                        self.on_packet(pkt);
+                        // Drain what is already queued before looking at timers again.
+                        for _ in 0..64 {
+                            match net_rx.try_recv() {
+                                Ok(p) => self.on_packet(p),
+                                Err(_) => break,
+                            }
                         }
                     }
+                    Input::Timeout => self.media.handle_timeout(Instant::now()),
+                    Input::Housekeeping => self.housekeeping(Instant::now()),
                 }
-                _ = tokio::time::sleep_until(deadline) => {
-                    self.media.handle_timeout(Instant::now());
-                }
-                _ = housekeeping.tick() => self.housekeeping(Instant::now()),
+                self.flush();
+            }));
+            if let Err(panic) = step {
+                self.crash_close(panic, &mut cmds);
+                return;
             }
-            self.flush();
             if self.closing {
                 break;
             }
@@ -164,6 +185,8 @@ impl RoomActor {
                     }
                 }
             }
+            #[cfg(test)]
+            RoomCmd::Crash => panic!("a panic injected by a test"),
             RoomCmd::Shutdown => {
                 let sids: Vec<ParticipantSid> = self.participants.keys().cloned().collect();
                 for sid in sids {

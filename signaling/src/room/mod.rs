@@ -5,6 +5,7 @@
 
 mod actor;
 mod admin;
+mod crash;
 mod participant;
 mod signal;
 #[cfg(test)]
@@ -62,6 +63,9 @@ pub(crate) enum RoomCmd {
     Info {
         reply: oneshot::Sender<RoomSnapshot>,
     },
+    /// Panics in the actor, as a bug would.
+    #[cfg(test)]
+    Crash,
 }
 
 /// Outgoing signal messages of one WebSocket session.

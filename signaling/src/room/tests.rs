@@ -385,3 +385,78 @@ async fn server_data_reaches_a_subscriber_in_a_room_where_nobody_publishes() {
     assert_eq!(user.payload, b"hello from the server");
     assert_eq!(user.topic.as_deref(), Some("greeting"));
 }
+
+#[tokio::test]
+async fn a_panicking_room_closes_cleanly_and_the_others_carry_on() {
+    let (rooms, transport) = manager(LimitConfig {
+        max_rooms: 2,
+        max_tracks: 0,
+    });
+    let mut events = rooms.subscribe();
+    let mut alice = join(&rooms, "crashy", "alice").await.expect("join");
+    let mut bob = join(&rooms, "calm", "bob").await.expect("join");
+    alice
+        .send(In::AddTrack(proto::AddTrackRequest {
+            cid: "mic".into(),
+            name: "mic".into(),
+            r#type: proto::TrackType::Audio as i32,
+            ..Default::default()
+        }))
+        .await;
+    alice
+        .until(|m| matches!(m, Out::TrackPublished(_)).then_some(()))
+        .await;
+    assert_eq!(rooms.tracks.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let alice_peers: Vec<PeerId> = transport.registered()[..2].iter().map(|r| r.0).collect();
+
+    alice.handle.tx.send(RoomCmd::Crash).await.expect("send");
+
+    // Alice is told to leave, for good.
+    let leave = alice
+        .until(|m| match m {
+            Out::Leave(l) => Some(l),
+            _ => None,
+        })
+        .await;
+    assert_eq!(leave.reason, proto::DisconnectReason::RoomClosed as i32);
+    assert_eq!(
+        leave.action,
+        proto::leave_request::Action::Disconnect as i32
+    );
+    // The room is gone, its routes and its reserved track with it, and its
+    // closing is reported as for any room (the app ends calls on it).
+    assert!(!rooms.exists(&RoomName::new("crashy")));
+    assert_eq!(rooms.tracks.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let unregistered = transport.unregistered();
+    assert!(alice_peers.iter().all(|p| unregistered.contains(p)));
+    let mut seen_left = false;
+    let mut seen_closed = false;
+    while let Ok(ev) = events.try_recv() {
+        match ev {
+            RoomEvent::ParticipantLeft { room, identity } if room.as_str() == "crashy" => {
+                assert_eq!(identity.as_str(), "alice");
+                seen_left = true;
+            }
+            RoomEvent::RoomClosed { room } if room.as_str() == "crashy" => seen_closed = true,
+            _ => {}
+        }
+    }
+    assert!(
+        seen_left && seen_closed,
+        "left {seen_left}, closed {seen_closed}"
+    );
+
+    // The other room carries on, and the name can be used again (the room
+    // limit of two proves the crashed room's slot was freed).
+    let _carol = join(&rooms, "calm", "carol").await.expect("join calm");
+    bob.until(|m| match m {
+        Out::Update(u) => u
+            .participants
+            .iter()
+            .any(|p| p.identity == "carol")
+            .then_some(()),
+        _ => None,
+    })
+    .await;
+    let _again = join(&rooms, "crashy", "alice").await.expect("rejoin");
+}
