@@ -15,12 +15,27 @@ pub struct PushConfig {
     /// VAPID private key (raw P-256 scalar, base64url). Empty: generated once and kept in
     /// `<data-dir>/vapid_private_key`.
     pub vapid_private_key: String,
-    /// Accept `http://` push endpoints (tests, local push services); off: https only.
+    /// Accept `http://` push endpoints and endpoints on non-public addresses
+    /// (loopback, private, link-local: tests, local push services). Off: https
+    /// only, and the host must resolve to public addresses, when subscribing
+    /// and again when sending.
     pub allow_insecure_endpoints: bool,
     /// Retries of a failed push (network error, 429, 5xx), with exponential backoff.
     pub retries: u32,
     /// First backoff delay in milliseconds.
     pub retry_base_ms: u64,
+    /// Push subscriptions a user may hold (one per browser or device); a new
+    /// one beyond this replaces the one the user has not sent for the longest.
+    pub max_subscriptions_per_user: usize,
+    /// Subscribe and unsubscribe requests per user.
+    pub subscribe_rate: Rate,
+    /// Seconds one push request may take (connecting included) before it counts as failed.
+    pub send_timeout_secs: u64,
+    /// Push requests in flight at once, node-wide.
+    pub max_concurrent_sends: usize,
+    /// Notifications queued or in flight for one user before further ones
+    /// (except incoming calls) are dropped.
+    pub max_pending_per_user: usize,
 }
 
 impl Default for PushConfig {
@@ -31,6 +46,11 @@ impl Default for PushConfig {
             allow_insecure_endpoints: false,
             retries: 3,
             retry_base_ms: 500,
+            max_subscriptions_per_user: 10,
+            subscribe_rate: Rate::new(0.2, 10),
+            send_timeout_secs: 10,
+            max_concurrent_sends: 128,
+            max_pending_per_user: 16,
         }
     }
 }

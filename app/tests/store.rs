@@ -406,12 +406,28 @@ async fn push_subscriptions_move_with_their_endpoint() {
         p256dh: "k".into(),
         auth: "x".into(),
     };
-    s.save_push_subscription("a", &sub).await.expect("save");
-    // The same browser, now signed in as b: the subscription follows.
-    s.save_push_subscription("b", &sub).await.expect("resave");
+    s.save_push_subscription("a", &sub, 10).await.expect("save");
+    // Someone who knows only the endpoint can't take it over.
+    let forged = StoredSubscription {
+        p256dh: "other".into(),
+        ..sub.clone()
+    };
+    let e = s
+        .save_push_subscription("b", &forged, 10)
+        .await
+        .expect_err("held by a");
+    assert_eq!(e.kind(), nodo_app::error::Kind::Conflict);
+    assert_eq!(
+        s.push_subscriptions("a", 10).await.expect("subs"),
+        vec![sub.clone()]
+    );
+    // The same browser (same keys), now signed in as b: the subscription follows.
+    s.save_push_subscription("b", &sub, 10)
+        .await
+        .expect("resave");
     assert_eq!(s.push_subscription_count("a").await.expect("count"), 0);
     assert_eq!(
-        s.push_subscriptions("b").await.expect("subs"),
+        s.push_subscriptions("b", 10).await.expect("subs"),
         vec![sub.clone()]
     );
     assert!(!s
@@ -420,6 +436,46 @@ async fn push_subscriptions_move_with_their_endpoint() {
         .expect("not a's"));
     s.forget_push_endpoint(&sub.endpoint).await.expect("gone");
     assert_eq!(s.push_subscription_count("b").await.expect("count"), 0);
+}
+
+#[tokio::test]
+async fn a_user_over_the_subscription_cap_loses_the_least_recently_sent() {
+    let (s, _dir) = store().await;
+    users(&s, &["a"]).await;
+    let sub = |n: u32| StoredSubscription {
+        endpoint: format!("https://push.example/{n}"),
+        p256dh: "k".into(),
+        auth: "x".into(),
+    };
+    for n in 0..3 {
+        assert_eq!(
+            s.save_push_subscription("a", &sub(n), 3)
+                .await
+                .expect("save"),
+            0
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    // Browser 0 sends its subscription again: now 1 is the stalest.
+    s.save_push_subscription("a", &sub(0), 3)
+        .await
+        .expect("refresh");
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    assert_eq!(
+        s.save_push_subscription("a", &sub(3), 3)
+            .await
+            .expect("save"),
+        1
+    );
+    let mut left: Vec<String> = s
+        .push_subscriptions("a", 10)
+        .await
+        .expect("subs")
+        .into_iter()
+        .map(|x| x.endpoint)
+        .collect();
+    left.sort();
+    assert_eq!(left, [0, 2, 3].map(|n| sub(n).endpoint));
 }
 
 #[tokio::test]

@@ -34,7 +34,8 @@ test('presence, messages with acks, receipts and typing stay private', async () 
     assert.equal(got.content, 'hello bob');
     assert.equal(got.senderChatPath, alice.id);
     assert.equal(got.recipientChatPath, bob.id);
-    assert.deepEqual(got.senderProfile, { name: 'Alice' });
+    // The sender's stored profile, not the one the payload claims.
+    assert.deepEqual(got.senderProfile, { id: alice.id, name: alice.user.name, avatar: alice.user.avatar ?? '' });
   }
   await next(a, 'messageDelivered', (d) => d.id === sent.id && d.to === bob.id);
 

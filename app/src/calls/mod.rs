@@ -118,9 +118,6 @@ impl Calls {
             return Err(Error::invalid("recipientId is too long"));
         }
         self.throttle(&me.id)?;
-        self.rings
-            .check(&(me.id.clone(), to.to_string()))
-            .map_err(Error::RateLimited)?;
         let info = json!({"id": me.id, "name": me.name, "avatar": me.avatar});
         self.initiate(me, to, call_type.unwrap_or("video"), info)
             .await
@@ -149,6 +146,11 @@ impl Calls {
         if self.store.user(callee).await?.is_none() {
             return Err(Error::NotFound(Missing::User(callee.to_string())));
         }
+        // Counted once the call is otherwise valid: ringing someone over and
+        // over is refused, a mistyped request is not a ring.
+        self.rings
+            .check(&(caller.id.clone(), callee.to_string()))
+            .map_err(Error::RateLimited)?;
         if self.store.active_call_of(&caller.id).await?.is_some() {
             return Err(Error::conflict("you are already in a call"));
         }

@@ -18,17 +18,21 @@ pub async fn public_key(State(app): State<Arc<App>>) -> Json<Value> {
     Json(json!({"publicKey": app.push.public_key()}))
 }
 
+/// Largest subscribe body read: a real `PushSubscription` is a few hundred bytes.
+const MAX_BODY: usize = 8 * 1024;
+
 /// `POST /api/push/subscribe`: a browser `PushSubscription` JSON.
 pub async fn subscribe(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
-    body: Result<Body<Subscription>, Error>,
+    body: axum::body::Body,
 ) -> Result<(StatusCode, Json<Value>), Error> {
-    // Anything that is not a subscription is a 400, as before.
-    let Body(s) = body.map_err(|e| match e {
-        Error::Body(why) => Error::invalid(format!("not a PushSubscription: {}", why.body_text())),
-        e => e,
+    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        Error::too_large(format!("a push subscription is at most {MAX_BODY} bytes"))
     })?;
+    // Anything that is not a subscription is a 400, as before.
+    let s: Subscription = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::invalid(format!("not a PushSubscription: {e}")))?;
     app.push.subscribe(&me.id, &s).await?;
     Ok((StatusCode::CREATED, Json(json!({"ok": true}))))
 }

@@ -9,31 +9,65 @@ use crate::error::Error;
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredSubscription {
     pub endpoint: String,
-    /// Base64url P-256 public key of the browser.
+    /// Base64url (unpadded) P-256 public key of the browser.
     pub p256dh: String,
-    /// Base64url authentication secret.
+    /// Base64url (unpadded) authentication secret.
     pub auth: String,
 }
 
 impl Store {
-    /// Stores a subscription for `user`, replacing one with the same endpoint.
+    /// Stores (or refreshes) a subscription of `user`, then keeps only the
+    /// user's `max` most recently sent ones; returns how many older ones
+    /// made room. An endpoint another user holds stays theirs (a conflict)
+    /// unless the keys match. Keys are compared as stored: pass them in one
+    /// canonical encoding.
     pub async fn save_push_subscription(
         &self,
         user: &str,
         s: &StoredSubscription,
-    ) -> Result<(), Error> {
-        sqlx::query(
-            "INSERT INTO push_subscriptions (endpoint, user_id, p256dh, auth, created_at) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT(endpoint) DO UPDATE SET user_id = excluded.user_id, p256dh = excluded.p256dh, auth = excluded.auth",
+        max: usize,
+    ) -> Result<u64, Error> {
+        let now = now_ms();
+        let mut tx = self.writer().begin().await?;
+        // The upsert's WHERE makes an endpoint of another user a no-op (0 rows)
+        // unless the request carries the same keys, auth secret included: then
+        // it comes from that browser, now signed in as someone else, and the
+        // subscription follows. Knowing an endpoint URL alone takes nothing.
+        let stored = sqlx::query(
+            "INSERT INTO push_subscriptions (endpoint, user_id, p256dh, auth, created_at, seen_at) \
+             VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT(endpoint) DO UPDATE SET user_id = excluded.user_id, \
+             p256dh = excluded.p256dh, auth = excluded.auth, seen_at = excluded.seen_at \
+             WHERE push_subscriptions.user_id = excluded.user_id \
+             OR (push_subscriptions.p256dh = excluded.p256dh AND push_subscriptions.auth = excluded.auth)",
         )
         .bind(&s.endpoint)
         .bind(user)
         .bind(&s.p256dh)
         .bind(&s.auth)
-        .bind(now_ms())
-        .execute(self.writer())
-        .await?;
-        Ok(())
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if stored == 0 {
+            return Err(Error::conflict(
+                "this push endpoint is subscribed by another account; it must unsubscribe first",
+            ));
+        }
+        let evicted = sqlx::query(
+            "DELETE FROM push_subscriptions WHERE user_id = ? AND endpoint NOT IN \
+             (SELECT endpoint FROM push_subscriptions WHERE user_id = ? \
+              ORDER BY seen_at DESC, rowid DESC LIMIT ?)",
+        )
+        .bind(user)
+        .bind(user)
+        .bind(i64::try_from(max.max(1)).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(evicted)
     }
 
     /// Removes a subscription of `user`; false when there was none.
@@ -73,20 +107,26 @@ impl Store {
         )
     }
 
-    /// Every subscription of a user.
-    pub async fn push_subscriptions(&self, user: &str) -> Result<Vec<StoredSubscription>, Error> {
-        Ok(
-            sqlx::query("SELECT endpoint, p256dh, auth FROM push_subscriptions WHERE user_id = ?")
-                .bind(user)
-                .fetch_all(self.pool())
-                .await?
-                .into_iter()
-                .map(|r| StoredSubscription {
-                    endpoint: r.get(0),
-                    p256dh: r.get(1),
-                    auth: r.get(2),
-                })
-                .collect(),
+    /// A user's subscriptions, at most `max`, the most recently sent first.
+    pub async fn push_subscriptions(
+        &self,
+        user: &str,
+        max: usize,
+    ) -> Result<Vec<StoredSubscription>, Error> {
+        Ok(sqlx::query(
+            "SELECT endpoint, p256dh, auth FROM push_subscriptions WHERE user_id = ? \
+                 ORDER BY seen_at DESC, rowid DESC LIMIT ?",
         )
+        .bind(user)
+        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(|r| StoredSubscription {
+            endpoint: r.get(0),
+            p256dh: r.get(1),
+            auth: r.get(2),
+        })
+        .collect())
     }
 }
