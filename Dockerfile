@@ -11,7 +11,7 @@
 #
 #   docker run -d --name nodo --network host \
 #     -v nodo-data:/data \
-#     -e LIVEKIT_KEYS="mykey: a-long-random-secret" \
+#     -e LIVEKIT_KEYS="mykey: $(openssl rand -base64 32)" \
 #     -e NODO_TLS__DOMAIN=media.example.com -e NODO_TLS__ACME_EMAIL=ops@example.com \
 #     nodo
 #
@@ -21,7 +21,7 @@
 #
 #   docker run -d --name nodo \
 #     -v nodo-data:/data \
-#     -e LIVEKIT_KEYS="mykey: a-long-random-secret" \
+#     -e LIVEKIT_KEYS="mykey: $(openssl rand -base64 32)" \
 #     -e NODO_RTC__NODE_IP=203.0.113.7 \
 #     -p 7880:7880/tcp -p 7881:7881/tcp -p 7882:7882/udp \
 #     -p 443:443/tcp -p 80:80/tcp \

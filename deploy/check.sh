@@ -238,7 +238,7 @@ check_image() {
     step "run on a bridge network: port 80 as non-root, keys and node IP from env"
     eng rm -f nodo-check-bridge >/dev/null 2>&1
     eng run -d --name nodo-check-bridge "${FLAGS_RUN[@]}" \
-        -e LIVEKIT_KEYS="checkkey: a-long-enough-check-secret" \
+        -e LIVEKIT_KEYS="checkkey: a-check-secret-of-at-least-32-characters" \
         -e NODO_RTC__NODE_IP=203.0.113.7 \
         -e NODO_SERVER__HTTP_PORT=80 \
         "$IMAGE" >/dev/null || { bad "podman run (bridge)"; return; }
@@ -309,7 +309,7 @@ RUN chmod 0755 /usr/local/bin/nodo \
     && install -d -m 0755 /etc/nodo \
     && nodo config default > /etc/nodo/config.toml \
     && chown root:nodo /etc/nodo/config.toml && chmod 0640 /etc/nodo/config.toml \
-    && printf 'LIVEKIT_KEYS="checkkey: a-long-enough-check-secret"\nNODO_SERVER__HTTP_PORT=80\n' > /etc/nodo/nodo.env \
+    && printf 'LIVEKIT_KEYS="checkkey: a-check-secret-of-at-least-32-characters"\nNODO_SERVER__HTTP_PORT=80\n' > /etc/nodo/nodo.env \
     && chmod 0600 /etc/nodo/nodo.env \
     && systemctl enable nodo \
     && systemctl mask getty.target console-getty.service systemd-logind.service

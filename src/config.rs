@@ -150,6 +150,21 @@ pub struct ServerConfig {
     pub http_port: u16,
     /// Public base URL (e.g. `https://media.example.com`); derived from the request when empty.
     pub public_url: String,
+    /// Open HTTP/HTTPS connections in all, WebSockets (chat, `/rtc`)
+    /// included; further clients get a `503` and are closed. 0: no cap.
+    pub max_connections: u32,
+    /// Open connections from one client address (IPv6: one /64). Behind a
+    /// reverse proxy every client shares the proxy's address: raise it or
+    /// set 0 (no cap) there.
+    pub max_connections_per_ip: u32,
+    /// Seconds a client has to send a complete request head, from the
+    /// connection's start and between requests on a kept-alive connection;
+    /// also the longest pause allowed inside a request body. Slow or idle
+    /// clients are disconnected after it.
+    pub http_idle_timeout_secs: u64,
+    /// Bearer token `/metrics` requires (`Authorization: Bearer <token>`).
+    /// Empty: `/metrics` is open, as for a node scraped on a private network.
+    pub metrics_token: String,
 }
 
 /// Media transport.
@@ -173,6 +188,13 @@ pub struct RtcConfig {
     /// STUN servers (`host:port`) asked for the public IP at start-up when
     /// `node_ip` is empty. Empty: no discovery.
     pub stun_servers: Vec<String>,
+    /// Open ICE-TCP connections in all; further ones are closed at once. 0: no cap.
+    pub tcp_max_connections: u32,
+    /// Open ICE-TCP connections from one client IP. 0: no cap.
+    pub tcp_max_connections_per_ip: u32,
+    /// Seconds an ICE-TCP connection has to complete ICE (a STUN check for a
+    /// known participant, then DTLS or media); it is closed otherwise.
+    pub tcp_ice_timeout_secs: u64,
 }
 
 /// Persistent state.
@@ -197,6 +219,10 @@ impl Default for ServerConfig {
             bind: IpAddr::from([0, 0, 0, 0]),
             http_port: 7880,
             public_url: String::new(),
+            max_connections: 10_000,
+            max_connections_per_ip: 500,
+            http_idle_timeout_secs: 30,
+            metrics_token: String::new(),
         }
     }
 }
@@ -211,6 +237,9 @@ impl Default for RtcConfig {
             node_ip: Vec::new(),
             external_udp_port: 0,
             stun_servers: Vec::new(),
+            tcp_max_connections: 2_000,
+            tcp_max_connections_per_ip: 32,
+            tcp_ice_timeout_secs: 10,
         }
     }
 }
@@ -231,6 +260,9 @@ impl Default for LogConfig {
     }
 }
 
+/// Shortest API secret accepted outside `--dev` (HS256 keys of 256 bits).
+pub const MIN_SECRET_CHARS: usize = 32;
+
 impl Config {
     /// Checks what serde cannot: returns every problem found.
     pub fn validate(&self) -> Result<(), Vec<String>> {
@@ -239,8 +271,13 @@ impl Config {
             if k.is_empty() {
                 problems.push("keys: an API key is empty".to_string());
             }
-            if s.len() < 6 && !self.dev {
-                problems.push(format!("keys.{k}: secret is shorter than 6 characters"));
+            if s.chars().count() < MIN_SECRET_CHARS && !self.dev {
+                problems.push(format!(
+                    "keys.{k}: the secret has {} characters; outside --dev it needs at least \
+                     {MIN_SECRET_CHARS}, as anyone who guesses it can mint tokens. Generate one \
+                     with `openssl rand -base64 32`",
+                    s.chars().count()
+                ));
             }
         }
         if self.server.http_port != 0
@@ -258,6 +295,13 @@ impl Config {
         }
         if !self.rtc.udp_enabled && !self.rtc.tcp_enabled {
             problems.push("rtc: at least one of udp_enabled and tcp_enabled must be true".into());
+        }
+        let metrics = self.server.metrics_token.chars().count();
+        if metrics > 0 && metrics < 16 && !self.dev {
+            problems.push(format!(
+                "server.metrics_token has {metrics} characters; use at least 16 \
+                 (`openssl rand -hex 16`)"
+            ));
         }
         if self.keys.is_empty() && !self.dev {
             problems.push(
@@ -416,9 +460,29 @@ mod tests {
 
     fn keyed() -> Config {
         let mut c = Config::default();
-        c.keys.insert("k".into(), "a-long-secret".into());
+        c.keys
+            .insert("k".into(), "a-secret-of-at-least-32-characters".into());
         c
     }
+
+    #[test]
+    fn short_secrets_and_metrics_tokens_are_refused_outside_dev() {
+        let mut c = Config::default();
+        c.keys.insert("k".into(), "x".repeat(31));
+        c.server.metrics_token = "short".into();
+        let e = c.validate().unwrap_err().join("\n");
+        assert!(e.contains("keys.k: the secret has 31 characters"), "{e}");
+        assert!(e.contains("openssl rand"), "{e}");
+        assert!(e.contains("metrics_token has 5 characters"), "{e}");
+        c.keys.insert("k".into(), "x".repeat(32));
+        c.server.metrics_token = "m".repeat(16);
+        assert_eq!(c.validate(), Ok(()));
+        // --dev keeps its short `devkey: secret`.
+        c.dev = true;
+        c.keys.insert("devkey".into(), "secret".into());
+        assert_eq!(c.validate(), Ok(()));
+    }
+
 
     #[test]
     fn defaults_with_keys_pass_and_without_keys_do_not() {

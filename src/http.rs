@@ -2,14 +2,16 @@
 //! socket, the web demo, health and metrics, under one CORS policy.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use nodo_signaling::RoomManager;
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::node::Node;
 use crate::Config;
@@ -20,7 +22,11 @@ pub fn router(node: &Node) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
         .route("/metrics", get(metrics))
-        .with_state(node.livekit.rooms.clone());
+        .with_state(Metrics {
+            rooms: node.livekit.rooms.clone(),
+            token: Arc::from(node.config.server.metrics_token.as_str()),
+        });
+    let idle = Duration::from_secs(node.config.server.http_idle_timeout_secs.max(1));
     Router::new()
         .merge(nodo_app::router(node.app.clone()))
         .merge(nodo_signaling::router(node.livekit.clone()))
@@ -28,6 +34,8 @@ pub fn router(node: &Node) -> Router {
         .merge(health)
         .layer(node.socket_layer.clone())
         .layer(cors(&node.config))
+        // A body that stalls longer than the idle timeout ends its request.
+        .layer(RequestBodyTimeoutLayer::new(idle))
 }
 
 /// CORS: LiveKit's `/rtc` paths answer any origin (as LiveKit does); the chat
@@ -50,8 +58,39 @@ fn cors(config: &Config) -> CorsLayer {
         .max_age(std::time::Duration::from_secs(86_400))
 }
 
-async fn metrics(State(rooms): State<Arc<RoomManager>>) -> impl IntoResponse {
-    let snaps = rooms.snapshots().await;
+/// What `/metrics` reads, and the bearer token it may require.
+#[derive(Clone)]
+struct Metrics {
+    rooms: Arc<RoomManager>,
+    token: Arc<str>,
+}
+
+/// Compares in time independent of where the first difference is.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn metrics(State(m): State<Metrics>, headers: HeaderMap) -> Response {
+    if !m.token.is_empty() {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !same_secret(given.as_bytes(), m.token.as_bytes()) {
+            let body = serde_json::json!({
+                "error": "unauthorized",
+                "message": "/metrics needs `Authorization: Bearer <server.metrics_token>`",
+            });
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                axum::Json(body),
+            )
+                .into_response();
+        }
+    }
+    let snaps = m.rooms.snapshots().await;
     let participants: usize = snaps.iter().map(|s| s.participants.len()).sum();
     let tracks: usize = snaps
         .iter()
@@ -71,4 +110,5 @@ async fn metrics(State(rooms): State<Arc<RoomManager>>) -> impl IntoResponse {
         [("content-type", "text/plain; version=0.0.4")],
         body,
     )
+        .into_response()
 }

@@ -13,6 +13,7 @@
 //! - [`serve`]: binds the listeners and runs until a shutdown signal.
 
 pub mod config;
+pub mod conn;
 pub mod http;
 pub mod node;
 pub mod run;

@@ -72,8 +72,14 @@ impl Node {
 
         // The Socket.IO handle the services emit through; its handlers are
         // registered once every service exists (`App::attach`).
+        // One cap for a polling payload and a WebSocket message or frame
+        // (engineioxide's WebSocket default is 64 MiB): the largest chat
+        // message, JSON-escaped, with room for its envelope.
+        let max_packet = config.chat.max_message_bytes as u64 * 4 + 4096;
         let (socket_layer, io) = SocketIo::builder()
-            .max_payload(config.chat.max_message_bytes as u64 * 4 + 4096)
+            .max_payload(max_packet)
+            .ws_max_message_size(max_packet as usize)
+            .ws_max_frame_size(max_packet as usize)
             .build_layer();
 
         let access = Arc::new(Access::new(

@@ -5,11 +5,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use nodo_sfu::net::{Net, NetConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::conn::{ConnLimits, HttpLimits};
 use crate::node::Node;
 use crate::tls::{serve_https, HttpsContext, Tls, TurnStreams};
 use crate::turn::{self, HttpsTurn, RelayConfig, TurnActor, TurnIce, TurnSetup};
@@ -72,6 +72,12 @@ pub fn net_config(c: &Config) -> Result<NetConfig, String> {
             .tcp_enabled
             .then(|| (SocketAddr::new(bind, c.rtc.tcp_port), advertised)),
         udp_advertised_port: (c.rtc.external_udp_port != 0).then_some(c.rtc.external_udp_port),
+        tcp_limits: nodo_sfu::net::TcpLimits {
+            max_connections: c.rtc.tcp_max_connections,
+            max_per_ip: c.rtc.tcp_max_connections_per_ip,
+            ice_timeout: Duration::from_secs(c.rtc.tcp_ice_timeout_secs.max(1)),
+            ..Default::default()
+        },
     })
 }
 
@@ -313,6 +319,7 @@ pub async fn run(
         tracing::warn!("development mode: API key devkey / secret secret");
     }
     let hsts = config.tls.hsts;
+    let http_limits = HttpLimits::from_config(&config.server);
     let turn_on_https = config.turn.on_https_port;
     let https_port = https_addrs.first().map_or(443, SocketAddr::port);
     let domain = config.tls.domain.clone();
@@ -324,23 +331,15 @@ pub async fn run(
     let app = crate::http::router(&node);
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let limits = ConnLimits::new(http_limits);
     let mut servers = Vec::new();
     let mut plain = |listener: TcpListener, router: axum::Router| {
-        let mut stop = stop_rx.clone();
-        servers.push(tokio::spawn(async move {
-            // No Nagle: signal and chat frames are small and latency-bound.
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            if let Err(e) = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await
-            {
-                tracing::warn!("http server: {e}");
-            }
-        }));
+        servers.push(tokio::spawn(crate::conn::serve_plain(
+            listener,
+            router,
+            limits.clone(),
+            stop_rx.clone(),
+        )));
     };
     plain(http, app.clone());
     if let (Some(listener), Some(tls)) = (redirect, &tls) {
@@ -370,6 +369,7 @@ pub async fn run(
             router: app,
             turn: turn_streams,
             hsts,
+            limits: limits.clone(),
         };
         servers.push(tokio::spawn(serve_https(listener, ctx, stop_rx.clone())));
     }
@@ -382,6 +382,8 @@ pub async fn run(
     if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
         tracing::warn!("http connections still open at shutdown");
     }
+    // Commits what is queued, folds the log into the database and removes it.
+    node.app.store.close().await;
     net.shutdown();
     Ok(())
 }

@@ -3,22 +3,19 @@
 //! told apart by ALPN (`stun.turn`) or, without it, by the first byte: a
 //! STUN message starts with two zero bits, an HTTP request with a letter.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{header, HeaderValue, Request};
+use axum::http::{header, HeaderValue};
 use axum::Router;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::LazyConfigAcceptor;
-use tower::ServiceExt;
 
 use super::{Prefixed, Tls, ALPN_TURN};
+use crate::conn::{accept_loop, serve_http1, ConnLimits, Limited};
 
 /// How long a client gets to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,46 +41,45 @@ pub struct HttpsContext {
     pub router: Router,
     pub turn: Option<Arc<dyn TurnStreams>>,
     pub hsts: bool,
+    /// The node's connection caps and timeouts, shared with the HTTP port.
+    pub limits: Arc<ConnLimits>,
 }
 
-/// Accepts on `listener` until `shutdown` changes; open HTTP connections
-/// then finish their request in flight and close (the caller bounds the wait).
+/// Accepts on `listener` until `shutdown` changes, within the node's
+/// connection caps; open HTTP connections then finish their request in
+/// flight and close (the caller bounds the wait).
 pub async fn serve_https(
     listener: TcpListener,
     ctx: HttpsContext,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and friends: wait a moment instead of spinning.
-                    tracing::warn!("https accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+    let limits = ctx.limits.clone();
+    let stop = shutdown.clone();
+    accept_loop(
+        listener,
+        limits,
+        shutdown,
+        false,
+        move |tcp, peer, permit| {
+            let ctx = ctx.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                if let Err(why) = connection(Limited::new(tcp, permit), peer, ctx, stop).await {
+                    tracing::info!(%peer, "https connection closed: {why}");
                 }
-            },
-            _ = shutdown.changed() => break,
-        };
-        let ctx = ctx.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(why) = connection(tcp, peer, ctx, shutdown).await {
-                tracing::info!(%peer, "https connection closed: {why}");
-            }
-        });
-    }
+            });
+        },
+    )
+    .await;
 }
 
 async fn connection(
-    tcp: TcpStream,
+    tcp: Limited<TcpStream>,
     peer: SocketAddr,
     ctx: HttpsContext,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let _ = tcp.set_nodelay(true);
-    let local = tcp.local_addr().map_err(|e| e.to_string())?;
+    let local = tcp.get_ref().local_addr().map_err(|e| e.to_string())?;
     let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
     let start = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor)
         .await
@@ -126,40 +122,18 @@ async fn connection(
             None => Err("a TURN client, but TURN is off".into()),
         };
     }
-    let router = ctx.router.clone();
-    let hsts = ctx.hsts;
-    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-        let router = router.clone();
-        async move {
-            // The URLs the node hands out (`wss://…`) follow the scheme the
-            // request came in on; a client cannot claim otherwise here.
-            req.headers_mut()
-                .insert("x-forwarded-proto", HeaderValue::from_static("https"));
-            let mut resp = match router.oneshot(req).await {
-                Ok(r) => r,
-                Err(never) => match never {},
-            };
-            if hsts {
-                resp.headers_mut().insert(
-                    header::STRICT_TRANSPORT_SECURITY,
-                    HeaderValue::from_static(HSTS),
-                );
-            }
-            Ok::<_, Infallible>(resp)
+    let adjust: fn(&mut axum::response::Response) = if ctx.hsts {
+        |resp| {
+            resp.headers_mut().insert(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static(HSTS),
+            );
         }
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    tokio::pin!(conn);
-    let done = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = shutdown.changed() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
+    } else {
+        |_| {}
     };
-    done.map_err(|e| format!("http: {e}"))
+    let limits = ctx.limits.limits();
+    serve_http1(stream, peer, ctx.router, limits, shutdown, true, adjust)
+        .await
+        .map_err(|e| format!("http: {e}"))
 }

@@ -36,8 +36,16 @@ def test_config_default_and_check(tmp_path):
     r_bare = run("config", "check", str(bare), env=env)
     assert r_bare.returncode == 1 and "no API keys" in r_bare.stderr
     good = tmp_path / "good.toml"
-    good.write_text(r.stdout.replace('# mykey = "a-long-random-secret"', 'mykey = "a-long-random-secret"'))
+    good.write_text(r.stdout.replace('# mykey = "replace-me-with-32-or-more-random-chars"',
+                                     'mykey = "replace-me-with-32-or-more-random-chars"'))
     assert run("config", "check", str(good), env=env).returncode == 0
+    short = tmp_path / "short.toml"
+    short.write_text(r.stdout.replace('# mykey = "replace-me-with-32-or-more-random-chars"',
+                                      'mykey = "only-25-characters-long!!"'))
+    r_short = run("config", "check", str(short), env=env)
+    assert r_short.returncode == 1
+    assert "keys.mykey: the secret has 25 characters" in r_short.stderr
+    assert "openssl rand -base64 32" in r_short.stderr
     bad = tmp_path / "bad.toml"
     bad.write_text("[server]\nhttp_port = \"seventy\"\n")
     r = run("config", "check", str(bad))
@@ -54,6 +62,14 @@ def test_serve_without_keys_refuses(tmp_path):
     r = run("serve", "--http-port", "0", "--data-dir", str(tmp_path), env=env)
     assert r.returncode != 0
     assert "--keys" in r.stderr and "LIVEKIT_KEYS" in r.stderr
+
+
+def test_serve_refuses_a_short_secret_outside_dev(tmp_path):
+    import os
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "NODO_"))}
+    r = run("serve", "--http-port", "0", "--data-dir", str(tmp_path), "--keys", "k: secret", env=env)
+    assert r.returncode != 0
+    assert "keys.k: the secret has 6 characters" in r.stderr and "openssl rand" in r.stderr
 
 
 def test_health(tmp_path):

@@ -1,0 +1,394 @@
+//! HTTP connections: caps on how many are open (overall and per client
+//! address), timeouts on what a connection may withhold, and the one accept
+//! loop and HTTP/1.1 connection driver the plain and HTTPS ports share.
+//!
+//! A permit is taken when a connection is accepted and travels *inside* the
+//! connection's I/O ([`Limited`]), so a connection upgraded to a WebSocket
+//! (the chat socket, `/rtc`) keeps counting until the socket closes.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+use crate::config::ServerConfig;
+
+/// Limits applied to every HTTP-serving port.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Open connections in all (0: no cap).
+    pub max_connections: u32,
+    /// Open connections from one client address, IPv6 counted per /64 (0: no cap).
+    pub max_per_ip: u32,
+    /// Time a client has to send a complete request head, counted from the
+    /// connection's start and, on a kept-alive connection, from the previous
+    /// response: a slow or idle client is disconnected after it.
+    pub idle: Duration,
+}
+
+impl HttpLimits {
+    pub fn from_config(c: &ServerConfig) -> HttpLimits {
+        HttpLimits {
+            max_connections: c.max_connections,
+            max_per_ip: c.max_connections_per_ip,
+            idle: Duration::from_secs(c.http_idle_timeout_secs.max(1)),
+        }
+    }
+}
+
+/// The addresses counted together: an IPv4 address, or an IPv6 /64 (what
+/// one subscriber line usually gets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ClientKey {
+    V4(u32),
+    V6(u64),
+}
+
+impl From<IpAddr> for ClientKey {
+    fn from(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => ClientKey::V4(v4.into()),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => ClientKey::V4(v4.into()),
+                None => ClientKey::V6((u128::from(v6) >> 64) as u64),
+            },
+        }
+    }
+}
+
+/// Why a connection was turned away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The node holds `max_connections` already.
+    Total,
+    /// This client address holds `max_per_ip` already.
+    PerClient,
+}
+
+#[derive(Default)]
+struct Counts {
+    total: u32,
+    per_client: HashMap<ClientKey, u32>,
+}
+
+/// Open-connection counts, shared by the ports that serve HTTP.
+pub struct ConnLimits {
+    limits: HttpLimits,
+    counts: Mutex<Counts>,
+}
+
+/// One open connection's place in the counts; released on drop.
+pub struct Permit {
+    owner: Arc<ConnLimits>,
+    key: ClientKey,
+}
+
+impl ConnLimits {
+    pub fn new(limits: HttpLimits) -> Arc<ConnLimits> {
+        Arc::new(ConnLimits {
+            limits,
+            counts: Mutex::new(Counts::default()),
+        })
+    }
+
+    pub fn limits(&self) -> HttpLimits {
+        self.limits
+    }
+
+    /// Counts a connection from `ip`, or says why it can't be taken.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, Refusal> {
+        let key = ClientKey::from(ip);
+        // A poisoned lock still holds valid counts (they are plain integers
+        // updated in one step), so carry on with them rather than fail open.
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if self.limits.max_connections > 0 && c.total >= self.limits.max_connections {
+            return Err(Refusal::Total);
+        }
+        let mine = c.per_client.get(&key).copied().unwrap_or(0);
+        if self.limits.max_per_ip > 0 && mine >= self.limits.max_per_ip {
+            return Err(Refusal::PerClient);
+        }
+        c.total += 1;
+        c.per_client.insert(key, mine + 1);
+        Ok(Permit {
+            owner: self.clone(),
+            key,
+        })
+    }
+
+    /// Open connections in all, and from `ip`'s group.
+    pub fn open(&self, ip: IpAddr) -> (u32, u32) {
+        let c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let key = ClientKey::from(ip);
+        (c.total, c.per_client.get(&key).copied().unwrap_or(0))
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut c = self.owner.counts.lock().unwrap_or_else(|p| p.into_inner());
+        c.total = c.total.saturating_sub(1);
+        if let Some(n) = c.per_client.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                c.per_client.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// A connection's I/O carrying its [`Permit`].
+pub struct Limited<T> {
+    io: T,
+    _permit: Permit,
+}
+
+impl<T> Limited<T> {
+    pub fn new(io: T, permit: Permit) -> Self {
+        Limited {
+            io,
+            _permit: permit,
+        }
+    }
+
+    pub fn get_ref(&self) -> &T {
+        &self.io
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Limited<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Limited<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// Accepts on `listener` until `shutdown` changes, admitting each
+/// connection against `limits` and handing it to `serve`. A refused client
+/// gets a `503` with `Retry-After` (plain HTTP) and is closed.
+pub async fn accept_loop<F>(
+    listener: TcpListener,
+    limits: Arc<ConnLimits>,
+    mut shutdown: watch::Receiver<bool>,
+    plain_http: bool,
+    serve: F,
+) where
+    F: Fn(TcpStream, SocketAddr, Permit) + Send + 'static,
+{
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: wait a moment instead of spinning.
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        match limits.admit(peer.ip()) {
+            Ok(permit) => serve(tcp, peer, permit),
+            Err(why) => {
+                tracing::debug!(%peer, ?why, "connection refused: over the cap");
+                if plain_http {
+                    tokio::spawn(refuse(tcp, why));
+                }
+                // Over TLS the socket is just closed: no handshake is spent on it.
+            }
+        }
+    }
+}
+
+/// A short `503` for a client over the cap; bounded in time.
+async fn refuse(mut tcp: TcpStream, why: Refusal) {
+    let message = match why {
+        Refusal::Total => "the node holds as many connections as it is configured to",
+        Refusal::PerClient => "too many connections from your address",
+    };
+    let body = format!(r#"{{"error":"too_many_connections","message":"{message}"}}"#);
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         retry-after: 5\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), tcp.write_all(head.as_bytes())).await;
+}
+
+/// Serves HTTP/1.1 (with upgrades) on one connection until it ends or
+/// `shutdown` changes (the request in flight then finishes). Every request
+/// carries the client's address as axum's `ConnectInfo<SocketAddr>`;
+/// `adjust` may edit the response (HSTS on the HTTPS port).
+pub async fn serve_http1<I>(
+    io: I,
+    peer: SocketAddr,
+    router: Router,
+    limits: HttpLimits,
+    mut shutdown: watch::Receiver<bool>,
+    https: bool,
+    adjust: fn(&mut axum::response::Response),
+) -> Result<(), hyper::Error>
+where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        let router = router.clone();
+        async move {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            if https {
+                // The URLs the node hands out (`wss://…`) follow the scheme
+                // the request came in on; a client cannot claim otherwise.
+                req.headers_mut().insert(
+                    "x-forwarded-proto",
+                    axum::http::HeaderValue::from_static("https"),
+                );
+            }
+            let mut resp = match router.oneshot(req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
+            adjust(&mut resp);
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.idle)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    }
+}
+
+/// Serves `router` over plain HTTP on `listener` until `shutdown` changes.
+pub async fn serve_plain(
+    listener: TcpListener,
+    router: Router,
+    limits: Arc<ConnLimits>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let l = limits.limits();
+    let stop = shutdown.clone();
+    accept_loop(
+        listener,
+        limits,
+        shutdown,
+        true,
+        move |tcp, peer, permit| {
+            let router = router.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let io = Limited::new(tcp, permit);
+                if let Err(e) = serve_http1(io, peer, router, l, stop, false, |_| {}).await {
+                    tracing::debug!(%peer, "http connection: {e}");
+                }
+            });
+        },
+    )
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(total: u32, per_ip: u32) -> Arc<ConnLimits> {
+        ConnLimits::new(HttpLimits {
+            max_connections: total,
+            max_per_ip: per_ip,
+            idle: Duration::from_secs(1),
+        })
+    }
+
+    #[test]
+    fn caps_count_per_address_and_release_on_drop() {
+        let l = limits(3, 2);
+        let a: IpAddr = "203.0.113.1".parse().expect("ip");
+        let b: IpAddr = "203.0.113.2".parse().expect("ip");
+        let a1 = l.admit(a).expect("first");
+        let _a2 = l.admit(a).expect("second");
+        assert_eq!(l.admit(a).err(), Some(Refusal::PerClient));
+        let _b1 = l.admit(b).expect("other address");
+        assert_eq!(l.admit(b).err(), Some(Refusal::Total));
+        drop(a1);
+        assert_eq!(l.open(a), (2, 1));
+        let _a3 = l.admit(a).expect("a slot freed");
+    }
+
+    #[test]
+    fn ipv6_counts_per_64_and_mapped_v4_as_v4() {
+        let l = limits(0, 1);
+        let x: IpAddr = "2001:db8:1:2::1".parse().expect("ip");
+        let y: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("ip");
+        let z: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        let _x = l.admit(x).expect("first in the /64");
+        assert_eq!(l.admit(y).err(), Some(Refusal::PerClient));
+        let _z = l.admit(z).expect("another /64");
+        let v4: IpAddr = "198.51.100.7".parse().expect("ip");
+        let mapped: IpAddr = "::ffff:198.51.100.7".parse().expect("ip");
+        let _v4 = l.admit(v4).expect("v4");
+        assert_eq!(l.admit(mapped).err(), Some(Refusal::PerClient));
+    }
+
+    #[test]
+    fn zero_means_no_cap() {
+        let l = limits(0, 0);
+        let ip: IpAddr = "192.0.2.1".parse().expect("ip");
+        let held: Vec<Permit> = (0..1000).map(|_| l.admit(ip).expect("no cap")).collect();
+        assert_eq!(l.open(ip), (1000, 1000));
+        drop(held);
+        assert_eq!(l.open(ip), (0, 0));
+    }
+}
