@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use nodo_app::config::{CallsConfig, ChatConfig, PushConfig};
+use nodo_app::config::{AccountsConfig, CallsConfig, ChatConfig, PushConfig};
 use nodo_signaling::config::{LimitConfig, RoomDefaults, WebhookConfig};
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +24,7 @@ pub struct Config {
     pub room: RoomDefaults,
     pub data: DataConfig,
     pub chat: ChatConfig,
+    pub accounts: AccountsConfig,
     pub calls: CallsConfig,
     pub push: PushConfig,
     pub webhook: WebhookConfig,
@@ -311,6 +312,7 @@ impl Config {
             );
         }
         problems.extend(self.chat.problems());
+        problems.extend(self.accounts.problems());
         problems.extend(self.calls.problems());
         problems.extend(self.tls_problems());
         problems.extend(self.turn_problems());
@@ -482,7 +484,6 @@ mod tests {
         c.keys.insert("devkey".into(), "secret".into());
         assert_eq!(c.validate(), Ok(()));
     }
-
 
     #[test]
     fn defaults_with_keys_pass_and_without_keys_do_not() {

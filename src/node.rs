@@ -92,13 +92,16 @@ impl Node {
             },
         ));
         let presence = Presence::new();
-        let accounts = Accounts::new(
+        let accounts = Accounts::start(
             store.clone(),
             access.clone(),
             presence.clone(),
             io.clone(),
             webhooks.clone(),
-        );
+            config.accounts.clone(),
+        )
+        .await
+        .map_err(|e| format!("accounts: {e}"))?;
         let calls = Calls::start(
             store.clone(),
             io.clone(),

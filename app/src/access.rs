@@ -2,7 +2,10 @@
 //! mints tokens. Every token is a LiveKit-format access token signed with the
 //! node's first API key (`KeyStore::mint`):
 //!
-//! - a **session token** carries the identity only (no room grant);
+//! - a **session token** carries the identity only (no room grant), with
+//!   `aud` = `nodo:session` and its session id as `jti`: the LiveKit side
+//!   refuses it, and only it (or an app-minted token without grants) opens the
+//!   API and the chat socket;
 //! - a **room token** grants join, publish, subscribe and data for one room,
 //!   only to a person of an active call that owns the room, or to a member
 //!   of a meeting that owns it (anyone, for an open meeting); a meeting's
@@ -44,6 +47,27 @@ pub struct AccessConfig {
     pub public_url: String,
 }
 
+/// What a valid bearer token is to the app API and the chat socket.
+#[derive(Debug, Clone)]
+pub enum Bearer {
+    /// One of the node's own session tokens, naming its session.
+    Session { claims: Claims, session: String },
+    /// A token an app minted for its own user (no grants).
+    App(Claims),
+}
+
+impl Bearer {
+    pub fn claims(&self) -> &Claims {
+        match self {
+            Bearer::Session { claims, .. } | Bearer::App(claims) => claims,
+        }
+    }
+
+    pub fn identity(&self) -> &str {
+        self.claims().identity()
+    }
+}
+
 /// The access rules of the app.
 pub struct Access {
     keys: KeyStore,
@@ -60,21 +84,49 @@ impl Access {
         }
     }
 
-    /// Checks a session (or any) token and returns its claims; the identity
-    /// must not be empty.
-    pub fn verify(&self, token: &str) -> Result<Claims, Error> {
-        let claims = self.keys.verify(token)?;
+    /// Checks a bearer token for the API or the chat socket: a session
+    /// token, or an app-minted token that grants nothing. A room token (which
+    /// travels in `/rtc?access_token=` URLs and proxy logs) or a server API
+    /// token is not a session. The identity must not be empty.
+    pub fn verify(&self, token: &str) -> Result<Bearer, Error> {
+        let claims = self.keys.verify_any(token)?;
         if claims.identity().is_empty() {
             return Err(Error::Unauthenticated("token has no identity"));
         }
-        Ok(claims)
+        if claims.is_session() {
+            if claims.jti.is_empty() {
+                return Err(Error::Unauthenticated("session token has no session id"));
+            }
+            let session = claims.jti.clone();
+            return Ok(Bearer::Session { claims, session });
+        }
+        let g = claims.video();
+        if g.room_join
+            || g.room_admin
+            || g.room_create
+            || g.room_list
+            || g.room_record
+            || g.ingress_admin
+            || g.agent
+            || g.recorder
+        {
+            return Err(Error::Unauthenticated(
+                "a room or server API token is not a session: sign in, or use a token without grants",
+            ));
+        }
+        Ok(Bearer::App(claims))
     }
 
-    /// A session token for `user`: the identity, no room grant.
-    pub fn session_token(&self, user: &User) -> Result<String, Error> {
+    /// How long a session lasts.
+    pub fn session_ttl(&self) -> Duration {
+        self.config.session_ttl
+    }
+
+    /// A session token for `user` in `session`: the identity, no grant.
+    pub fn session_token(&self, user: &User, session: &str) -> Result<String, Error> {
         Ok(self
             .keys
-            .mint(&user.id, &user.name, self.config.session_ttl, None)?)
+            .mint_session(&user.id, &user.name, self.config.session_ttl, session)?)
     }
 
     /// The WebSocket URL clients should use: `public_url` (as ws/wss), else

@@ -1,21 +1,39 @@
-//! Accounts: registration and login with argon2-hashed passwords, users
-//! created on first sight of a valid app-minted token, profiles and the
-//! directory. A new user is announced to every socket (`user.registered`)
-//! and, when enabled, as a webhook app event.
+//! Accounts: registration and login with argon2-hashed passwords, sign-in
+//! sessions that can be ended, users created on first sight of a valid
+//! app-minted token, profiles and the directory. A new user is announced to
+//! every socket (`user.registered`) and, when enabled, as a webhook app event.
+//!
+//! Who owns identity is `[accounts] mode` (`local`, `app`, `both`; see
+//! [`AccountsMode`]). Password work is bounded and throttled (`guard`),
+//! usernames have one key whatever their case or Unicode form (`names`),
+//! and every session-token request checks its session (`sessions`).
 
+mod guard;
+mod names;
+mod sessions;
+
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use nodo_signaling::auth::Claims;
 use nodo_signaling::webhook::Webhooks;
 use serde_json::{json, Value};
 use socketioxide::SocketIo;
 
-use crate::access::Access;
+pub use guard::{client_ip, parse_cidr, Cidr};
+pub use names::{key as name_key, username as check_username, Username};
+pub use sessions::SessionId;
+
+use crate::access::{Access, Bearer};
 use crate::chat::Presence;
+use crate::config::{AccountsConfig, AccountsMode};
 use crate::error::Error;
-use crate::store::{Store, User};
+use crate::limits::{Limiter, DEFAULT_MAX_KEYS};
+use crate::store::{AppUser, Store, User};
+use guard::{Hasher, Policy, Throttle};
+use sessions::Sessions;
 
 /// What a registration asks for.
 pub struct Registration {
@@ -25,6 +43,14 @@ pub struct Registration {
     pub password: String,
 }
 
+/// A request's caller: the user, and their session when the token is one of
+/// the node's own session tokens (an app-minted token has none).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub user: User,
+    pub session: Option<SessionId>,
+}
+
 /// The account service.
 pub struct Accounts {
     store: Store,
@@ -32,118 +58,348 @@ pub struct Accounts {
     presence: Arc<Presence>,
     io: SocketIo,
     webhooks: Arc<Webhooks>,
+    config: AccountsConfig,
+    trusted_proxies: Vec<Cidr>,
+    hasher: Hasher,
+    /// Failed password checks per username key.
+    by_name: Throttle<String>,
+    /// Failed password checks per client address.
+    by_ip: Throttle<IpAddr>,
+    registrations: Limiter<IpAddr>,
+    sessions: Sessions,
+    /// Verified when a login names nobody, so that it takes as long as a
+    /// wrong password (no probing of usernames by timing).
+    dummy_hash: String,
 }
 
-/// Checks the form of a username (3-32 of letters, digits, `_.-`).
+/// Checks the form of a username (see `names`).
 pub fn valid_username(u: &str) -> Result<(), Error> {
-    let ok = (3..=32).contains(&u.len())
-        && u.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-        && u.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            "username must be 3-32 characters of letters, digits, '_', '.', '-', starting with a letter or digit",
-        ))
+    names::username(u).map(|_| ())
+}
+
+fn check_password(password: &str) -> Result<(), Error> {
+    if password.chars().count() < 8 || password.len() > 256 {
+        return Err(Error::invalid("password must be 8 to 256 characters"));
     }
+    Ok(())
 }
 
-async fn hash_password(password: String) -> Result<String, Error> {
-    tokio::task::spawn_blocking(move || {
-        let bytes: [u8; 16] = rand::random();
-        let salt = SaltString::encode_b64(&bytes).map_err(Error::PasswordHash)?;
+fn hash(password: &str) -> Result<String, Error> {
+    let bytes: [u8; 16] = rand::random();
+    let salt = SaltString::encode_b64(&bytes).map_err(Error::PasswordHash)?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(Error::PasswordHash)
+}
+
+fn verify(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| {
         Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(Error::PasswordHash)
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
     })
-    .await?
-}
-
-async fn verify_password(password: String, hash: String) -> Result<bool, Error> {
-    Ok(tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash).is_ok_and(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-    })
-    .await?)
 }
 
 impl Accounts {
-    pub fn new(
+    /// Builds the service; fills the username keys of identities from before
+    /// keys existed.
+    pub async fn start(
         store: Store,
         access: Arc<Access>,
         presence: Arc<Presence>,
         io: SocketIo,
         webhooks: Arc<Webhooks>,
-    ) -> Arc<Accounts> {
-        Arc::new(Accounts {
+        config: AccountsConfig,
+    ) -> Result<Arc<Accounts>, Error> {
+        let keyed = store.backfill_name_keys().await?;
+        if keyed > 0 {
+            tracing::info!("accounts: keyed {keyed} app identities for case-insensitive names");
+        }
+        let hasher = Hasher::new(config.hash_concurrency, config.hash_queue);
+        let dummy: [u8; 16] = rand::random();
+        let dummy_hash = hasher
+            .run(move || hash(&String::from_utf8_lossy(&dummy)))
+            .await??;
+        let policy = |free, lockout| Policy {
+            free,
+            lockout,
+            lockout_for: Duration::from_secs(config.lockout_secs),
+            max_backoff: Duration::from_secs(config.max_backoff_secs),
+        };
+        Ok(Arc::new(Accounts {
+            sessions: Sessions::new(store.clone()),
             store,
             access,
             presence,
             io,
             webhooks,
-        })
+            trusted_proxies: config
+                .trusted_proxies
+                .iter()
+                .filter_map(|p| parse_cidr(p))
+                .collect(),
+            hasher,
+            by_name: Throttle::new(
+                "failed logins for this username",
+                policy(config.login_free_failures, config.login_lockout_failures),
+                DEFAULT_MAX_KEYS,
+            ),
+            by_ip: Throttle::new(
+                "failed logins from this address",
+                policy(config.ip_free_failures, config.ip_lockout_failures),
+                DEFAULT_MAX_KEYS,
+            ),
+            registrations: Limiter::new("registrations from this address", config.register_rate),
+            dummy_hash,
+            config,
+        }))
+    }
+
+    pub fn mode(&self) -> AccountsMode {
+        self.config.mode
+    }
+
+    /// The address limits count a request under: the TCP peer, or what a
+    /// trusted proxy says (`X-Forwarded-For`); IPv6 by its /64. Unknown (no
+    /// peer address, as in-process): one shared key.
+    pub fn client(&self, peer: Option<IpAddr>, forwarded: Option<&str>) -> IpAddr {
+        client_ip(peer, forwarded, &self.trusted_proxies)
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), guard::client_key)
+    }
+
+    fn local_accounts_on(&self) -> Result<(), Error> {
+        if self.config.mode == AccountsMode::App {
+            return Err(Error::Forbidden(
+                "registration and login are off: this node's identities come from the app ([accounts] mode = \"app\")",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Opens a session for `user`; returns its token.
+    async fn open_session(&self, user: &User) -> Result<String, Error> {
+        let ttl = self.access.session_ttl();
+        let expires_at = crate::store::now_ms()
+            .saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        let (id, dropped) = self
+            .sessions
+            .open(&user.id, expires_at, self.config.max_sessions_per_user)
+            .await?;
+        self.disconnect(&dropped).await;
+        self.access.session_token(user, id.as_str())
     }
 
     /// Creates an account; returns it with a session token.
-    pub async fn register(&self, r: Registration) -> Result<(User, String), Error> {
-        valid_username(&r.username)?;
-        if r.password.len() < 8 || r.password.len() > 256 {
-            return Err(Error::invalid("password must be 8 to 256 characters"));
-        }
-        if r.name.len() > 100 {
+    pub async fn register(&self, r: Registration, client: IpAddr) -> Result<(User, String), Error> {
+        self.local_accounts_on()?;
+        let username = names::username(&r.username)?;
+        check_password(&r.password)?;
+        if r.name.chars().count() > 100 {
             return Err(Error::invalid("name is longer than 100 characters"));
         }
         let name = if r.name.trim().is_empty() {
-            r.username.clone()
+            username.name.clone()
         } else {
             r.name.trim().to_string()
         };
-        let hash = hash_password(r.password).await?;
+        if self.store.name_taken(&username.name, &username.key).await? {
+            return Err(Error::UsernameTaken);
+        }
+        // Charged once the request would cost a hash and a row.
+        self.registrations
+            .check(&client)
+            .map_err(Error::RateLimited)?;
+        let password = r.password;
+        let hash = self.hasher.run(move || hash(&password)).await??;
         let user = self
             .store
-            .create_user(&r.username, &r.username, &name, Some(&hash))
+            .create_user(&username.name, &username.name, &name, Some(&hash))
             .await?;
-        let token = self.access.session_token(&user)?;
+        let token = self.open_session(&user).await?;
         self.announce(&user).await;
         Ok((user, token))
     }
 
+    /// Checks a password for `key` from `client` under both throttles; the
+    /// attempt counts as a failure unless the password is right.
+    async fn password_check(
+        &self,
+        key: &str,
+        client: IpAddr,
+        hash: Option<String>,
+        password: String,
+    ) -> Result<bool, Error> {
+        let key = key.to_string();
+        self.by_ip.attempt(&client).map_err(Error::RateLimited)?;
+        if let Err(r) = self.by_name.attempt(&key) {
+            self.by_ip.succeeded(&client, false);
+            return Err(Error::RateLimited(r));
+        }
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| self.dummy_hash.clone());
+        let checked = self.hasher.run(move || verify(&password, &hash)).await;
+        let right = matches!(checked, Ok(true)) && known;
+        if right || checked.is_err() {
+            // A refusal by the pool is not a guess.
+            self.by_name.succeeded(&key, right);
+            self.by_ip.succeeded(&client, false);
+        }
+        checked.map(|_| right)
+    }
+
     /// Checks a username and password; returns the user with a session token.
-    pub async fn login(&self, username: &str, password: String) -> Result<(User, String), Error> {
-        let user = self
-            .store
-            .user_by_username(username)
-            .await?
-            .ok_or(Error::BadCredentials)?;
-        let hash = user.password_hash.clone().ok_or(Error::BadCredentials)?;
-        if !verify_password(password, hash).await? {
+    pub async fn login(
+        &self,
+        username: &str,
+        password: String,
+        client: IpAddr,
+    ) -> Result<(User, String), Error> {
+        self.local_accounts_on()?;
+        let key = names::key(username);
+        let user = self.store.local_user(username, &key).await?;
+        let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+        if !self.password_check(&key, client, hash, password).await? {
             return Err(Error::BadCredentials);
         }
-        let token = self.access.session_token(&user)?;
+        let user = user.ok_or(Error::BadCredentials)?;
+        let token = self.open_session(&user).await?;
         Ok((user, token))
     }
 
-    /// The user a token speaks for; a valid token for an unknown identity
-    /// creates that user (an app backend that manages its own logins).
-    pub async fn authenticate(&self, token: &str) -> Result<User, Error> {
-        self.user_for(&self.access.verify(token)?).await
+    /// Checks a bearer token for the API or the chat socket, without the
+    /// store: its kind (no room token) and what the mode accepts.
+    pub fn verify(&self, token: &str) -> Result<Bearer, Error> {
+        let bearer = self.access.verify(token)?;
+        match (&bearer, self.config.mode) {
+            (Bearer::Session { .. }, AccountsMode::App) => Err(Error::Unauthenticated(
+                "this node's identities come from the app: use a token the app minted",
+            )),
+            (Bearer::App(_), AccountsMode::Local) => Err(Error::Unauthenticated(
+                "this node accepts only its own sessions: sign in with /api/auth/login",
+            )),
+            _ => Ok(bearer),
+        }
     }
 
-    /// The user of verified claims, created (and announced) on first sight.
-    pub async fn user_for(&self, claims: &Claims) -> Result<User, Error> {
-        let (user, created) = self
-            .store
-            .ensure_user(claims.identity(), &claims.name)
-            .await?;
-        if created {
-            self.announce(&user).await;
+    /// The caller a verified token speaks for: a live session's local
+    /// account, or an app identity (created and announced on first sight;
+    /// in `both` mode refused when a local account holds the name).
+    pub async fn admit(&self, bearer: &Bearer) -> Result<Authenticated, Error> {
+        match bearer {
+            Bearer::Session { claims, session } => {
+                let session = SessionId::new(session.as_str());
+                if !self.sessions.is_live(&session, claims.identity()).await? {
+                    return Err(Error::Unauthenticated(
+                        "this session has ended (signed out or revoked): sign in again",
+                    ));
+                }
+                let user = self
+                    .store
+                    .user(claims.identity())
+                    .await?
+                    .filter(User::is_local)
+                    .ok_or(Error::Unauthenticated("this session's account is gone"))?;
+                Ok(Authenticated {
+                    user,
+                    session: Some(session),
+                })
+            }
+            Bearer::App(claims) => {
+                let guard = self.config.mode == AccountsMode::Both;
+                match self
+                    .store
+                    .ensure_app_user(claims.identity(), &claims.name, guard)
+                    .await?
+                {
+                    AppUser::Ready(user, created) => {
+                        if created {
+                            self.announce(&user).await;
+                        }
+                        Ok(Authenticated {
+                            user,
+                            session: None,
+                        })
+                    }
+                    AppUser::HeldLocally => Err(Error::IdentityTaken),
+                }
+            }
         }
-        Ok(user)
+    }
+
+    /// [`Accounts::verify`] then [`Accounts::admit`].
+    pub async fn authenticate(&self, token: &str) -> Result<Authenticated, Error> {
+        self.admit(&self.verify(token)?).await
+    }
+
+    /// Whether a session is still live (cached; for a socket that joined its rooms).
+    pub async fn session_live(&self, session: &SessionId, user: &str) -> Result<bool, Error> {
+        self.sessions.is_live(session, user).await
+    }
+
+    /// Disconnects every socket of these sessions.
+    async fn disconnect(&self, sessions: &[SessionId]) {
+        for s in sessions {
+            if let Err(e) = self.io.to(s.room()).disconnect().await {
+                tracing::warn!("disconnecting the sockets of an ended session: {e}");
+            }
+        }
+    }
+
+    fn own_session(me: &Authenticated) -> Result<&SessionId, Error> {
+        me.session.as_ref().ok_or(Error::Forbidden(
+            "this token was minted by the app: the app ends its sessions",
+        ))
+    }
+
+    /// Ends the caller's session and disconnects its sockets.
+    pub async fn logout(&self, me: &Authenticated) -> Result<(), Error> {
+        let session = Self::own_session(me)?;
+        self.sessions.revoke(session).await?;
+        self.disconnect(std::slice::from_ref(session)).await;
+        Ok(())
+    }
+
+    /// Ends every session of the caller (this one too) and disconnects their
+    /// sockets; returns how many ended.
+    pub async fn logout_all(&self, me: &Authenticated) -> Result<usize, Error> {
+        Self::own_session(me)?;
+        let ended = self.sessions.revoke_all(&me.user.id, None).await?;
+        self.disconnect(&ended).await;
+        Ok(ended.len())
+    }
+
+    /// Changes the caller's password (the current one required, throttled
+    /// as a login); every other session ends and its sockets are
+    /// disconnected; the caller's session stays.
+    pub async fn change_password(
+        &self,
+        me: &Authenticated,
+        current: String,
+        new: String,
+        client: IpAddr,
+    ) -> Result<usize, Error> {
+        self.local_accounts_on()?;
+        let session = Self::own_session(me)?;
+        check_password(&new)?;
+        let user = self
+            .store
+            .user(&me.user.id)
+            .await?
+            .filter(User::is_local)
+            .ok_or(Error::Unauthenticated("this session's account is gone"))?;
+        let key = names::key(&user.username);
+        if !self
+            .password_check(&key, client, user.password_hash.clone(), current)
+            .await?
+        {
+            return Err(Error::BadCredentials);
+        }
+        let hash = self.hasher.run(move || hash(&new)).await??;
+        self.store.set_password_hash(&user.id, &hash).await?;
+        let ended = self.sessions.revoke_all(&user.id, Some(session)).await?;
+        self.disconnect(&ended).await;
+        Ok(ended.len())
     }
 
     /// Tells every connected socket about a new user (`user.registered`).
@@ -186,18 +442,5 @@ impl Accounts {
         self.store
             .update_profile(user, name.map(str::trim), avatar)
             .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn usernames() {
-        for ok in ["ana", "a.b-c_d", "A1234567890123456789012345678901"] {
-            assert!(super::valid_username(ok).is_ok(), "{ok}");
-        }
-        for bad in ["ab", "_ana", "ana maría", "a/b", ""] {
-            assert!(super::valid_username(bad).is_err(), "{bad}");
-        }
     }
 }

@@ -201,3 +201,108 @@ impl ChatConfig {
         problems
     }
 }
+
+/// Who owns identity on this node (`[accounts] mode`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountsMode {
+    /// Only the node's own accounts: register and log in here; tokens an app
+    /// mints are refused by the API and the chat socket (they still join
+    /// rooms and call the server API, as LiveKit tokens).
+    Local,
+    /// Only the app's identities: registration and login are off (403), and
+    /// a valid token the app mints for an identity creates that user.
+    App,
+    /// Both. An app token for an identity a local account holds (in any case
+    /// or Unicode form) is refused, and a username an app identity uses can't
+    /// be registered.
+    #[default]
+    Both,
+}
+
+/// Accounts: who owns identity, password hashing, sign-in throttling, sessions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountsConfig {
+    /// `local`, `app` or `both` (see [`AccountsMode`]). `both` keeps the
+    /// node's own sign-up and an app's own login working side by side.
+    pub mode: AccountsMode,
+    /// Password hashes (argon2, ~19 MiB and tens of ms each) computed at
+    /// once. 0: one per CPU core.
+    pub hash_concurrency: usize,
+    /// Password checks that may wait for a free hasher; beyond that, login
+    /// and registration are refused at once with 429 and `Retry-After`.
+    pub hash_queue: usize,
+    /// Failed logins for one username before each next attempt must wait
+    /// (1 s, doubling up to `max_backoff_secs`).
+    pub login_free_failures: u32,
+    /// Failed logins for one username that lock it for `lockout_secs`.
+    pub login_lockout_failures: u32,
+    /// Failed logins from one client address (IPv6: its /64) before each
+    /// next attempt must wait.
+    pub ip_free_failures: u32,
+    /// Failed logins from one client address that lock it for `lockout_secs`.
+    pub ip_lockout_failures: u32,
+    /// Longest wait between two attempts before the lock, in seconds.
+    pub max_backoff_secs: u64,
+    /// How long a lock lasts, in seconds; failures are forgotten this long
+    /// after the last one.
+    pub lockout_secs: u64,
+    /// Registrations per client address: sustained rate and burst.
+    pub register_rate: Rate,
+    /// Sign-in sessions one user keeps; a login beyond it ends the oldest.
+    pub max_sessions_per_user: u32,
+    /// Addresses or CIDR ranges of reverse proxies whose `X-Forwarded-For`
+    /// names the client. Empty: the TCP peer is the client, and
+    /// `X-Forwarded-For` is ignored.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        AccountsConfig {
+            mode: AccountsMode::Both,
+            hash_concurrency: 0,
+            hash_queue: 32,
+            login_free_failures: 5,
+            login_lockout_failures: 10,
+            ip_free_failures: 20,
+            ip_lockout_failures: 100,
+            max_backoff_secs: 60,
+            lockout_secs: 900,
+            register_rate: Rate::new(0.01, 30),
+            max_sessions_per_user: 20,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl AccountsConfig {
+    /// Checks what serde cannot; returns every problem found.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems: Vec<String> = self
+            .register_rate
+            .problem("accounts.register_rate")
+            .into_iter()
+            .collect();
+        if self.login_free_failures >= self.login_lockout_failures
+            || self.ip_free_failures >= self.ip_lockout_failures
+        {
+            problems.push("accounts: *_free_failures must be below *_lockout_failures".to_string());
+        }
+        if self.lockout_secs == 0 || self.max_backoff_secs == 0 {
+            problems.push("accounts: lockout_secs and max_backoff_secs must be positive".into());
+        }
+        if self.max_sessions_per_user == 0 {
+            problems.push("accounts: max_sessions_per_user must be at least 1".into());
+        }
+        for p in &self.trusted_proxies {
+            if crate::accounts::parse_cidr(p).is_none() {
+                problems.push(format!(
+                    "accounts.trusted_proxies: {p:?} is not an IP address or CIDR range"
+                ));
+            }
+        }
+        problems
+    }
+}

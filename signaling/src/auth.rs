@@ -1,4 +1,14 @@
 //! LiveKit-format access tokens: HS256 JWTs issued by a configured API key.
+//!
+//! Two uses of the one format are kept apart by the `aud` claim:
+//!
+//! - a **session token** (the node's own sign-in, `aud` =
+//!   [`SESSION_AUDIENCE`], `jti` = the session id) identifies a person to the
+//!   app API and the chat socket; it never joins a room or calls the server
+//!   API: [`KeyStore::verify`], which `/rtc` and Twirp use, refuses it;
+//! - every other token (room tokens, server API tokens, an app's own tokens)
+//!   is a LiveKit token as LiveKit reads it. The app decides which of those it
+//!   accepts as a session ([`KeyStore::verify_any`] leaves that to it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -64,6 +74,9 @@ impl VideoGrant {
     }
 }
 
+/// The `aud` of the node's session tokens.
+pub const SESSION_AUDIENCE: &str = "nodo:session";
+
 /// The claims of a token.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
@@ -71,6 +84,14 @@ pub struct Claims {
     pub iss: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub sub: String,
+    /// Audiences: a string or an array in the JWT; [`SESSION_AUDIENCE`] marks
+    /// a session token.
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "audience::serialize",
+        deserialize_with = "audience::deserialize"
+    )]
+    pub aud: Vec<String>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub jti: String,
     pub exp: u64,
@@ -105,6 +126,37 @@ impl Claims {
     pub fn video(&self) -> VideoGrant {
         self.video.clone().unwrap_or_default()
     }
+
+    /// Whether this is one of the node's session tokens.
+    pub fn is_session(&self) -> bool {
+        self.aud.iter().any(|a| a == SESSION_AUDIENCE)
+    }
+}
+
+/// `aud` as JSON has it: one string or an array of them.
+mod audience {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(aud: &[String], s: S) -> Result<S::Ok, S::Error> {
+        match aud {
+            [one] => s.serialize_str(one),
+            many => s.collect_seq(many),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match Option::<OneOrMany>::deserialize(d)? {
+            None => Vec::new(),
+            Some(OneOrMany::One(a)) => vec![a],
+            Some(OneOrMany::Many(a)) => a,
+        })
+    }
 }
 
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
@@ -121,9 +173,22 @@ impl KeyStore {
         KeyStore { keys }
     }
 
-    /// Validates a token: issuer must be a configured key, HS256 signature,
-    /// `exp` required, `nbf` honoured, both with 60 s leeway.
+    /// Validates a token for the LiveKit side (`/rtc`, Twirp): as
+    /// [`KeyStore::verify_any`], and not a session token (those identify a
+    /// person to the app; they never join a room or call the server API).
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let claims = self.verify_any(token)?;
+        if claims.is_session() {
+            return Err(TokenError::Invalid(
+                "a session token cannot join a room or call the server API; ask the app for a room token".into(),
+            ));
+        }
+        Ok(claims)
+    }
+
+    /// Validates a token of any use: issuer must be a configured key, HS256
+    /// signature, `exp` required, `nbf` honoured, both with 60 s leeway.
+    pub fn verify_any(&self, token: &str) -> Result<Claims, TokenError> {
         let issuer = unverified_issuer(token)?;
         let secret = self.keys.get(&issuer).ok_or(TokenError::UnknownKey)?;
         let mut v = Validation::new(Algorithm::HS256);
@@ -174,6 +239,23 @@ impl KeyStore {
         let key = self.first_key().ok_or(Error::NoApiKey)?;
         let mut claims = claims_for(key, identity, ttl, video);
         claims.name = name.to_string();
+        self.sign(key, &claims)
+    }
+
+    /// Mints a session token for `identity`: no grant, `aud` =
+    /// [`SESSION_AUDIENCE`], `jti` = `session` (the id the app revokes it by).
+    pub fn mint_session(
+        &self,
+        identity: &str,
+        name: &str,
+        ttl: Duration,
+        session: &str,
+    ) -> Result<String, Error> {
+        let key = self.first_key().ok_or(Error::NoApiKey)?;
+        let mut claims = claims_for(key, identity, ttl, None);
+        claims.name = name.to_string();
+        claims.aud = vec![SESSION_AUDIENCE.to_string()];
+        claims.jti = session.to_string();
         self.sign(key, &claims)
     }
 }
@@ -301,6 +383,33 @@ mod tests {
 
         assert!(s.verify("not.a.jwt").is_err());
         assert!(s.verify("").is_err());
+    }
+
+    #[test]
+    fn session_tokens_are_not_livekit_tokens() {
+        let s = store();
+        let t = s
+            .mint_session("ana", "Ana", Duration::from_secs(600), "sess1")
+            .expect("mint");
+        let e = s
+            .verify(&t)
+            .expect_err("a session token on the LiveKit side");
+        assert!(e.to_string().contains("session token"), "{e}");
+        let c = s.verify_any(&t).expect("the app reads it");
+        assert!(c.is_session());
+        assert_eq!((c.identity(), c.jti.as_str()), ("ana", "sess1"));
+        // A room token is no session.
+        let r = s
+            .mint("ana", "Ana", Duration::from_secs(600), join_grant("r"))
+            .expect("mint");
+        assert!(!s.verify(&r).expect("room token").is_session());
+        // `aud` as an array, as other issuers write it.
+        let mut c = claims_for("devkey", "a", Duration::from_secs(600), None);
+        c.aud = vec!["x".into(), SESSION_AUDIENCE.into()];
+        let t = s.sign("devkey", &c).expect("sign");
+        assert!(t.split('.').nth(1).is_some());
+        assert!(s.verify(&t).is_err());
+        assert_eq!(s.verify_any(&t).expect("verify").aud.len(), 2);
     }
 
     #[test]

@@ -22,6 +22,8 @@ use crate::App;
 #[derive(Clone, Debug)]
 struct Session {
     identity: String,
+    /// The sign-in session of its token (none for an app-minted token).
+    session: Option<crate::accounts::SessionId>,
     /// This is the user's first connected socket.
     first: bool,
 }
@@ -101,18 +103,21 @@ async fn authenticate(
             .ok_or(Error::Unauthenticated(
                 "authentication required: pass auth {token} or ?token=",
             ))?;
-        let claims = app.access.verify(&token)?;
+        // A session token (live) or an app-minted one; never a room token.
+        let bearer = app.accounts.verify(&token)?;
         if let Some(user_id) = query_param(&s, "userId") {
-            if !user_id.is_empty() && user_id != claims.identity() {
+            if !user_id.is_empty() && user_id != bearer.identity() {
                 return Err(Error::Forbidden("userId does not match the token"));
             }
         }
-        let user = app.accounts.user_for(&claims).await?;
+        let who = app.accounts.admit(&bearer).await?;
+        let user = who.user;
         // Counted here, before the client hears it is connected, so presence
         // (e.g. the directory's online flag) is right as soon as it is.
         let first = app.chat.presence().socket_up(&user.id);
         s.extensions.insert(Session {
             identity: user.id,
+            session: who.session,
             first,
         });
         Ok(())
@@ -170,6 +175,18 @@ async fn on_connect(s: SocketRef, app: Weak<App>) {
     });
     let app = strong;
     s.join(me.identity.clone());
+    if let Some(session) = &me.session {
+        // Ending a session disconnects its room; one ended between the
+        // middleware and this join is caught by the second look.
+        s.join(session.room());
+        if !matches!(
+            app.accounts.session_live(session, &me.identity).await,
+            Ok(true)
+        ) {
+            let _ = s.disconnect();
+            return;
+        }
+    }
     match app.store.chat_ids_of(&me.identity).await {
         Ok(ids) => s.join(
             ids.into_iter()

@@ -1,18 +1,53 @@
-//! Accounts over REST: register, login, the directory and profiles.
+//! Accounts over REST: register, login, sessions (log out, log out
+//! everywhere, change password), the directory and profiles.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{AuthUser, Body};
-use crate::accounts::Registration;
+use crate::accounts::{Authenticated, Registration};
 use crate::error::Error;
 use crate::store::User;
 use crate::App;
+
+/// The client address rate limits count a request under (the TCP peer, or
+/// what a trusted proxy says; see `[accounts] trusted_proxies`).
+pub struct Client(pub IpAddr);
+
+impl FromRequestParts<Arc<App>> for Client {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Error> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let forwarded = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|h| h.to_str().ok());
+        Ok(Client(app.accounts.client(peer, forwarded)))
+    }
+}
+
+/// The caller with their session (see [`Authenticated`]).
+pub struct AuthSession(pub Authenticated);
+
+impl FromRequestParts<Arc<App>> for AuthSession {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Error> {
+        let token = super::bearer_token(parts)?;
+        Ok(AuthSession(app.accounts.authenticate(&token).await?))
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -25,7 +60,7 @@ pub struct Register {
     password: Option<String>,
 }
 
-async fn do_register(app: &App, r: Register) -> Result<(User, String), Error> {
+async fn do_register(app: &App, r: Register, client: IpAddr) -> Result<(User, String), Error> {
     let username = r
         .username
         .or(r.chat_path)
@@ -35,20 +70,24 @@ async fn do_register(app: &App, r: Register) -> Result<(User, String), Error> {
         .password
         .ok_or_else(|| Error::invalid("password is required"))?;
     app.accounts
-        .register(Registration {
-            username,
-            name: r.name,
-            password,
-        })
+        .register(
+            Registration {
+                username,
+                name: r.name,
+                password,
+            },
+            client,
+        )
         .await
 }
 
 /// `POST /api/auth/register {username, name, password}` -> 201 `{user, token}`.
 pub async fn register(
     State(app): State<Arc<App>>,
+    Client(client): Client,
     Body(r): Body<Register>,
 ) -> Result<(StatusCode, Json<Value>), Error> {
-    let (user, token) = do_register(&app, r).await?;
+    let (user, token) = do_register(&app, r, client).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"user": user, "token": token})),
@@ -60,6 +99,7 @@ pub async fn register(
 /// that identity's profile.
 pub async fn create_user(
     State(app): State<Arc<App>>,
+    Client(client): Client,
     auth: Option<AuthUser>,
     Body(r): Body<Register>,
 ) -> Result<(StatusCode, Json<Value>), Error> {
@@ -71,7 +111,7 @@ pub async fn create_user(
             .await?;
         return Ok((StatusCode::OK, Json(json!({"user": user}))));
     }
-    let (user, token) = do_register(&app, r).await?;
+    let (user, token) = do_register(&app, r, client).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"user": user, "token": token})),
@@ -87,10 +127,58 @@ pub struct Login {
 /// `POST /api/auth/login {username, password}` -> `{user, token}`.
 pub async fn login(
     State(app): State<Arc<App>>,
+    Client(client): Client,
     Body(l): Body<Login>,
 ) -> Result<Json<Value>, Error> {
-    let (user, token) = app.accounts.login(&l.username, l.password).await?;
+    if l.username.len() > 256 || l.password.len() > 1024 {
+        return Err(Error::BadCredentials);
+    }
+    let (user, token) = app.accounts.login(&l.username, l.password, client).await?;
     Ok(Json(json!({"user": user, "token": token})))
+}
+
+/// `POST /api/auth/logout`: ends this session; its sockets are disconnected.
+pub async fn logout(
+    State(app): State<Arc<App>>,
+    AuthSession(me): AuthSession,
+) -> Result<Json<Value>, Error> {
+    app.accounts.logout(&me).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+/// `POST /api/auth/logout-all`: ends every session of the caller (this one
+/// too); their sockets are disconnected. -> `{ok, ended}`.
+pub async fn logout_all(
+    State(app): State<Arc<App>>,
+    AuthSession(me): AuthSession,
+) -> Result<Json<Value>, Error> {
+    let ended = app.accounts.logout_all(&me).await?;
+    Ok(Json(json!({"ok": true, "ended": ended})))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+/// `POST /api/auth/password {currentPassword, newPassword}`: every other
+/// session ends (sockets disconnected); this one stays. -> `{ok, ended}`.
+pub async fn change_password(
+    State(app): State<Arc<App>>,
+    Client(client): Client,
+    AuthSession(me): AuthSession,
+    Body(p): Body<PasswordChange>,
+) -> Result<Json<Value>, Error> {
+    if p.current_password.len() > 1024 {
+        return Err(Error::BadCredentials);
+    }
+    let ended = app
+        .accounts
+        .change_password(&me, p.current_password, p.new_password, client)
+        .await?;
+    Ok(Json(json!({"ok": true, "ended": ended})))
 }
 
 /// `GET /api/users`: the directory with online flags.

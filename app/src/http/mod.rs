@@ -33,6 +33,9 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/api/auth/register", post(accounts::register))
         .route("/api/auth/login", post(accounts::login))
+        .route("/api/auth/logout", post(accounts::logout))
+        .route("/api/auth/logout-all", post(accounts::logout_all))
+        .route("/api/auth/password", post(accounts::change_password))
         .route("/users", post(accounts::create_user))
         .route("/api/users", get(accounts::list))
         .route(
@@ -110,34 +113,40 @@ where
     }
 }
 
-/// The caller, from `Authorization: Bearer <token>` (or `?token=`). A valid
-/// token for an unknown identity creates that user.
+/// The bearer token of a request: `Authorization: Bearer <token>`, else `?token=`.
+fn bearer_token(parts: &Parts) -> Result<String, Error> {
+    let header_token = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(bearer)
+        .map(str::to_string);
+    match header_token {
+        Some(t) => Ok(t),
+        None => {
+            #[derive(serde::Deserialize)]
+            struct Q {
+                token: Option<String>,
+            }
+            Query::<Q>::try_from_uri(&parts.uri)
+                .ok()
+                .and_then(|q| q.0.token)
+                .ok_or(Error::Unauthenticated("missing bearer token"))
+        }
+    }
+}
+
+/// The caller, from `Authorization: Bearer <token>` (or `?token=`): a live
+/// session token, or an app-minted token without grants (whose unknown
+/// identity is created), as `[accounts] mode` allows. Room tokens are refused.
 pub struct AuthUser(pub User);
 
 impl FromRequestParts<Arc<App>> for AuthUser {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Error> {
-        let header_token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .and_then(bearer)
-            .map(str::to_string);
-        let token = match header_token {
-            Some(t) => t,
-            None => {
-                #[derive(serde::Deserialize)]
-                struct Q {
-                    token: Option<String>,
-                }
-                Query::<Q>::try_from_uri(&parts.uri)
-                    .ok()
-                    .and_then(|q| q.0.token)
-                    .ok_or(Error::Unauthenticated("missing bearer token"))?
-            }
-        };
-        Ok(AuthUser(app.accounts.authenticate(&token).await?))
+        let token = bearer_token(parts)?;
+        Ok(AuthUser(app.accounts.authenticate(&token).await?.user))
     }
 }
 

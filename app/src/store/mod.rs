@@ -24,7 +24,7 @@ pub use messages::{
     iso8601, Attachment, ChatSummary, HistoryPage, Message, NewMessage, Reaction, SendOutcome,
 };
 pub use push::StoredSubscription;
-pub use users::User;
+pub use users::{AppUser, User};
 pub use webhooks::SqliteWebhookQueue;
 
 use crate::error::Error;
