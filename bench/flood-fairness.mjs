@@ -4,13 +4,17 @@
 // alone, then while --flooders users each keep --window writes in flight as
 // fast as acks come back (messages, read receipts, reactions and typing,
 // round-robin). Prints the normal user's ack p50/p99/max per phase, and what
-// the flooders got through and had refused.
+// the flooders got through, had refused, and how often the node disconnected
+// them for ignoring its refusals (a flooder reconnects at once and goes on).
 //   node bench/flood-fairness.mjs [--seconds 15] [--flooders 1,4] [--window 32]
 //        [--interval 100] [--unlimited]   (--unlimited lifts the per-user rates,
 //        so the flood reaches the writer: the fairness of the store alone)
 // NODO_BIN picks the binary (default target/release/nodo).
 import { startNode } from '../tests/js/harness.mjs';
 import { register, connect, ack, sleep } from '../tests/js/chatlib.mjs';
+
+// Waits for `s` to be disconnected by the node.
+const dropped = (s) => new Promise((r) => (s.connected ? s.once('disconnect', r) : r()));
 
 const arg = (k, d) => { const i = process.argv.indexOf(`--${k}`); return i > 0 ? process.argv[i + 1] : d; };
 const seconds = Number(arg('seconds', 15));
@@ -44,7 +48,7 @@ try {
     const s = await connect(node, u);
     // Each flooder has a chat with the partner and a message to react to.
     const first = await ack(s, 'sendMessage', { recipientChatPath: partner.id, content: 'hello' });
-    flooders.push({ u, s, chatId: first.chatId, msgId: first.id });
+    flooders.push({ u, s, gone: dropped(s), chatId: first.chatId, msgId: first.id });
   }
   const myChat = (await ack(sMe, 'sendMessage', { recipientChatPath: partner.id, content: 'hi' })).chatId;
   await sleep(2500); // every limiter's burst refilled
@@ -67,13 +71,23 @@ try {
   const rows = [];
   const phase = async (nFlooders) => {
     let stop = false;
-    const counts = { ok: 0, limited: 0, other: 0 };
+    const counts = { ok: 0, limited: 0, other: 0, kicked: 0 };
     const loops = [];
     for (const f of flooders.slice(0, nFlooders)) {
       for (let w = 0; w < windowSize; w++) {
         loops.push((async () => {
           let i = w;
           while (!stop) {
+            if (!f.s.connected) {
+              // Kicked: one loop reconnects, the others wait for it.
+              if (!f.reconnecting) {
+                counts.kicked++;
+                f.reconnecting = connect(node, f.u).then((s) => { f.s = s; f.gone = dropped(s); f.reconnecting = null; })
+                  .catch(() => { f.reconnecting = null; });
+              }
+              await f.reconnecting;
+              continue;
+            }
             const kind = i++ % 4;
             const [event, data] = [
               ['sendMessage', { chatId: f.chatId, content: `flood ${i}` }],
@@ -81,7 +95,7 @@ try {
               [i % 8 < 4 ? 'addReaction' : 'removeReaction', { messageId: f.msgId, emoji: '🔥' }],
               ['typing', { chatId: f.chatId, isTyping: true }],
             ][kind];
-            const r = await ack(f.s, event, data, 30000).catch(() => null);
+            const r = await Promise.race([ack(f.s, event, data, 30000).catch(() => null), f.gone.then(() => null)]);
             if (r?.ok) counts.ok++;
             else if (r?.code === 'rate_limited') counts.limited++;
             else counts.other++;
@@ -101,10 +115,10 @@ try {
   for (const n of flooderCounts) if (n > 0) await phase(n);
   console.log(`flood fairness, ${unlimited ? 'per-user rates lifted' : 'default per-user rates'}, ` +
     `${seconds} s per phase, normal user every ${interval} ms, ${windowSize} writes in flight per flooder`);
-  console.log('flooders | normal acks | failed | p50 ms | p99 ms | max ms | flood ok/s | flood refused/s | flood other');
+  console.log('flooders | normal acks | failed | p50 ms | p99 ms | max ms | flood ok/s | flood refused/s | flood other | kicked');
   for (const r of rows) {
     console.log(`${r.flooders} | ${r.acks} | ${r.failed} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.max)} | ` +
-      `${fmt(r.ok / seconds)} | ${fmt(r.limited / seconds)} | ${r.other}`);
+      `${fmt(r.ok / seconds)} | ${fmt(r.limited / seconds)} | ${r.other} | ${r.kicked}`);
   }
   sMe.close(); sPartner.close();
   for (const f of flooders) f.s.close();

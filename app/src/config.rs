@@ -149,6 +149,9 @@ pub struct ChatConfig {
     pub max_reactions_per_user: usize,
     /// Attachment bytes a user may upload per day (rolling 24 hours).
     pub attachment_bytes_per_day: u64,
+    /// Rate-limit refusals a user may collect on the chat socket; a socket
+    /// refused faster than this (a client ignoring `retryAfter`) is disconnected.
+    pub refusal_rate: Rate,
 }
 
 impl Default for ChatConfig {
@@ -172,6 +175,7 @@ impl Default for ChatConfig {
             max_reaction_emojis: 50,
             max_reactions_per_user: 10,
             attachment_bytes_per_day: 512 * 1024 * 1024,
+            refusal_rate: Rate::new(20.0, 200),
         }
     }
 }
@@ -191,6 +195,7 @@ impl ChatConfig {
                 self.edit_rate.problem("chat.edit_rate"),
                 self.chat_create_rate.problem("chat.chat_create_rate"),
                 self.member_add_rate.problem("chat.member_add_rate"),
+                self.refusal_rate.problem("chat.refusal_rate"),
             ]
             .into_iter()
             .flatten(),

@@ -80,6 +80,8 @@ struct ChatLimits {
     edit: Limiter<String>,
     create: Limiter<String>,
     add_members: Limiter<String>,
+    /// Rate-limit refusals on the socket, per user: past them, the socket is disconnected.
+    refusals: Limiter<String>,
 }
 
 impl ChatLimits {
@@ -92,6 +94,7 @@ impl ChatLimits {
             edit: Limiter::new("edits and deletes", c.edit_rate),
             create: Limiter::new("new chats", c.chat_create_rate),
             add_members: Limiter::new("member additions", c.member_add_rate),
+            refusals: Limiter::new("refused events", c.refusal_rate),
         }
     }
 }
@@ -173,6 +176,12 @@ impl Chat {
     /// One message of `identity`'s send rate, or `RateLimited` with the wait.
     pub fn take_token(&self, identity: &str) -> Result<(), Error> {
         check(&self.limits.send, identity)
+    }
+
+    /// Counts a rate-limit refusal of `user`; true once they collect them
+    /// faster than `refusal_rate` allows (a client ignoring `retryAfter`).
+    pub fn refused_too_often(&self, user: &str) -> bool {
+        check(&self.limits.refusals, user).is_err()
     }
 
     /// Checks what a sender claims of a message (REST and socket alike):

@@ -139,11 +139,23 @@ macro_rules! on {
         $s.on(
             $event,
             move |s: SocketRef, TryData(d): TryData<Value>, ack: AckSender| async move {
+                let mut ignores_limits = false;
                 let out = match app.upgrade() {
-                    Some(app) => $handler(&s, d, &app $(, $arg)*).await,
+                    Some(app) => {
+                        let out = $handler(&s, d, &app $(, $arg)*).await;
+                        if let (Err(Error::RateLimited(_)), Ok(me)) = (&out, session(&s)) {
+                            ignores_limits = app.chat.refused_too_often(&me.identity);
+                        }
+                        out
+                    }
                     None => Err(Error::ShuttingDown),
                 };
                 let _ = ack.send(&out.unwrap_or_else(|e| e.ack()));
+                if ignores_limits {
+                    // A client that keeps flooding past its refusals costs
+                    // the node work for nothing: it is disconnected.
+                    let _ = s.disconnect();
+                }
             },
         );
     }};
