@@ -47,6 +47,8 @@ const SECRET: &str = "secret";
 // ---------------------------------------------------------------------------
 // Requests.
 
+// A test value, made once per call: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 enum Req {
     CreateRoom(proto::CreateRoomRequest),
@@ -385,7 +387,7 @@ impl Call {
         };
         match &self.body {
             CallBody::Valid => valid(),
-            CallBody::Mutated(muts) => muts.iter().fold(valid(), |b, m| mutate_bytes(b, m)),
+            CallBody::Mutated(muts) => muts.iter().fold(valid(), mutate_bytes),
             CallBody::JsonMutated(m) => mutate_json(self.req.json(), m).into_bytes(),
             CallBody::Wire(w) => encode_wire(w),
             CallBody::Deep(depth) => match format {
