@@ -204,6 +204,10 @@ pub struct RtcConfig {
 pub struct DataConfig {
     /// Directory for `nodo.db` and attachments.
     pub dir: String,
+    /// Bound on the database's write-ahead log (`nodo.db-wal`), in MiB: the
+    /// writer checkpoints and restarts the log once it passes half of this,
+    /// so sustained load cannot fill the disk with it. At least 1.
+    pub wal_limit_mib: u64,
 }
 
 /// Logging.
@@ -249,6 +253,7 @@ impl Default for DataConfig {
     fn default() -> Self {
         DataConfig {
             dir: "./nodo-data".into(),
+            wal_limit_mib: 64,
         }
     }
 }
@@ -293,6 +298,9 @@ impl Config {
                 .any(|p| self.server.public_url.starts_with(p))
         {
             problems.push("server.public_url must start with http(s):// or ws(s)://".into());
+        }
+        if self.data.wal_limit_mib == 0 {
+            problems.push("data.wal_limit_mib must be at least 1".into());
         }
         if !self.rtc.udp_enabled && !self.rtc.tcp_enabled {
             problems.push("rtc: at least one of udp_enabled and tcp_enabled must be true".into());

@@ -12,7 +12,7 @@ use nodo_app::calls::Calls;
 use nodo_app::chat::{Chat, Presence};
 use nodo_app::meetings::Meetings;
 use nodo_app::push::Push;
-use nodo_app::store::Store;
+use nodo_app::store::{Store, StoreOptions};
 use nodo_app::App;
 use nodo_sfu::net::Transport;
 use nodo_signaling::auth::KeyStore;
@@ -56,9 +56,14 @@ impl Node {
         );
 
         // Store, then push (it reads subscriptions from the store).
-        let store = Store::open(data_dir)
-            .await
-            .map_err(|e| format!("cannot open the store in {}: {e}", config.data.dir))?;
+        let store = Store::open_with(
+            data_dir,
+            StoreOptions {
+                wal_limit: config.data.wal_limit_mib << 20,
+            },
+        )
+        .await
+        .map_err(|e| format!("cannot open the store in {}: {e}", config.data.dir))?;
         let push = Push::start(store.clone(), config.push.clone(), data_dir)
             .map_err(|e| format!("web push: {e}"))?;
 

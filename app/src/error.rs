@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
@@ -108,6 +109,10 @@ pub enum Error {
     /// The node is shutting down (its message writer or services are gone).
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// The disk is full: the write is refused and nothing already stored is
+    /// harmed; writes work again once space is freed.
+    #[error("the server's storage is full: nothing was stored, try again later")]
+    StorageFull,
     /// A database operation failed (shared: one failed commit fails a whole batch).
     #[error("database: {0}")]
     Database(Arc<sqlx::Error>),
@@ -145,7 +150,29 @@ pub enum Error {
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        Error::Database(Arc::new(e))
+        Error::from_shared(&Arc::new(e))
+    }
+}
+
+/// SQLite's primary result code of a database error (`SQLITE_FULL` is 13).
+pub(crate) fn sqlite_code(e: &sqlx::Error) -> Option<i32> {
+    match e {
+        sqlx::Error::Database(d) => d.code()?.parse::<i32>().ok().map(|c| c & 0xff),
+        _ => None,
+    }
+}
+
+/// Whether a failed write means the disk is full: `SQLITE_FULL`, or SQLite
+/// failing to grow its shared-memory file (`SQLITE_IOERR_SHMSIZE`).
+fn disk_full(e: &sqlx::Error) -> bool {
+    const SQLITE_FULL: i32 = 13;
+    const SQLITE_IOERR_SHMSIZE: &str = "4874";
+    match e {
+        sqlx::Error::Database(d) => {
+            sqlite_code(e) == Some(SQLITE_FULL) || d.code().as_deref() == Some(SQLITE_IOERR_SHMSIZE)
+        }
+        sqlx::Error::Io(io) => io.kind() == std::io::ErrorKind::StorageFull,
+        _ => false,
     }
 }
 
@@ -156,6 +183,38 @@ impl From<nodo_signaling::error::TokenError> for Error {
 }
 
 impl Error {
+    /// A database error shared by several requests (one failed commit fails
+    /// a batch): a full disk is [`Error::StorageFull`], a closed store
+    /// [`Error::ShuttingDown`].
+    pub fn from_shared(e: &Arc<sqlx::Error>) -> Error {
+        if disk_full(e) {
+            Error::StorageFull
+        } else if matches!(**e, sqlx::Error::PoolClosed) {
+            Error::ShuttingDown
+        } else {
+            Error::Database(e.clone())
+        }
+    }
+
+    /// The machine-readable code clients get (`error` over REST, `code` in
+    /// acks): the class's code, or `storage_full` for a full disk.
+    pub fn code(&self) -> &'static str {
+        if self.is_storage_full() {
+            "storage_full"
+        } else {
+            self.kind().code()
+        }
+    }
+
+    /// A full disk refused the write (the database's or an attachment's).
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            Error::StorageFull => true,
+            Error::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
+            _ => false,
+        }
+    }
+
     /// Shorthand for [`Error::Invalid`].
     pub fn invalid(msg: impl Into<Cow<'static, str>>) -> Error {
         Error::Invalid(msg.into())
@@ -191,7 +250,10 @@ impl Error {
             | Error::Conflict(_) => Kind::Conflict,
             Error::TooLarge(_) => Kind::TooLarge,
             Error::RateLimited(_) => Kind::RateLimited,
-            Error::ShuttingDown => Kind::Unavailable,
+            Error::ShuttingDown | Error::StorageFull => Kind::Unavailable,
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
+                Kind::Unavailable
+            }
             Error::Database(_)
             | Error::Migrations(_)
             | Error::Io { .. }
@@ -230,7 +292,7 @@ impl Error {
     /// The Socket.IO ack of a failed event: `{ok: false, error, code}` (plus `id`).
     pub fn ack(&self) -> Value {
         let p = self.public();
-        let mut v = json!({"ok": false, "error": p.message, "code": p.kind.code()});
+        let mut v = json!({"ok": false, "error": p.message, "code": self.code()});
         if let Some(id) = p.id {
             v["id"] = json!(id);
         }
@@ -267,7 +329,7 @@ impl fmt::Display for Public {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let p = self.public();
-        let mut body = json!({"error": p.kind.code(), "message": p.message});
+        let mut body = json!({"error": self.code(), "message": p.message});
         if let Some(id) = p.id {
             body["id"] = json!(id);
         }
@@ -276,6 +338,9 @@ impl IntoResponse for Error {
             body["retryAfter"] = json!(secs);
             let header = [(axum::http::header::RETRY_AFTER, secs.to_string())];
             return (p.kind.status(), header, Json(body)).into_response();
+        }
+        if self.is_storage_full() {
+            return (StatusCode::INSUFFICIENT_STORAGE, Json(body)).into_response();
         }
         (p.kind.status(), Json(body)).into_response()
     }

@@ -5,7 +5,11 @@
 //! sockets, with caps per participant and in total.
 
 mod credentials;
-mod frame;
+// Public for the fuzz tests (tests/fuzz_stun_turn.rs). `Framer::next` is
+// fallible, so it is not an `Iterator`.
+#[doc(hidden)]
+#[allow(clippy::should_implement_trait)]
+pub mod frame;
 mod policy;
 mod server;
 

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlx::{Row, SqliteConnection, SqlitePool};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 
 use super::messages::NewMessage;
 use super::now_ms;
@@ -40,15 +41,34 @@ const MAX_BATCH: usize = 256;
 /// Sends that may wait for the writer before senders wait to enqueue.
 const QUEUE: usize = 4096;
 
-pub(super) fn spawn(writer: SqlitePool) -> mpsc::Sender<SendJob> {
+pub(super) fn spawn(
+    writer: SqlitePool,
+    stop: watch::Receiver<bool>,
+) -> (mpsc::Sender<SendJob>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(run(writer, rx));
-    tx
+    (tx, tokio::spawn(run(writer, rx, stop)))
 }
 
-async fn run(writer: SqlitePool, mut rx: mpsc::Receiver<SendJob>) {
+/// Stores batches until `stop` turns true; then refuses new sends, stores
+/// the ones already queued, and ends. A failed batch (a full disk, an I/O
+/// error) fails its senders and the loop goes on with the next one.
+async fn run(writer: SqlitePool, mut rx: mpsc::Receiver<SendJob>, mut stop: watch::Receiver<bool>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
+    let mut closing = false;
+    let mut full = false;
+    loop {
+        let first = tokio::select! {
+            biased;
+            job = rx.recv() => match job {
+                Some(j) => j,
+                None => break,
+            },
+            _ = stop.wait_for(|s| *s), if !closing => {
+                closing = true;
+                rx.close();
+                continue;
+            }
+        };
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -57,6 +77,15 @@ async fn run(writer: SqlitePool, mut rx: mpsc::Receiver<SendJob>) {
             }
         }
         let results = store_batch(&writer, &batch).await;
+        let now_full = results.iter().any(|r| matches!(r, Err(Error::StorageFull)));
+        if now_full != full {
+            if now_full {
+                tracing::warn!("storage full: messages are refused until space is freed");
+            } else {
+                tracing::info!("storage available again: messages are stored");
+            }
+            full = now_full;
+        }
         for (job, result) in batch.drain(..).zip(results) {
             let _ = job.reply.send(result);
         }
@@ -66,10 +95,7 @@ async fn run(writer: SqlitePool, mut rx: mpsc::Receiver<SendJob>) {
 async fn store_batch(writer: &SqlitePool, batch: &[SendJob]) -> Vec<Result<Stored, Error>> {
     let fail = |e: sqlx::Error| {
         let e = Arc::new(e);
-        batch
-            .iter()
-            .map(|_| Err(Error::Database(e.clone())))
-            .collect()
+        batch.iter().map(|_| Err(Error::from_shared(&e))).collect()
     };
     let mut tx = match writer.begin().await {
         Ok(t) => t,
@@ -77,7 +103,14 @@ async fn store_batch(writer: &SqlitePool, batch: &[SendJob]) -> Vec<Result<Store
     };
     let mut out = Vec::with_capacity(batch.len());
     for job in batch {
-        out.push(store_one(&mut tx, &job.msg, &job.online).await);
+        match store_one(&mut tx, &job.msg, &job.online).await {
+            Ok(s) => out.push(Ok(s)),
+            // SQLite may have rolled the whole transaction back on its own
+            // (later statements would then commit one by one): nothing of
+            // this batch may be committed.
+            Err(e) if ends_transaction(&e) => return fail(e),
+            Err(e) => out.push(Err(e.into())),
+        }
     }
     match tx.commit().await {
         Ok(()) => out,
@@ -85,11 +118,17 @@ async fn store_batch(writer: &SqlitePool, batch: &[SendJob]) -> Vec<Result<Store
     }
 }
 
+/// Whether SQLite may have rolled the transaction back on its own after this
+/// error: `SQLITE_FULL`, `SQLITE_IOERR`, `SQLITE_BUSY`, `SQLITE_NOMEM`.
+fn ends_transaction(e: &sqlx::Error) -> bool {
+    matches!(crate::error::sqlite_code(e), Some(13 | 10 | 5 | 7))
+}
+
 async fn store_one(
     conn: &mut SqliteConnection,
     m: &NewMessage,
     online: &Online,
-) -> Result<Stored, Error> {
+) -> Result<Stored, sqlx::Error> {
     let now = now_ms();
     let r = sqlx::query(
         "INSERT INTO messages (id, chat_id, sender_id, content, content_type, reply_to, attachment_id, created_at) \

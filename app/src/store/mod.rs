@@ -1,7 +1,8 @@
-//! The SQLite store (WAL, migrations embedded in the binary). Every SQL
-//! statement of the node lives under this module: accounts here, chats and
-//! messages in `messages`, calls, meetings, push subscriptions and the webhook
-//! queue in their own files. One `Store` per node; it is cheap to clone.
+//! The SQLite store (WAL, every commit fsynced, the log kept bounded by
+//! `wal`; migrations embedded in the binary). Every SQL statement of the node
+//! lives under this module: accounts here, chats and messages in `messages`,
+//! calls, meetings, push subscriptions and the webhook queue in their own
+//! files. One `Store` per node; it is cheap to clone.
 
 mod batch;
 mod calls;
@@ -9,13 +10,17 @@ mod meetings;
 mod messages;
 mod push;
 mod users;
+mod wal;
 mod webhooks;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 pub use batch::Online;
 pub use calls::{Call, CallTransition, NewCall};
@@ -29,8 +34,35 @@ pub use webhooks::SqliteWebhookQueue;
 
 use crate::error::Error;
 
-/// How often the WAL is checkpointed into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// How the store keeps its files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Bound on `nodo.db-wal`, in bytes. The writer checkpoints and restarts
+    /// the log once it passes half of this, so it stays under the bound (by
+    /// at most one transaction, while a reader delays the restart).
+    pub wal_limit: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            wal_limit: wal::DEFAULT_LIMIT,
+        }
+    }
+}
+
+/// The settings the store's writer runs with, as SQLite reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Durability {
+    /// `wal`.
+    pub journal_mode: String,
+    /// SQLite's number: 2 is FULL (every commit fsynced), 1 NORMAL.
+    pub synchronous: i64,
+    /// The size (bytes) a restarted log is cut back to.
+    pub journal_size_limit: i64,
+    /// The bound on the log (bytes).
+    pub wal_limit: u64,
+}
 
 /// Handle to the database.
 #[derive(Clone)]
@@ -42,6 +74,16 @@ pub struct Store {
     writer: SqlitePool,
     /// The group-commit queue for messages (owned by a task on `writer`).
     sends: tokio::sync::mpsc::Sender<batch::SendJob>,
+    /// The background tasks, stopped by [`Store::close`].
+    tasks: Arc<Tasks>,
+    wal: wal::WalBound,
+    options: StoreOptions,
+}
+
+/// The store's tasks and their stop signal.
+struct Tasks {
+    stop: watch::Sender<bool>,
+    handles: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// Unix milliseconds now: the store's timestamps.
@@ -52,23 +94,41 @@ pub fn now_ms() -> i64 {
 impl Store {
     /// Opens (creating if needed) `<dir>/nodo.db` and runs the migrations.
     pub async fn open(dir: &Path) -> Result<Store, Error> {
+        Store::open_with(dir, StoreOptions::default()).await
+    }
+
+    /// [`Store::open`] with explicit options.
+    pub async fn open_with(dir: &Path, options: StoreOptions) -> Result<Store, Error> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io {
             context: "creating the data dir",
             source,
         })?;
-        // WAL with synchronous=NORMAL: a commit survives a crash of the process
-        // (SIGKILL); only a power loss can take the last transactions.
+        let db = dir.join("nodo.db");
+        // WAL with synchronous=FULL: every commit is fsynced before a sender
+        // gets its ack, so an acknowledged message survives a power loss, not
+        // only a crash of the process. Group commit (batch.rs) pays one fsync
+        // per batch of messages.
         let opts = SqliteConnectOptions::new()
-            .filename(dir.join("nodo.db"))
+            .filename(&db)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        // The writer never checkpoints itself (its fsync would stall sends);
-        // a background task checkpoints on its own connection instead.
+            .busy_timeout(Duration::from_secs(5))
+            .pragma(
+                "journal_size_limit",
+                wal::WalBound::journal_size_limit(options.wal_limit).to_string(),
+            );
+        let wal = wal::WalBound::new(&db, options.wal_limit);
+        // The writer never checkpoints on commit (SQLite's autocheckpoint);
+        // it restarts the log when it passes its threshold (wal.rs).
+        let bound = wal.clone();
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .after_release(move |conn, _| {
+                let bound = bound.clone();
+                Box::pin(async move { bound.after_release(conn).await })
+            })
             .connect_with(opts.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         sqlx::migrate!("./migrations").run(&writer).await?;
@@ -76,28 +136,80 @@ impl Store {
             .max_connections(1)
             .connect_with(opts.clone())
             .await?;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
-            loop {
-                tick.tick().await;
-                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                    .execute(&checkpointer)
-                    .await
-                {
-                    tracing::warn!("WAL checkpoint: {e}");
-                }
-            }
-        });
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts.read_only(true))
             .await?;
-        let sends = batch::spawn(writer.clone());
+        let (stop, stopped) = watch::channel(false);
+        let (sends, batch_task) = batch::spawn(writer.clone(), stopped.clone());
+        let checkpoints = tokio::spawn(wal::background(checkpointer, writer.clone(), stopped));
         Ok(Store {
             pool,
             writer,
             sends,
+            tasks: Arc::new(Tasks {
+                stop,
+                handles: std::sync::Mutex::new(vec![batch_task, checkpoints]),
+            }),
+            wal,
+            options,
         })
+    }
+
+    /// The settings the writer runs with (journal mode, fsync level, log bound).
+    pub async fn durability(&self) -> Result<Durability, Error> {
+        let mut conn = self.writer.acquire().await?;
+        let journal_mode = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await?;
+        let synchronous = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await?;
+        let journal_size_limit = sqlx::query_scalar("PRAGMA journal_size_limit")
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(Durability {
+            journal_mode,
+            synchronous,
+            journal_size_limit,
+            wal_limit: self.options.wal_limit,
+        })
+    }
+
+    /// The size of `nodo.db-wal` now, in bytes (0 when there is none).
+    pub fn wal_size(&self) -> u64 {
+        self.wal.size()
+    }
+
+    /// Closes the store for a clean shutdown: queued messages are committed,
+    /// later sends are refused ([`Error::ShuttingDown`]), the log is
+    /// checkpointed into the database and removed, and every connection is
+    /// closed. Other clones of the store fail from here on.
+    pub async fn close(&self) {
+        let _ = self.tasks.stop.send(true);
+        let handles = std::mem::take(
+            &mut *self
+                .tasks
+                .handles
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for h in handles {
+            if let Err(e) = h.await {
+                tracing::warn!("store task: {e}");
+            }
+        }
+        self.pool.close().await;
+        // The writer closes last: the last connection to close removes the log.
+        match self.writer.acquire().await {
+            Ok(mut conn) => match wal::checkpoint(&mut conn, wal::Mode::Truncate).await {
+                Ok(c) if c.busy => tracing::warn!("closing the store: the log is still in use"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("closing the store: final checkpoint: {e}"),
+            },
+            Err(e) => tracing::debug!("closing the store: {e}"),
+        }
+        self.writer.close().await;
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {
