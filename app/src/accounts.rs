@@ -16,8 +16,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::password_hash::{self, Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use nodo_signaling::webhook::Webhooks;
 use serde_json::{json, Value};
 use socketioxide::SocketIo;
@@ -84,21 +84,63 @@ fn check_password(password: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn hash(password: &str) -> Result<String, Error> {
-    let bytes: [u8; 16] = rand::random();
-    let salt = SaltString::encode_b64(&bytes).map_err(Error::PasswordHash)?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(Error::PasswordHash)
+/// Largest argon2 memory a stored hash may ask for (1 GiB): hashes are the
+/// node's own, but a tampered row must not take the machine's memory.
+const MAX_BLOCKS: usize = 1 << 20;
+
+/// argon2id with the default parameters, into `memory` (resized once and
+/// kept by the hasher thread): a PHC string.
+fn hash(password: &str, memory: &mut Vec<Block>) -> Result<String, Error> {
+    let argon = Argon2::default();
+    let params = argon.params().clone();
+    let salt_bytes: [u8; 16] = rand::random();
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(Error::PasswordHash)?;
+    memory.resize(params.block_count(), Block::default());
+    let output_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let output = Output::init_with(output_len, |out| {
+        argon
+            .hash_password_into_with_memory(password.as_bytes(), &salt_bytes, out, &mut memory[..])
+            .map_err(|_| password_hash::Error::Crypto)
+    })
+    .map_err(Error::PasswordHash)?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::default().ident(),
+        version: Some(Version::default().into()),
+        params: ParamsString::try_from(&params).map_err(Error::PasswordHash)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(phc.to_string())
 }
 
-fn verify(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok()
-    })
+/// Whether `password` matches the PHC string `hash`, computed in `memory`.
+fn verify(password: &str, hash: &str, memory: &mut Vec<Block>) -> bool {
+    let mut check = || -> Option<bool> {
+        let h = PasswordHash::new(hash).ok()?;
+        let algorithm = Algorithm::try_from(h.algorithm).ok()?;
+        let version = match h.version {
+            Some(v) => Version::try_from(v).ok()?,
+            None => Version::default(),
+        };
+        let params = Params::try_from(&h).ok()?;
+        let expected = h.hash?;
+        let mut salt_buf = [0u8; 64];
+        let salt = h.salt?.decode_b64(&mut salt_buf).ok()?;
+        if params.block_count() > MAX_BLOCKS {
+            return None;
+        }
+        memory.resize(params.block_count(), Block::default());
+        let argon = Argon2::new(algorithm, version, params);
+        let got = Output::init_with(expected.len(), |out| {
+            argon
+                .hash_password_into_with_memory(password.as_bytes(), salt, out, &mut memory[..])
+                .map_err(|_| password_hash::Error::Crypto)
+        })
+        .ok()?;
+        // Output compares in constant time.
+        Some(got == expected)
+    };
+    check().unwrap_or(false)
 }
 
 impl Accounts {
@@ -119,7 +161,7 @@ impl Accounts {
         let hasher = Hasher::new(config.hash_concurrency, config.hash_queue);
         let dummy: [u8; 16] = rand::random();
         let dummy_hash = hasher
-            .run(move || hash(&String::from_utf8_lossy(&dummy)))
+            .run(move |memory| hash(&String::from_utf8_lossy(&dummy), memory))
             .await??;
         let policy = |free, lockout| Policy {
             free,
@@ -211,7 +253,10 @@ impl Accounts {
             .check(&client)
             .map_err(Error::RateLimited)?;
         let password = r.password;
-        let hash = self.hasher.run(move || hash(&password)).await??;
+        let hash = self
+            .hasher
+            .run(move |memory| hash(&password, memory))
+            .await??;
         let user = self
             .store
             .create_user(&username.name, &username.name, &name, Some(&hash))
@@ -238,7 +283,10 @@ impl Accounts {
         }
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.clone());
-        let checked = self.hasher.run(move || verify(&password, &hash)).await;
+        let checked = self
+            .hasher
+            .run(move |memory| verify(&password, &hash, memory))
+            .await;
         let right = matches!(checked, Ok(true)) && known;
         if right || checked.is_err() {
             // A refusal by the pool is not a guess.
@@ -395,7 +443,7 @@ impl Accounts {
         {
             return Err(Error::BadCredentials);
         }
-        let hash = self.hasher.run(move || hash(&new)).await??;
+        let hash = self.hasher.run(move |memory| hash(&new, memory)).await??;
         self.store.set_password_hash(&user.id, &hash).await?;
         let ended = self.sessions.revoke_all(&user.id, Some(session)).await?;
         self.disconnect(&ended).await;
@@ -442,5 +490,33 @@ impl Accounts {
         self.store
             .update_profile(user, name.map(str::trim), avatar)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+    use argon2::Argon2;
+
+    #[test]
+    fn hashes_in_reused_memory_are_standard_argon2() {
+        let mut memory = Vec::new();
+        let h = super::hash("correct horse battery", &mut memory).expect("hash");
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        // The argon2 crate's own verifier agrees, and so does ours.
+        let parsed = PasswordHash::new(&h).expect("phc");
+        assert!(Argon2::default()
+            .verify_password(b"correct horse battery", &parsed)
+            .is_ok());
+        assert!(super::verify("correct horse battery", &h, &mut memory));
+        assert!(!super::verify("correct horse batterY", &h, &mut memory));
+        assert!(!super::verify("x", "not a hash", &mut memory));
+        // A hash made by the crate itself (as before this pool) verifies too.
+        let salt = SaltString::encode_b64(&[7u8; 16]).expect("salt");
+        let old = Argon2::default()
+            .hash_password(b"other password", &salt)
+            .expect("hash")
+            .to_string();
+        assert!(super::verify("other password", &old, &mut memory));
     }
 }

@@ -1,9 +1,9 @@
 //! What keeps sign-in cheap to refuse and costly to abuse:
 //!
-//! - [`Hasher`]: argon2 runs on at most `hash_concurrency` blocking threads,
-//!   with at most `hash_queue` more requests waiting for one; past that a
-//!   request is refused at once (429 with `Retry-After`) instead of queueing
-//!   without bound.
+//! - [`Hasher`]: argon2 runs on `hash_concurrency` threads of its own, each
+//!   reusing one memory area, with at most `hash_queue` more requests waiting
+//!   for one; past that a request is refused at once (429 with `Retry-After`)
+//!   instead of queueing without bound.
 //! - [`Throttle`]: failed password checks counted per username and per client
 //!   address. After the free failures, each next attempt waits twice as long
 //!   as the last (1 s, 2 s, 4 s … up to `max_backoff_secs`); after
@@ -19,10 +19,11 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
+use std::sync::mpsc::TrySendError;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use argon2::Block;
 
 use crate::error::Error;
 use crate::limits::Refusal;
@@ -30,12 +31,15 @@ use crate::limits::Refusal;
 /// How long a client refused by a full hash queue is told to wait.
 const BUSY_RETRY: Duration = Duration::from_secs(1);
 
-/// The bounded pool password hashes run in.
+/// Work for a hasher thread; it lends the thread's argon2 memory.
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
+/// The bounded pool password hashes run in: `concurrency` threads of its
+/// own, each with one argon2 memory area (19 MiB by default) reused for every
+/// hash, so memory stays `concurrency` times that however many requests
+/// come; a queue of `queue` jobs in front of them.
 pub struct Hasher {
-    /// Hashes running at once.
-    running: Arc<Semaphore>,
-    /// Hashes running or waiting.
-    admitted: Arc<Semaphore>,
+    jobs: std::sync::mpsc::SyncSender<Job>,
 }
 
 impl Hasher {
@@ -46,36 +50,46 @@ impl Hasher {
         } else {
             concurrency
         };
-        Hasher {
-            running: Arc::new(Semaphore::new(concurrency)),
-            admitted: Arc::new(Semaphore::new(concurrency + queue)),
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(queue);
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..concurrency {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    let mut memory = Vec::new();
+                    loop {
+                        // One thread waits for the next job; the others wait for it.
+                        let job = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                        match job {
+                            Ok(job) => job(&mut memory),
+                            Err(_) => return, // the Hasher is gone
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!("cannot start a password hashing thread: {e}");
+            }
         }
+        Hasher { jobs }
     }
 
-    /// Runs `f` (a hash or a verification) on a blocking thread once one of
-    /// the pool's slots is free; refuses at once when the queue is full. The
-    /// slot is held until `f` ends, even if the request is dropped meanwhile.
+    /// Runs `f` (a hash or a verification, given the thread's argon2 memory)
+    /// on a hasher thread; refuses at once when the queue is full. A job
+    /// runs to its end even if the request is dropped meanwhile.
     pub async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce() -> T + Send + 'static,
+        f: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, Error> {
-        let admitted = self
-            .admitted
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Error::RateLimited(busy()))?;
-        let running = self
-            .running
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::ShuttingDown)?;
-        Ok(tokio::task::spawn_blocking(move || {
-            let out = f();
-            drop((running, admitted));
-            out
-        })
-        .await?)
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |memory| {
+            let _ = tx.send(f(memory));
+        });
+        self.jobs.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => Error::RateLimited(busy()),
+            TrySendError::Disconnected(_) => Error::ShuttingDown,
+        })?;
+        rx.await.map_err(|_| Error::ShuttingDown)
     }
 }
 
@@ -420,7 +434,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let rx = Arc::new(Mutex::new(rx));
         let block = |rx: Arc<Mutex<std::sync::mpsc::Receiver<()>>>| {
-            move || {
+            move |_: &mut Vec<Block>| {
                 let _ = rx.lock().map(|r| r.recv());
             }
         };
@@ -432,7 +446,7 @@ mod tests {
         let r2 = rx.clone();
         let second = tokio::spawn(async move { h2.run(block(r2)).await });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let third = h.run(|| ()).await;
+        let third = h.run(|_| ()).await;
         assert!(
             matches!(third, Err(Error::RateLimited(r)) if r.retry_after == BUSY_RETRY),
             "{third:?}"
@@ -441,6 +455,6 @@ mod tests {
         tx.send(()).expect("release");
         first.await.expect("join").expect("first ran");
         second.await.expect("join").expect("second ran");
-        h.run(|| ()).await.expect("free again");
+        h.run(|_| ()).await.expect("free again");
     }
 }
