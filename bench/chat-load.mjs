@@ -11,7 +11,7 @@ const clients = arg('clients', 50);
 const seconds = arg('seconds', 15);
 const windowSize = arg('window', 4);
 
-const node = await startNode([], { NODO_CHAT__RATE_PER_SEC: '1000000', NODO_CHAT__RATE_BURST: '1000000', RUST_LOG: 'warn' });
+const node = await startNode([], { NODO_CHAT__RATE_PER_SEC: '1000000', NODO_CHAT__RATE_BURST: '1000000', NODO_ACCOUNTS__REGISTER_RATE__BURST: '100000', RUST_LOG: 'warn' });
 try {
   const users = [];
   for (let i = 0; i < clients; i++) users.push(await register(node, `load${i}_`));

@@ -85,6 +85,12 @@ impl Node {
             .max_payload(max_packet)
             .ws_max_message_size(max_packet as usize)
             .ws_max_frame_size(max_packet as usize)
+            // A socket whose queue is full is a hopelessly slow consumer: the
+            // chat disconnects it and keeps what it missed pending (chat::delivery).
+            .max_buffer_size(config.chat.socket_buffer_packets)
+            // The heartbeat notices a half-open or stalled socket and closes it.
+            .ping_interval(Duration::from_secs(config.chat.ping_interval_secs))
+            .ping_timeout(Duration::from_secs(config.chat.ping_timeout_secs))
             .build_layer();
 
         let access = Arc::new(Access::new(

@@ -187,6 +187,19 @@ impl ChatConfig {
         if self.rate_per_sec <= 0.0 || self.rate_burst == 0 {
             problems.push("chat: rate_per_sec and rate_burst must be positive".into());
         }
+        if self.delivery_ack_timeout_secs == 0
+            || self.ping_interval_secs == 0
+            || self.ping_timeout_secs == 0
+        {
+            problems.push(
+                "chat: delivery_ack_timeout_secs, ping_interval_secs and ping_timeout_secs \
+                 must be positive"
+                    .into(),
+            );
+        }
+        if self.socket_buffer_packets < 16 {
+            problems.push("chat: socket_buffer_packets must be at least 16".into());
+        }
         problems.extend(
             [
                 self.read_rate.problem("chat.read_rate"),

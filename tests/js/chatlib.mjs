@@ -28,6 +28,9 @@ export async function register(node, prefix) {
 }
 
 // A connected socket with an event log; `next(event, pred)` awaits an event.
+// It confirms each receiveMessage (the ack callback), as a client must for the
+// message to count as delivered; `opts.confirm === false` makes one that never
+// does. `opts.on` adds handlers before it connects.
 export async function connect(node, user, opts = {}) {
   const s = io(node.httpUrl, {
     auth: user.token ? { token: user.token } : {},
@@ -37,7 +40,12 @@ export async function connect(node, user, opts = {}) {
     forceNew: true,
   });
   s.log = [];
-  s.onAny((event, ...args) => s.log.push([event, args[0]]));
+  s.onAny((event, ...args) => {
+    s.log.push([event, args[0]]);
+    const cb = args[args.length - 1];
+    if (event === 'receiveMessage' && opts.confirm !== false && typeof cb === 'function') cb({ ok: true });
+  });
+  for (const [event, handler] of Object.entries(opts.on || {})) s.on(event, handler);
   await new Promise((resolve, reject) => {
     s.once('connect', resolve);
     s.once('connect_error', (e) => reject(e));

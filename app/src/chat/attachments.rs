@@ -1,8 +1,14 @@
 //! Attachments: files stored beside the database, typed by their first bytes.
+//! A file lives as long as the message that carries it: it is served only
+//! while that message exists and is not deleted, removed when the message is
+//! deleted, and an upload whose message is not stored leaves no file.
 
-use super::Chat;
-use crate::error::Error;
-use crate::store::Attachment;
+use serde_json::Value;
+
+use super::delivery::remove_file;
+use super::{Chat, Outgoing};
+use crate::error::{Error, Missing};
+use crate::store::{Attachment, Message, SendOutcome};
 
 /// A file a user uploads with a message.
 pub struct Upload {
@@ -71,14 +77,17 @@ impl Chat {
                 context: "creating the attachments dir",
                 source,
             })?;
-        tokio::fs::write(self.attachments_dir.join(&id), &upload.data)
-            .await
-            .map_err(|source| Error::Io {
+        if let Err(source) = tokio::fs::write(self.attachments_dir.join(&id), &upload.data).await {
+            // A partly written file (a full disk) is not kept either.
+            remove_file(&self.attachments_dir, &id).await;
+            return Err(Error::Io {
                 context: "storing an attachment",
                 source,
-            })?;
+            });
+        }
         let ct = sniff(&upload.data);
-        self.store
+        let stored = self
+            .store
             .add_attachment(
                 &Attachment {
                     id: id.clone(),
@@ -89,13 +98,74 @@ impl Chat {
                 },
                 uploader,
             )
-            .await?;
+            .await;
+        if let Err(e) = stored {
+            remove_file(&self.attachments_dir, &id).await;
+            return Err(e);
+        }
         let kind = if ct.starts_with("image/") {
             "image"
         } else {
             "file"
         };
         Ok((id, kind))
+    }
+
+    /// Stores `upload` and sends the message `m` that carries it (its
+    /// attachment and content type are the upload's). When the message is
+    /// not stored (refused, failed, or a resend of one already stored), the
+    /// upload is removed again.
+    pub async fn send_upload(
+        &self,
+        sender: &str,
+        mut m: Outgoing,
+        upload: Upload,
+        extra: Option<&Value>,
+    ) -> Result<SendOutcome, Error> {
+        let (id, kind) = self.store_upload(&m.chat_id, sender, upload).await?;
+        m.attachment_id = Some(id.clone());
+        m.content_type = kind.to_string();
+        let out = self.send(sender, m, extra, None).await;
+        if !matches!(&out, Ok(o) if o.inserted) {
+            self.discard_upload(&id).await;
+        }
+        out
+    }
+
+    /// Removes an upload no message refers to: its record, then its file.
+    async fn discard_upload(&self, id: &str) {
+        match self.store.forget_upload(id).await {
+            Ok(true) => remove_file(&self.attachments_dir, id).await,
+            // A message refers to it after all: it stays.
+            Ok(false) => {}
+            // The record stays; the hourly sweep removes both later.
+            Err(e) => e.log_if_internal(),
+        }
+    }
+
+    /// After `m` was deleted: its attachment is marked removed and its file
+    /// deleted. Failures are logged; the file is no longer served either way.
+    pub(super) async fn drop_attachment(&self, m: &Message) {
+        match self.store.remove_attachment_of(m.seq).await {
+            Ok(Some(id)) => remove_file(&self.attachments_dir, &id).await,
+            Ok(None) => {}
+            Err(e) => e.log_if_internal(),
+        }
+    }
+
+    /// An attachment's record and file, for a member of its chat, while the
+    /// message that carries it exists and is not deleted (`NotFound` after).
+    pub async fn attachment(&self, me: &str, id: &str) -> Result<(Attachment, Vec<u8>), Error> {
+        let a = self
+            .store
+            .live_attachment(id)
+            .await?
+            .ok_or(Error::NotFound(Missing::Attachment))?;
+        self.store.require_member(&a.chat_id, me).await?;
+        let data = tokio::fs::read(self.attachments_dir.join(&a.id))
+            .await
+            .map_err(|_| Error::NotFound(Missing::AttachmentFile))?;
+        Ok((a, data))
     }
 }
 

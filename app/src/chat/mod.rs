@@ -4,6 +4,7 @@
 //! (`socket`) and the REST API (`http::chats`) are two transports over it.
 
 mod attachments;
+mod delivery;
 pub mod presence;
 pub mod socket;
 
@@ -120,6 +121,8 @@ pub struct Chat {
     /// with the service) tells who stopped typing; no task per event.
     typing: Mutex<HashMap<(String, String), TypingEntry>>,
     limits: ChatLimits,
+    /// Receipts: clients' confirmations, stored and told to senders (`delivery`).
+    delivery: delivery::Delivery,
 }
 
 /// A message a user sends, before it is stored.
@@ -150,6 +153,11 @@ impl Chat {
         attachments_dir: PathBuf,
     ) -> Arc<Chat> {
         let chat = Arc::new(Chat {
+            delivery: delivery::Delivery::start(
+                store.clone(),
+                io.clone(),
+                Duration::from_secs(config.delivery_ack_timeout_secs),
+            ),
             store,
             io,
             presence,
@@ -162,6 +170,7 @@ impl Chat {
         });
         let tick = Duration::from_millis((chat.config.typing_timeout_ms / 4).clamp(50, 1000));
         tokio::spawn(typing_expiry(Arc::downgrade(&chat), tick));
+        delivery::housekeeping(&chat);
         chat
     }
 
@@ -298,7 +307,8 @@ impl Chat {
                     reply_to: m.reply_to,
                     attachment_id: m.attachment_id,
                 },
-                self.presence.online_fn(),
+                // Pending for everyone: delivered once a recipient's client confirms.
+                Arc::new(|_: &str| false),
             )
             .await?;
         if out.inserted {
@@ -306,87 +316,6 @@ impl Chat {
                 .await?;
         }
         Ok(out)
-    }
-
-    /// Pushes a stored message to the chat's members (the store already
-    /// marked online recipients delivered) and tells the sender who it reached.
-    async fn deliver(
-        &self,
-        message: &Message,
-        members: &[String],
-        extra: Option<&Value>,
-        except_socket: Option<socketioxide::socket::Sid>,
-    ) -> Result<(), Error> {
-        let mut payload = to_json(&message)?;
-        if let (Some(obj), Some(Value::Object(extra))) = (payload.as_object_mut(), extra) {
-            for (k, v) in extra {
-                obj.entry(k.clone()).or_insert(v.clone());
-            }
-        }
-        let op = self.io.to(members.to_vec());
-        let op = match except_socket {
-            Some(sid) => op.except(sid),
-            None => op,
-        };
-        if let Err(e) = op.emit("receiveMessage", &payload).await {
-            tracing::debug!("receiveMessage emit: {e}");
-        }
-        self.webhooks
-            .app_event("message_sent", json!({"message": message}));
-        for (to, status) in &message.status {
-            if status == "sent" {
-                let preview: String = message.content.chars().take(100).collect();
-                self.push.notify(
-                    to,
-                    &json!({"type": "message", "chatId": message.chat_id, "messageId": message.id,
-                            "senderId": message.sender_chat_path, "preview": preview}),
-                    Priority::Normal,
-                );
-            }
-        }
-        for (to, status) in &message.status {
-            if status == "delivered" {
-                self.delivered_to(message, to).await;
-            }
-        }
-        Ok(())
-    }
-
-    /// Tells a message's sender it reached `to`.
-    async fn delivered_to(&self, message: &Message, to: &str) {
-        let _ = self
-            .io
-            .to(message.sender_chat_path.clone())
-            .emit(
-                "messageDelivered",
-                &json!({"id": message.id, "chatId": message.chat_id, "to": to}),
-            )
-            .await;
-    }
-
-    /// Messages sent to `user` while offline, oldest first, each handed to
-    /// `emit` (the new socket) and then marked delivered, with a receipt to
-    /// its sender. Stops when `emit` fails (the socket is gone).
-    pub async fn deliver_pending(
-        &self,
-        user: &str,
-        emit: impl Fn(&Message) -> bool,
-    ) -> Result<(), Error> {
-        for m in self.store.undelivered(user).await? {
-            if !emit(&m) {
-                return Ok(());
-            }
-            // A receipt that cannot be stored is logged; the next message still goes.
-            match self
-                .store
-                .mark_delivered(user, std::slice::from_ref(&m.id))
-                .await
-            {
-                Ok(()) => self.delivered_to(&m, user).await,
-                Err(e) => e.log_if_internal(),
-            }
-        }
-        Ok(())
     }
 
     /// Sends `event` with `data` to every member of a chat.
@@ -550,6 +479,8 @@ impl Chat {
         check(&self.limits.edit, me)?;
         let m = self.store.edit(message_id, me, content).await?;
         let event = if content.is_none() {
+            // A deleted message's attachment is no longer served, nor kept.
+            self.drop_attachment(&m).await;
             "messageDeleted"
         } else {
             "messageEdited"
@@ -699,20 +630,6 @@ impl Chat {
             .emit("chatMembersChanged", &payload)
             .await;
         Ok(payload)
-    }
-
-    /// An attachment's record and file, for a member of its chat.
-    pub async fn attachment(&self, me: &str, id: &str) -> Result<(Attachment, Vec<u8>), Error> {
-        let a = self
-            .store
-            .attachment(id)
-            .await?
-            .ok_or(Error::NotFound(Missing::Attachment))?;
-        self.store.require_member(&a.chat_id, me).await?;
-        let data = tokio::fs::read(self.attachments_dir.join(&a.id))
-            .await
-            .map_err(|_| Error::NotFound(Missing::AttachmentFile))?;
-        Ok((a, data))
     }
 }
 

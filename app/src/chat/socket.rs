@@ -24,8 +24,6 @@ struct Session {
     identity: String,
     /// The sign-in session of its token (none for an app-minted token).
     session: Option<crate::accounts::SessionId>,
-    /// This is the user's first connected socket.
-    first: bool,
 }
 
 /// Registers the default namespace on `io`. Handlers hold the app weakly:
@@ -112,13 +110,12 @@ async fn authenticate(
         }
         let who = app.accounts.admit(&bearer).await?;
         let user = who.user;
-        // Counted here, before the client hears it is connected, so presence
-        // (e.g. the directory's online flag) is right as soon as it is.
-        let first = app.chat.presence().socket_up(&user.id);
+        // Presence counts the socket in the connect handler, not here: a
+        // socket dropped before that handler runs has no disconnect handler
+        // to count it down again.
         s.extensions.insert(Session {
             identity: user.id,
             session: who.session,
-            first,
         });
         Ok(())
     }
@@ -177,15 +174,24 @@ async fn on_connect(s: SocketRef, app: Weak<App>) {
     on!(s, app, "initiateCall", initiate_call);
     on!(s, app, "acceptCall", accept_call);
     on!(s, app, "rejectCall", reject_call);
+    on!(s, app, "messageReceived", message_received);
     let gone = app.clone();
     s.on_disconnect(move |s: SocketRef| async move {
         if let (Ok(me), Some(app)) = (session(&s), gone.upgrade()) {
-            if app.chat.presence().socket_down(&me.identity) {
+            if app.chat.presence().socket_down(&me.identity, s.id) {
                 let _ = s.broadcast().emit("contact_offline", &me.identity).await;
             }
         }
     });
     let app = strong;
+    // Counted once the disconnect handler is in place, so that every counted
+    // socket is counted down; one that closed before (dropped during the
+    // handshake) is not left counted.
+    let first = app.chat.presence().socket_up(&me.identity, s.id);
+    if !s.connected() {
+        app.chat.presence().socket_down(&me.identity, s.id);
+        return;
+    }
     s.join(me.identity.clone());
     if let Some(session) = &me.session {
         // Ending a session disconnects its room; one ended between the
@@ -207,15 +213,12 @@ async fn on_connect(s: SocketRef, app: Weak<App>) {
         ),
         Err(e) => e.log_if_internal(),
     }
-    if me.first {
+    if first {
         let _ = s.broadcast().emit("contact_online", &me.identity).await;
     }
     let _ = s.emit("online_users", &app.chat.presence().online_users());
-    // Messages sent while the user was offline, oldest first.
-    let pending = app
-        .chat
-        .deliver_pending(&me.identity, |m| s.emit("receiveMessage", m).is_ok())
-        .await;
+    // Messages no client of the user confirmed yet, oldest first.
+    let pending = app.chat.deliver_pending(&s, &me.identity).await;
     if let Err(e) = pending {
         e.log_if_internal();
     }
@@ -300,6 +303,24 @@ async fn send_message(
     Ok(
         json!({"ok": true, "id": out.message.id, "chatId": out.message.chat_id, "createdAt": out.message.created_at}),
     )
+}
+
+#[derive(Deserialize)]
+struct Received {
+    ids: Vec<String>,
+}
+
+/// `messageReceived {ids}`: the client confirms messages it has, for clients
+/// that do not answer the ack of `receiveMessage`.
+async fn message_received(
+    s: &SocketRef,
+    d: Result<Value, ParserError>,
+    app: &App,
+) -> Result<Value, Error> {
+    let me = session(s)?;
+    let r: Received = payload(d)?;
+    let confirmed = app.chat.received(&me.identity, &r.ids).await?;
+    Ok(json!({"ok": true, "confirmed": confirmed}))
 }
 
 #[derive(Deserialize)]

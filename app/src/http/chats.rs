@@ -172,30 +172,22 @@ pub async fn post_message(
     crate::chat::check_id("id", msg.id.as_deref())?;
     crate::chat::check_id("replyTo", msg.reply_to.as_deref())?;
     let extra = app.chat.sender_profile(&me.id).await?;
-    let (attachment_id, content_type) = match upload {
+    let m = Outgoing {
+        id: msg.id,
+        chat_id,
+        content: msg.content,
+        content_type: "text".to_string(),
+        reply_to: msg.reply_to,
+        attachment_id: None,
+    };
+    let out = match upload {
+        // The upload is removed again when its message is not stored.
         Some(u) => {
             app.chat.check_upload_quota(&me.id, u.data.len()).await?;
-            let (id, kind) = app.chat.store_upload(&chat_id, &me.id, u).await?;
-            (Some(id), kind.to_string())
+            app.chat.send_upload(&me.id, m, u, Some(&extra)).await?
         }
-        None => (None, "text".to_string()),
+        None => app.chat.send(&me.id, m, Some(&extra), None).await?,
     };
-    let out = app
-        .chat
-        .send(
-            &me.id,
-            Outgoing {
-                id: msg.id,
-                chat_id,
-                content: msg.content,
-                content_type,
-                reply_to: msg.reply_to,
-                attachment_id,
-            },
-            Some(&extra),
-            None,
-        )
-        .await?;
     let status = if out.inserted {
         StatusCode::CREATED
     } else {

@@ -94,8 +94,8 @@ pub struct HistoryPage {
 }
 
 #[derive(FromRow)]
-struct MessageRow {
-    seq: i64,
+pub(super) struct MessageRow {
+    pub(super) seq: i64,
     id: String,
     chat_id: String,
     sender_id: String,
@@ -300,10 +300,12 @@ impl Store {
     }
 
     /// Stores a message durably (committed before this returns) with a status
-    /// for every other member: `delivered` for those `online` says are
-    /// connected (the message is pushed to them right after), `sent` for the
-    /// rest. A resend of the same id by the same sender returns the stored
-    /// message and stores nothing. Concurrent sends share one transaction.
+    /// for every other member: `delivered` for those `online` says, `sent`
+    /// (pending) for the rest. The chat service says nobody: a recipient's
+    /// status becomes `delivered` only when its client confirms the message
+    /// (`confirm_delivered`). A resend of the same id by the same sender
+    /// returns the stored message and stores nothing. Concurrent sends share
+    /// one transaction.
     pub async fn send(&self, m: NewMessage, online: Online) -> Result<SendOutcome, Error> {
         let (reply, rx) = oneshot::channel();
         self.sends()
@@ -394,7 +396,7 @@ impl Store {
 
     /// Turns rows into API messages: statuses, reactions, attachment, and the
     /// recipient of direct chats.
-    async fn hydrate(&self, rows: Vec<MessageRow>) -> Result<Vec<Message>, Error> {
+    pub(super) async fn hydrate(&self, rows: Vec<MessageRow>) -> Result<Vec<Message>, Error> {
         let mut out = Vec::with_capacity(rows.len());
         let mut members_cache: HashMap<String, (bool, Vec<String>)> = HashMap::new();
         for r in rows {

@@ -6,6 +6,7 @@
 
 mod batch;
 mod calls;
+mod delivery;
 mod meetings;
 mod messages;
 mod push;
@@ -24,6 +25,7 @@ use tokio::task::JoinHandle;
 
 pub use batch::Online;
 pub use calls::{Call, CallTransition, NewCall};
+pub use delivery::Confirmed;
 pub use meetings::{MeetingRecord, NewMeeting, Role};
 pub use messages::{
     iso8601, Attachment, ChatSummary, HistoryPage, Message, NewMessage, Reaction, SendOutcome,
