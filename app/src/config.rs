@@ -152,6 +152,20 @@ pub struct ChatConfig {
     /// Rate-limit refusals a user may collect on the chat socket; a socket
     /// refused faster than this (a client ignoring `retryAfter`) is disconnected.
     pub refusal_rate: Rate,
+    /// Seconds a recipient's client has to confirm a `receiveMessage` (its
+    /// ack, or `messageReceived`). Unconfirmed, the message stays pending and
+    /// is sent again when the recipient next connects.
+    pub delivery_ack_timeout_secs: u64,
+    /// Packets queued for one socket before it counts as a hopelessly slow
+    /// consumer: it is disconnected, and what it missed stays pending in the
+    /// store for its next connection (socketioxide's default is 128).
+    pub socket_buffer_packets: usize,
+    /// Seconds between the server's heartbeat pings on the chat socket.
+    pub ping_interval_secs: u64,
+    /// Seconds a client has to answer a ping; a socket that does not
+    /// (half-open, stalled) is closed, and its unconfirmed messages wait for
+    /// its next connection.
+    pub ping_timeout_secs: u64,
 }
 
 impl Default for ChatConfig {
@@ -176,6 +190,10 @@ impl Default for ChatConfig {
             max_reactions_per_user: 10,
             attachment_bytes_per_day: 512 * 1024 * 1024,
             refusal_rate: Rate::new(20.0, 200),
+            delivery_ack_timeout_secs: 30,
+            socket_buffer_packets: 1024,
+            ping_interval_secs: 25,
+            ping_timeout_secs: 20,
         }
     }
 }

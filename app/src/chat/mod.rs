@@ -20,8 +20,8 @@ use socketioxide::SocketIo;
 use crate::config::ChatConfig;
 use crate::error::{to_json, Error, Missing};
 use crate::limits::{Limiter, Rate};
-use crate::push::{Priority, Push};
-use crate::store::{Attachment, ChatSummary, Message, NewMessage, SendOutcome, Store};
+use crate::push::Push;
+use crate::store::{ChatSummary, Message, NewMessage, SendOutcome, Store};
 pub use attachments::Upload;
 pub use presence::Presence;
 
