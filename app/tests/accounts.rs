@@ -158,3 +158,25 @@ async fn the_migration_keys_existing_accounts_deterministically() {
         ]
     );
 }
+
+#[test]
+fn accounts_config_mistakes_are_named() {
+    use nodo_app::config::{AccountsConfig, AccountsMode};
+    let ok = AccountsConfig::default();
+    assert_eq!(ok.mode, AccountsMode::Both);
+    assert!(ok.problems().is_empty(), "{:?}", ok.problems());
+    let bad = AccountsConfig {
+        trusted_proxies: vec!["10.0.0.0/8".into(), "::1".into(), "proxy.local".into()],
+        login_free_failures: 10,
+        login_lockout_failures: 10,
+        max_sessions_per_user: 0,
+        ..AccountsConfig::default()
+    };
+    let problems = bad.problems().join("\n");
+    assert!(problems.contains("\"proxy.local\" is not an IP address"), "{problems}");
+    assert!(!problems.contains("10.0.0.0/8"), "{problems}");
+    assert!(problems.contains("free_failures must be below"), "{problems}");
+    assert!(problems.contains("max_sessions_per_user"), "{problems}");
+    let mode: AccountsConfig = serde_json::from_str(r#"{"mode": "app"}"#).expect("json");
+    assert_eq!(mode.mode, AccountsMode::App);
+}
