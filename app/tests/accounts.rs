@@ -173,9 +173,15 @@ fn accounts_config_mistakes_are_named() {
         ..AccountsConfig::default()
     };
     let problems = bad.problems().join("\n");
-    assert!(problems.contains("\"proxy.local\" is not an IP address"), "{problems}");
+    assert!(
+        problems.contains("\"proxy.local\" is not an IP address"),
+        "{problems}"
+    );
     assert!(!problems.contains("10.0.0.0/8"), "{problems}");
-    assert!(problems.contains("free_failures must be below"), "{problems}");
+    assert!(
+        problems.contains("free_failures must be below"),
+        "{problems}"
+    );
     assert!(problems.contains("max_sessions_per_user"), "{problems}");
     let mode: AccountsConfig = serde_json::from_str(r#"{"mode": "app"}"#).expect("json");
     assert_eq!(mode.mode, AccountsMode::App);
