@@ -130,7 +130,9 @@ pub async fn login(
     Client(client): Client,
     Body(l): Body<Login>,
 ) -> Result<Json<Value>, Error> {
-    if l.username.len() > 256 || l.password.len() > 1024 {
+    // No account has a longer name (32 characters); such guesses are not
+    // worth a hash or a throttle entry.
+    if l.username.len() > 128 || l.password.len() > 1024 {
         return Err(Error::BadCredentials);
     }
     let (user, token) = app.accounts.login(&l.username, l.password, client).await?;
