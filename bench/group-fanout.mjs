@@ -1,9 +1,11 @@
 // Group fan-out: one group of N members, all connected (socket.io-client, one
 // Node process), one member sends; measures the time from send to each
 // member's receiveMessage, to the sender's ack and to its receipt.
-//   node bench/group-fanout.mjs [--members 1000] [--runs 5] [--no-ack]
+//   node bench/group-fanout.mjs [--members 1000] [--runs 5] [--no-ack] [--offline]
 // --no-ack: members do not confirm receiveMessage (clients written before
-// the ack contract). NODO_URL=http://host:port uses a running node instead of
+// the ack contract). --offline: only the sender connects (the others exist but
+// have no socket), so the ack time is the node's alone: the commit of the
+// message and its pending statuses, and the hand-off. NODO_URL=http://host:port uses a running node instead of
 // starting one (it must accept the devkey/secret tokens minted here).
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
@@ -19,11 +21,13 @@ const arg = (k, d) => { const i = process.argv.indexOf(`--${k}`); return i > 0 ?
 const members = arg('members', 1000);
 const runs = arg('runs', 5);
 const acking = !process.argv.includes('--no-ack');
+const offline = process.argv.includes('--offline');
 
 const own = !process.env.NODO_URL;
 const node = own
   ? await startNode([], {
     RUST_LOG: 'warn',
+    NODO_SERVER__MAX_CONNECTIONS_PER_IP: '0',
     NODO_CHAT__RATE_PER_SEC: '1000', NODO_CHAT__RATE_BURST: '1000',
     NODO_CHAT__CHAT_CREATE_RATE: '{per_sec = 100, burst = 100}',
   })
@@ -48,7 +52,14 @@ try {
   }));
   const sockets = [];
   for (let i = 0; i < users.length; i += 50) {
-    sockets.push(...await Promise.all(users.slice(i, i + 50).map((u) => open(u.token))));
+    const batch = users.slice(i, i + 50);
+    if (offline) {
+      // The others exist (a token's first use creates its user) but stay offline.
+      if (i === 0) sockets.push(await open(batch.shift().token));
+      await Promise.all(batch.map((u) => api(node, 'GET', '/api/users/me', { token: u.token })));
+    } else {
+      sockets.push(...await Promise.all(batch.map((u) => open(u.token))));
+    }
   }
   const [sender, ...rest] = users;
   const g = await api(node, 'POST', '/api/chats', {
@@ -57,7 +68,8 @@ try {
   if (g.status !== 201) throw new Error(`group: ${g.status} ${g.text}`);
   const chatId = g.body.chat.id;
   const s0 = sockets[0];
-  console.log(`${members} members connected; members ${acking ? 'confirm' : 'do not confirm'} receiveMessage`);
+  console.log(offline ? `${members} members, only the sender connected`
+    : `${members} members connected; members ${acking ? 'confirm' : 'do not confirm'} receiveMessage`);
 
   const all = [];
   for (let run = 0; run < runs; run++) {
@@ -87,7 +99,7 @@ try {
     const ackP = s0.timeout(30000).emitWithAck('sendMessage', { id, chatId, content: `run ${run}` })
       .then((a) => ({ a, t: performance.now() - t0 }), (e) => ({ e, t: performance.now() - t0 }));
     const timeout = new Promise((r) => setTimeout(() => r('timeout'), 30000));
-    const outcome = await Promise.race([done.then(() => 'all'), timeout]);
+    const outcome = offline ? 'offline' : await Promise.race([done.then(() => 'all'), timeout]);
     const ackR = await ackP;
     await new Promise((r) => setTimeout(r, acking ? 1500 : 200));
     s0.off('messageDelivered', onReceipt);
