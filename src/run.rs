@@ -19,6 +19,9 @@ use crate::Config;
 /// and open HTTP connections get to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// How long the store gets to commit what is queued and close its files.
+const STORE_CLOSE_GRACE: Duration = Duration::from_secs(10);
+
 /// Which IPs media candidates advertise, and which sockets serve them. A
 /// node bound to every address must find a non-loopback one (or be given
 /// `rtc.node_ip`): it never advertises loopback only to remote clients.
@@ -383,7 +386,12 @@ pub async fn run(
         tracing::warn!("http connections still open at shutdown");
     }
     // Commits what is queued, folds the log into the database and removes it.
-    node.app.store.close().await;
+    if tokio::time::timeout(STORE_CLOSE_GRACE, node.app.store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the store did not close in time; its log is replayed at the next start");
+    }
     net.shutdown();
     Ok(())
 }
