@@ -152,6 +152,10 @@ pub struct ChatConfig {
     /// Rate-limit refusals a user may collect on the chat socket; a socket
     /// refused faster than this (a client ignoring `retryAfter`) is disconnected.
     pub refusal_rate: Rate,
+    /// Socket events of one user handled at once; more wait their turn, so a
+    /// user's flood queues behind itself rather than in front of other users
+    /// at the database writer they all share.
+    pub user_concurrency: usize,
     /// Seconds a recipient's client has to confirm a `receiveMessage` (its
     /// ack, or `messageReceived`). Unconfirmed, the message stays pending and
     /// is sent again when the recipient next connects.
@@ -190,6 +194,7 @@ impl Default for ChatConfig {
             max_reactions_per_user: 10,
             attachment_bytes_per_day: 512 * 1024 * 1024,
             refusal_rate: Rate::new(20.0, 200),
+            user_concurrency: 4,
             delivery_ack_timeout_secs: 30,
             socket_buffer_packets: 1024,
             ping_interval_secs: 25,

@@ -8,15 +8,18 @@
 //! more than `max_keys` are still live (a flood of distinct keys, e.g. IPs)
 //! it refuses everyone until they expire, rather than grow.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Checks between two sweeps of stale keys.
 const SWEEP_EVERY: u64 = 4096;
@@ -154,6 +157,74 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
     }
 }
 
+/// Turn-taking per key: at most `per_key` holders at once for one key, the
+/// rest wait in order. A user's flood then queues behind itself instead of
+/// in front of other users at what they all share (the database writer).
+/// Keys nobody holds or waits for are forgotten.
+pub struct Turns<K: Hash + Eq + Clone> {
+    per_key: usize,
+    keys: Mutex<HashMap<K, Arc<Semaphore>>>,
+}
+
+/// One turn of a key; ends when dropped.
+pub struct Turn<'a, K: Hash + Eq + Clone> {
+    turns: &'a Turns<K>,
+    key: K,
+    sem: Arc<Semaphore>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl<K: Hash + Eq + Clone> Turns<K> {
+    pub fn new(per_key: usize) -> Self {
+        Turns {
+            per_key: per_key.max(1),
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn table(&self) -> MutexGuard<'_, HashMap<K, Arc<Semaphore>>> {
+        // Every update is one insert or remove: a panic while held leaves it consistent.
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for a turn of `key`.
+    pub async fn take(&self, key: &K) -> Turn<'_, K> {
+        let sem = self
+            .table()
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_key)))
+            .clone();
+        // Never closed, so acquiring only waits.
+        let permit = sem.clone().acquire_owned().await.ok();
+        Turn {
+            turns: self,
+            key: key.clone(),
+            sem,
+            permit,
+        }
+    }
+
+    /// Keys with someone holding or waiting for a turn.
+    pub fn len(&self) -> usize {
+        self.table().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table().is_empty()
+    }
+}
+
+impl<K: Hash + Eq + Clone> Drop for Turn<'_, K> {
+    fn drop(&mut self) {
+        self.permit.take();
+        let mut t = self.turns.table();
+        // The table's reference and this turn's: nobody else holds or waits.
+        if Arc::strong_count(&self.sem) == 2 {
+            t.remove(&self.key);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +272,25 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         l.sweep();
         assert!(l.is_empty());
+    }
+
+    #[tokio::test]
+    async fn turns_queue_per_key_and_are_forgotten() {
+        let turns = Turns::new(2);
+        let a1 = turns.take(&"a").await;
+        let _a2 = turns.take(&"a").await;
+        // "a" has both its turns: a third waits; "b" does not.
+        let waiting = tokio::time::timeout(Duration::from_millis(50), turns.take(&"a")).await;
+        assert!(waiting.is_err());
+        let b = tokio::time::timeout(Duration::from_millis(50), turns.take(&"b")).await;
+        assert!(b.is_ok());
+        drop(b);
+        drop(a1);
+        let a3 = tokio::time::timeout(Duration::from_millis(50), turns.take(&"a")).await;
+        assert!(a3.is_ok());
+        drop(a3);
+        drop(_a2);
+        assert!(turns.is_empty(), "{}", turns.len());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use socketioxide::SocketIo;
 
 use crate::config::ChatConfig;
 use crate::error::{to_json, Error, Missing};
-use crate::limits::{Limiter, Rate};
+use crate::limits::{Limiter, Rate, Turn, Turns};
 use crate::push::Push;
 use crate::store::{ChatSummary, Message, NewMessage, SendOutcome, Store};
 pub use attachments::Upload;
@@ -83,6 +83,8 @@ struct ChatLimits {
     add_members: Limiter<String>,
     /// Rate-limit refusals on the socket, per user: past them, the socket is disconnected.
     refusals: Limiter<String>,
+    /// Socket events of one user handled at once.
+    turns: Turns<String>,
 }
 
 impl ChatLimits {
@@ -96,6 +98,7 @@ impl ChatLimits {
             create: Limiter::new("new chats", c.chat_create_rate),
             add_members: Limiter::new("member additions", c.member_add_rate),
             refusals: Limiter::new("refused events", c.refusal_rate),
+            turns: Turns::new(c.user_concurrency),
         }
     }
 }
@@ -185,6 +188,13 @@ impl Chat {
     /// One message of `identity`'s send rate, or `RateLimited` with the wait.
     pub fn take_token(&self, identity: &str) -> Result<(), Error> {
         check(&self.limits.send, identity)
+    }
+
+    /// Waits for `user`'s turn to have a socket event handled: at most
+    /// `user_concurrency` at once, so one user's flood waits behind itself,
+    /// not in front of other users at the shared database writer.
+    pub async fn turn(&self, user: &str) -> Turn<'_, String> {
+        self.limits.turns.take(&user.to_string()).await
     }
 
     /// Counts a rate-limit refusal of `user`; true once they collect them

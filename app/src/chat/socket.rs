@@ -139,9 +139,12 @@ macro_rules! on {
                 let mut ignores_limits = false;
                 let out = match app.upgrade() {
                     Some(app) => {
+                        let me = session(&s).map(|m| m.identity).unwrap_or_default();
+                        let turn = app.chat.turn(&me).await;
                         let out = $handler(&s, d, &app $(, $arg)*).await;
-                        if let (Err(Error::RateLimited(_)), Ok(me)) = (&out, session(&s)) {
-                            ignores_limits = app.chat.refused_too_often(&me.identity);
+                        drop(turn);
+                        if matches!(out, Err(Error::RateLimited(_))) {
+                            ignores_limits = app.chat.refused_too_often(&me);
                         }
                         out
                     }
