@@ -68,7 +68,8 @@ test('polling transport, CORS, and a call ringing over polling', async () => {
     assert.equal(call.ok, true, JSON.stringify(call));
     const inc = await next(b, 'incomingCall');
     assert.equal(inc.callerId, alice.id);
-    assert.deepEqual(inc.callerInfo, { name: 'Alice' });
+    // Who calls comes from the caller's stored profile, not the payload's callerInfo.
+    assert.deepEqual(inc.callerInfo, { id: alice.id, name: alice.user.name, avatar: alice.user.avatar ?? '' });
     assert.equal(inc.roomName, call.call.roomName);
     const spoof = await ack(e, 'initiateCall', { recipientId: bob.id, callerId: alice.id });
     assert.equal(spoof.ok, false);

@@ -74,6 +74,18 @@ test('every chat write is throttled per user over the socket; other users are no
   await stillServes(node);
 });
 
+test('a client that keeps flooding past its refusals is disconnected', async () => {
+  const [a, b] = [await register(node, 'kickA'), await register(node, 'kickB')];
+  const sa = await connect(node, a);
+  const first = await ack(sa, 'sendMessage', { recipientChatPath: b.id, content: 'hi' });
+  const gone = new Promise((r) => sa.once('disconnect', r));
+  // chat.refusal_rate allows a burst of 200 refusals; 400 events at once go past it.
+  for (let i = 0; i < 400; i++) sa.emit('markAsRead', { chatId: first.chatId });
+  const reason = await Promise.race([gone, sleep(10000).then(() => 'still connected')]);
+  assert.equal(reason, 'io server disconnect');
+  await stillServes(node);
+});
+
 test('REST writes are throttled with 429 and Retry-After', async () => {
   const [c, d] = [await register(node, 'restC'), await register(node, 'restD')];
   const g = await api(node, 'POST', '/api/chats', { token: c.token, body: { type: 'group', name: 'g', participants: [d.id] } });
