@@ -195,6 +195,47 @@ test('a half-open socket: the message it never confirmed waits for the next conn
   }
 });
 
+test('a slow consumer whose queue fills up is disconnected and loses nothing', async () => {
+  const slowNode = await startNode([], {
+    NODO_CHAT__SOCKET_BUFFER_PACKETS: '16',
+    NODO_CHAT__PING_INTERVAL_SECS: '2',
+    NODO_CHAT__PING_TIMEOUT_SECS: '2',
+    NODO_CHAT__RATE_PER_SEC: '100000',
+    NODO_CHAT__RATE_BURST: '100000',
+  });
+  try {
+    const alice = await mint('alice', slowNode);
+    const bob = await mint('bob', slowNode);
+    const a = await connect(slowNode, alice);
+    const raw = rawSocket(slowNode, bob.token);
+    await raw.connected;
+    raw.ws._socket.pause(); // reads nothing more: the kernel buffers fill, then its queue
+    // ~10 MB, more than loopback's socket buffers hold.
+    const filler = 'x'.repeat(12 * 1024);
+    const ids = [];
+    for (let i = 0; i < 900; i += 30) {
+      const acks = await Promise.all(Array.from({ length: 30 }, (_, j) => ack(a, 'sendMessage',
+        { id: `slow-${i + j}-${alice.id}`, recipientChatPath: bob.id, content: `${i + j} ${filler}` }, 30000)));
+      for (const r of acks) {
+        assert.equal(r.ok, true, JSON.stringify(r));
+        ids.push(r.id);
+      }
+    }
+    await next(a, 'contact_offline', (id) => id === bob.id, 20000);
+    raw.ws.terminate();
+    assert.ok(!a.log.some(([e]) => e === 'messageDelivered'));
+    // Every acknowledged message comes on the next connection, once.
+    const b = await connect(slowNode, bob);
+    const got = () => b.log.filter(([e]) => e === 'receiveMessage').map(([, m]) => m.id);
+    for (let i = 0; i < 300 && got().length < ids.length; i++) await sleep(100);
+    assert.deepEqual(got().sort(), [...ids].sort());
+    a.close(); b.close();
+    await stillServes(slowNode);
+  } finally {
+    await slowNode.stop();
+  }
+});
+
 test('presence: sockets dropped mid-handshake leave nobody online', async () => {
   const carol = await mint('carol');
   const dave = await mint('dave');

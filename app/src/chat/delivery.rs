@@ -11,7 +11,8 @@
 //! recipient's next connection; clients drop duplicates by `id`.
 //!
 //! Nothing here waits on a socket: sockets are written without blocking, a
-//! socket whose queue is full is disconnected (it is hopelessly behind), and
+//! socket whose queue is full is disconnected (it is hopelessly behind, and
+//! counted offline if even the disconnect cannot get through), and
 //! confirmations go to one task that stores them in batches.
 
 use std::collections::{BTreeMap, HashSet};
@@ -44,7 +45,7 @@ const PENDING_PER_CONNECTION: usize = 10_000;
 /// queue before the socket counts as hopelessly slow.
 const FULL_GRACE: Duration = Duration::from_secs(5);
 /// How long a slow socket is given to take its disconnect packet; after that
-/// the heartbeat closes it (a ping that cannot be queued closes the socket).
+/// it is counted offline and gets nothing more.
 const EVICT_GRACE: Duration = Duration::from_secs(10);
 /// Most confirmations stored in one transaction.
 const MAX_CONFIRM_BATCH: usize = 4096;
@@ -126,7 +127,14 @@ impl Chat {
         let mut offline = Vec::new();
         for member in members {
             let recipient = *member != message.sender_chat_path;
-            let sockets = self.io.to(member.clone()).sockets();
+            // A socket being disconnected for being too slow gets nothing more.
+            let sockets: Vec<SocketRef> = self
+                .io
+                .to(member.clone())
+                .sockets()
+                .into_iter()
+                .filter(|s| s.extensions.get::<Evicting>().is_none())
+                .collect();
             if recipient && sockets.is_empty() {
                 offline.push(member);
             }
@@ -139,7 +147,7 @@ impl Chat {
                 {
                     Ok(ack) if recipient => acks.push((confirmation(message, member), ack)),
                     Ok(_) => {}
-                    Err(e) => unreachable(&s, &e),
+                    Err(e) => self.unreachable(&s, &e),
                 }
             }
         }
@@ -217,11 +225,54 @@ impl Chat {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 Err(e) => {
-                    unreachable(s, &e);
+                    self.unreachable(s, &e);
                     return None;
                 }
             }
         }
+    }
+
+    /// A socket that could not be written: one the server still holds whose
+    /// transport is gone is disconnected so that its state is cleaned up; a
+    /// full one is a hopelessly slow consumer and is evicted. What they
+    /// missed stays pending.
+    fn unreachable(&self, s: &SocketRef, e: &SendError) {
+        match e {
+            SendError::Socket(SocketError::InternalChannelFull) => self.evict(s.clone()),
+            SendError::Socket(SocketError::Closed) => {
+                let _ = s.clone().disconnect();
+            }
+            SendError::Serialize(e) => tracing::warn!("receiveMessage: serializing: {e}"),
+        }
+    }
+
+    /// Disconnects a socket whose queue is full, once the disconnect packet
+    /// fits. A socket whose transport does not drain at all (its peer stopped
+    /// reading) cannot take even that, and engine.io cannot close it while
+    /// its writer is blocked; after [`EVICT_GRACE`] it is counted offline
+    /// and gets nothing more, until its connection finally closes.
+    fn evict(&self, s: SocketRef) {
+        if s.extensions.insert(Evicting).is_some() {
+            return;
+        }
+        tracing::info!(sid = %s.id, "socket too slow (its queue is full): disconnecting it");
+        let (presence, io) = (self.presence.clone(), self.io.clone());
+        tokio::spawn(async move {
+            let deadline = Instant::now() + EVICT_GRACE;
+            loop {
+                match s.clone().disconnect() {
+                    Err(SocketError::InternalChannelFull) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(SocketError::InternalChannelFull) => break,
+                    _ => return,
+                }
+            }
+            tracing::warn!(sid = %s.id, "socket stalled (its peer reads nothing): counted offline");
+            if let Some((who, true)) = presence.forget_socket(s.id) {
+                let _ = io.emit("contact_offline", &who).await;
+            }
+        });
     }
 
     /// `messageReceived {ids}`: `me`'s client confirms messages it has (for
@@ -251,8 +302,13 @@ impl Chat {
     /// Drops from presence the sockets the Socket.IO server no longer holds,
     /// and tells the others about users that went offline because of it.
     async fn reconcile_presence(&self) {
-        let live: HashSet<Sid> = self
-            .io
+        // A node still starting has no namespace yet (the socket handlers
+        // are attached after the services are built): nothing to reconcile.
+        // `io.sockets()` would panic without one, ending this task.
+        let Some(ns) = self.io.of("/") else {
+            return;
+        };
+        let live: HashSet<Sid> = ns
             .sockets()
             .into_iter()
             .filter(|s| s.connected())
@@ -336,42 +392,9 @@ pub(super) fn housekeeping(chat: &Arc<Chat>) {
     });
 }
 
-/// A socket that could not be written: gone (or closed under us) sockets are
-/// disconnected so that their state is cleaned up; a full one is a hopelessly
-/// slow consumer and is disconnected too. What they missed stays pending.
-fn unreachable(s: &SocketRef, e: &SendError) {
-    match e {
-        SendError::Socket(SocketError::InternalChannelFull) => evict(s.clone()),
-        SendError::Socket(SocketError::Closed) => {
-            // A socket the server still holds but whose transport is gone.
-            let _ = s.clone().disconnect();
-        }
-        SendError::Serialize(e) => tracing::warn!("receiveMessage: serializing: {e}"),
-    }
-}
-
 /// Marks a socket as being disconnected for being too slow.
 #[derive(Clone)]
 struct Evicting;
-
-/// Disconnects a socket whose queue is full, once the disconnect packet fits.
-fn evict(s: SocketRef) {
-    if s.extensions.insert(Evicting).is_some() {
-        return;
-    }
-    tracing::info!(sid = %s.id, "socket too slow (its queue is full): disconnecting it");
-    tokio::spawn(async move {
-        let deadline = Instant::now() + EVICT_GRACE;
-        loop {
-            match s.clone().disconnect() {
-                Err(SocketError::InternalChannelFull) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                _ => return,
-            }
-        }
-    });
-}
 
 /// Waits for the clients' acks and hands the confirmations on in batches:
 /// when all are in, or [`RECEIPT_LINGER`] after the first of a batch. An ack

@@ -54,6 +54,18 @@ impl Presence {
         false
     }
 
+    /// Forgets socket `sid` of whoever holds it; returns that identity and
+    /// whether it was their last socket.
+    pub fn forget_socket(&self, sid: Sid) -> Option<(String, bool)> {
+        let identity = self
+            .map()
+            .iter()
+            .find(|(_, sockets)| sockets.contains(&sid))
+            .map(|(identity, _)| identity.clone())?;
+        let last = self.socket_down(&identity, sid);
+        Some((identity, last))
+    }
+
     /// Keeps only the sockets `live` says still exist; returns the identities
     /// that went offline because of it.
     pub fn retain(&self, live: impl Fn(Sid) -> bool) -> Vec<String> {
@@ -120,6 +132,9 @@ mod tests {
         p.socket_up("ana", a);
         p.socket_up("ana", b);
         p.socket_up("bo", c);
+        assert_eq!(p.forget_socket(b), Some(("ana".to_string(), false)));
+        assert_eq!(p.forget_socket(b), None);
+        p.socket_up("ana", b);
         let gone = p.retain(|sid| sid == a);
         assert_eq!(gone, vec!["bo".to_string()]);
         assert_eq!(p.online_users(), vec!["ana".to_string()]);
