@@ -23,12 +23,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-/// Cases per property: `PROPTEST_CASES`, else `default`.
+/// Cases per property: `PROPTEST_CASES`, else `default` times `FUZZ_SCALE`
+/// (1 when unset; `scripts/fuzz` raises it).
 fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
+    env("PROPTEST_CASES").unwrap_or_else(|| default.saturating_mul(env("FUZZ_SCALE").unwrap_or(1)))
 }
 
 /// The proptest configuration of a property: `PROPTEST_CASES` cases, else
