@@ -128,6 +128,7 @@ impl Node {
             io.clone(),
             webhooks.clone(),
             config.calls.meeting_create_rate,
+            config.calls.action_rate,
         );
         let chat = Chat::new(
             store.clone(),

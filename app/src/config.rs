@@ -66,7 +66,9 @@ pub struct CallsConfig {
     /// Seconds an accepted call may wait for both people to join its media
     /// room; then it ends, so nobody stays busy forever.
     pub connect_timeout_secs: u64,
-    /// Call actions per user (initiate, accept, reject, cancel, end; socket and REST).
+    /// Call and room actions per user (call initiate, accept, reject, cancel,
+    /// end; room tokens; meeting joins, starts, ends, moderator changes), each kind
+    /// counted on its own; socket and REST alike.
     pub action_rate: Rate,
     /// Calls one caller may start to the same person (per minute, all at once).
     pub rings_per_minute_per_callee: u32,
@@ -137,7 +139,7 @@ pub struct ChatConfig {
     pub edit_rate: Rate,
     /// Chats (groups, new direct chats) a user may create.
     pub chat_create_rate: Rate,
-    /// Member additions per user (each request counts once).
+    /// Member additions and removals per user (each request counts once).
     pub member_add_rate: Rate,
     /// Most members of a group.
     pub max_group_members: usize,

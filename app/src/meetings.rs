@@ -71,6 +71,8 @@ pub struct Meetings {
     webhooks: Arc<Webhooks>,
     /// Meetings created per user.
     creations: Limiter<String>,
+    /// Joins, starts, ends and moderator changes per user.
+    actions: Limiter<String>,
 }
 
 /// The media room settings a meeting's record asks for.
@@ -140,6 +142,7 @@ impl Meetings {
         io: SocketIo,
         webhooks: Arc<Webhooks>,
         create_rate: Rate,
+        action_rate: Rate,
     ) -> Arc<Meetings> {
         rooms.set_gate(Arc::new(AppRooms {
             store: store.clone(),
@@ -151,7 +154,15 @@ impl Meetings {
             io,
             webhooks,
             creations: Limiter::new("new rooms", create_rate),
+            actions: Limiter::new("room actions", action_rate),
         })
+    }
+
+    /// One room action of `user`, or `RateLimited`.
+    fn throttle(&self, user: &str) -> Result<(), Error> {
+        self.actions
+            .check(&user.to_string())
+            .map_err(Error::RateLimited)
     }
 
     async fn load(&self, id: &str) -> Result<MeetingRecord, Error> {
@@ -269,6 +280,7 @@ impl Meetings {
         id: &str,
         headers: &axum::http::HeaderMap,
     ) -> Result<RoomToken, Error> {
+        self.throttle(&me.id)?;
         let m = self.load(id).await?;
         if m.ended_at.is_some() {
             return Err(Error::conflict("this room has ended"));
@@ -285,6 +297,7 @@ impl Meetings {
 
     /// A moderator makes someone a moderator.
     pub async fn add_moderator(&self, me: &User, id: &str, user: &str) -> Result<Meeting, Error> {
+        self.throttle(&me.id)?;
         let m = self.load(id).await?;
         self.require_moderator(&m, &me.id).await?;
         if self.store.user(user).await?.is_none() {
@@ -298,6 +311,7 @@ impl Meetings {
 
     /// Opens the media room with the meeting's limits and metadata.
     pub async fn start(&self, me: &User, id: &str) -> Result<Meeting, Error> {
+        self.throttle(&me.id)?;
         let m = self.load(id).await?;
         self.require_moderator(&m, &me.id).await?;
         if m.ended_at.is_some() {
@@ -312,6 +326,7 @@ impl Meetings {
 
     /// Disconnects everyone; returns the meeting and how long it ran (seconds).
     pub async fn end(&self, me: &User, id: &str) -> Result<(Meeting, Option<i64>), Error> {
+        self.throttle(&me.id)?;
         let m = self.load(id).await?;
         self.require_moderator(&m, &me.id).await?;
         self.rooms

@@ -96,7 +96,11 @@ test('REST writes are throttled with 429 and Retry-After', async () => {
   assert429(await many(40, () => api(node, 'POST', `/api/chats/${chatId}/read`, { token: c.token })), 'read');
   assert429(await many(15, (i) => api(node, 'POST', '/api/chats', { token: c.token, body: { type: 'group', name: `g${i}`, participants: [d.id] } })), 'chat creation');
   assert429(await many(15, () => api(node, 'POST', `/api/chats/${chatId}/members`, { token: d.token, body: { userIds: [c.id] } })), 'member adds');
-  assert429(await many(15, (i) => api(node, 'POST', '/api/rooms', { token: c.token, body: { name: `m${i}` } })), 'meeting creation');
+  const rooms = await many(15, (i) => api(node, 'POST', '/api/rooms', { token: c.token, body: { name: `m${i}` } }));
+  assert429(rooms, 'meeting creation');
+  const mt = rooms.find((r) => r.status === 201).body;
+  assert429(await many(15, () => api(node, 'POST', `/rooms/${mt.id}/join`, { token: c.token })), 'meeting joins');
+  assert429(await many(15, () => api(node, 'POST', '/livekit/token', { token: d.token, body: { roomName: mt.roomName } })), 'room tokens');
   await stillServes(node);
 });
 

@@ -123,8 +123,8 @@ impl Calls {
             .await
     }
 
-    /// One call action of `user`, or `RateLimited`.
-    fn throttle(&self, user: &str) -> Result<(), Error> {
+    /// One call action of `user` (also a room token asked for), or `RateLimited`.
+    pub fn throttle(&self, user: &str) -> Result<(), Error> {
         self.actions
             .check(&user.to_string())
             .map_err(Error::RateLimited)

@@ -96,7 +96,7 @@ impl ChatLimits {
             react: Limiter::new("reactions", c.reaction_rate),
             edit: Limiter::new("edits and deletes", c.edit_rate),
             create: Limiter::new("new chats", c.chat_create_rate),
-            add_members: Limiter::new("member additions", c.member_add_rate),
+            add_members: Limiter::new("member changes", c.member_add_rate),
             refusals: Limiter::new("refused events", c.refusal_rate),
             turns: Turns::new(c.user_concurrency),
         }
@@ -617,6 +617,7 @@ impl Chat {
     /// Removes `user` from a group: the owner removes anyone, anyone removes
     /// themselves. Tells everyone who was a member.
     pub async fn remove_member(&self, me: &str, chat_id: &str, user: &str) -> Result<Value, Error> {
+        check(&self.limits.add_members, me)?;
         let role = self.group_role(chat_id, me).await?;
         if user != me && role != "owner" {
             return Err(Error::Forbidden(

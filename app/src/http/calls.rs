@@ -122,6 +122,7 @@ pub async fn token(
             "tokens are only issued for your own identity",
         ));
     }
+    app.calls.throttle(&me.id)?;
     let token = app
         .access
         .room_token(&me, r.room_name.as_deref(), r.call_id.as_deref(), &headers)
