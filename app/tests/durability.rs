@@ -70,7 +70,7 @@ async fn every_commit_is_fsynced_in_wal_mode() {
     assert_eq!(d.journal_mode, "wal");
     assert_eq!(d.synchronous, 2, "PRAGMA synchronous is FULL (2)");
     assert_eq!(d.wal_limit, 64 << 20);
-    assert_eq!(d.journal_size_limit, 16 << 20);
+    assert_eq!(d.journal_size_limit, 32 << 20);
     s.close().await;
 }
 

@@ -10,8 +10,8 @@
 //!   past half the bound it runs `wal_checkpoint(RESTART)` itself. Writes wait
 //!   meanwhile (they share that one connection), so the log cannot grow while
 //!   the checkpoint waits for readers; the next commit then writes from the
-//!   log's start, and `journal_size_limit` (a quarter of the bound) shrinks
-//!   the file.
+//!   log's start, and `journal_size_limit` (half the bound) cuts the file
+//!   back to the threshold.
 //! - A background task checkpoints PASSIVE every second on a connection of
 //!   its own, so the writer's checkpoints find most pages already copied; when
 //!   nothing was written for a whole tick it truncates the log to zero bytes.
@@ -19,6 +19,8 @@
 //!   which removes the file.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
@@ -37,6 +39,8 @@ pub(super) struct WalBound {
     path: PathBuf,
     /// The log size (bytes) past which the writer restarts the log.
     restart_at: u64,
+    /// The last restart failed (a full disk fails them all: logged once).
+    failing: Arc<AtomicBool>,
 }
 
 /// What `PRAGMA wal_checkpoint` answered.
@@ -93,13 +97,18 @@ impl WalBound {
         WalBound {
             path: path.into(),
             restart_at: limit / 2,
+            failing: Arc::default(),
         }
     }
 
     /// `journal_size_limit` for a bound of `limit` bytes: the size a
-    /// restarted log is cut back to, below the restart threshold.
+    /// restarted log is cut back to, the restart threshold itself. The file
+    /// then keeps its size from one restart to the next, and commits
+    /// overwrite it in place (an fsync that also has to record a grown file
+    /// costs more); only frames past the threshold grow it, which is the
+    /// writer's cue to restart.
     pub fn journal_size_limit(limit: u64) -> u64 {
-        limit / 4
+        limit / 2
     }
 
     /// The log file's size now (0 if there is none).
@@ -119,13 +128,21 @@ impl WalBound {
             tracing::debug!("store: a failed commit left the writer mid-transaction; reconnecting");
             return Ok(false);
         }
-        if self.size() >= self.restart_at {
-            match checkpoint(conn, Mode::Restart).await {
+        if self.size() > self.restart_at {
+            let r = checkpoint(conn, Mode::Restart).await;
+            let failed = r.is_err();
+            match r {
                 Ok(c) if c.busy => {
                     tracing::debug!("WAL restart deferred: a reader still uses the log")
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!("WAL restart checkpoint: {e}"),
+                Err(e) if !self.failing.load(Ordering::Relaxed) => {
+                    tracing::warn!("WAL restart checkpoint: {e}")
+                }
+                Err(_) => {}
+            }
+            if self.failing.swap(failed, Ordering::Relaxed) && !failed {
+                tracing::info!("WAL restart checkpoints work again");
             }
         }
         Ok(true)
