@@ -216,10 +216,19 @@ async fn on_connect(s: SocketRef, app: Weak<App>) {
         ),
         Err(e) => e.log_if_internal(),
     }
-    if first {
+    // Not announced when it closed meanwhile (its disconnect handler told
+    // the others it went offline).
+    if first && s.connected() {
         let _ = s.broadcast().emit("contact_online", &me.identity).await;
     }
-    let _ = s.emit("online_users", &app.chat.presence().online_users());
+    if let Err(socketioxide::SendError::Socket(socketioxide::SocketError::Closed)) =
+        s.emit("online_users", &app.chat.presence().online_users())
+    {
+        // Its transport closed during the handshake, after the server stopped
+        // telling this namespace: disconnecting cleans it up (and counts it down).
+        let _ = s.disconnect();
+        return;
+    }
     // Messages no client of the user confirmed yet, oldest first.
     let pending = app.chat.deliver_pending(&s, &me.identity).await;
     if let Err(e) = pending {
