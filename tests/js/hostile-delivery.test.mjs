@@ -283,6 +283,7 @@ test('a deleted message\'s attachment is not served and its file is removed', as
   const bob = await mint('bob');
   const a = await connect(node, alice);
   const first = await ack(a, 'sendMessage', { recipientChatPath: bob.id, content: 'a file follows' });
+  assert.equal(first.ok, true, JSON.stringify(first));
   const before = attachmentFiles(node);
   const form = new FormData();
   form.append('content', 'the plan');
