@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -36,7 +37,8 @@ pub struct HttpLimits {
     pub max_per_ip: u32,
     /// Time a client has to send a complete request head, counted from the
     /// connection's start and, on a kept-alive connection, from the previous
-    /// response: a slow or idle client is disconnected after it.
+    /// response: a slow or idle client is disconnected after it. Also the
+    /// longest a write to a client may wait for it to read.
     pub idle: Duration,
 }
 
@@ -151,22 +153,57 @@ impl Drop for Permit {
     }
 }
 
-/// A connection's I/O carrying its [`Permit`].
+/// A connection's I/O carrying its [`Permit`], and a bound on how long a
+/// write may make no progress: a peer that stops reading (a stalled or
+/// half-open client) would otherwise hold its writer, and anything waiting
+/// to close its WebSocket, forever. Past `write_stall` the write fails with
+/// `TimedOut`, which ends the connection.
 pub struct Limited<T> {
     io: T,
     _permit: Permit,
+    write_stall: Duration,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<T> Limited<T> {
-    pub fn new(io: T, permit: Permit) -> Self {
+    pub fn new(io: T, permit: Permit, write_stall: Duration) -> Self {
         Limited {
             io,
             _permit: permit,
+            write_stall,
+            stalled: None,
         }
     }
 
     pub fn get_ref(&self) -> &T {
         &self.io
+    }
+
+    /// Turns a pending write into an error once it has been pending for
+    /// `write_stall`; any progress resets the clock.
+    fn bound<R>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        match r {
+            Poll::Pending => {
+                let stall = self.write_stall;
+                let timer = self
+                    .stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        self.stalled = None;
+                        Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the client read nothing for the write timeout",
+                        )))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            done => {
+                self.stalled = None;
+                done
+            }
+        }
     }
 }
 
@@ -186,20 +223,24 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Limited<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.bound(cx, r)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        let r = Pin::new(&mut self.io).poll_flush(cx);
+        self.bound(cx, r)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        let r = Pin::new(&mut self.io).poll_shutdown(cx);
+        self.bound(cx, r)
     }
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.bound(cx, r)
     }
     fn is_write_vectored(&self) -> bool {
         self.io.is_write_vectored()
@@ -330,7 +371,7 @@ pub async fn serve_plain(
             let router = router.clone();
             let stop = stop.clone();
             tokio::spawn(async move {
-                let io = Limited::new(tcp, permit);
+                let io = Limited::new(tcp, permit, l.idle);
                 if let Err(e) = serve_http1(io, peer, router, l, stop, false, |_| {}).await {
                     tracing::debug!(%peer, "http connection: {e}");
                 }
@@ -380,6 +421,47 @@ mod tests {
         let mapped: IpAddr = "::ffff:198.51.100.7".parse().expect("ip");
         let _v4 = l.admit(v4).expect("v4");
         assert_eq!(l.admit(mapped).err(), Some(Refusal::PerClient));
+    }
+
+    #[tokio::test]
+    async fn a_write_the_peer_never_reads_fails_after_the_stall_bound() {
+        let l = limits(0, 0);
+        let ip: IpAddr = "192.0.2.9".parse().expect("ip");
+        let (ours, mut theirs) = tokio::io::duplex(1024);
+        let permit = l.admit(ip).expect("permit");
+        let mut io = Limited::new(ours, permit, Duration::from_millis(200));
+        let start = std::time::Instant::now();
+        let chunk = vec![7u8; 4096];
+        let err = loop {
+            if let Err(e) = io.write_all(&chunk).await {
+                break e;
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(start.elapsed() >= Duration::from_millis(200));
+        drop(io);
+        // A reader that keeps up never trips it, however long the stream.
+        let (ours, mut theirs2) = tokio::io::duplex(1024);
+        let reader = tokio::spawn(async move {
+            let mut sink = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut theirs2, &mut sink)
+                .await
+                .map(|_| sink.len())
+        });
+        let mut io = Limited::new(
+            ours,
+            l.admit(ip).expect("permit"),
+            Duration::from_millis(200),
+        );
+        for _ in 0..200 {
+            io.write_all(&chunk).await.expect("a reading peer");
+        }
+        io.shutdown().await.expect("shutdown");
+        drop(io);
+        assert_eq!(reader.await.expect("join").expect("read"), 200 * 4096);
+        // The permits went with their connections.
+        drop(theirs.shutdown().await);
+        assert_eq!(l.open(ip), (0, 0));
     }
 
     #[test]

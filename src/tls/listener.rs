@@ -54,6 +54,7 @@ pub async fn serve_https(
     shutdown: watch::Receiver<bool>,
 ) {
     let limits = ctx.limits.clone();
+    let stall = limits.limits().idle;
     let stop = shutdown.clone();
     accept_loop(
         listener,
@@ -64,7 +65,8 @@ pub async fn serve_https(
             let ctx = ctx.clone();
             let stop = stop.clone();
             tokio::spawn(async move {
-                if let Err(why) = connection(Limited::new(tcp, permit), peer, ctx, stop).await {
+                let io = Limited::new(tcp, permit, stall);
+                if let Err(why) = connection(io, peer, ctx, stop).await {
                     tracing::info!(%peer, "https connection closed: {why}");
                 }
             });
