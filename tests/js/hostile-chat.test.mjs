@@ -8,6 +8,9 @@
 // the same person is limited. After each case a normal user is still served.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { RoomServiceClient } from 'livekit-server-sdk';
 import { startNode } from './harness.mjs';
 import { joinRoom } from './pyclient.mjs';
@@ -292,4 +295,37 @@ test('an accepted call nobody joins ends; ringing the same person is limited', a
   await api(node, 'POST', `/api/calls/${oc.body.call.id}/cancel`, { token: other.token });
   sa.close(); sb.close();
   await stillServes(node);
+});
+
+test('calls a killed node left ringing or accepted keep nobody busy after a restart', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'nodo-calls-'));
+  let n = await startNode([], {}, dir);
+  try {
+    const [a, b, c] = [await register(n, 'rsA'), await register(n, 'rsB'), await register(n, 'rsC')];
+    const accepted = await api(n, 'POST', '/calls', { token: a.token, body: { toUserId: b.id } });
+    assert.equal((await api(n, 'POST', `/api/calls/${accepted.body.call.id}/accept`, { token: b.token })).status, 200);
+    const ringing = await api(n, 'POST', '/calls', { token: c.token, body: { toUserId: a.id } });
+    assert.equal(ringing.body.call.status, 'busy');
+    const ringing2 = await api(n, 'POST', '/calls', { token: c.token, body: { toUserId: (await register(n, 'rsD')).id } });
+    assert.equal(ringing2.body.call.status, 'ringing');
+    await n.kill();
+    n = await startNode([], {}, dir);
+    let calls = [];
+    for (let i = 0; i < 50; i++) {
+      calls = (await api(n, 'GET', '/api/calls', { token: c.token })).body.calls;
+      if (calls.every((x) => !['ringing', 'accepted', 'connected'].includes(x.status))) break;
+      await sleep(100);
+    }
+    const byId = (id) => calls.find((x) => x.id === id);
+    assert.equal(byId(ringing2.body.call.id).status, 'missed');
+    assert.equal(byId(ringing2.body.call.id).endReason, 'node_restarted');
+    const hist = (await api(n, 'GET', '/api/calls', { token: a.token })).body.calls;
+    assert.equal(hist.find((x) => x.id === accepted.body.call.id).status, 'ended');
+    // Nobody is busy: c reaches a now.
+    const again = await api(n, 'POST', '/calls', { token: c.token, body: { toUserId: a.id } });
+    assert.equal(again.body.call.status, 'ringing', again.text);
+    await stillServes(n);
+  } finally {
+    await n.stop();
+  }
 });

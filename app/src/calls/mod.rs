@@ -66,6 +66,16 @@ impl Calls {
                 Rate::per_minute(config.rings_per_minute_per_callee),
             ),
         });
+        // Calls a previous run left active end now; those made from here on are not touched.
+        let store = calls.store.clone();
+        let started = crate::store::now_ms();
+        tokio::spawn(async move {
+            match store.end_calls_left_active(started).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("ended {n} calls left active by the previous run"),
+                Err(e) => e.log_if_internal(),
+            }
+        });
         let mut events = calls.rooms.subscribe();
         // Weak: the rooms hold this task's sender, and the service holds the
         // rooms; a strong reference here would keep a dropped node alive.

@@ -190,6 +190,24 @@ impl Store {
         Ok(Some(self.call(t.id).await?.ok_or(Error::Vanished("call"))?))
     }
 
+    /// Ends the calls a previous run of the node left ringing, accepted or
+    /// connected (created before `before_ms`): their media rooms died with
+    /// that run, so they would keep both people busy forever. Ringing ones
+    /// count as missed. Returns how many were ended.
+    pub async fn end_calls_left_active(&self, before_ms: i64) -> Result<u64, Error> {
+        Ok(sqlx::query(
+            "UPDATE calls SET \
+             status = CASE status WHEN 'ringing' THEN 'missed' ELSE 'ended' END, \
+             ended_at = ?, end_reason = 'node_restarted' \
+             WHERE status IN ('ringing', 'accepted', 'connected') AND created_at < ?",
+        )
+        .bind(now_ms())
+        .bind(before_ms)
+        .execute(self.writer())
+        .await?
+        .rows_affected())
+    }
+
     /// The user's calls, newest first, with a cursor for older ones.
     pub async fn call_history(
         &self,
