@@ -120,6 +120,9 @@ async fn authenticate(
         Ok(())
     }
     .await;
+    if result.is_ok() {
+        register(&s, &app);
+    }
     result.map_err(|e: Error| e.public())
 }
 
@@ -161,12 +164,12 @@ macro_rules! on {
     }};
 }
 
-async fn on_connect(s: SocketRef, app: Weak<App>) {
-    let (Ok(me), Some(strong)) = (session(&s), app.upgrade()) else {
-        let _ = s.disconnect();
-        return;
-    };
-    // Handlers first, before any await: the client may emit as soon as it is connected.
+/// Registers the event handlers of an admitted socket. Done in the
+/// middleware, before the client hears it is connected: socketioxide sends
+/// CONNECT and only then spawns the connect handler, while a client emits at
+/// once (socket.io-client flushes its buffered emits on CONNECT), and an
+/// event that arrives before its handler is dropped, unacked.
+fn register(s: &SocketRef, app: &Weak<App>) {
     on!(s, app, "sendMessage", send_message);
     on!(s, app, "markAsRead", mark_as_read);
     on!(s, app, "typing", typing);
@@ -178,6 +181,14 @@ async fn on_connect(s: SocketRef, app: Weak<App>) {
     on!(s, app, "acceptCall", accept_call);
     on!(s, app, "rejectCall", reject_call);
     on!(s, app, "messageReceived", message_received);
+}
+
+async fn on_connect(s: SocketRef, app: Weak<App>) {
+    let (Ok(me), Some(strong)) = (session(&s), app.upgrade()) else {
+        let _ = s.disconnect();
+        return;
+    };
+    // The event handlers are registered by the middleware (`register`).
     let gone = app.clone();
     s.on_disconnect(move |s: SocketRef| async move {
         if let (Ok(me), Some(app)) = (session(&s), gone.upgrade()) {
