@@ -1,7 +1,8 @@
 //! Generators shared by the signaling fuzz tests: protobuf and JSON
 //! mutations of valid messages (truncations, bit flips, lying lengths, deep
 //! nesting), arbitrary protobuf wire data and JSON values, and a panic
-//! counter that also sees panics in spawned tasks.
+//! counter that also sees panics in spawned tasks. `signal` holds the
+//! LiveKit signal requests and tokens of the signal fuzz tests.
 #![allow(dead_code)]
 
 use std::future::Future;
@@ -11,6 +12,8 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use serde_json::Value;
+
+pub mod signal;
 
 /// Cases per property: `PROPTEST_CASES`, else `default` times `FUZZ_SCALE`
 /// (1 when unset; `scripts/fuzz` raises it).
