@@ -158,6 +158,11 @@ pub struct ServerConfig {
     /// reverse proxy every client shares the proxy's address: raise it or
     /// set 0 (no cap) there.
     pub max_connections_per_ip: u32,
+    /// New connections one client address may open per second, sustained
+    /// (a token bucket; 0: no rate). Lifted with `max_connections_per_ip = 0`.
+    pub new_connections_per_ip_per_sec: f64,
+    /// New connections one client address may open at once.
+    pub new_connections_per_ip_burst: u32,
     /// Seconds a client has to send a complete request head, from the
     /// connection's start and between requests on a kept-alive connection;
     /// also the longest pause allowed inside a request body. Slow or idle
@@ -226,6 +231,8 @@ impl Default for ServerConfig {
             public_url: String::new(),
             max_connections: 10_000,
             max_connections_per_ip: 500,
+            new_connections_per_ip_per_sec: 50.0,
+            new_connections_per_ip_burst: 500,
             http_idle_timeout_secs: 30,
             metrics_token: String::new(),
         }

@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
 use axum::http::Request;
@@ -33,8 +33,13 @@ use crate::config::ServerConfig;
 pub struct HttpLimits {
     /// Open connections in all (0: no cap).
     pub max_connections: u32,
-    /// Open connections from one client address, IPv6 counted per /64 (0: no cap).
+    /// Open connections from one client address, IPv6 counted per /64 (0: no
+    /// cap, and no rate below either).
     pub max_per_ip: u32,
+    /// New connections one client address may open per second, sustained,
+    /// and at once (a token bucket); 0: no rate.
+    pub new_per_ip_per_sec: f64,
+    pub new_per_ip_burst: u32,
     /// Time a client has to send a complete request head, counted from the
     /// connection's start and, on a kept-alive connection, from the previous
     /// response: a slow or idle client is disconnected after it. Also the
@@ -47,6 +52,8 @@ impl HttpLimits {
         HttpLimits {
             max_connections: c.max_connections,
             max_per_ip: c.max_connections_per_ip,
+            new_per_ip_per_sec: c.new_connections_per_ip_per_sec,
+            new_per_ip_burst: c.new_connections_per_ip_burst,
             idle: Duration::from_secs(c.http_idle_timeout_secs.max(1)),
         }
     }
@@ -79,13 +86,30 @@ pub enum Refusal {
     Total,
     /// This client address holds `max_per_ip` already.
     PerClient,
+    /// This client address opens connections faster than its rate.
+    Rate,
+}
+
+/// One client address: its open connections and its new-connection bucket.
+#[derive(Debug, Clone, Copy)]
+struct Client {
+    open: u32,
+    tokens: f64,
+    at: Instant,
 }
 
 #[derive(Default)]
 struct Counts {
     total: u32,
-    per_client: HashMap<ClientKey, u32>,
+    /// Addresses with open connections or a bucket not yet full again;
+    /// others are swept (`sweep`), so the table stays as small as the
+    /// clients that are actually around.
+    per_client: HashMap<ClientKey, Client>,
+    admits: u32,
 }
+
+/// Admissions between two sweeps of the client table.
+const SWEEP_EVERY: u32 = 1024;
 
 /// Open-connection counts, shared by the ports that serve HTTP.
 pub struct ConnLimits {
@@ -113,19 +137,45 @@ impl ConnLimits {
 
     /// Counts a connection from `ip`, or says why it can't be taken.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, Refusal> {
+        self.admit_at(ip, Instant::now())
+    }
+
+    fn admit_at(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<Permit, Refusal> {
+        let l = self.limits;
         let key = ClientKey::from(ip);
-        // A poisoned lock still holds valid counts (they are plain integers
+        // A poisoned lock still holds valid counts (they are plain numbers
         // updated in one step), so carry on with them rather than fail open.
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if self.limits.max_connections > 0 && c.total >= self.limits.max_connections {
+        c.admits = c.admits.wrapping_add(1);
+        if c.admits % SWEEP_EVERY == 0 {
+            sweep(&mut c.per_client, &l, now);
+        }
+        if l.max_connections > 0 && c.total >= l.max_connections {
             return Err(Refusal::Total);
         }
-        let mine = c.per_client.get(&key).copied().unwrap_or(0);
-        if self.limits.max_per_ip > 0 && mine >= self.limits.max_per_ip {
-            return Err(Refusal::PerClient);
+        let burst = f64::from(l.new_per_ip_burst.max(1));
+        let client = c.per_client.entry(key).or_insert(Client {
+            open: 0,
+            tokens: burst,
+            at: now,
+        });
+        if l.max_per_ip > 0 {
+            if client.open >= l.max_per_ip {
+                return Err(Refusal::PerClient);
+            }
+            if l.new_per_ip_per_sec > 0.0 {
+                let gained =
+                    now.saturating_duration_since(client.at).as_secs_f64() * l.new_per_ip_per_sec;
+                client.tokens = (client.tokens + gained).min(burst);
+                client.at = now;
+                if client.tokens < 1.0 {
+                    return Err(Refusal::Rate);
+                }
+                client.tokens -= 1.0;
+            }
         }
+        client.open += 1;
         c.total += 1;
-        c.per_client.insert(key, mine + 1);
         Ok(Permit {
             owner: self.clone(),
             key,
@@ -136,19 +186,34 @@ impl ConnLimits {
     pub fn open(&self, ip: IpAddr) -> (u32, u32) {
         let c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let key = ClientKey::from(ip);
-        (c.total, c.per_client.get(&key).copied().unwrap_or(0))
+        (c.total, c.per_client.get(&key).map_or(0, |x| x.open))
     }
+
+    /// Client addresses remembered.
+    fn remembered(&self) -> usize {
+        let c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        c.per_client.len()
+    }
+}
+
+/// Forgets addresses with nothing open whose bucket is full again: they
+/// would be admitted exactly as a new address is.
+fn sweep(table: &mut HashMap<ClientKey, Client>, l: &HttpLimits, now: Instant) {
+    let burst = f64::from(l.new_per_ip_burst.max(1));
+    table.retain(|_, c| {
+        let refilled = l.new_per_ip_per_sec <= 0.0
+            || c.tokens + now.saturating_duration_since(c.at).as_secs_f64() * l.new_per_ip_per_sec
+                >= burst;
+        c.open > 0 || !refilled
+    });
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         let mut c = self.owner.counts.lock().unwrap_or_else(|p| p.into_inner());
         c.total = c.total.saturating_sub(1);
-        if let Some(n) = c.per_client.get_mut(&self.key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                c.per_client.remove(&self.key);
-            }
+        if let Some(x) = c.per_client.get_mut(&self.key) {
+            x.open = x.open.saturating_sub(1);
         }
     }
 }
@@ -291,6 +356,7 @@ async fn refuse(mut tcp: TcpStream, why: Refusal) {
     let message = match why {
         Refusal::Total => "the node holds as many connections as it is configured to",
         Refusal::PerClient => "too many connections from your address",
+        Refusal::Rate => "your address opens connections too fast",
     };
     let body = format!(r#"{{"error":"too_many_connections","message":"{message}"}}"#);
     let head = format!(
@@ -389,8 +455,52 @@ mod tests {
         ConnLimits::new(HttpLimits {
             max_connections: total,
             max_per_ip: per_ip,
+            new_per_ip_per_sec: 0.0,
+            new_per_ip_burst: 0,
             idle: Duration::from_secs(1),
         })
+    }
+
+    #[test]
+    fn new_connections_per_address_are_rate_limited_and_the_table_stays_small() {
+        let l = ConnLimits::new(HttpLimits {
+            max_connections: 0,
+            max_per_ip: 100,
+            new_per_ip_per_sec: 10.0,
+            new_per_ip_burst: 5,
+            idle: Duration::from_secs(1),
+        });
+        let a: IpAddr = "203.0.113.5".parse().expect("ip");
+        let b: IpAddr = "203.0.113.6".parse().expect("ip");
+        let t0 = Instant::now();
+        // A burst of five, closed at once: the sixth is refused however few are open.
+        for _ in 0..5 {
+            drop(l.admit_at(a, t0).expect("within the burst"));
+        }
+        assert_eq!(l.admit_at(a, t0).err(), Some(Refusal::Rate));
+        // Another address has its own bucket.
+        drop(l.admit_at(b, t0).expect("other address"));
+        // 100 ms later one more token is there, and only one.
+        let t1 = t0 + Duration::from_millis(100);
+        drop(l.admit_at(a, t1).expect("refilled"));
+        assert_eq!(l.admit_at(a, t1).err(), Some(Refusal::Rate));
+        // Addresses with nothing open and a full bucket are forgotten.
+        let later = t1 + Duration::from_secs(10);
+        for i in 0..SWEEP_EVERY {
+            let ip = IpAddr::from([198, 51, (i >> 8) as u8, i as u8]);
+            drop(l.admit_at(ip, later).expect("new address"));
+        }
+        let held = l.admit_at(a, later).expect("a");
+        // A second later their buckets are full again: the next sweep drops them.
+        let after = later + Duration::from_secs(1);
+        for i in 0..SWEEP_EVERY {
+            let ip = IpAddr::from([192, 0, 2, (i % 200) as u8]);
+            let _ = l.admit_at(ip, after + Duration::from_millis(u64::from(i)));
+        }
+        assert!(l.remembered() <= 201, "{} addresses remembered", l.remembered());
+        // One with a connection open is kept.
+        assert_eq!(l.open(a).1, 1);
+        drop(held);
     }
 
     #[test]

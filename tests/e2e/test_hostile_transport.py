@@ -220,3 +220,37 @@ async def test_metrics_needs_its_bearer_token(tight):
             assert r.status == 200
             assert "nodo_rooms" in await r.text()
     await assert_still_serves(tight)
+
+
+async def test_new_connections_per_address_are_rate_limited(tmp_path):
+    node = start_node(tmp_path, env={
+        "NODO_SERVER__NEW_CONNECTIONS_PER_IP_BURST": "20",
+        "NODO_SERVER__NEW_CONNECTIONS_PER_IP_PER_SEC": "5",
+    })
+    try:
+        # A reconnect storm: open and close as fast as possible.
+        refused = 0
+        for _ in range(40):
+            r, w = await open_conn(node.http)
+            w.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            await w.drain()
+            _, got = await closed_within(r, 3)
+            w.close()
+            if got.startswith(b"HTTP/1.1 503"):
+                assert b'"error":"too_many_connections"' in got and b"too fast" in got
+                refused += 1
+            else:
+                assert got.startswith(b"HTTP/1.1 200"), got
+        assert 15 <= refused <= 22, f"{refused} of 40 refused with a burst of 20"
+        # Another address is not affected.
+        r, w = await open_conn(node.http, "127.0.0.2")
+        w.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        await w.drain()
+        _, got = await closed_within(r, 3)
+        assert got.startswith(b"HTTP/1.1 200"), got
+        w.close()
+        # The bucket refills: a normal user is served again.
+        await asyncio.sleep(4)
+        await assert_still_serves(node)
+    finally:
+        node.stop()
