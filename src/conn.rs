@@ -147,7 +147,7 @@ impl ConnLimits {
         // updated in one step), so carry on with them rather than fail open.
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         c.admits = c.admits.wrapping_add(1);
-        if c.admits % SWEEP_EVERY == 0 {
+        if c.admits.is_multiple_of(SWEEP_EVERY) {
             sweep(&mut c.per_client, &l, now);
         }
         if l.max_connections > 0 && c.total >= l.max_connections {
@@ -190,6 +190,7 @@ impl ConnLimits {
     }
 
     /// Client addresses remembered.
+    #[cfg(test)]
     fn remembered(&self) -> usize {
         let c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         c.per_client.len()
@@ -497,7 +498,11 @@ mod tests {
             let ip = IpAddr::from([192, 0, 2, (i % 200) as u8]);
             let _ = l.admit_at(ip, after + Duration::from_millis(u64::from(i)));
         }
-        assert!(l.remembered() <= 201, "{} addresses remembered", l.remembered());
+        assert!(
+            l.remembered() <= 201,
+            "{} addresses remembered",
+            l.remembered()
+        );
         // One with a connection open is kept.
         assert_eq!(l.open(a).1, 1);
         drop(held);
