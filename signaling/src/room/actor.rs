@@ -571,6 +571,21 @@ impl RoomActor {
         }
     }
 
+    /// Closes the mailbox and answers what is still in it: joins are
+    /// refused (the room is closing), close requests wait for the close.
+    pub(super) fn refuse_queued(&mut self, cmds: &mut mpsc::Receiver<RoomCmd>) {
+        cmds.close();
+        while let Ok(cmd) = cmds.try_recv() {
+            match cmd {
+                RoomCmd::Join { reply, .. } => {
+                    let _ = reply.send(Err(Error::RoomClosing));
+                }
+                RoomCmd::Close { done } => self.close_waiters.push(done),
+                _ => {}
+            }
+        }
+    }
+
     fn close(mut self, cmds: &mut mpsc::Receiver<RoomCmd>) {
         self.manager.remove(&self.name, &self.sid);
         let sids: Vec<ParticipantSid> = self.participants.keys().cloned().collect();
@@ -582,16 +597,7 @@ impl RoomActor {
             );
         }
         self.flush();
-        cmds.close();
-        while let Ok(cmd) = cmds.try_recv() {
-            match cmd {
-                RoomCmd::Join { reply, .. } => {
-                    let _ = reply.send(Err(Error::RoomClosing));
-                }
-                RoomCmd::Close { done } => self.close_waiters.push(done),
-                _ => {}
-            }
-        }
+        self.refuse_queued(cmds);
         self.manager
             .webhook("room_finished", self.room_info(), None, None);
         self.manager.notify(super::RoomEvent::RoomClosed {

@@ -17,7 +17,6 @@ use tokio::sync::mpsc;
 
 use super::actor::RoomActor;
 use super::{RoomCmd, RoomEvent};
-use crate::error::Error;
 use crate::ids::ParticipantIdentity;
 
 /// The message a panic carried, for the log.
@@ -68,16 +67,7 @@ impl RoomActor {
                 identity: ParticipantIdentity::new(p.info.identity.clone()),
             });
         }
-        cmds.close();
-        while let Ok(cmd) = cmds.try_recv() {
-            match cmd {
-                RoomCmd::Join { reply, .. } => {
-                    let _ = reply.send(Err(Error::RoomClosing));
-                }
-                RoomCmd::Close { done } => self.close_waiters.push(done),
-                _ => {}
-            }
-        }
+        self.refuse_queued(cmds);
         self.manager.webhook("room_finished", room, None, None);
         self.manager.notify(RoomEvent::RoomClosed {
             room: self.name.clone(),
