@@ -10,6 +10,8 @@
 //! `PROPTEST_CASES` sets the number of cases (default below, small enough for
 //! CI); `scripts/fuzz` runs them for as long as asked.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,27 +47,6 @@ const UFRAG: &str = "fuzz";
 /// Longest any one case may take before it counts as a hang.
 const CASE_LIMIT: Duration = Duration::from_secs(10);
 
-/// A STUN binding request as ICE sends it (USERNAME `local:remote`,
-/// PRIORITY, MESSAGE-INTEGRITY; the integrity is not checked by routing).
-fn stun_binding(ufrag: &str, tid: [u8; 12]) -> Vec<u8> {
-    fn attr(out: &mut Vec<u8>, typ: u16, value: &[u8]) {
-        out.extend_from_slice(&typ.to_be_bytes());
-        out.extend_from_slice(&(value.len() as u16).to_be_bytes());
-        out.extend_from_slice(value);
-        out.resize(out.len().div_ceil(4) * 4, 0);
-    }
-    let mut attrs = Vec::new();
-    attr(&mut attrs, 0x0006, format!("{ufrag}:remote").as_bytes());
-    attr(&mut attrs, 0x0024, &[0x6e, 0x00, 0x01, 0xff]);
-    attr(&mut attrs, 0x0008, &[0xab; 20]);
-    let mut m = vec![0x00, 0x01];
-    m.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
-    m.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
-    m.extend_from_slice(&tid);
-    m.extend_from_slice(&attrs);
-    m
-}
-
 /// The ufrag `Net` routes a packet by: the local part of the USERNAME of a
 /// STUN binding request (RFC 7983: STUN starts with 0..=3).
 fn stun_ufrag(data: &[u8]) -> Option<String> {
@@ -96,9 +77,11 @@ enum Frame {
 impl Frame {
     fn payload(&self) -> Vec<u8> {
         match self {
-            Frame::Stun { ours, tid } => stun_binding(if *ours { UFRAG } else { "other" }, *tid),
+            Frame::Stun { ours, tid } => {
+                common::stun_binding(if *ours { UFRAG } else { "other" }, *tid)
+            }
             Frame::Flipped { tid, flips } => {
-                let mut m = stun_binding(UFRAG, *tid);
+                let mut m = common::stun_binding(UFRAG, *tid);
                 for (at, bit) in flips {
                     let i = at % m.len();
                     m[i] ^= 1 << (bit % 8);
@@ -254,7 +237,7 @@ async fn run_stream(frames: Vec<Frame>, tail: Tail, cuts: Vec<usize>) -> Result<
     }
     // The listener still serves a well-behaved client afterwards.
     let mut second = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let stun = stun_binding(UFRAG, [7; 12]);
+    let stun = common::stun_binding(UFRAG, [7; 12]);
     second
         .write_all(&encode(std::slice::from_ref(&stun), &Tail::None))
         .await
@@ -274,7 +257,7 @@ async fn run_send(packets: Vec<Vec<u8>>) -> Result<(), String> {
     let mut client = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let local = client.local_addr().map_err(|e| e.to_string())?;
     // Once a packet from the client has arrived, its writer is registered.
-    let stun = stun_binding(UFRAG, [1; 12]);
+    let stun = common::stun_binding(UFRAG, [1; 12]);
     client
         .write_all(&encode(&[stun], &Tail::None))
         .await

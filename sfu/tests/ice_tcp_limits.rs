@@ -1,6 +1,8 @@
 //! ICE-TCP connections are bounded: caps per client IP and overall, a
 //! deadline to complete ICE, and an idle timeout after it.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,26 +14,6 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 const UFRAG: &str = "lim";
-
-/// A STUN binding request whose USERNAME names `ufrag`.
-fn stun_binding(ufrag: &str) -> Vec<u8> {
-    fn attr(out: &mut Vec<u8>, typ: u16, value: &[u8]) {
-        out.extend_from_slice(&typ.to_be_bytes());
-        out.extend_from_slice(&(value.len() as u16).to_be_bytes());
-        out.extend_from_slice(value);
-        out.resize(out.len().div_ceil(4) * 4, 0);
-    }
-    let mut attrs = Vec::new();
-    attr(&mut attrs, 0x0006, format!("{ufrag}:remote").as_bytes());
-    attr(&mut attrs, 0x0024, &[0x6e, 0x00, 0x01, 0xff]);
-    attr(&mut attrs, 0x0008, &[0xab; 20]);
-    let mut m = vec![0x00, 0x01];
-    m.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
-    m.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
-    m.extend_from_slice(&[9; 12]);
-    m.extend_from_slice(&attrs);
-    m
-}
 
 fn framed(packet: &[u8]) -> Vec<u8> {
     let mut out = (packet.len() as u16).to_be_bytes().to_vec();
@@ -147,7 +129,7 @@ async fn ice_must_complete_in_time_and_a_live_connection_stays() {
     // Checks for an unknown peer only: closed at the deadline too.
     let mut stranger = TcpStream::connect(addr).await.expect("connect");
     stranger
-        .write_all(&framed(&stun_binding("nobody")))
+        .write_all(&framed(&common::stun_binding("nobody", [9; 12])))
         .await
         .expect("write");
     assert!(closed_within(&mut stranger, Duration::from_secs(3))
@@ -157,7 +139,7 @@ async fn ice_must_complete_in_time_and_a_live_connection_stays() {
     // Checks for a known peer but never DTLS/media: closed at the deadline.
     let mut stuck = TcpStream::connect(addr).await.expect("connect");
     stuck
-        .write_all(&framed(&stun_binding(UFRAG)))
+        .write_all(&framed(&common::stun_binding(UFRAG, [9; 12])))
         .await
         .expect("write");
     assert!(closed_within(&mut stuck, Duration::from_secs(3))
@@ -168,7 +150,7 @@ async fn ice_must_complete_in_time_and_a_live_connection_stays() {
     // A check, then DTLS, then a packet within each idle period: stays open
     // well past the ICE deadline, and its packets reach the room.
     let mut live = TcpStream::connect(addr).await.expect("connect");
-    live.write_all(&framed(&stun_binding(UFRAG)))
+    live.write_all(&framed(&common::stun_binding(UFRAG, [9; 12])))
         .await
         .expect("write");
     let dtls = [22u8, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0];

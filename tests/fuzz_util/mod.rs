@@ -5,87 +5,22 @@
 //! and the splitting of a stream into arbitrary reads.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, Once, PoisonError};
 use std::time::Duration;
 
 use proptest::prelude::*;
 
-/// Cases per property: `PROPTEST_CASES`, else `default` times `FUZZ_SCALE`
-/// (1 when unset; `scripts/fuzz` raises it).
-pub fn cases(default: u32) -> u32 {
-    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
-    env("PROPTEST_CASES").unwrap_or_else(|| default.saturating_mul(env("FUZZ_SCALE").unwrap_or(1)))
-}
+/// The case runner of the signaling fuzz tests (case counts, proptest
+/// configuration, the panic watch), shared by path.
+#[path = "../../signaling/tests/fuzz_common/runner.rs"]
+mod runner;
 
-/// The proptest configuration of a property: `PROPTEST_CASES` cases, else
-/// `default`; no regression files written into the tree (a failure prints
-/// its input and `scripts/fuzz` its seed).
-pub fn config(default: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases: cases(default),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
+#[allow(unused_imports)]
+pub use runner::{cases, config, watch_panics};
 
-/// Names of the case threads that panicked (one entry per panic).
-static PANICKED: Mutex<Vec<String>> = Mutex::new(Vec::new());
-/// The prefix of the names of the threads that run a case's tasks.
-const CASE_THREAD: &str = "fuzz-case-";
-
-/// Counts every panic in this process, also those tokio catches in spawned
-/// tasks (the TURN actor's), which would otherwise only print.
-pub fn watch_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            // Only the cases' runtime threads: other tests in this binary
-            // run (and fail, by panicking) on their own threads meanwhile.
-            if let Some(name) = std::thread::current().name() {
-                if name.starts_with(CASE_THREAD) {
-                    PANICKED
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(name.to_string());
-                }
-            }
-            previous(info);
-        }));
-    });
-}
-
-/// Runs one case on a fresh runtime (its tasks die with it), within a
-/// deadline; fails on any panic in the case's tasks.
+/// Runs one case on a fresh runtime within 20 s; fails on any panic in the
+/// case's tasks.
 pub fn run_case<F: Future<Output = Result<(), String>>>(f: F) -> Result<(), TestCaseError> {
-    watch_panics();
-    static CASES: AtomicUsize = AtomicUsize::new(0);
-    let name = format!("{CASE_THREAD}{}", CASES.fetch_add(1, Ordering::SeqCst));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name(name.clone())
-        .enable_all()
-        .build()
-        .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let out = rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(20), f)
-            .await
-            .unwrap_or_else(|_| Err("the case hung".into()))
-    });
-    rt.shutdown_timeout(Duration::from_secs(2));
-    let panics = {
-        let mut all = PANICKED.lock().unwrap_or_else(PoisonError::into_inner);
-        let before = all.len();
-        all.retain(|n| *n != name);
-        before - all.len()
-    };
-    if panics > 0 {
-        return Err(TestCaseError::fail(format!(
-            "{panics} panic(s) during the case"
-        )));
-    }
-    out.map_err(TestCaseError::fail)
+    runner::run_case(Duration::from_secs(20), f)
 }
 
 /// Splits `data` at cut points (arbitrary read boundaries).
