@@ -2,7 +2,6 @@
 //! socket, the web demo, health and metrics, under one CORS policy.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -26,7 +25,7 @@ pub fn router(node: &Node) -> Router {
             rooms: node.livekit.rooms.clone(),
             token: Arc::from(node.config.server.metrics_token.as_str()),
         });
-    let idle = Duration::from_secs(node.config.server.http_idle_timeout_secs.max(1));
+    let idle = crate::conn::HttpLimits::from_config(&node.config.server).idle;
     Router::new()
         .merge(nodo_app::router(node.app.clone()))
         .merge(nodo_signaling::router(node.livekit.clone()))

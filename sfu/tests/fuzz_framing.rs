@@ -12,11 +12,11 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nodo_sfu::net::{Net, NetConfig, NetPacket};
+use nodo_sfu::net::{Net, NetPacket};
 use nodo_sfu::str0m::ice::StunMessage;
 use nodo_sfu::str0m::net::{Protocol, Transmit};
 use nodo_sfu::PeerId;
@@ -159,25 +159,13 @@ fn chunks(data: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
 }
 
 async fn listener() -> (Arc<Net>, SocketAddr, mpsc::Receiver<NetPacket>) {
-    let config = NetConfig {
-        udp: Vec::new(),
-        tcp: Some((
-            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
-            vec![Ipv4Addr::LOCALHOST.into()],
-        )),
-        udp_advertised_port: None,
-        // Framing is under test here, not the connection caps.
-        tcp_limits: nodo_sfu::net::TcpLimits {
-            max_connections: 0,
-            max_per_ip: 0,
-            ..Default::default()
-        },
+    // Framing is under test here, not the connection caps.
+    let no_caps = nodo_sfu::net::TcpLimits {
+        max_connections: 0,
+        max_per_ip: 0,
+        ..Default::default()
     };
-    let net = Net::bind(&config).await.expect("bind");
-    let addr = net.tcp_addrs()[0];
-    let (inbox, rx) = mpsc::channel(4096);
-    net.register(UFRAG, PeerId(1), inbox);
-    (net, addr, rx)
+    common::tcp_net(no_caps, UFRAG, 4096).await
 }
 
 /// Frames the room should see: a binding request naming our ufrag, and

@@ -3,12 +3,11 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nodo_sfu::net::{Net, NetConfig, NetPacket, TcpLimits};
-use nodo_sfu::PeerId;
+use nodo_sfu::net::{Net, NetPacket, TcpLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -22,20 +21,7 @@ fn framed(packet: &[u8]) -> Vec<u8> {
 }
 
 async fn net(limits: TcpLimits) -> (Arc<Net>, SocketAddr, mpsc::Receiver<NetPacket>) {
-    let config = NetConfig {
-        udp: Vec::new(),
-        tcp: Some((
-            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
-            vec![Ipv4Addr::LOCALHOST.into()],
-        )),
-        udp_advertised_port: None,
-        tcp_limits: limits,
-    };
-    let net = Net::bind(&config).await.expect("bind");
-    let addr = net.tcp_addrs()[0];
-    let (inbox, rx) = mpsc::channel(64);
-    net.register(UFRAG, PeerId(1), inbox);
-    (net, addr, rx)
+    common::tcp_net(limits, UFRAG, 64).await
 }
 
 /// Waits for the node to close `s`; returns how long that took.

@@ -1,5 +1,36 @@
 //! Helpers shared by the `Net` tests.
 
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use nodo_sfu::net::{Net, NetConfig, NetPacket, TcpLimits};
+use nodo_sfu::PeerId;
+use tokio::sync::mpsc;
+
+/// A `Net` with only an ICE-TCP listener on loopback under `limits`, and
+/// `ufrag` routed to peer 1 through an inbox of `inbox` packets: the
+/// net, the listener's address and the inbox.
+pub async fn tcp_net(
+    limits: TcpLimits,
+    ufrag: &str,
+    inbox: usize,
+) -> (Arc<Net>, SocketAddr, mpsc::Receiver<NetPacket>) {
+    let config = NetConfig {
+        udp: Vec::new(),
+        tcp: Some((
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
+            vec![Ipv4Addr::LOCALHOST.into()],
+        )),
+        udp_advertised_port: None,
+        tcp_limits: limits,
+    };
+    let net = Net::bind(&config).await.expect("bind");
+    let addr = net.tcp_addrs()[0];
+    let (tx, rx) = mpsc::channel(inbox);
+    net.register(ufrag, PeerId(1), tx);
+    (net, addr, rx)
+}
+
 /// A STUN binding request whose USERNAME names `ufrag` (as `ufrag:remote`),
 /// with PRIORITY and a MESSAGE-INTEGRITY-sized attribute: what `Net` routes
 /// by, built by hand so that tests can also break it.
