@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use str0m::format::PayloadParams;
-use str0m::media::{Mid, Pt};
+use str0m::media::{KeyframeRequestKind, Mid, Pt};
+use str0m::rtp::Ssrc;
 
 use crate::ids::{Layer, ParticipantSid, PeerId, TrackKind, TrackSid};
 use crate::rewrite::Rewriter;
@@ -58,6 +59,12 @@ pub(crate) struct Track {
     pub rate: [u64; 3],
     /// Last keyframe request per layer, to throttle PLIs towards the publisher.
     pub last_pli: [Option<Instant>; 3],
+    /// Per layer, the publisher stream (SSRC) whose losses Nodo NACKs (see
+    /// `MediaRoom::forward`): set once per stream, again if the SSRC changes.
+    pub nack_ssrc: [Option<Ssrc>; 3],
+    /// A keyframe request per layer that could not go out yet (throttled, or the
+    /// publisher's stream for the layer not seen yet); sent as soon as it can.
+    pub pending_pli: [Option<KeyframeRequestKind>; 3],
     pub subscribers: Vec<Subscription>,
     /// Audio: loudest level (dBov, 0 loudest) and voiced packets in the current window.
     pub audio_active_packets: u32,

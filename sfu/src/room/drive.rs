@@ -193,7 +193,12 @@ impl MediaRoom {
         // SVC codecs announce several layers in one stream.
         track.simulcast = simulcast;
         track.codecs = codecs;
+        let held_requests = track.pending_pli.iter().any(Option::is_some);
         let sid = track.sid.clone();
+        if held_requests {
+            // Requests made before the media existed go out at the next timeout.
+            self.keyframe_retry = Some(self.now);
+        }
         self.track_by_mid.insert((id, mid), sid.clone());
         self.events.push_back(SfuEvent::TrackMedia {
             participant: owner,

@@ -31,42 +31,6 @@ impl MediaRoom {
         self.request_keyframe(track, layer, KeyframeRequestKind::Pli, now);
     }
 
-    pub(super) fn request_keyframe(
-        &mut self,
-        track: &TrackSid,
-        layer: Option<Layer>,
-        kind: KeyframeRequestKind,
-        now: Instant,
-    ) {
-        let Some(t) = self.tracks.get_mut(track) else {
-            return;
-        };
-        if t.kind == TrackKind::Audio {
-            return;
-        }
-        let Some((pub_id, mid)) = t.source else {
-            return;
-        };
-        let layer = if t.simulcast { layer } else { None };
-        let idx = Track::layer_index(layer);
-        if t.last_pli[idx]
-            .is_some_and(|last| now.saturating_duration_since(last) < self.config.pli_throttle)
-        {
-            return;
-        }
-        t.last_pli[idx] = Some(now);
-        let rid = layer.map(|l| l.rid().into());
-        if let Some(p) = self.peers.get_mut(&pub_id) {
-            if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(mid, rid) {
-                rx.request_keyframe(kind);
-                if !p.dirty {
-                    p.dirty = true;
-                    self.dirty.push(pub_id);
-                }
-            }
-        }
-    }
-
     /// Forwards one publisher RTP packet to every subscriber of its track.
     pub(super) fn forward(&mut self, pub_id: PeerId, pkt: RtpPacket, now: Instant) {
         let Some(peer) = self.peers.get_mut(&pub_id) else {
@@ -104,6 +68,20 @@ impl MediaRoom {
         let Some(params) = track.codecs.get(&pkt.header.payload_type).copied() else {
             return;
         };
+        if track.nack_ssrc[idx] != Some(ssrc) && params.fb_nack() {
+            // Uplink recovery. str0m NACKs a receive stream only when RTX was
+            // negotiated for it; the LiveKit SDKs that pin one codec (the Rust
+            // SDK behind the Python `livekit` package) offer video without
+            // RTX, and their losses on the way to Nodo were never repaired.
+            // A publisher that accepted `nack` feedback retransmits on the
+            // media SSRC itself (RFC 4585), so Nodo turns NACK on for every
+            // video stream whose codec has it; str0m then tracks the gaps,
+            // sends and retries the NACKs, and de-wraps RTX when there is RTX.
+            if let Some(rx) = peer.rtc.direct_api().stream_rx(&ssrc) {
+                rx.suppress_nack(false);
+            }
+            track.nack_ssrc[idx] = Some(ssrc);
+        }
         let codec = params.spec().codec;
         let is_video = track.kind == TrackKind::Video;
         let keyframe = is_video && starts_keyframe(codec, &pkt.payload);
@@ -240,30 +218,7 @@ impl MediaRoom {
                 t.bytes[i] = 0;
             }
         }
-        // Bandwidth caps: share each subscriber's estimate among its video subscriptions.
-        let mut video_subs: HashMap<PeerId, u32> = HashMap::new();
-        for t in self.tracks.values().filter(|t| t.kind == TrackKind::Video) {
-            for s in &t.subscribers {
-                *video_subs.entry(s.peer).or_default() += 1;
-            }
-        }
-        for t in self.tracks.values_mut().filter(|t| t.simulcast) {
-            let rates = t.rate;
-            for s in t.subscribers.iter_mut() {
-                let Some(est) = self.peers.get(&s.peer).and_then(|p| p.estimate) else {
-                    continue;
-                };
-                let share =
-                    est.as_u64() / u64::from(video_subs.get(&s.peer).copied().unwrap_or(1).max(1));
-                tracing::debug!(peer = ?s.peer, estimate = %est, share, ?rates, "bwe share");
-                s.bwe_cap = Layer::ALL
-                    .iter()
-                    .rev()
-                    .find(|l| rates[**l as usize] == 0 || rates[**l as usize] <= share)
-                    .copied()
-                    .unwrap_or(Layer::Low);
-            }
-        }
+        self.apply_bandwidth_caps();
         // Let each subscriber's pacer probe up to what its subscriptions could use.
         let mut desired: HashMap<PeerId, u64> = HashMap::new();
         for t in self.tracks.values() {
@@ -288,6 +243,60 @@ impl MediaRoom {
         let sids: Vec<TrackSid> = self.tracks.keys().cloned().collect();
         for sid in sids {
             self.retarget(&sid, now);
+        }
+    }
+
+    /// Bandwidth adaptation: caps each subscription's simulcast layer by the
+    /// subscriber's downlink estimate (str0m's TWCC send-side estimate, which
+    /// falls on both delay growth and loss). Audio comes first: what the
+    /// subscriber's audio subscriptions use is set aside before the rest is
+    /// shared among its video subscriptions, so video congestion never takes
+    /// the room audio needs. Moving down happens at the first tick the layer
+    /// no longer fits; moving up needs headroom, so the choice does not flap.
+    fn apply_bandwidth_caps(&mut self) {
+        let mut audio_bps: HashMap<PeerId, u64> = HashMap::new();
+        let mut video_subs: HashMap<PeerId, u64> = HashMap::new();
+        for t in self.tracks.values() {
+            for s in &t.subscribers {
+                if t.kind == TrackKind::Audio {
+                    *audio_bps.entry(s.peer).or_default() += t.rate[0];
+                } else if !s.settings.disabled {
+                    *video_subs.entry(s.peer).or_default() += 1;
+                }
+            }
+        }
+        for t in self.tracks.values_mut().filter(|t| t.simulcast) {
+            // Payload bytes plus RTP/SRTP/UDP/IP headers (~5 % at video packet sizes).
+            let rates = t.rate.map(|r| r + r / 20);
+            for s in t.subscribers.iter_mut() {
+                let Some(est) = self.peers.get(&s.peer).and_then(|p| p.estimate) else {
+                    continue;
+                };
+                let audio = audio_bps.get(&s.peer).copied().unwrap_or(0);
+                let audio = audio + audio / 4; // headers are a large share of small packets
+                let videos = video_subs.get(&s.peer).copied().unwrap_or(1).max(1);
+                let share = est.as_u64().saturating_sub(audio) / videos;
+                let fits = |l: Layer| {
+                    let r = rates[l as usize];
+                    // Upward moves need 15 % headroom.
+                    let room = if l > s.bwe_cap {
+                        share * 85 / 100
+                    } else {
+                        share
+                    };
+                    r == 0 || r <= room
+                };
+                let cap = Layer::ALL
+                    .iter()
+                    .rev()
+                    .copied()
+                    .find(|l| fits(*l))
+                    .unwrap_or(Layer::Low);
+                if cap != s.bwe_cap {
+                    tracing::debug!(peer = ?s.peer, estimate = %est, share, audio, ?rates, ?cap, "bandwidth cap");
+                }
+                s.bwe_cap = cap;
+            }
         }
     }
 }

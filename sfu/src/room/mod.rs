@@ -18,6 +18,7 @@ use crate::track::{LayerInfo, Subscription, SubscriptionSettings, Track};
 
 mod drive;
 mod forward;
+mod keyframes;
 mod negotiate;
 mod reports;
 #[cfg(test)]
@@ -128,6 +129,10 @@ pub struct MediaRoom {
     next_quality_tick: Instant,
     next_layer_tick: Instant,
     last_layer_tick: Instant,
+    /// When a held-back keyframe request may go out (see `keyframes`).
+    keyframe_retry: Option<Instant>,
+    /// Keyframe requests sent to publishers, for stats.
+    keyframe_requests_sent: u64,
 }
 
 impl MediaRoom {
@@ -150,6 +155,8 @@ impl MediaRoom {
             negotiation_due: false,
             now,
             speakers: HashSet::new(),
+            keyframe_retry: None,
+            keyframe_requests_sent: 0,
         }
     }
 
@@ -400,6 +407,8 @@ impl MediaRoom {
                 bytes: [0; 3],
                 rate: [0; 3],
                 last_pli: [None; 3],
+                pending_pli: [None; 3],
+                nack_ssrc: [None; 3],
                 subscribers: Vec::new(),
                 audio_active_packets: 0,
                 audio_packets: 0,
@@ -580,6 +589,7 @@ impl MediaRoom {
         }
         // Drain the timeouts before the layer tick mutates the same Rtcs again.
         self.drive(now);
+        self.flush_keyframe_requests(now);
         if now >= self.next_layer_tick {
             self.layer_tick(now);
         }
@@ -596,10 +606,13 @@ impl MediaRoom {
 
     /// When `handle_timeout` should next be called.
     pub fn poll_timeout(&self) -> Instant {
-        let t = self
+        let mut t = self
             .next_speaker_tick
             .min(self.next_quality_tick)
             .min(self.next_layer_tick);
+        if let Some(k) = self.keyframe_retry {
+            t = t.min(k);
+        }
         match self.timers.peek() {
             Some(Reverse((at, _))) => t.min(*at),
             None => t,
