@@ -38,12 +38,19 @@ pub struct Client {
     pub sub_channels: HashMap<ChannelId, String>,
     pub pub_channel: Option<ChannelId>,
     pub pub_channel_open: bool,
-    /// Publisher: rids (or None) a keyframe was requested for.
+    /// Publisher: rids (or None) a keyframe was requested for, not yet answered.
     pub keyframe_requests: Vec<Option<Rid>>,
+    /// Publisher: keyframe requests received in all.
+    pub keyframe_requests_total: usize,
     pub sub_offers: Vec<String>,
     pub audio_mid: Option<Mid>,
     pub video_mid: Option<Mid>,
+    /// Video frames written per layer (index 0 without simulcast).
+    pub video_written: [u64; 3],
 }
+
+/// Decides whether a packet on its way is lost.
+pub type LossFn = Box<dyn FnMut(&Transmit) -> bool>;
 
 pub struct World {
     pub now: Instant,
@@ -54,6 +61,32 @@ pub struct World {
     addrs: HashMap<SocketAddr, PeerId>,
     to_clients: Vec<Transmit>,
     to_room: Vec<Transmit>,
+    /// Media frames written so far (numbers the frames across `run` calls).
+    frame: u64,
+    /// Loss on the way from the clients to the room (true: dropped).
+    pub uplink_loss: Option<LossFn>,
+    /// Loss on the way from the room to the clients.
+    pub downlink_loss: Option<LossFn>,
+}
+
+/// True for an SRTP media packet (not RTCP, STUN or DTLS): RTP version 2 and
+/// a payload type outside RTCP's 192..=223 range (RFC 5761).
+pub fn is_rtp(t: &Transmit) -> bool {
+    let c = &t.contents;
+    c.len() >= 12 && c[0] >> 6 == 2 && !(192..=223).contains(&c[1])
+}
+
+/// Loss of every `n`th media packet with payload type `pt` sent from `from`
+/// (retransmissions, on their own payload type, get through).
+pub fn every_nth_rtp_from(from: SocketAddr, pt: u8, n: u64) -> LossFn {
+    let mut count = 0u64;
+    Box::new(move |t| {
+        if t.source != from || !is_rtp(t) || t.contents[1] & 0x7f != pt {
+            return false;
+        }
+        count += 1;
+        count.is_multiple_of(n)
+    })
 }
 
 impl World {
@@ -75,6 +108,9 @@ impl World {
             addrs: HashMap::new(),
             to_clients: Vec::new(),
             to_room: Vec::new(),
+            frame: 0,
+            uplink_loss: None,
+            downlink_loss: None,
         }
     }
 
@@ -106,9 +142,11 @@ impl World {
             pub_channel: None,
             pub_channel_open: false,
             keyframe_requests: Vec::new(),
+            keyframe_requests_total: 0,
             sub_offers: Vec::new(),
             audio_mid: None,
             video_mid: None,
+            video_written: [0; 3],
         });
         i
     }
@@ -207,7 +245,7 @@ impl World {
         let end = self.now + d;
         let mut next_audio = self.now;
         let mut next_video = self.now;
-        let mut frame: u64 = 0;
+        let mut frame = self.frame;
         while self.now < end {
             if self.now >= next_audio {
                 self.write_audio(frame);
@@ -221,6 +259,7 @@ impl World {
             self.step();
             self.now += Duration::from_millis(1);
         }
+        self.frame = frame;
     }
 
     fn write_audio(&mut self, frame: u64) {
@@ -271,13 +310,16 @@ impl World {
                     frame.is_multiple_of(90) || requested.iter().any(|r| r.is_none() || r == rid);
                 let mut payload = vec![if key { 0x10 } else { 0x11 }, layer as u8, frame as u8];
                 payload.resize(200 + 300 * layer, 0xaa);
+                payload[3..11].copy_from_slice(&frame.to_be_bytes());
                 if let Some(w) = c.publisher.writer(mid) {
                     let w = match rid {
                         Some(r) => w.rid(*r),
                         None => w,
                     };
                     let t = MediaTime::new(frame * 3000, Frequency::NINETY_KHZ);
-                    let _ = w.write(pt, now, t, payload);
+                    if w.write(pt, now, t, payload).is_ok() {
+                        c.video_written[layer] += 1;
+                    }
                 }
             }
         }
@@ -303,6 +345,9 @@ impl World {
             }
             for t in std::mem::take(&mut self.to_clients) {
                 moved = true;
+                if self.downlink_loss.as_mut().is_some_and(|lost| lost(&t)) {
+                    continue;
+                }
                 for c in &mut self.clients {
                     let rtc = if t.destination == c.pub_addr {
                         &mut c.publisher
@@ -318,6 +363,9 @@ impl World {
             }
             for t in std::mem::take(&mut self.to_room) {
                 moved = true;
+                if self.uplink_loss.as_mut().is_some_and(|lost| lost(&t)) {
+                    continue;
+                }
                 let Some(peer) = self.route(&t) else { continue };
                 let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents)
                     .expect("parse");
@@ -467,7 +515,10 @@ impl World {
                         Event::MediaData(d) if !publisher => {
                             c.received.push((d.mid, d.data.to_vec()))
                         }
-                        Event::KeyframeRequest(k) if publisher => c.keyframe_requests.push(k.rid),
+                        Event::KeyframeRequest(k) if publisher => {
+                            c.keyframe_requests.push(k.rid);
+                            c.keyframe_requests_total += 1;
+                        }
                         Event::ChannelOpen(id, label) => {
                             if publisher {
                                 c.pub_channel_open = true;
@@ -493,6 +544,20 @@ impl World {
             .iter()
             .filter(|(_, d)| d.len() >= 200 && (d[0] == 0x10 || d[0] == 0x11))
             .map(|(_, d)| (d[1], d[2]))
+            .collect()
+    }
+
+    /// Distinct video frame numbers client `i` received, with the mid they came on.
+    pub fn video_frame_ids(&self, i: usize) -> std::collections::BTreeSet<(Mid, u64)> {
+        self.clients[i]
+            .received
+            .iter()
+            .filter(|(_, d)| d.len() >= 200 && (d[0] == 0x10 || d[0] == 0x11))
+            .map(|(m, d)| {
+                let mut n = [0u8; 8];
+                n.copy_from_slice(&d[3..11]);
+                (*m, u64::from_be_bytes(n))
+            })
             .collect()
     }
 
