@@ -49,6 +49,9 @@ pub(crate) struct Peer {
     pub queued_data: VecDeque<Vec<u8>>,
     /// Latest send-side bandwidth estimate (subscriber).
     pub estimate: Option<Bitrate>,
+    /// Subscriber: the bitrate (bits/s) the estimator was last told to probe
+    /// up to; 0 before the first.
+    pub probe_target: u64,
     /// Packet loss (0..1) seen on this peer, from stats.
     pub loss: f32,
     pub rtt: Option<Duration>,
@@ -120,6 +123,7 @@ impl Peer {
             lossy: None,
             queued_data: VecDeque::new(),
             estimate: None,
+            probe_target: 0,
             loss: 0.0,
             rtt: None,
             connected: false,

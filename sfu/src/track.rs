@@ -40,6 +40,10 @@ impl Default for SubscriptionSettings {
     }
 }
 
+/// Layer ticks a layer's bitrate is averaged over (2 s at 250 ms): long
+/// enough that a keyframe or a burst of frames does not swing the layer choice.
+pub const RATE_TICKS: usize = 8;
+
 /// A layer counts as live when it delivered a packet this recently.
 const LAYER_LIVE: Duration = Duration::from_millis(1500);
 
@@ -54,9 +58,13 @@ pub(crate) struct Track {
     pub simulcast: bool,
     /// Last packet per layer (index = Layer as usize); index 0 for non-simulcast.
     pub last_packet: [Option<Instant>; 3],
-    /// Bytes per layer since the last rate sample, and the last rate in bits/s.
+    /// Bytes per layer since the last layer tick.
     pub bytes: [u64; 3],
+    /// Bits/s per layer over the last `RATE_TICKS` layer ticks.
     pub rate: [u64; 3],
+    /// The window behind `rate`: bytes per layer and seconds of each tick.
+    pub rate_window: [([u64; 3], f64); RATE_TICKS],
+    pub rate_pos: usize,
     /// Last keyframe request per layer, to throttle PLIs towards the publisher.
     pub last_pli: [Option<Instant>; 3],
     /// Per layer, the publisher stream (SSRC) whose losses Nodo NACKs (see
@@ -92,9 +100,32 @@ pub(crate) struct Subscription {
     pub pt_map: Vec<(Pt, Pt)>,
     /// Bandwidth cap from the subscriber's estimate.
     pub bwe_cap: Layer,
+    /// After the cap went down, it may not go up before this instant.
+    pub bwe_hold_until: Option<Instant>,
+    /// When forwarding last stopped because the subscriber's pacer backed up.
+    pub congested_at: Option<Instant>,
+    /// The current hold after a congestion (see `BWE_HOLD`).
+    pub bwe_hold: Duration,
 }
 
 impl Track {
+    /// Closes a rate tick of `elapsed` seconds: `rate` becomes the average
+    /// over the window.
+    pub fn tick_rates(&mut self, elapsed: f64) {
+        self.rate_window[self.rate_pos] = (self.bytes, elapsed);
+        self.rate_pos = (self.rate_pos + 1) % RATE_TICKS;
+        self.bytes = [0; 3];
+        let secs: f64 = self.rate_window.iter().map(|(_, s)| s).sum();
+        for i in 0..3 {
+            let bytes: u64 = self.rate_window.iter().map(|(b, _)| b[i]).sum();
+            self.rate[i] = if secs > 0.0 {
+                (bytes as f64 * 8.0 / secs) as u64
+            } else {
+                0
+            };
+        }
+    }
+
     pub fn layer_index(layer: Option<Layer>) -> usize {
         layer.map_or(0, |l| l as usize)
     }

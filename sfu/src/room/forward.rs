@@ -1,12 +1,12 @@
 //! Forwarding: one publisher RTP packet to every subscription, simulcast
 //! layer choice, keyframe requests and per-layer bitrates.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use str0m::media::KeyframeRequestKind;
 use str0m::rtp::{RtpPacket, RtpWrite, SeqNo};
 
+use super::bandwidth::{queue_delay, BWE_HOLD, BWE_HOLD_MAX, CONGESTION_REACT, MAX_QUEUE_DELAY};
 use super::{MediaRoom, ACTIVE_LEVEL, LAYER_TICK};
 use crate::ids::{Layer, PeerId, TrackKind, TrackSid};
 use crate::keyframe::starts_keyframe;
@@ -121,6 +121,38 @@ impl MediaRoom {
                 rewriter.switch_source(seq, ts, now);
                 sub.current = Some(Layer::High);
             }
+            // Only a subscription that can move down reacts: at the lowest
+            // layer a keyframe would only add to the backlog.
+            if track.simulcast && sub.current.is_some_and(|l| l > Layer::Low) {
+                let delay = queue_delay(&mut self.peers, sub.peer, sub_mid, now);
+                let react = sub
+                    .congested_at
+                    .is_none_or(|t| now.saturating_duration_since(t) >= CONGESTION_REACT);
+                if delay > MAX_QUEUE_DELAY && react {
+                    // The subscriber's pacer holds more than its link drains:
+                    // stop feeding it this layer now (a stale backlog is worse
+                    // than a short pause) and resume at a keyframe of the low
+                    // layer, the one most likely to fit; the estimate takes it
+                    // back up once the hold is over. Audio is not paced and
+                    // keeps flowing.
+                    let again = sub
+                        .congested_at
+                        .is_some_and(|t| now.saturating_duration_since(t) < BWE_HOLD_MAX);
+                    sub.bwe_hold = if again {
+                        (sub.bwe_hold * 2).clamp(BWE_HOLD, BWE_HOLD_MAX)
+                    } else {
+                        BWE_HOLD
+                    };
+                    sub.congested_at = Some(now);
+                    sub.current = None;
+                    sub.bwe_cap = Layer::Low;
+                    sub.bwe_hold_until = Some(now + sub.bwe_hold);
+                    sub.target = Layer::Low;
+                    tracing::debug!(subscriber = %sub.subscriber, ?delay, target = ?sub.target, "subscriber congested");
+                    wants_keyframe = Some(sub.target);
+                    continue;
+                }
+            }
             let Some((out_seq, out_ts)) = rewriter.rewrite(seq, ts, now) else {
                 continue;
             };
@@ -212,91 +244,13 @@ impl MediaRoom {
         self.next_layer_tick = now + LAYER_TICK;
         // Bitrates per layer.
         for t in self.tracks.values_mut() {
-            for i in 0..3 {
-                let bps = (t.bytes[i] as f64 * 8.0 / elapsed) as u64;
-                t.rate[i] = (t.rate[i] + bps) / 2;
-                t.bytes[i] = 0;
-            }
+            t.tick_rates(elapsed);
         }
-        self.apply_bandwidth_caps();
-        // Let each subscriber's pacer probe up to what its subscriptions could use.
-        let mut desired: HashMap<PeerId, u64> = HashMap::new();
-        for t in self.tracks.values() {
-            let top = t.rate.iter().copied().max().unwrap_or(0);
-            for s in &t.subscribers {
-                *desired.entry(s.peer).or_default() += top;
-            }
-        }
-        for (peer, bps) in desired {
-            if let Some(p) = self.peers.get_mut(&peer) {
-                let want = str0m::bwe::Bitrate::bps(bps.max(300_000) * 5 / 4);
-                p.rtc
-                    .bwe()
-                    .set_bitrate(str0m::bwe::Bitrate::kbps(100), want);
-                // It re-arms the pacer: the caller's drain picks up the new timeout.
-                if !p.dirty {
-                    p.dirty = true;
-                    self.dirty.push(peer);
-                }
-            }
-        }
+        self.apply_bandwidth_caps(now);
+        self.set_probe_targets(now);
         let sids: Vec<TrackSid> = self.tracks.keys().cloned().collect();
         for sid in sids {
             self.retarget(&sid, now);
-        }
-    }
-
-    /// Bandwidth adaptation: caps each subscription's simulcast layer by the
-    /// subscriber's downlink estimate (str0m's TWCC send-side estimate, which
-    /// falls on both delay growth and loss). Audio comes first: what the
-    /// subscriber's audio subscriptions use is set aside before the rest is
-    /// shared among its video subscriptions, so video congestion never takes
-    /// the room audio needs. Moving down happens at the first tick the layer
-    /// no longer fits; moving up needs headroom, so the choice does not flap.
-    fn apply_bandwidth_caps(&mut self) {
-        let mut audio_bps: HashMap<PeerId, u64> = HashMap::new();
-        let mut video_subs: HashMap<PeerId, u64> = HashMap::new();
-        for t in self.tracks.values() {
-            for s in &t.subscribers {
-                if t.kind == TrackKind::Audio {
-                    *audio_bps.entry(s.peer).or_default() += t.rate[0];
-                } else if !s.settings.disabled {
-                    *video_subs.entry(s.peer).or_default() += 1;
-                }
-            }
-        }
-        for t in self.tracks.values_mut().filter(|t| t.simulcast) {
-            // Payload bytes plus RTP/SRTP/UDP/IP headers (~5 % at video packet sizes).
-            let rates = t.rate.map(|r| r + r / 20);
-            for s in t.subscribers.iter_mut() {
-                let Some(est) = self.peers.get(&s.peer).and_then(|p| p.estimate) else {
-                    continue;
-                };
-                let audio = audio_bps.get(&s.peer).copied().unwrap_or(0);
-                let audio = audio + audio / 4; // headers are a large share of small packets
-                let videos = video_subs.get(&s.peer).copied().unwrap_or(1).max(1);
-                let share = est.as_u64().saturating_sub(audio) / videos;
-                let fits = |l: Layer| {
-                    let r = rates[l as usize];
-                    // Upward moves need 15 % headroom.
-                    let room = if l > s.bwe_cap {
-                        share * 85 / 100
-                    } else {
-                        share
-                    };
-                    r == 0 || r <= room
-                };
-                let cap = Layer::ALL
-                    .iter()
-                    .rev()
-                    .copied()
-                    .find(|l| fits(*l))
-                    .unwrap_or(Layer::Low);
-                if cap != s.bwe_cap {
-                    tracing::debug!(peer = ?s.peer, estimate = %est, share, audio, ?rates, ?cap, "bandwidth cap");
-                }
-                s.bwe_cap = cap;
-            }
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::ids::{Layer, ParticipantSid, PeerId, PeerIds, PeerRole, TrackKind, Tr
 use crate::peer::{LocalCandidates, Peer};
 use crate::track::{LayerInfo, Subscription, SubscriptionSettings, Track};
 
+mod bandwidth;
 mod drive;
 mod forward;
 mod keyframes;
@@ -406,6 +407,8 @@ impl MediaRoom {
                 last_packet: [None; 3],
                 bytes: [0; 3],
                 rate: [0; 3],
+                rate_window: [([0; 3], 0.0); crate::track::RATE_TICKS],
+                rate_pos: 0,
                 last_pli: [None; 3],
                 pending_pli: [None; 3],
                 nack_ssrc: [None; 3],
@@ -473,6 +476,9 @@ impl MediaRoom {
             rewriter: None,
             pt_map: Vec::new(),
             bwe_cap: Layer::High,
+            bwe_hold_until: None,
+            congested_at: None,
+            bwe_hold: Duration::ZERO,
         });
         if let Some(p) = self.peers.get_mut(&peer) {
             p.needs_offer = true;

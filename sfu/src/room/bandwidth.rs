@@ -1,0 +1,182 @@
+//! Bandwidth adaptation for subscribers: the downlink estimate caps each
+//! simulcast subscription's layer, a backed-up pacer moves it down at once,
+//! and the estimator is told how far to probe.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use str0m::media::Mid;
+
+use super::MediaRoom;
+use crate::ids::{Layer, PeerId, TrackKind};
+use crate::peer::Peer;
+
+/// How long a subscription's bandwidth cap stays down before it may go up
+/// again: doubled each time a move up congests the link again within a
+/// minute, up to `BWE_HOLD_MAX`.
+pub(super) const BWE_HOLD: Duration = Duration::from_secs(5);
+pub(super) const BWE_HOLD_MAX: Duration = Duration::from_secs(60);
+/// Video waiting longer than this in a subscriber's pacer means its downlink
+/// is congested now, whatever the estimate says yet.
+pub(super) const MAX_QUEUE_DELAY: Duration = Duration::from_millis(150);
+/// Fewest time between two congestion reactions of one subscription.
+pub(super) const CONGESTION_REACT: Duration = Duration::from_secs(1);
+
+/// How long the oldest packet queued for one of a subscriber's m-lines has
+/// waited in its pacer (zero when nothing waits, or before the pacer saw it).
+pub(super) fn queue_delay(
+    peers: &mut HashMap<PeerId, Peer>,
+    peer: PeerId,
+    mid: Mid,
+    now: Instant,
+) -> Duration {
+    peers
+        .get_mut(&peer)
+        .and_then(|p| {
+            let mut api = p.rtc.direct_api();
+            let first = api
+                .stream_tx_by_mid(mid, None)?
+                .queue_info()?
+                .first_unsent()?;
+            Some(now.saturating_duration_since(first))
+        })
+        .unwrap_or(Duration::ZERO)
+}
+impl MediaRoom {
+    /// Bandwidth adaptation: caps each subscription's simulcast layer by the
+    /// subscriber's downlink estimate (str0m's TWCC send-side estimate, which
+    /// falls on both delay growth and loss). Audio comes first: what the
+    /// subscriber's audio subscriptions use is set aside before the rest is
+    /// shared among its video subscriptions, so video congestion never takes
+    /// the room audio needs. Moving down happens at the first tick the layer
+    /// no longer fits; moving up needs 15 % headroom and waits out a hold
+    /// after each move down (`BWE_HOLD`), so the choice does not flap between
+    /// a layer the link can carry and one it cannot.
+    pub(super) fn apply_bandwidth_caps(&mut self, now: Instant) {
+        let mut audio_bps: HashMap<PeerId, u64> = HashMap::new();
+        let mut video_subs: HashMap<PeerId, u64> = HashMap::new();
+        for t in self.tracks.values() {
+            for s in &t.subscribers {
+                if t.kind == TrackKind::Audio {
+                    *audio_bps.entry(s.peer).or_default() += t.rate[0];
+                } else if !s.settings.disabled {
+                    *video_subs.entry(s.peer).or_default() += 1;
+                }
+            }
+        }
+        for t in self.tracks.values_mut().filter(|t| t.simulcast) {
+            // Payload bytes plus RTP/SRTP/UDP/IP headers (~5 % at video packet sizes).
+            let rates = t.rate.map(|r| r + r / 20);
+            for s in t.subscribers.iter_mut() {
+                let Some(est) = self.peers.get(&s.peer).and_then(|p| p.estimate) else {
+                    continue;
+                };
+                let audio = audio_bps.get(&s.peer).copied().unwrap_or(0);
+                let audio = audio + audio / 4; // headers are a large share of small packets
+                let videos = video_subs.get(&s.peer).copied().unwrap_or(1).max(1);
+                let share = est.as_u64().saturating_sub(audio) / videos;
+                let held = s.bwe_hold_until.is_some_and(|t| now < t);
+                let fits = |l: Layer| {
+                    if l > s.bwe_cap && held {
+                        return false;
+                    }
+                    let r = rates[l as usize];
+                    let room = if l > s.bwe_cap {
+                        share * 85 / 100
+                    } else {
+                        share
+                    };
+                    r == 0 || r <= room
+                };
+                let cap = Layer::ALL
+                    .iter()
+                    .rev()
+                    .copied()
+                    .find(|l| fits(*l))
+                    .unwrap_or(Layer::Low);
+                if cap < s.bwe_cap {
+                    s.bwe_hold_until = Some(now + s.bwe_hold.max(BWE_HOLD));
+                }
+                // Up one layer at a time: a wrong guess then costs the least.
+                let cap = if cap > s.bwe_cap {
+                    Layer::ALL
+                        .iter()
+                        .copied()
+                        .find(|l| *l > s.bwe_cap)
+                        .unwrap_or(cap)
+                } else {
+                    cap
+                };
+                tracing::trace!(peer = ?s.peer, estimate = %est, share, audio, ?rates, ?cap, "bandwidth share");
+                if cap != s.bwe_cap {
+                    tracing::debug!(peer = ?s.peer, estimate = %est, share, audio, ?rates, ?cap, "bandwidth cap");
+                }
+                s.bwe_cap = cap;
+            }
+        }
+    }
+
+    /// Tells each subscriber connection's estimator how far to probe: what
+    /// its subscriptions use now, plus, for a simulcast subscription not held
+    /// down by recent congestion, the next layer up. A subscriber that just
+    /// moved down is not probed past what it receives, so probes do not cause
+    /// the losses that moved it down again.
+    pub(super) fn set_probe_targets(&mut self, now: Instant) {
+        let mut desired: HashMap<PeerId, (u64, bool)> = HashMap::new();
+        for t in self.tracks.values() {
+            let top = t.rate.iter().copied().max().unwrap_or(0);
+            for s in t.subscribers.iter().filter(|s| !s.settings.disabled) {
+                let held = s.bwe_hold_until.is_some_and(|h| now < h);
+                let bps = if t.simulcast {
+                    let wanted = s.settings.max_layer;
+                    let layer = if held {
+                        s.bwe_cap.min(wanted)
+                    } else {
+                        Layer::ALL
+                            .iter()
+                            .copied()
+                            .find(|l| *l > s.bwe_cap)
+                            .unwrap_or(s.bwe_cap)
+                            .min(wanted)
+                    };
+                    match t.rate[layer as usize] {
+                        0 => top,
+                        r => r,
+                    }
+                } else {
+                    top
+                };
+                let e = desired.entry(s.peer).or_default();
+                e.0 += bps;
+                e.1 |= held;
+            }
+        }
+        for (peer, (bps, held)) in desired {
+            let Some(p) = self.peers.get_mut(&peer) else {
+                continue;
+            };
+            // Unless held down, probe to at least 300 kbit/s, so a quiet start
+            // still learns the link.
+            let floor = if held { 0 } else { 300_000 };
+            let want = bps.max(floor) * 23 / 20;
+            // str0m probes (RTX padding at 1x and 2x the target) every time
+            // the target rises above the estimate: following every wobble of
+            // the measured layer rates would probe four times a second and
+            // flood a capped link. Move the target on real changes only.
+            let old = p.probe_target;
+            if old != 0 && want < old * 5 / 4 && want > old * 4 / 5 {
+                continue;
+            }
+            p.probe_target = want;
+            let want = str0m::bwe::Bitrate::bps(want);
+            p.rtc
+                .bwe()
+                .set_bitrate(str0m::bwe::Bitrate::kbps(100).min(want), want);
+            // It re-arms the pacer: the caller's drain picks up the new timeout.
+            if !p.dirty {
+                p.dirty = true;
+                self.dirty.push(peer);
+            }
+        }
+    }
+}
