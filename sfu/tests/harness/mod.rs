@@ -49,8 +49,8 @@ pub struct Client {
     pub video_written: [u64; 3],
 }
 
-/// Decides whether a packet on its way is lost.
-pub type LossFn = Box<dyn FnMut(&Transmit) -> bool>;
+/// Decides whether a packet on its way at the given instant is lost.
+pub type LossFn = Box<dyn FnMut(Instant, &Transmit) -> bool>;
 
 pub struct World {
     pub now: Instant,
@@ -76,11 +76,33 @@ pub fn is_rtp(t: &Transmit) -> bool {
     c.len() >= 12 && c[0] >> 6 == 2 && !(192..=223).contains(&c[1])
 }
 
+/// A rate cap on everything sent to `to`: a token bucket of `bps` holding
+/// `burst` bytes; what finds it empty is dropped (a policer).
+pub fn rate_cap_to(to: SocketAddr, bps: u64, burst: u64) -> LossFn {
+    let mut tokens = burst as f64;
+    let mut last: Option<Instant> = None;
+    Box::new(move |now, t| {
+        if t.destination != to {
+            return false;
+        }
+        let elapsed = last.map_or(0.0, |l| now.saturating_duration_since(l).as_secs_f64());
+        last = Some(now);
+        tokens = (tokens + elapsed * bps as f64 / 8.0).min(burst as f64);
+        let size = t.contents.len() as f64;
+        if tokens >= size {
+            tokens -= size;
+            false
+        } else {
+            true
+        }
+    })
+}
+
 /// Loss of every `n`th media packet with payload type `pt` sent from `from`
 /// (retransmissions, on their own payload type, get through).
 pub fn every_nth_rtp_from(from: SocketAddr, pt: u8, n: u64) -> LossFn {
     let mut count = 0u64;
-    Box::new(move |t| {
+    Box::new(move |_, t| {
         if t.source != from || !is_rtp(t) || t.contents[1] & 0x7f != pt {
             return false;
         }
@@ -345,7 +367,11 @@ impl World {
             }
             for t in std::mem::take(&mut self.to_clients) {
                 moved = true;
-                if self.downlink_loss.as_mut().is_some_and(|lost| lost(&t)) {
+                if self
+                    .downlink_loss
+                    .as_mut()
+                    .is_some_and(|lost| lost(now, &t))
+                {
                     continue;
                 }
                 for c in &mut self.clients {
@@ -363,7 +389,7 @@ impl World {
             }
             for t in std::mem::take(&mut self.to_room) {
                 moved = true;
-                if self.uplink_loss.as_mut().is_some_and(|lost| lost(&t)) {
+                if self.uplink_loss.as_mut().is_some_and(|lost| lost(now, &t)) {
                     continue;
                 }
                 let Some(peer) = self.route(&t) else { continue };
