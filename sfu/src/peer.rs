@@ -52,6 +52,11 @@ pub(crate) struct Peer {
     /// Subscriber: the bitrate (bits/s) the estimator was last told to probe
     /// up to; 0 before the first.
     pub probe_target: u64,
+    /// Subscriber: when the probe target was dipped to be raised again (a
+    /// new probe) at the next layer tick.
+    pub probe_dip_at: Option<Instant>,
+    /// Subscriber: when the probe target may next be re-raised.
+    pub next_probe: Option<Instant>,
     /// Packet loss (0..1) seen on this peer, from stats.
     pub loss: f32,
     pub rtt: Option<Duration>,
@@ -124,6 +129,8 @@ impl Peer {
             queued_data: VecDeque::new(),
             estimate: None,
             probe_target: 0,
+            probe_dip_at: None,
+            next_probe: None,
             loss: 0.0,
             rtt: None,
             connected: false,

@@ -16,9 +16,14 @@ use crate::peer::Peer;
 /// minute, up to `BWE_HOLD_MAX`.
 pub(super) const BWE_HOLD: Duration = Duration::from_secs(5);
 pub(super) const BWE_HOLD_MAX: Duration = Duration::from_secs(60);
-/// Video waiting longer than this in a subscriber's pacer means its downlink
-/// is congested now, whatever the estimate says yet.
+/// Video waiting longer than this in a subscriber's pacer, while the estimate
+/// agrees the layer no longer fits, means its downlink is congested now.
 pub(super) const MAX_QUEUE_DELAY: Duration = Duration::from_millis(150);
+/// Video waiting this long means congestion whatever the estimate says yet.
+pub(super) const SEVERE_QUEUE_DELAY: Duration = Duration::from_millis(600);
+/// How often the estimator is asked again to probe up to the next layer while
+/// its estimate stays short of it.
+pub(super) const PROBE_EVERY: Duration = Duration::from_secs(3);
 /// Fewest time between two congestion reactions of one subscription.
 pub(super) const CONGESTION_REACT: Duration = Duration::from_secs(1);
 
@@ -122,7 +127,9 @@ impl MediaRoom {
     /// moved down is not probed past what it receives, so probes do not cause
     /// the losses that moved it down again.
     pub(super) fn set_probe_targets(&mut self, now: Instant) {
-        let mut desired: HashMap<PeerId, (u64, bool)> = HashMap::new();
+        // Per subscriber connection: bits/s wanted, any subscription held
+        // down, any congested within the last `BWE_HOLD_MAX`.
+        let mut desired: HashMap<PeerId, (u64, bool, bool)> = HashMap::new();
         for t in self.tracks.values() {
             let top = t.rate.iter().copied().max().unwrap_or(0);
             for s in t.subscribers.iter().filter(|s| !s.settings.disabled) {
@@ -149,9 +156,12 @@ impl MediaRoom {
                 let e = desired.entry(s.peer).or_default();
                 e.0 += bps;
                 e.1 |= held;
+                e.2 |= s
+                    .congested_at
+                    .is_some_and(|c| now.saturating_duration_since(c) < BWE_HOLD_MAX);
             }
         }
-        for (peer, (bps, held)) in desired {
+        for (peer, (bps, held, congested)) in desired {
             let Some(p) = self.peers.get_mut(&peer) else {
                 continue;
             };
@@ -159,16 +169,41 @@ impl MediaRoom {
             // still learns the link.
             let floor = if held { 0 } else { 300_000 };
             let want = bps.max(floor) * 23 / 20;
-            // str0m probes (RTX padding at 1x and 2x the target) every time
-            // the target rises above the estimate: following every wobble of
-            // the measured layer rates would probe four times a second and
-            // flood a capped link. Move the target on real changes only.
+            // str0m probes (RTX padding at 1x and 2x the target) each time
+            // the target rises above the estimate. Following every wobble of
+            // the measured layer rates probed four times a second and flooded
+            // capped links; never rising again left the estimate stuck below
+            // the next layer (its growth is capped at 1.5x what is sent). So
+            // the target moves on real changes, and while the estimate is
+            // short of it and no congestion hold is on, it is re-raised every
+            // `PROBE_EVERY`: dipped by 1 % for one tick, then restored. Not
+            // after a congestion in the last minute: there the layer steps
+            // up on the estimate alone, without probes that would hit the
+            // same bottleneck again.
             let old = p.probe_target;
-            if old != 0 && want < old * 5 / 4 && want > old * 4 / 5 {
+            let short = p.estimate.is_none_or(|e| e.as_u64() < want);
+            let changed = old == 0 || want >= old * 5 / 4 || want <= old * 4 / 5;
+            let set = if changed {
+                p.probe_dip_at = None;
+                want
+            } else if p.probe_dip_at.is_some() {
+                // The tick after a dip: back up, which is the probe.
+                p.probe_dip_at = None;
+                p.next_probe = Some(now + PROBE_EVERY);
+                old
+            } else if !held && !congested && short && p.next_probe.is_none_or(|t| now >= t) {
+                p.probe_dip_at = Some(now);
+                old - old / 100
+            } else {
                 continue;
+            };
+            if changed || p.probe_dip_at.is_none() {
+                p.probe_target = set;
             }
-            p.probe_target = want;
-            let want = str0m::bwe::Bitrate::bps(want);
+            if changed {
+                p.next_probe = Some(now + PROBE_EVERY);
+            }
+            let want = str0m::bwe::Bitrate::bps(set);
             p.rtc
                 .bwe()
                 .set_bitrate(str0m::bwe::Bitrate::kbps(100).min(want), want);

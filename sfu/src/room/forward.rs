@@ -6,7 +6,9 @@ use std::time::Instant;
 use str0m::media::KeyframeRequestKind;
 use str0m::rtp::{RtpPacket, RtpWrite, SeqNo};
 
-use super::bandwidth::{queue_delay, BWE_HOLD, BWE_HOLD_MAX, CONGESTION_REACT, MAX_QUEUE_DELAY};
+use super::bandwidth::{
+    queue_delay, BWE_HOLD, BWE_HOLD_MAX, CONGESTION_REACT, MAX_QUEUE_DELAY, SEVERE_QUEUE_DELAY,
+};
 use super::{MediaRoom, ACTIVE_LEVEL, LAYER_TICK};
 use crate::ids::{Layer, PeerId, TrackKind, TrackSid};
 use crate::keyframe::starts_keyframe;
@@ -128,7 +130,13 @@ impl MediaRoom {
                 let react = sub
                     .congested_at
                     .is_none_or(|t| now.saturating_duration_since(t) >= CONGESTION_REACT);
-                if delay > MAX_QUEUE_DELAY && react {
+                // A keyframe alone can hold the queue for a moment on a good
+                // link: a backlog counts when the estimate also says the layer
+                // no longer fits, or when it is long whatever the estimate says.
+                let estimate_agrees = sub.current.is_some_and(|l| sub.bwe_cap < l);
+                let backed_up =
+                    (delay > MAX_QUEUE_DELAY && estimate_agrees) || delay > SEVERE_QUEUE_DELAY;
+                if backed_up && react {
                     // The subscriber's pacer holds more than its link drains:
                     // stop feeding it this layer now (a stale backlog is worse
                     // than a short pause) and resume at a keyframe of the low
