@@ -438,19 +438,19 @@ fn a_capped_subscriber_moves_to_the_low_layer_and_keeps_its_audio() {
         first_low.is_some_and(|i| i <= 60),
         "bob should reach the low layer within 2 s, got {after:?}"
     );
-    // ... and there for the rest of the cap, but for short tries of the next
-    // layer up once the hold after the congestion is over.
+    // ... and there for the rest of the cap, but for a try of the next layer
+    // up once the hold after the congestion is over (at most ~1.5 s).
     let up = after[first_low.unwrap_or(0)..]
         .iter()
         .filter(|l| **l != 0)
         .count();
     assert!(
-        up <= 20,
+        up <= 45,
         "bob left the low layer for {up} frames: {after:?}"
     );
     assert!(
-        after.iter().rev().take(20).all(|l| *l == 0),
-        "bob should end on the low layer: {after:?}"
+        !after[first_low.unwrap_or(0)..].contains(&2),
+        "bob went back to the high layer through the cap: {after:?}"
     );
     // Audio kept flowing through the cap: 8 s of 20 ms frames, most of them.
     let audio = w.audio_frames(b) - audio_before;
