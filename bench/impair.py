@@ -47,9 +47,11 @@ def verdict(name, r: impair.Result, clean_fps: float | None) -> str:
     if name == "cap300":
         layers = r.pub["layers"]
         low = min((w for _, w in layers if w), default=0)
-        t = r.time_to_width(low)
+        t = r.time_to_first(low)
+        stays = r.share_at_most(low, after=t or 0.0)
         ok = t is not None and t <= 2.0 and r.longest_freeze <= 1.0 and r.concealed < 0.02
-        return f"{'met' if ok else 'MISSED'}: low layer ({low} px) after {t} s"
+        return (f"{'met' if ok else 'MISSED'}: low layer ({low} px) after {t} s, {stays:.0%} of "
+                f"frames on it after, longest freeze {r.longest_freeze:.2f} s")
     if not target:
         return ""
     share, min_fps, freeze, conceal = target

@@ -205,6 +205,15 @@ class Result:
         total = a.get("total_samples_received", 0)
         return a.get("concealed_samples", 0) / total if total else 1.0
 
+    def time_to_first(self, max_width: int) -> float | None:
+        """Seconds into the window of the first frame at most `max_width` wide."""
+        return next((t for t, w in self.widths if w <= max_width), None)
+
+    def share_at_most(self, max_width: int, after: float = 0.0) -> float:
+        """Share of the frames from `after` seconds on that are at most `max_width` wide."""
+        ws = [w for t, w in self.widths if t >= after]
+        return sum(1 for w in ws if w <= max_width) / len(ws) if ws else 0.0
+
     def time_to_width(self, max_width: int) -> float | None:
         """Seconds into the window until every later frame is at most `max_width` wide."""
         last_wide = None

@@ -81,11 +81,27 @@ async def test_capped_subscriber_gets_the_low_layer_and_keeps_audio(node, net):
     # layers when the cap goes on (see the README): then there is no move to
     # time, and what is checked is that the capped call keeps moving.
     print(f"# the subscriber was on {r.widths[0][1] if r.widths else None} px when the cap went on")
-    settled = r.time_to_width(low)
-    print(f"# on the low layer ({low} px) after {settled} s; widths seen: "
-          f"{sorted({w for _, w in r.widths})}")
-    assert settled is not None and settled <= 3.0, r.summary()
+    first = r.time_to_first(low)
+    stays = r.share_at_most(low, after=first or 0.0)
+    print(f"# first low-layer frame ({low} px) after {first} s, then {stays:.0%} of frames on it; "
+          f"widths seen: {sorted({w for _, w in r.widths})}")
+    assert first is not None and first <= 3.0, r.summary()
+    # After its hold the subscriber may try the next layer up, briefly.
+    assert stays >= 0.7, r.summary()
     assert r.concealed < 0.05, r.summary()
     # Once there, it keeps moving (the publisher sends 15 fps).
     late = [t for t, _ in r.widths if t >= 5.0]
     assert len(late) >= 7 * (r.seconds - 5.0), f"video stalled on the low layer: {r.summary()}"
+
+
+async def test_livekit_client_in_chromium_through_loss_both_ways(node, net):
+    """livekit-client in headless Chromium subscribing to the Python SDK's
+    camera through 10 % loss each way: the node repairs the publisher's losses
+    and answers the browser's NACKs, and the picture keeps moving."""
+    r = await impair.measure(node, net, impair.Impairment(up_loss=10, down_loss=10), WINDOW,
+                             room="browser", kinds=("python", "browser"))
+    report(r)
+    assert r.pub["video"]["nack_count"] > 0, r.summary()
+    assert r.sub["video"]["nack_count"] > 0 and r.sub["video"]["retransmitted_packets_received"] > 0, r.summary()
+    assert r.fps >= 8, r.summary()
+    assert r.longest_freeze < 4.0, r.summary()
