@@ -339,8 +339,8 @@ fn publisher_offer_starts_ice_at_once() {
     assert_eq!(w.now, now);
 }
 
-#[test]
-fn publisher_uplink_loss_is_recovered_with_nack_and_rtx() {
+/// Alice publishes video without simulcast and Bob has watched it for 2 s.
+fn bob_watches_alice() -> (World, usize, usize) {
     let mut w = World::new();
     let a = w.join("alice");
     let b = w.join("bob");
@@ -349,6 +349,12 @@ fn publisher_uplink_loss_is_recovered_with_nack_and_rtx() {
     let bob = w.clients[b].sid.clone();
     w.room.subscribe(&bob, &video).expect("subscribe");
     w.run(secs(2));
+    (w, a, b)
+}
+
+#[test]
+fn publisher_uplink_loss_is_recovered_with_nack_and_rtx() {
+    let (mut w, a, b) = bob_watches_alice();
     let before_loss = w.video_frame_ids(b).len();
     let written_before = w.clients[a].video_written[0];
     assert!(
@@ -374,14 +380,7 @@ fn publisher_uplink_loss_is_recovered_with_nack_and_rtx() {
 
 #[test]
 fn a_throttled_keyframe_request_is_sent_later_not_dropped() {
-    let mut w = World::new();
-    let a = w.join("alice");
-    let b = w.join("bob");
-    let (_, video) = w.publish(a, false);
-    w.run(secs(1));
-    let bob = w.clients[b].sid.clone();
-    w.room.subscribe(&bob, &video).expect("subscribe");
-    w.run(secs(2));
+    let (mut w, a, b) = bob_watches_alice();
     let before = w.clients[a].keyframe_requests_total;
     // Two PLIs from Bob's decoder 100 ms apart: inside the 300 ms throttle.
     for _ in 0..2 {

@@ -13,6 +13,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+import impair
 from livekit import rtc
 
 from conftest import ROOT, start_node
@@ -250,17 +252,8 @@ NETNS = ROOT / "tests" / "netns"
 
 
 def strict_net_unavailable() -> str | None:
-    """Why namespaces cannot be made here (not root, no `ip netns`), or None."""
-    if os.geteuid() != 0:
-        return "needs root (network namespaces and nftables)"
-    if not shutil.which("ip"):
-        return "`ip` not found (Debian package iproute2)"
-    probe = f"nodo-probe-{os.getpid()}"
-    r = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-    if r.returncode != 0:
-        return f"`ip netns add` does not work here: {r.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
-    return None
+    """Why namespaces cannot be made here (not root, no `ip netns`, no nftables), or None."""
+    return impair.unavailable()
 
 
 def remove_stale_namespaces(script: str):
