@@ -124,8 +124,10 @@ impl MediaRoom {
                 sub.current = Some(Layer::High);
             }
             // Only a subscription that can move down reacts: at the lowest
-            // layer a keyframe would only add to the backlog.
-            if track.simulcast && sub.current.is_some_and(|l| l > Layer::Low) {
+            // layer a keyframe would only add to the backlog. The pacer queue
+            // is looked at once per frame (its last packet), not per packet:
+            // this is the forwarding hot path.
+            if pkt.header.marker && track.simulcast && sub.current.is_some_and(|l| l > Layer::Low) {
                 let delay = queue_delay(&mut self.peers, sub.peer, sub_mid, now);
                 let react = sub
                     .congested_at
