@@ -171,6 +171,11 @@ pub struct ServerConfig {
     /// Bearer token `/metrics` requires (`Authorization: Bearer <token>`).
     /// Empty: `/metrics` is open, as for a node scraped on a private network.
     pub metrics_token: String,
+    /// Serve the web app from this directory (the output of `node
+    /// web-demo/build.mjs --watch`) instead of the copy built into the
+    /// binary: for working on the page without rebuilding the node. Empty:
+    /// the built-in copy.
+    pub web_dir: String,
 }
 
 /// Media transport.
@@ -235,6 +240,7 @@ impl Default for ServerConfig {
             new_connections_per_ip_burst: 500,
             http_idle_timeout_secs: 30,
             metrics_token: String::new(),
+            web_dir: String::new(),
         }
     }
 }

@@ -29,7 +29,7 @@ pub fn router(node: &Node) -> Router {
     Router::new()
         .merge(nodo_app::router(node.app.clone()))
         .merge(nodo_signaling::router(node.livekit.clone()))
-        .merge(crate::web::router())
+        .merge(crate::web::router(&node.config.server.web_dir))
         .merge(health)
         .layer(node.socket_layer.clone())
         .layer(cors(&node.config))

@@ -1,0 +1,3 @@
+// Meetings (placeholder until the meeting screens land).
+export function initMeetings() {}
+export function MeetingsView() { return <p class="empty">Meetings</p>; }
