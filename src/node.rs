@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nodo_app::access::{Access, AccessConfig};
+use nodo_app::accounts::avatars::Avatars;
 use nodo_app::accounts::Accounts;
 use nodo_app::calls::Calls;
 use nodo_app::chat::{Chat, Presence};
@@ -147,6 +148,10 @@ impl Node {
             calls,
             meetings,
             push,
+            avatars: Arc::new(Avatars::new(
+                data_dir.join("avatars"),
+                config.accounts.max_avatar_bytes,
+            )),
             io,
         }
         .attach();

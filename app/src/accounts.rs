@@ -8,6 +8,7 @@
 //! usernames have one key whatever their case or Unicode form (`names`),
 //! and every session-token request checks its session (`sessions`).
 
+pub mod avatars;
 mod guard;
 mod names;
 mod sessions;

@@ -299,6 +299,8 @@ pub struct AccountsConfig {
     /// names the client. Empty: the TCP peer is the client, and
     /// `X-Forwarded-For` is ignored.
     pub trusted_proxies: Vec<String>,
+    /// Largest profile picture accepted (`POST /api/users/me/avatar`), in bytes.
+    pub max_avatar_bytes: usize,
 }
 
 impl Default for AccountsConfig {
@@ -316,6 +318,7 @@ impl Default for AccountsConfig {
             register_rate: Rate::new(0.01, 30),
             max_sessions_per_user: 20,
             trusted_proxies: Vec::new(),
+            max_avatar_bytes: 2 * 1024 * 1024,
         }
     }
 }

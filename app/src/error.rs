@@ -40,6 +40,8 @@ pub enum Missing {
     Meeting,
     /// A push subscription of the caller.
     Subscription,
+    /// A profile picture.
+    Avatar,
 }
 
 impl fmt::Display for Missing {
@@ -55,6 +57,7 @@ impl fmt::Display for Missing {
             Missing::RingingCall => f.write_str("no ringing call from that caller"),
             Missing::Meeting => f.write_str("no such room"),
             Missing::Subscription => f.write_str("no such subscription"),
+            Missing::Avatar => f.write_str("no such picture"),
         }
     }
 }

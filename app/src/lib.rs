@@ -48,6 +48,8 @@ pub struct App {
     pub calls: Arc<calls::Calls>,
     pub meetings: Arc<meetings::Meetings>,
     pub push: Arc<push::Push>,
+    /// Profile pictures.
+    pub avatars: Arc<accounts::avatars::Avatars>,
     /// The Socket.IO server handle the services emit through.
     pub io: SocketIo,
 }

@@ -299,6 +299,43 @@ test('accounts: login, profile, directory, app-minted tokens and POST /users', a
   a.close();
 });
 
+test('profile pictures: uploaded as images only, served by their link, the old one removed', async () => {
+  const alice = await register(node, 'alice');
+  const png = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c6360f8cfc0f01f0005000201a5a1e7b10000000049454e44ae426082', 'hex');
+  const up = (body, token = alice.token) => fetch(node.httpUrl + '/api/users/me/avatar', {
+    method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'image/png' }, body,
+  });
+  assert.equal((await up(png, 'not-a-token')).status, 401);
+  const first = await up(png);
+  assert.equal(first.status, 200);
+  const url = (await first.json()).user.avatar;
+  assert.match(url, /^\/api\/avatars\/AV_\w+$/);
+  // Anyone with the link gets the picture (a directory shows it to every user), typed by its bytes.
+  const got = await fetch(node.httpUrl + url);
+  assert.equal(got.status, 200);
+  assert.equal(got.headers.get('content-type'), 'image/png');
+  assert.equal(got.headers.get('x-content-type-options'), 'nosniff');
+  assert.deepEqual(Buffer.from(await got.arrayBuffer()), png);
+  const dir = await api(node, 'GET', '/api/users', { token: alice.token });
+  assert.equal(dir.body.users.find((u) => u.id === alice.id).avatar, url);
+  // Not an image (an SVG with script, HTML claiming to be a PNG): refused, the profile unchanged.
+  for (const bad of ['<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>', '<html><script>x</script>']) {
+    const r = await up(Buffer.from(bad));
+    assert.equal(r.status, 400);
+    assert.match((await r.json()).message, /PNG, JPEG, GIF or WebP/);
+  }
+  // Too large: 413 with the limit in words.
+  const big = await up(Buffer.concat([png, Buffer.alloc(3 * 1024 * 1024)]));
+  assert.equal(big.status, 413);
+  assert.equal((await big.json()).error !== undefined, true);
+  // A new picture replaces the old one, whose link stops working.
+  const second = await up(png);
+  const url2 = (await second.json()).user.avatar;
+  assert.notEqual(url2, url);
+  assert.equal((await fetch(node.httpUrl + url)).status, 404);
+  assert.equal((await fetch(node.httpUrl + '/api/avatars/..%2Fnodo.db')).status, 404);
+});
+
 test('malformed event payloads get an error ack', async () => {
   const alice = await register(node, 'alice');
   const a = await connect(node, alice);

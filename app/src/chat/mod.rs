@@ -3,7 +3,7 @@
 //! people concerned over the Socket.IO handle; the Socket.IO events
 //! (`socket`) and the REST API (`http::chats`) are two transports over it.
 
-mod attachments;
+pub(crate) mod attachments;
 mod delivery;
 pub mod presence;
 pub mod socket;

@@ -4,9 +4,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -209,4 +210,52 @@ pub async fn update_me(
         .update_profile(&me.id, p.name.as_deref(), p.avatar.as_deref())
         .await?;
     Ok(Json(json!({"user": user})))
+}
+
+/// `POST /api/users/me/avatar`: the picture itself as the body (PNG, JPEG,
+/// GIF or WebP, at most `[accounts] max_avatar_bytes`) -> `{user}` with
+/// `avatar` set to its URL. The previous uploaded picture is removed.
+pub async fn upload_avatar(
+    State(app): State<Arc<App>>,
+    AuthUser(me): AuthUser,
+    body: axum::body::Body,
+) -> Result<Json<Value>, Error> {
+    let max = app.avatars.max_bytes();
+    let body = axum::body::to_bytes(body, max)
+        .await
+        .map_err(|_| Error::too_large(format!("a profile picture is at most {max} bytes")))?;
+    let url = app.avatars.store(&body).await?;
+    match app.accounts.update_profile(&me.id, None, Some(&url)).await {
+        Ok(user) => {
+            if me.avatar != url {
+                app.avatars.forget(&me.avatar).await;
+            }
+            Ok(Json(json!({"user": user})))
+        }
+        Err(e) => {
+            app.avatars.forget(&url).await;
+            Err(e)
+        }
+    }
+}
+
+/// `GET /api/avatars/:id`: a profile picture, to anyone with its link.
+pub async fn avatar(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    let (content_type, data) = app.avatars.read(&id).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; sandbox",
+            ),
+        ],
+        data,
+    )
+        .into_response())
 }

@@ -42,6 +42,8 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/users/me",
             get(accounts::me).patch(accounts::update_me),
         )
+        .route("/api/users/me/avatar", post(accounts::upload_avatar))
+        .route("/api/avatars/{id}", get(accounts::avatar))
         .route("/api/chats", get(chats::list).post(chats::create))
         .route(
             "/api/chats/{chat_id}/messages",
