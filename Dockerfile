@@ -78,8 +78,9 @@ RUN set -eu; \
 # Rebuilt only when a manifest or Cargo.lock changes. `--target deps` builds just
 # this (to warm a cache, or to check that a source change leaves it cached).
 FROM ${RUST_IMAGE} AS deps
+# Node.js and npm build the bundled web app (web-demo/, esbuild) from build.rs.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends pkg-config libssl-dev \
+    && apt-get install -y --no-install-recommends pkg-config libssl-dev nodejs npm \
     && rm -rf /var/lib/apt/lists/*
 # The project's release profile has debug = 1 (a ~200 MB binary); line tables
 # alone compile faster, and the image strips them anyway (KEEP_DEBUG below).

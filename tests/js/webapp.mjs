@@ -4,6 +4,7 @@
 // context per user (English, notifications and media allowed), and helpers that
 // act through the UI by role and accessible name.
 import { mkdirSync } from 'node:fs';
+import { deflateSync } from 'node:zlib';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { launchBrowser, startNode } from './harness.mjs';
@@ -61,4 +62,64 @@ export async function userId(page) {
 export async function shot(page, name) {
   mkdirSync(shotsDir, { recursive: true });
   await page.screenshot({ path: join(shotsDir, `${name}.png`) });
+}
+
+/**
+ * Controls (buttons, links, form fields) on the page with no accessible name:
+ * a rough check of aria-label, aria-labelledby, a <label>, title, alt and
+ * visible text. Returns short descriptions of the offenders.
+ */
+export async function unnamedControls(page) {
+  return await page.evaluate(() => {
+    const named = (el) => {
+      if (el.getAttribute('aria-label')?.trim()) return true;
+      const by = el.getAttribute('aria-labelledby');
+      if (by && by.split(/\s+/).some((id) => document.getElementById(id)?.textContent.trim())) return true;
+      if (el.labels && [...el.labels].some((l) => l.textContent.trim())) return true;
+      if (el.getAttribute('title')?.trim()) return true;
+      if (el.tagName === 'INPUT' && ['submit', 'button'].includes(el.type) && el.value) return true;
+      if (el.textContent.trim()) return true;
+      return [...el.querySelectorAll('img[alt]')].some((i) => i.alt.trim());
+    };
+    const visible = (el) => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
+    return [...document.querySelectorAll('button, a[href], input:not([type=hidden]), select, textarea, [role=button]')]
+      .filter((el) => visible(el) || (el.tagName === 'INPUT' && el.type === 'file'))
+      .filter((el) => !named(el))
+      .map((el) => el.outerHTML.slice(0, 120));
+  });
+}
+
+/** A valid `w`×`h` PNG of one colour (for uploads in tests). */
+export function makePng(w = 32, h = 32, [r, g, b] = [15, 118, 110]) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => {
+    let c = 0xffffffff;
+    for (const x of buf) c = crcTable[(c ^ x) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const td = Buffer.concat([Buffer.from(type), data]);
+    const c = Buffer.alloc(4);
+    c.writeUInt32BE(crc(td));
+    return Buffer.concat([len, td, c]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 2; // RGB
+  const row = Buffer.concat([Buffer.from([0]), Buffer.from(Array.from({ length: w }, () => [r, g, b]).flat())]);
+  const raw = Buffer.concat(Array.from({ length: h }, () => row));
+  return Buffer.concat([
+    Buffer.from('89504e470d0a1a0a', 'hex'),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(raw)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }

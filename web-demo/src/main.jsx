@@ -5,7 +5,7 @@ import './styles.css';
 import './core/strings.js';
 import { api, me, onUnauthorizedDo, session, setSession } from './core/api.js';
 import { t } from './core/i18n.js';
-import { registerWorker } from './core/notify.js';
+import { enableNotifications, pushState, registerWorker } from './core/notify.js';
 import { loadPeople } from './core/people.js';
 import { navigate, route } from './core/router.js';
 import { connect, connection, disconnect, on } from './core/socket.js';
@@ -101,6 +101,29 @@ function ConnectionBanner() {
   );
 }
 
+/** Asks once per browser to turn notifications on (calls ring through push while the page is closed). */
+function NotifyPrompt() {
+  const { permission } = useStore(pushState);
+  const [hidden, setHidden] = useState(() => localStorage.getItem('nodo.notifyPrompt') === 'no');
+  if (permission !== 'default' || hidden) return null;
+  const later = () => {
+    localStorage.setItem('nodo.notifyPrompt', 'no');
+    setHidden(true);
+  };
+  return (
+    <div class="notify-prompt" role="region" aria-label={t('profile.notifications')}>
+      <Icon name="bell" />
+      <span>{t('notify.prompt')}</span>
+      <button type="button" class="primary" onClick={() => enableNotifications().finally(later)}>
+        {t('profile.notifyEnable')}
+      </button>
+      <button type="button" class="link" onClick={later}>
+        {t('notify.later')}
+      </button>
+    </div>
+  );
+}
+
 function Shell() {
   const { parts } = useStore(route);
   const { unread } = useStore(chatBadge);
@@ -154,6 +177,7 @@ function Shell() {
           </a>
         </nav>
         <main id="main" class="content" tabIndex={-1}>
+          <NotifyPrompt />
           {content}
         </main>
       </div>
@@ -163,4 +187,6 @@ function Shell() {
   );
 }
 
-render(<App />, document.getElementById('app'));
+const root = document.getElementById('app');
+root.textContent = '';
+render(<App />, root);

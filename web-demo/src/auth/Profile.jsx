@@ -25,6 +25,7 @@ export function Profile() {
   const user = current?.user;
   const [name, setName] = useState(user?.name || '');
   const [error, setError] = useState('');
+  const [picError, setPicError] = useState('');
   const [progress, setProgress] = useState(null);
 
   async function save(ev) {
@@ -43,14 +44,18 @@ export function Profile() {
     const file = ev.currentTarget.files?.[0];
     ev.currentTarget.value = '';
     if (!file) return;
-    setError('');
+    setPicError('');
+    if (file.size > 2 * 1024 * 1024) {
+      setPicError(t('profile.avatarTooLarge'));
+      return;
+    }
     setProgress(0);
     try {
       const { user } = await api('/api/users/me/avatar', { raw: file, onProgress: setProgress });
       keepUser(user);
       toast(t('profile.saved'));
     } catch (e) {
-      setError(e.status === 400 || e.status === 415 ? e.message : describeError(e));
+      setPicError(e.status === 400 ? t('profile.avatarNotImage') : e.status === 413 ? t('profile.avatarTooLarge') : describeError(e));
     } finally {
       setProgress(null);
     }
@@ -75,6 +80,7 @@ export function Profile() {
         {progress !== null && (
           <progress max="1" value={progress} aria-label={t('profile.uploading', { pct: Math.round(progress * 100) })} />
         )}
+        <ErrorNote message={picError} />
       </div>
       <form onSubmit={save} class="stack">
         <label>
