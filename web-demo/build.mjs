@@ -29,7 +29,9 @@ const options = {
   sourcemap: dev ? 'inline' : false,
   jsx: 'automatic',
   jsxImportSource: 'preact',
+  splitting: true, // livekit-client loads only when a call or meeting starts
   entryNames: '[name]-[hash]',
+  chunkNames: 'chunk-[hash]',
   assetNames: '[name]-[hash]',
   loader: { '.svg': 'text', '.wav': 'file' },
   outdir: join(out, 'assets'),
@@ -42,9 +44,11 @@ const options = {
 
 /** Writes index.html naming the hashed bundle, copies sw.js, gzips text files. */
 function page(meta) {
-  const files = Object.keys(meta.outputs).map((p) => '/assets/' + p.split('/').pop());
-  const js = files.find((f) => f.endsWith('.js'));
-  const css = files.find((f) => f.endsWith('.css'));
+  const url = (p) => '/assets/' + p.split('/').pop();
+  const files = Object.keys(meta.outputs).map(url);
+  const entry = Object.entries(meta.outputs).find(([, o]) => o.entryPoint);
+  const js = url(entry[0]);
+  const css = entry[1].cssBundle ? url(entry[1].cssBundle) : undefined;
   const html = readFileSync(join(here, 'index.html'), 'utf8')
     .replace('%APP_CSS%', css ? `<link rel="stylesheet" href="${css}">` : '')
     .replace('%APP_JS%', `<script type="module" src="${js}"></script>`);
