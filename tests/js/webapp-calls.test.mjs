@@ -26,9 +26,10 @@ const trackPeerConnections = () => {
   };
 };
 
-async function user(name, viewport) {
+async function user(name, viewport, init) {
   const u = await userContext(browser, node, { viewport });
   await u.context.addInitScript(trackPeerConnections);
+  if (init) await u.context.addInitScript(init);
   await signUp(u.page, `${name.toLowerCase()}${tag}`, { name });
   return u;
 }
@@ -234,4 +235,31 @@ test('a push reaches bob\'s closed tab: the notification rings and its Accept ac
   await bob.page.getByRole('heading', { name: 'That call is no longer ringing.' }).waitFor();
   await bob.page.getByRole('button', { name: 'Close' }).click();
   await cdp.detach().catch(() => {});
+});
+
+test('carol refused her camera: the call goes on with audio only, and she is told in plain words', async () => {
+  // What a browser does when the user blocked the camera for the site.
+  const denyCamera = () => {
+    const md = navigator.mediaDevices;
+    const original = md.getUserMedia.bind(md);
+    md.getUserMedia = (c) => (c?.video ? Promise.reject(new DOMException('Permission denied', 'NotAllowedError')) : original(c));
+  };
+  const carol = await user('Carol', DESKTOP, denyCamera);
+  await alice.page.getByRole('listitem').filter({ hasText: 'Carol' }).filter({ hasText: 'Online' }).waitFor();
+  await alice.page.getByRole('button', { name: 'Video call Carol' }).click();
+  await carol.page.getByRole('alertdialog', { name: 'Incoming video call from Alice' }).getByRole('button', { name: 'Accept' }).click();
+  const carolStage = carol.page.getByRole('dialog', { name: 'Alice' });
+  await carolStage.getByRole('alert').filter({ hasText: 'Your camera is blocked, so the call goes on with audio only.' }).waitFor();
+  await carolStage.getByRole('button', { name: 'Turn camera on' }).waitFor();
+  await carolStage.getByRole('button', { name: 'Mute microphone' }).waitFor();
+  // Alice sees carol's picture instead of video, hears her, and carol sees alice.
+  const tile = alice.page.getByRole('dialog', { name: 'Carol' }).getByRole('group', { name: 'Carol', exact: true });
+  await tile.waitFor();
+  assert.equal(await tile.locator('video').count(), 0);
+  const first = await poll(async () => (await audioBytes(alice.page)) || false, { what: 'alice receives carol\'s audio' });
+  await poll(async () => (await audioBytes(alice.page)) > first + 1000, { what: 'alice keeps receiving audio' });
+  await poll(async () => (await remoteFrames(carol.page)) > 0, { what: 'carol sees alice' });
+  await carolStage.getByRole('button', { name: 'Leave call' }).click();
+  await alice.page.getByText('Carol hung up.').waitFor();
+  await carol.context.close();
 });

@@ -36,6 +36,11 @@ const query = new URLSearchParams(location.search);
 export const startQuery = Object.fromEntries(query.entries());
 if (query.get('chat')) location.hash = `#/chats/${encodeURIComponent(query.get('chat'))}`;
 if (query.get('meeting')) location.hash = `#/meetings/${encodeURIComponent(query.get('meeting'))}`;
+// The hash just set reaches the route store now, not at the later hashchange
+// (by then the shell would have sent an empty route to #/chats).
+if (query.get('chat') || query.get('meeting')) {
+  route.set({ parts: location.hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent) });
+}
 
 let started = false;
 /** Once per sign-in: the socket, the directory, every feature's listeners. */

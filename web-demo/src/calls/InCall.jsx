@@ -425,7 +425,7 @@ export function MiniBar({ session }) {
         {s.startedAt > 0 && <span> · {formatDuration((Date.now() - s.startedAt) / 1000)}</span>}
       </span>
       <button type="button" class="primary" onClick={() => activeStage.set({ minimized: false })}>
-        {t('call.return')}
+        {session.kind === 'call' ? t('call.return') : t('meetings.return')}
       </button>
       <IconButton icon="hangup" class="call-mini-leave" label={session.kind === 'call' ? t('call.leave') : t('meetings.leave')} onClick={() => session.leave()} />
     </div>

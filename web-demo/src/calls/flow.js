@@ -2,7 +2,7 @@
 // incomingCall, callAccepted, callRejected, callCancelled, callMissed,
 // call.started, call.ended), answer, hang up, and calls opened from a push
 // notification (?call=<id>&action=accept|reject).
-import { api, me } from '../core/api.js';
+import { api, me, session as authSession } from '../core/api.js';
 import { t } from '../core/i18n.js';
 import { notify, pushState } from '../core/notify.js';
 import { isOnline, person, remember } from '../core/people.js';
@@ -77,6 +77,9 @@ const stageCall = () => {
 /** Calls `userId` ('audio' | 'video'): the caller's ringing screen, then the call. */
 export async function startCall(userId, kind = 'video') {
   if (!userId) return;
+  // The end card of the last call gives way to the next one.
+  const last = stageCall();
+  if (last?.store.get().status === 'ended') closeStage(last);
   if (userId === me()?.id) return toast(t('calls.self'), { kind: 'error' });
   if (callState.get().phase === 'outgoing' || callState.get().phase === 'incoming' || stageCall()) {
     return toast(t('calls.alreadyInCall'), { kind: 'error' });
@@ -360,9 +363,30 @@ async function onConnect() {
   const ringing = calls.find((c) => c.status === 'ringing' && c.toUserId === mine);
   if (ringing && callState.get().phase === 'idle' && !stageCall()) {
     ringIncoming({ id: ringing.id, kind: ringing.callType === 'audio' ? 'audio' : 'video', peerId: ringing.fromUserId, direction: 'in' });
+    return;
+  }
+  // A call still going on without this page (reloaded, or the tab was closed in the call).
+  const going = first && calls.find((c) => c.status === 'connected' || c.status === 'accepted');
+  if (going && !stageCall() && callState.get().phase === 'idle') {
+    const peerId = going.fromUserId === mine ? going.toUserId : going.fromUserId;
+    toast(t('calls.stillGoing', { name: nameOf(peerId) }), {
+      ms: 20000,
+      action: { label: t('calls.rejoin'), run: () => rejoinCall(going, peerId) },
+    });
   }
 }
 
+
+/** Back into a call this page left without hanging up. */
+async function rejoinCall(c, peerId) {
+  if (stageCall()) return;
+  try {
+    const creds = await api('/livekit/token', { body: { callId: c.id } });
+    joinCall({ id: c.id, kind: c.callType === 'audio' ? 'audio' : 'video', peerId, direction: c.fromUserId === peerId ? 'in' : 'out' }, creds);
+  } catch (e) {
+    toast(e.status === 403 ? t('calls.roomClosed') : describeError(e), { kind: 'error' });
+  }
+}
 
 /**
  * A call link from a notification (`{call, action}`): the incoming screen, or
@@ -432,3 +456,16 @@ export function initCalls(query = {}) {
     onConnect();
   });
 }
+
+// Signing out ends whatever call or ringing this page has.
+authSession.subscribe((s) => {
+  if (s.current) return;
+  stopTone();
+  pendingJoin = null;
+  callState.set({ phase: 'idle', call: null, status: '', result: null });
+  const st = activeStage.get().session;
+  if (st) {
+    st.leave();
+    closeStage(st);
+  }
+});

@@ -160,8 +160,8 @@ export class MediaSession {
 
   notice(text, kind = 'info') {
     const id = `${Date.now()}-${Math.random()}`;
+    // Shown in a status (or alert) region of its own: no second announcement.
     this.store.set((s) => ({ notices: [...s.notices.filter((n) => n.text !== text).slice(-2), { id, text, kind }] }));
-    this.say(text);
     if (kind === 'info') setTimeout(() => this.dismiss(id), 8000);
   }
 

@@ -144,6 +144,15 @@ export async function joinMeeting(id, prefs, components) {
   return session;
 }
 
+/** The last toast about each meeting: {at}; one invitation at a time is enough. */
+const toasted = new Map();
+function toastOnce(id, text, ms) {
+  const last = toasted.get(id);
+  if (last && Date.now() - last < ms) return;
+  toasted.set(id, Date.now());
+  toast(text, { action: { label: t('meetings.join'), run: () => navigate('meetings', id) }, ms });
+}
+
 let inited = false;
 export function initMeetings() {
   try {
@@ -157,10 +166,7 @@ export function initMeetings() {
     if (!data?.id) return;
     rememberMeeting(data);
     if (data.moderatorId === me()?.id) return;
-    toast(t('meetings.invitation', { who: person(data.moderatorId).name, name: data.name }), {
-      action: { label: t('meetings.join'), run: () => navigate('meetings', data.id) },
-      ms: 20000,
-    });
+    toastOnce(data.id, t('meetings.invitation', { who: person(data.moderatorId).name, name: data.name }), 20000);
   });
   on('room.joined', ({ data } = {}) => {
     if (!data?.roomId || data.userId === me()?.id) return;
@@ -170,9 +176,6 @@ export function initMeetings() {
     if (section === 'meetings' && open === id) return;
     const m = known.get().byId[id];
     if (m?.endedAt) return;
-    toast(t('meetings.joinedNote', { who: person(data.userId).name, name: m?.name || t('meetings.aMeeting') }), {
-      action: { label: t('meetings.join'), run: () => navigate('meetings', id) },
-      ms: 12000,
-    });
+    toastOnce(id, t('meetings.joinedNote', { who: person(data.userId).name, name: m?.name || t('meetings.aMeeting') }), 12000);
   });
 }
