@@ -161,7 +161,8 @@ function DevicePicker({ session, onClose }) {
       <div class="stack">
         {kinds.map(([kind, key]) => {
           const list = lists?.[kind] || [];
-          const active = session.room.getActiveDevice(kind) || 'default';
+          const wanted = session.room.getActiveDevice(kind) || 'default';
+          const active = list.some((d) => d.deviceId === wanted) ? wanted : list[0]?.deviceId || 'default';
           return (
             <label key={kind}>
               {t(key)}
@@ -255,7 +256,8 @@ export function Stage({ session }) {
   const peerName = isCall ? person(session.extra.peerId).name : '';
 
   let sub;
-  if (s.status === 'connecting' || s.status === 'idle') sub = t('calls.connecting');
+  if (s.status === 'ended') sub = ' ';
+  else if (s.status === 'connecting' || s.status === 'idle') sub = t('calls.connecting');
   else if (isCall && remotes.length === 0) sub = t('call.waiting', { name: peerName });
   else if (s.startedAt) sub = null;
   const onKey = (e) => {
@@ -334,7 +336,7 @@ export function Stage({ session }) {
             {!isCall && s.status === 'connected' && <span class="stage-count"> · {tn('meetings.people', parts.length)}</span>}
           </p>
         </div>
-        <Quality q={session.local.connectionQuality} />
+        {s.status !== 'ended' && <Quality q={session.local.connectionQuality} />}
       </header>
       {s.status === 'reconnecting' && (
         <div class="stage-banner warn" role="alert">
