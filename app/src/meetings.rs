@@ -335,7 +335,43 @@ impl Meetings {
         let now = now_ms();
         self.store.meeting_ended(id, now).await?;
         let duration = m.started_at.map(|s| (now - s).max(0) / 1000);
-        Ok((self.render(self.load(id).await?).await?, duration))
+        let ended = self.render(self.load(id).await?).await?;
+        // Members not inside hear it too (those inside are disconnected by the room).
+        self.tell_members(
+            id,
+            "room.ended",
+            json!({"data": to_json(&ended)?, "endedBy": me.id}),
+        )
+        .await?;
+        Ok((ended, duration))
+    }
+
+    /// One meeting, for its members (anyone, for an open meeting).
+    pub async fn get(&self, me: &User, id: &str) -> Result<Meeting, Error> {
+        let m = self.load(id).await?;
+        if m.is_open == 0 && self.store.meeting_role(id, &me.id).await?.is_none() {
+            return Err(Error::Forbidden("this room is for its members only"));
+        }
+        self.render(m).await
+    }
+
+    /// The meetings `me` is a member of, newest first, each with its live state.
+    pub async fn mine(&self, me: &User, limit: u32) -> Result<Vec<Value>, Error> {
+        let mut out = Vec::new();
+        for m in self.store.meetings_of(&me.id, limit.clamp(1, 200)).await? {
+            let room = RoomName::new(m.room_name.clone());
+            let active = self.rooms.exists(&room);
+            let count = if active {
+                self.rooms.identities(&room).await.len()
+            } else {
+                0
+            };
+            let mut v = to_json(&self.render(m).await?)?;
+            v["isActive"] = json!(active);
+            v["participantCount"] = json!(count);
+            out.push(v);
+        }
+        Ok(out)
     }
 
     /// Live state, for members (anyone, for an open meeting).

@@ -57,6 +57,11 @@ test('REST call: ring, accept, both join, connected, end closes the room', async
   const hist = await api(node, 'GET', '/api/calls', { token: alice.token });
   assert.equal(hist.body.calls[0].id, call.id);
   assert.equal(hist.body.calls[0].status, 'ended');
+  // One call by id, to the two people in it only.
+  const one = await api(node, 'GET', `/api/calls/${call.id}`, { token: bob.token });
+  assert.deepEqual([one.status, one.body.call.status], [200, 'ended']);
+  const [carol] = await Promise.all([register(node, 'carol')]);
+  assert.equal((await api(node, 'GET', `/api/calls/${call.id}`, { token: carol.token })).status, 404);
   // An ended call hands out no more tokens.
   const late = await api(node, 'POST', '/livekit/token', { token: alice.token, body: { callId: call.id } });
   assert.equal(late.status, 403);

@@ -46,6 +46,14 @@ test('meeting lifecycle with moderators and members', async () => {
   assert.ok(joined.includes('metadata=agenda:1'), joined);
   st = await api(node, 'GET', `/api/rooms/${room.id}/status`, { token: bob.token });
   assert.equal(st.body.participantCount, 1);
+  // The member's list of meetings, with live state; one meeting by id; none for outsiders.
+  const mine = await api(node, 'GET', '/api/rooms', { token: bob.token });
+  const listed = mine.body.rooms.find((r) => r.id === room.id);
+  assert.deepEqual([listed.name, listed.isActive, listed.participantCount], ['Standup', true, 1]);
+  assert.equal((await api(node, 'GET', '/api/rooms', { token: carol.token })).body.rooms.some((r) => r.id === room.id), false);
+  assert.equal((await api(node, 'GET', `/api/rooms/${room.id}`, { token: bob.token })).body.room.name, 'Standup');
+  assert.equal((await api(node, 'GET', `/api/rooms/${room.id}`, { token: carol.token })).status, 403);
+  assert.equal((await api(node, 'GET', '/api/rooms/MT_nope', { token: bob.token })).status, 404);
 
   // A member who is not a moderator cannot end it.
   assert.equal((await api(node, 'POST', `/api/rooms/${room.id}/end`, { token: bob.token })).status, 403);
@@ -57,8 +65,13 @@ test('meeting lifecycle with moderators and members', async () => {
   const promoted = await api(node, 'POST', `/api/rooms/${room.id}/moderators`, { token: alice.token, body: { userId: bob.id } });
   assert.ok(promoted.body.moderators.includes(bob.id));
   await sleep(1100);
+  const endedEvent = next(sb, 'room.ended');
   const ended = await api(node, 'POST', `/api/rooms/${room.id}/end`, { token: bob.token });
   assert.equal(ended.status, 200, ended.text);
+  // Members hear it, also those not inside.
+  const ev = await endedEvent;
+  assert.equal(ev.data.id, room.id);
+  assert.ok(ev.data.endedAt);
   assert.ok(ended.body.duration >= 1);
   await pb.waitFor('disconnected');
   st = await api(node, 'GET', `/api/rooms/${room.id}/status`, { token: bob.token });

@@ -112,6 +112,14 @@ impl Calls {
         self.store.call_history(user, limit, before).await
     }
 
+    /// One call, to the two people in it (anyone else: not found).
+    pub async fn of_user(&self, user: &str, id: &str) -> Result<Call, Error> {
+        match self.store.call(id).await? {
+            Some(c) if c.from_user_id == user || c.to_user_id == user => Ok(c),
+            _ => Err(Error::NotFound(Missing::Call)),
+        }
+    }
+
     /// Starts a call from `me` (REST and the socket): the callee gets
     /// `incomingCall` and a push; a callee already in a call makes it `busy`.
     /// The callee is told who calls from the caller's stored profile.
@@ -324,9 +332,14 @@ impl Calls {
                 emit(both, "call.ended", json!({"data": call})).await;
             }
             Status::Missed => {
+                let caller_name = match self.store.user(&call.from_user_id).await {
+                    Ok(Some(u)) => u.name,
+                    _ => call.from_user_id.clone(),
+                };
                 self.push.notify(
                     &call.to_user_id,
-                    &json!({"type": "missed_call", "callId": call.id, "callerId": call.from_user_id, "callType": call.call_type}),
+                    &json!({"type": "missed_call", "callId": call.id, "callerId": call.from_user_id,
+                            "callerName": caller_name, "callType": call.call_type}),
                     Priority::Normal,
                 );
                 emit(

@@ -166,11 +166,16 @@ impl Chat {
         self.webhooks
             .app_event("message_sent", json!({"message": message}));
         let preview: String = message.content.chars().take(100).collect();
+        // The stored profile's name, so a notification says who wrote.
+        let sender_name = extra
+            .and_then(|e| e.pointer("/senderProfile/name"))
+            .cloned()
+            .unwrap_or(Value::Null);
         for to in offline {
             self.push.notify(
                 to,
                 &json!({"type": "message", "chatId": message.chat_id, "messageId": message.id,
-                        "senderId": message.sender_chat_path, "preview": preview}),
+                        "senderId": message.sender_chat_path, "senderName": sender_name, "preview": preview}),
                 Priority::Normal,
             );
         }

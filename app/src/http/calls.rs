@@ -101,6 +101,15 @@ pub async fn history(
     Ok(Json(json!({"calls": calls, "nextCursor": next})))
 }
 
+/// `GET /api/calls/:id`: one call, to its caller and callee.
+pub async fn one(
+    State(app): State<Arc<App>>,
+    AuthUser(me): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Error> {
+    Ok(Json(json!({"call": app.calls.of_user(&me.id, &id).await?})))
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenRequest {

@@ -103,3 +103,27 @@ pub async fn status(
 ) -> Result<Json<Value>, Error> {
     Ok(Json(to_json(&app.meetings.status(&me, &id).await?)?))
 }
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    limit: Option<u32>,
+}
+
+/// `GET /api/rooms?limit=`: the caller's meetings, newest first, with live state.
+pub async fn list(
+    State(app): State<Arc<App>>,
+    AuthUser(me): AuthUser,
+    axum::extract::Query(q): axum::extract::Query<ListQuery>,
+) -> Result<Json<Value>, Error> {
+    let rooms = app.meetings.mine(&me, q.limit.unwrap_or(50)).await?;
+    Ok(Json(json!({"rooms": rooms})))
+}
+
+/// `GET /api/rooms/:id`: one meeting, for its members (anyone, if open).
+pub async fn get(
+    State(app): State<Arc<App>>,
+    AuthUser(me): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Error> {
+    Ok(Json(json!({"room": app.meetings.get(&me, &id).await?})))
+}

@@ -122,6 +122,18 @@ impl Store {
         self.meeting(m.id).await?.ok_or(Error::Vanished("meeting"))
     }
 
+    /// The meetings a user is a member of, newest first (at most `limit`).
+    pub async fn meetings_of(&self, user: &str, limit: u32) -> Result<Vec<MeetingRecord>, Error> {
+        Ok(sqlx::query_as::<_, MeetingRecord>(
+            "SELECT m.* FROM meetings m JOIN meeting_members mm ON mm.meeting_id = m.id \
+             WHERE mm.user_id = ? ORDER BY m.created_at DESC LIMIT ?",
+        )
+        .bind(user)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?)
+    }
+
     /// A user's role in a meeting, if a member.
     pub async fn meeting_role(&self, meeting: &str, user: &str) -> Result<Option<Role>, Error> {
         Ok(
