@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { poll } from './harness.mjs';
-import { DESKTOP, launch, PHONE, shot, signUp, startWebNode, unnamedControls, userContext } from './webapp.mjs';
+import { DESKTOP, launch, logIn, PHONE, shot, signUp, startWebNode, unnamedControls, userContext } from './webapp.mjs';
 
 let node;
 let browser;
@@ -115,8 +115,14 @@ test('a three-person meeting: invitations, link, live count, moderator mutes, re
   await alice.page.getByRole('button', { name: 'Close' }).click();
   await alice.page.goto('/#/meetings');
   await alice.page.getByRole('link', { name: /Standup/ }).getByText('Ended').waitFor();
-  // The link no longer lets anyone in.
+  // Carol (removed, still a member) heard it ended: her lobby says so and offers no way in.
   await carol.page.getByRole('button', { name: 'Close' }).click();
-  await carol.page.getByRole('button', { name: 'Join meeting' }).click();
   await carol.page.getByText('This meeting has ended.').waitFor();
+  assert.equal(await carol.page.getByRole('button', { name: 'Join meeting' }).count(), 0);
+  // On another device (nothing cached), bob's list of meetings comes from the node.
+  const other = await userContext(browser, node);
+  await logIn(other.page, `bob${tag}`);
+  await other.page.goto('/#/meetings');
+  await other.page.getByRole('link', { name: /Standup/ }).getByText('Ended').waitFor();
+  await other.context.close();
 });

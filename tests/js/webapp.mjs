@@ -123,3 +123,12 @@ export function makePng(w = 32, h = 32, [r, g, b] = [15, 118, 110]) {
     chunk('IEND', Buffer.alloc(0)),
   ]);
 }
+
+/** Logs an existing user in through the form; resolves once the app shell is shown. */
+export async function logIn(page, username, password = 'a long password 123') {
+  await page.goto('/');
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('navigation', { name: 'Main' }).waitFor();
+}

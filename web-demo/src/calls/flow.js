@@ -358,7 +358,7 @@ async function onConnect() {
   }
   const q = startQuery;
   startQuery = null;
-  if (q?.call) return openFromLink(q, calls);
+  if (q?.call) return openFromLink(q);
   // A call ringing for me that this page has not shown (opened meanwhile, or a reconnect).
   const ringing = calls.find((c) => c.status === 'ringing' && c.toUserId === mine);
   if (ringing && callState.get().phase === 'idle' && !stageCall()) {
@@ -392,16 +392,14 @@ async function rejoinCall(c, peerId) {
  * A call link from a notification (`{call, action}`): the incoming screen, or
  * the answer chosen in the notification; a call that no longer rings is said so.
  */
-async function openFromLink(q, calls) {
+async function openFromLink(q) {
   const mine = me()?.id;
-  if (!calls) {
-    try {
-      ({ calls = [] } = (await api('/api/calls?limit=30')) || {});
-    } catch (e) {
-      return result(t('calls.failed'), describeError(e));
-    }
+  let c = null;
+  try {
+    ({ call: c } = (await api(`/api/calls/${encodeURIComponent(q.call)}`)) || {});
+  } catch (e) {
+    if (e.status !== 404) return result(t('calls.failed'), describeError(e));
   }
-  const c = calls.find((x) => x.id === q.call);
   if (!c || c.toUserId !== mine) return result(t('calls.notRinging'), t('calls.callNotFound'));
   if (c.status === 'accepted' || c.status === 'connected') {
     if (stageCall()?.extra.callId === c.id) return undefined;

@@ -1,5 +1,6 @@
-// Meetings from the page's side: the ones this user created or was invited to
-// (kept on this device: the node has no "my meetings" list), joining with a
+// Meetings from the page's side: the ones this user is a member of (GET
+// /api/rooms, cached on this device, kept current by room.created and
+// room.ended), plus open meetings entered by link; joining with a
 // room token, moderator actions through the node's Twirp RoomService (the
 // moderator's meeting token carries roomAdmin for that room), and invitations
 // arriving as room.created / room.joined.
@@ -160,8 +161,15 @@ export function initMeetings() {
   } catch {
     known.set({ byId: {} });
   }
+  // The node's list of this user's meetings (the cache above shows at once).
+  api('/api/rooms?limit=100')
+    .then(({ rooms } = {}) => (rooms || []).forEach(rememberMeeting))
+    .catch(() => {});
   if (inited) return;
   inited = true;
+  on('room.ended', ({ data } = {}) => {
+    if (data?.id) rememberMeeting(data);
+  });
   on('room.created', ({ data } = {}) => {
     if (!data?.id) return;
     rememberMeeting(data);
