@@ -3,7 +3,7 @@
 // highlighted, connection quality), a big tile for a shared screen, round
 // controls, a device picker, and the states around it (connecting,
 // reconnecting, sound blocked, ended).
-import { Room } from 'livekit-client';
+import { loadLiveKit } from './lk.js';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { t, tn } from '../core/i18n.js';
 import { people, person } from '../core/people.js';
@@ -134,7 +134,7 @@ function DevicePicker({ session, onClose }) {
     const out = {};
     for (const [k] of kinds) {
       try {
-        out[k] = await Room.getLocalDevices(k, false);
+        out[k] = await (await loadLiveKit()).Room.getLocalDevices(k, false);
       } catch {
         out[k] = [];
       }

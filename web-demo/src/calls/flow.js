@@ -10,6 +10,7 @@ import { route } from '../core/router.js';
 import { on } from '../core/socket.js';
 import { createStore } from '../core/store.js';
 import { describeError, toast } from '../core/ui.jsx';
+import { loadLiveKit } from './lk.js';
 import { endTone, startTone, stopTone } from './ring.js';
 import { activeStage, closeStage, inStage, MediaSession, openStage } from './session.js';
 
@@ -76,6 +77,7 @@ const stageCall = () => {
 
 /** Calls `userId` ('audio' | 'video'): the caller's ringing screen, then the call. */
 export async function startCall(userId, kind = 'video') {
+  loadLiveKit().catch(() => {});
   if (!userId) return;
   // The end card of the last call gives way to the next one.
   const last = stageCall();
@@ -202,6 +204,7 @@ on('callMissed', ({ callId, callerId } = {}) => {
 // ---- callee ------------------------------------------------------------------
 
 function ringIncoming(call) {
+  loadLiveKit().catch(() => {});
   callState.set({ phase: 'incoming', status: '', result: null, call, soundBlocked: false });
   startTone('ring', (blocked) => callState.set({ soundBlocked: blocked }));
 }
@@ -306,7 +309,13 @@ on('call.ended', ({ data, by } = {}) => {
 });
 
 /** Opens the call screen and joins the call's media room with `{token, url}`. */
-export function joinCall(call, creds) {
+export async function joinCall(call, creds) {
+  try {
+    await loadLiveKit();
+  } catch (e) {
+    toast(describeError(e), { kind: 'error' });
+    return null;
+  }
   const peer = person(call.peerId);
   const session = new MediaSession({
     kind: 'call',

@@ -5,15 +5,7 @@
 //
 // `activeStage` holds the one session shown by CallLayer (a 1:1 call or a
 // meeting); a page has at most one.
-import {
-  ConnectionQuality,
-  DisconnectReason,
-  MediaDeviceFailure,
-  Room,
-  RoomEvent,
-  Track,
-  VideoPresets,
-} from 'livekit-client';
+import { LK } from './lk.js';
 import { t } from '../core/i18n.js';
 import { createStore } from '../core/store.js';
 
@@ -31,26 +23,27 @@ export const inStage = () => !!activeStage.get().session;
 
 /** Words for a getUserMedia failure of `what` ('mic' | 'cam'). */
 export function deviceError(e, what) {
-  const failure = MediaDeviceFailure.getFailure(e);
+  if (!LK) return t('call.err.device', { msg: e?.message || String(e) });
+  const failure = LK.MediaDeviceFailure.getFailure(e);
   if (!window.isSecureContext) return t('call.err.insecure');
-  if (failure === MediaDeviceFailure.PermissionDenied) return t(what === 'mic' ? 'call.err.micBlocked' : 'call.err.camBlocked');
-  if (failure === MediaDeviceFailure.NotFound) return t(what === 'mic' ? 'call.err.micMissing' : 'call.err.camMissing');
-  if (failure === MediaDeviceFailure.DeviceInUse) return t(what === 'mic' ? 'call.err.micBusy' : 'call.err.camBusy');
+  if (failure === LK.MediaDeviceFailure.PermissionDenied) return t(what === 'mic' ? 'call.err.micBlocked' : 'call.err.camBlocked');
+  if (failure === LK.MediaDeviceFailure.NotFound) return t(what === 'mic' ? 'call.err.micMissing' : 'call.err.camMissing');
+  if (failure === LK.MediaDeviceFailure.DeviceInUse) return t(what === 'mic' ? 'call.err.micBusy' : 'call.err.camBusy');
   return t('call.err.device', { msg: e?.message || String(e) });
 }
 
 function endWords(reason, kind) {
   switch (reason) {
-    case DisconnectReason.PARTICIPANT_REMOVED:
+    case LK.DisconnectReason.PARTICIPANT_REMOVED:
       return t('call.end.removed');
-    case DisconnectReason.ROOM_DELETED:
-    case DisconnectReason.ROOM_CLOSED:
+    case LK.DisconnectReason.ROOM_DELETED:
+    case LK.DisconnectReason.ROOM_CLOSED:
       return kind === 'meeting' ? t('call.end.meetingEnded') : t('call.end.roomDeleted');
-    case DisconnectReason.DUPLICATE_IDENTITY:
+    case LK.DisconnectReason.DUPLICATE_IDENTITY:
       return t('call.end.duplicate');
-    case DisconnectReason.SERVER_SHUTDOWN:
+    case LK.DisconnectReason.SERVER_SHUTDOWN:
       return t('call.end.shutdown');
-    case DisconnectReason.JOIN_FAILURE:
+    case LK.DisconnectReason.JOIN_FAILURE:
       return t('call.end.joinFailed');
     default:
       return t('call.end.lost');
@@ -87,10 +80,10 @@ export class MediaSession {
     this.audioBox.className = 'call-audio';
     this.audioBox.hidden = true;
     document.body.appendChild(this.audioBox);
-    const room = new Room({
+    const room = new LK.Room({
       adaptiveStream: true,
       dynacast: true,
-      videoCaptureDefaults: { resolution: (kind === 'meeting' ? VideoPresets.h360 : VideoPresets.h540).resolution },
+      videoCaptureDefaults: { resolution: (kind === 'meeting' ? LK.VideoPresets.h360 : LK.VideoPresets.h540).resolution },
       publishDefaults: { simulcast: true, videoCodec: 'vp8', dtx: true, red: true },
       audioCaptureDefaults: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
       disconnectOnPageLeave: true,
@@ -98,57 +91,57 @@ export class MediaSession {
     this.room = room;
     const bump = () => this.store.set((s) => ({ tick: s.tick + 1 }));
     for (const ev of [
-      RoomEvent.ParticipantConnected,
-      RoomEvent.ParticipantDisconnected,
-      RoomEvent.TrackPublished,
-      RoomEvent.TrackUnpublished,
-      RoomEvent.TrackSubscribed,
-      RoomEvent.TrackUnsubscribed,
-      RoomEvent.TrackMuted,
-      RoomEvent.TrackUnmuted,
-      RoomEvent.LocalTrackPublished,
-      RoomEvent.LocalTrackUnpublished,
-      RoomEvent.ActiveSpeakersChanged,
-      RoomEvent.ConnectionQualityChanged,
-      RoomEvent.ParticipantNameChanged,
-      RoomEvent.RoomMetadataChanged,
-      RoomEvent.TrackStreamStateChanged,
+      LK.RoomEvent.ParticipantConnected,
+      LK.RoomEvent.ParticipantDisconnected,
+      LK.RoomEvent.TrackPublished,
+      LK.RoomEvent.TrackUnpublished,
+      LK.RoomEvent.TrackSubscribed,
+      LK.RoomEvent.TrackUnsubscribed,
+      LK.RoomEvent.TrackMuted,
+      LK.RoomEvent.TrackUnmuted,
+      LK.RoomEvent.LocalTrackPublished,
+      LK.RoomEvent.LocalTrackUnpublished,
+      LK.RoomEvent.ActiveSpeakersChanged,
+      LK.RoomEvent.ConnectionQualityChanged,
+      LK.RoomEvent.ParticipantNameChanged,
+      LK.RoomEvent.RoomMetadataChanged,
+      LK.RoomEvent.TrackStreamStateChanged,
     ]) {
       room.on(ev, bump);
     }
-    room.on(RoomEvent.TrackSubscribed, (track, pub, participant) => {
-      if (track.kind !== Track.Kind.Audio) return;
+    room.on(LK.RoomEvent.TrackSubscribed, (track, pub, participant) => {
+      if (track.kind !== LK.Track.Kind.Audio) return;
       const el = track.attach();
       el.dataset.identity = participant.identity;
       el.dataset.source = pub.source;
       this.audioBox.appendChild(el);
     });
-    room.on(RoomEvent.TrackUnsubscribed, (track) => {
-      if (track.kind === Track.Kind.Audio) for (const el of track.detach()) el.remove();
+    room.on(LK.RoomEvent.TrackUnsubscribed, (track) => {
+      if (track.kind === LK.Track.Kind.Audio) for (const el of track.detach()) el.remove();
     });
-    room.on(RoomEvent.AudioPlaybackStatusChanged, () => this.store.set({ audioBlocked: !room.canPlaybackAudio }));
-    room.on(RoomEvent.ParticipantConnected, (p) => {
+    room.on(LK.RoomEvent.AudioPlaybackStatusChanged, () => this.store.set({ audioBlocked: !room.canPlaybackAudio }));
+    room.on(LK.RoomEvent.ParticipantConnected, (p) => {
       if (!this.store.get().startedAt) this.store.set({ startedAt: Date.now() });
       this.say(t('call.joined', { name: p.name || p.identity }));
     });
-    room.on(RoomEvent.ParticipantDisconnected, (p) => this.say(t('call.left', { name: p.name || p.identity })));
-    room.on(RoomEvent.Reconnecting, () => this.store.set({ status: 'reconnecting' }));
-    room.on(RoomEvent.SignalReconnecting, () => this.store.set({ status: 'reconnecting' }));
-    room.on(RoomEvent.Reconnected, () => {
+    room.on(LK.RoomEvent.ParticipantDisconnected, (p) => this.say(t('call.left', { name: p.name || p.identity })));
+    room.on(LK.RoomEvent.Reconnecting, () => this.store.set({ status: 'reconnecting' }));
+    room.on(LK.RoomEvent.SignalReconnecting, () => this.store.set({ status: 'reconnecting' }));
+    room.on(LK.RoomEvent.Reconnected, () => {
       this.store.set({ status: 'connected' });
       this.say(t('call.reconnected'));
     });
-    room.on(RoomEvent.MediaDevicesError, (e, kind) => {
+    room.on(LK.RoomEvent.MediaDevicesError, (e, kind) => {
       this.notice(deviceError(e, kind === 'audioinput' ? 'mic' : 'cam'), 'error');
     });
-    room.on(RoomEvent.TrackMuted, (pub, participant) => {
-      if (participant === room.localParticipant && pub.source === Track.Source.Microphone && !this.selfMuting) {
+    room.on(LK.RoomEvent.TrackMuted, (pub, participant) => {
+      if (participant === room.localParticipant && pub.source === LK.Track.Source.Microphone && !this.selfMuting) {
         this.notice(t('call.mutedByModerator'), 'info');
       }
     });
-    room.on(RoomEvent.Disconnected, (reason) => {
+    room.on(LK.RoomEvent.Disconnected, (reason) => {
       if (this.store.get().status === 'ended') return;
-      const message = reason === DisconnectReason.CLIENT_INITIATED ? '' : endWords(reason, this.kind);
+      const message = reason === LK.DisconnectReason.CLIENT_INITIATED ? '' : endWords(reason, this.kind);
       this.finish({ message, reason });
     });
   }
@@ -271,5 +264,5 @@ export class MediaSession {
   }
 }
 
-export const QUALITY = ConnectionQuality;
-export { Track };
+/** livekit-client's `Track` (its enums), once loaded. */
+export const Track = new Proxy({}, { get: (_, k) => LK.Track[k] });

@@ -3,7 +3,7 @@
 // stage with the participants panel and moderator controls).
 import './strings.js';
 import './meetings.css';
-import { createLocalVideoTrack } from 'livekit-client';
+import { LK, loadLiveKit } from '../calls/lk.js';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { api, me } from '../core/api.js';
 import { t, tn, when } from '../core/i18n.js';
@@ -24,7 +24,6 @@ import {
   muteParticipant,
   removeParticipant,
 } from './state.js';
-import { DisconnectReason } from 'livekit-client';
 
 export { initMeetings };
 
@@ -231,7 +230,8 @@ function Preview({ cam }) {
     let track = null;
     let alive = true;
     setError('');
-    createLocalVideoTrack({ resolution: { width: 640, height: 360 } })
+    loadLiveKit()
+      .then((lk) => lk.createLocalVideoTrack({ resolution: { width: 640, height: 360 } }))
       .then((tr) => {
         if (!alive) return tr.stop();
         track = tr;
@@ -467,7 +467,7 @@ function MeetingPanel({ session, onClose }) {
 /** On the ended card of a meeting whose connection dropped: join again. */
 function Rejoin({ session }) {
   const { ended } = useStore(session.store);
-  if ([DisconnectReason.PARTICIPANT_REMOVED, DisconnectReason.ROOM_DELETED, DisconnectReason.ROOM_CLOSED].includes(ended?.reason)) return null;
+  if (LK && [LK.DisconnectReason.PARTICIPANT_REMOVED, LK.DisconnectReason.ROOM_DELETED, LK.DisconnectReason.ROOM_CLOSED].includes(ended?.reason)) return null;
   return (
     <button
       type="button"

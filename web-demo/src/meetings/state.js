@@ -12,7 +12,7 @@ import { on } from '../core/socket.js';
 import { createStore } from '../core/store.js';
 import { describeError, toast } from '../core/ui.jsx';
 import { activeStage, closeStage, inStage, MediaSession, openStage } from '../calls/session.js';
-import { DisconnectReason } from 'livekit-client';
+import { LK, loadLiveKit } from '../calls/lk.js';
 
 /** byId: {id: meeting} as the API shows it (name, roomName, moderators, participants, open, createdAt, endedAt). */
 export const known = createStore({ byId: {} });
@@ -109,6 +109,7 @@ export async function joinMeeting(id, prefs, components) {
   }
   // A call or another meeting in progress ends first.
   if (inStage()) await activeStage.get().session.leave();
+  await loadLiveKit();
   const session = new MediaSession({
     kind: 'meeting',
     video: prefs.cam,
@@ -123,7 +124,7 @@ export async function joinMeeting(id, prefs, components) {
     },
     onEnded: (s, ended) => {
       if (!ended?.message) closeStage(s);
-      if (ended?.reason === DisconnectReason.ROOM_DELETED) rememberMeeting({ id, endedAt: new Date().toISOString() });
+      if (ended?.reason === LK.DisconnectReason.ROOM_DELETED) rememberMeeting({ id, endedAt: new Date().toISOString() });
     },
   });
   openStage(session);
