@@ -101,7 +101,8 @@ ARG KEEP_DEBUG=0
 RUN find . -path ./target -prune -o -type f -exec touch {} + \
     && cargo build --release --locked --bin nodo \
     && if [ "$KEEP_DEBUG" != 1 ]; then strip --strip-debug target/release/nodo; fi \
-    && ./target/release/nodo --version
+    && ./target/release/nodo --version \
+    && sha256sum target/release/nodo > /nodo.sha256
 
 # ---- runtime -----------------------------------------------------------------
 FROM ${RUNTIME_IMAGE}
@@ -110,8 +111,13 @@ ARG NODO_UID=10001
 # capability for ports 80 and 443 (see the top of this file). The binary comes
 # in through a bind mount, not COPY: setcap after a COPY would store it twice,
 # and COPY --from does not keep file capabilities with every builder.
+# The binary's checksum, copied first: a new binary changes it, so the step
+# below is not taken from the layer cache (buildah does not count a bind
+# mount's content in its cache key; without this, podman kept a stale binary).
+COPY --from=build /nodo.sha256 /usr/local/share/nodo.sha256
 RUN --mount=type=bind,from=build,source=/src/target/release/nodo,target=/tmp/nodo \
-    apt-get update \
+    cd /tmp && sed 's|target/release/nodo|nodo|' /usr/local/share/nodo.sha256 | sha256sum -c - \
+    && apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates libssl3 libcap2-bin \
     && install -m 0755 /tmp/nodo /usr/local/bin/nodo \
     && setcap cap_net_bind_service=+ep /usr/local/bin/nodo \
