@@ -14,7 +14,7 @@ import { Avatar, Icon, toast, Toasts } from './core/ui.jsx';
 import { Auth } from './auth/Auth.jsx';
 import { Profile } from './auth/Profile.jsx';
 import { People } from './people/People.jsx';
-import { ChatList, ChatView, chatBadge, initChat } from './chat/index.jsx';
+import { ChatList, ChatView, chatBadge, initChat } from './conversations/index.jsx';
 import { CallLayer, CallsView, callsBadge, initCalls } from './calls/index.jsx';
 import { MeetingsView, initMeetings } from './meetings/index.jsx';
 

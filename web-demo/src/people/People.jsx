@@ -6,7 +6,7 @@ import { loadPeople, people } from '../core/people.js';
 import { useStore } from '../core/store.js';
 import { Avatar, describeError, ErrorNote, IconButton, Spinner } from '../core/ui.jsx';
 import { startCall } from '../calls/index.jsx';
-import { openDirectChat } from '../chat/index.jsx';
+import { openDirectChat } from '../conversations/index.jsx';
 
 export function People() {
   const { byId, online, loaded, error } = useStore(people);
