@@ -3,7 +3,7 @@ import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import './styles.css';
 import './core/strings.js';
-import { api, me, onUnauthorizedDo, session, setSession } from './core/api.js';
+import { api, onUnauthorizedDo, session, setSession } from './core/api.js';
 import { t } from './core/i18n.js';
 import { enableNotifications, pushState, registerWorker } from './core/notify.js';
 import { loadPeople } from './core/people.js';
