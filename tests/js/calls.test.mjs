@@ -30,7 +30,9 @@ test('REST call: ring, accept, both join, connected, end closes the room', async
   assert.equal(inc.callerId, alice.id);
   assert.equal(inc.roomName, call.roomName);
 
+  const answered = next(sb, 'call.answered', (x) => x.callId === call.id);
   const acc = await api(node, 'POST', `/api/calls/${call.id}/accept`, { token: bob.token });
+  await answered; // the callee's other tabs stop ringing
   assert.equal(acc.status, 200, acc.text);
   assert.equal(acc.body.call.status, 'accepted');
   await next(sa, 'callAccepted', (x) => x.callId === call.id);

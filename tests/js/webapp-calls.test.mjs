@@ -143,6 +143,28 @@ test('bob declines: alice is told', async () => {
   await alice.page.getByRole('heading', { name: 'Declined' }).waitFor({ state: 'detached' });
 });
 
+test('bob has two tabs: both ring, he answers in one, the other stops ringing and says so', async () => {
+  const second = await bob.context.newPage();
+  await second.goto('/#/people');
+  await second.getByRole('navigation', { name: 'Main' }).waitFor();
+  await alice.page.getByRole('button', { name: 'Audio call Bob' }).click();
+  const name = 'Incoming audio call from Alice';
+  const here = bob.page.getByRole('alertdialog', { name });
+  const there = second.getByRole('alertdialog', { name });
+  await here.waitFor();
+  await there.waitFor();
+  await here.getByRole('button', { name: 'Accept' }).click();
+  await there.waitFor({ state: 'detached' });
+  await second.getByText('Answered on another device.').waitFor();
+  await second.close();
+  await stage(alice.page).waitFor();
+  await stage(bob.page).waitFor();
+  await alice.page.getByRole('button', { name: 'Leave call' }).click();
+  await stage(alice.page).waitFor({ state: 'detached' });
+  await bob.page.getByText('Alice hung up.').waitFor();
+  await stage(bob.page).waitFor({ state: 'detached', timeout: 10000 });
+});
+
 test('nobody answers: alice sees "No answer", bob gets a missed call in the history and the badge', async () => {
   await alice.page.getByRole('button', { name: 'Video call Bob' }).click();
   await bob.page.getByRole('alertdialog', { name: 'Incoming video call from Alice' }).waitFor();
@@ -159,10 +181,10 @@ test('nobody answers: alice sees "No answer", bob gets a missed call in the hist
   await missed.waitFor();
   assert.match(await missed.innerText(), /Alice[\s\S]*Missed/);
   await missed.getByRole('button', { name: 'Video call Alice back' }).waitFor();
-  // Earlier calls: the answered one (with a duration) and the declined one.
-  assert.equal(await history.getByRole('listitem').count(), 3);
+  // Earlier calls: two answered (with a duration) and the declined one.
+  assert.equal(await history.getByRole('listitem').count(), 4);
   await history.getByText('Declined').waitFor();
-  await history.getByText(/^\d+:\d\d$/).waitFor();
+  assert.equal(await history.getByText(/^\d+:\d\d$/).count(), 2);
   await bob.page.getByRole('link', { name: 'Calls', exact: true }).waitFor();
   assert.deepEqual(await unnamedControls(bob.page), []);
   await shot(bob.page, 'calls-history-desktop');

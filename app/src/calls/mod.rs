@@ -311,6 +311,13 @@ impl Calls {
         match call.status {
             Status::Accepted => {
                 emit(vec![call.from_user_id.clone()], "callAccepted", json!({"roomName": call.room_name, "callId": call.id, "recipientId": call.to_user_id})).await;
+                // The callee's other tabs and devices stop ringing.
+                emit(
+                    vec![call.to_user_id.clone()],
+                    "call.answered",
+                    json!({"callId": call.id}),
+                )
+                .await;
             }
             Status::Connected => emit(both, "call.started", json!({"data": call})).await,
             Status::Rejected => {

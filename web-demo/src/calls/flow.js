@@ -264,6 +264,16 @@ export async function declineCall() {
   historyChanged();
 }
 
+on('call.answered', ({ callId } = {}) => {
+  // Answered in another tab or on another device (this tab, while accepting, ignores it).
+  const st = callState.get();
+  if (!isCurrent(callId) || st.phase !== 'incoming' || st.status === 'accepting') return;
+  stopTone();
+  closeNotifications(callId);
+  callState.set({ phase: 'idle', call: null, status: '' });
+  toast(t('calls.answeredElsewhere'));
+});
+
 // ---- both --------------------------------------------------------------------
 
 on('call.started', ({ data } = {}) => {
