@@ -226,14 +226,16 @@ export async function remove(m) {
 export const activeChat = () => (route.get().parts[0] === 'chats' ? route.get().parts[1] : null);
 
 const readPending = new Set();
+const readUpTo = new Map(); // chatId -> the newest message from others this page marked read
 export function markRead(chatId) {
   const c = chatById(chatId);
-  if (!c || document.visibilityState !== 'visible') return;
-  if (!c.unreadCount && !readPending.has(chatId)) {
-    // Nothing counted unread here, but messages may still show unread to their senders.
-    const unseen = convo(chatId).get().items.some((m) => m.senderChatPath !== myId() && m.status?.[myId()] !== 'read');
-    if (!unseen) return;
+  if (!c || document.visibilityState !== 'visible' || readPending.has(chatId)) return;
+  const newest = [...convo(chatId).get().items].reverse().find((m) => m.senderChatPath !== myId());
+  if (!c.unreadCount) {
+    // Nothing counted unread here, but the newest message may still show unread to its sender.
+    if (!newest || readUpTo.get(chatId) === newest.id || newest.status?.[myId()] === 'read') return;
   }
+  if (newest) readUpTo.set(chatId, newest.id);
   readPending.add(chatId);
   patchChat(chatId, () => ({ unreadCount: 0 }));
   convo(chatId).set((st) => ({
