@@ -1,0 +1,160 @@
+//! `nodo-loadgen`: a native WebRTC load generator. Hundreds to thousands of
+//! participants in one process, each a str0m connection (RTP mode) on its own
+//! UDP socket, driven by a current-thread tokio runtime; synthetic VP8
+//! simulcast and Opus with a latency probe in every packet. Prints one JSON
+//! line per run (see `scenario`).
+
+#![recursion_limit = "256"]
+
+mod clock;
+mod livekit;
+mod media;
+mod participant;
+mod report;
+mod scenario;
+mod signal;
+mod stats;
+mod synth;
+mod sysinfo;
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::rc::Rc;
+
+use clap::Parser;
+
+use crate::livekit::LiveKitTarget;
+use crate::participant::Env;
+use crate::signal::{Quality, Target};
+
+/// The workloads (performance.md §4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// 1 video+audio publisher -> N subscribers.
+    A,
+    /// M audio publishers (default 10) -> N listeners.
+    B,
+    /// M x M meeting: everyone publishes audio+video and receives everyone.
+    C,
+    /// Join/leave churn at --ramp-rate joins/s for --seconds, with one
+    /// video+audio publisher; reports CPU per join and time to first media.
+    D,
+    /// N idle participants (connected, no media): server RSS per participant.
+    E,
+}
+
+/// Command-line flags.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    version,
+    about = "WebRTC load generator for Nodo (LiveKit signaling v0)"
+)]
+pub struct Args {
+    /// Server base URL (http:// or ws://).
+    #[arg(long, default_value = "http://127.0.0.1:7880")]
+    pub url: String,
+    /// API key tokens are minted with.
+    #[arg(long, default_value = "devkey")]
+    pub api_key: String,
+    /// API secret tokens are signed with.
+    #[arg(long, default_value = "secret")]
+    pub api_secret: String,
+    /// Workload to run.
+    #[arg(long, value_enum, default_value = "a")]
+    pub scenario: Scenario,
+    /// Subscribers (A, B), idle participants (E).
+    #[arg(long, default_value_t = 10)]
+    pub n: u32,
+    /// Publishers (B, default 10) or meeting size (C, default 4).
+    #[arg(long)]
+    pub m: Option<u32>,
+    /// Length of the measurement window, seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub seconds: f64,
+    /// Wait after everyone is up before measuring, seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub settle: f64,
+    /// Joins per second while ramping up (and the churn rate in D).
+    #[arg(long, default_value_t = 20.0)]
+    pub ramp_rate: f64,
+    /// The server's pid: CPU and RSS are read from /proc/<pid>.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Simulcast layer subscribers ask for.
+    #[arg(long, value_enum, default_value = "high")]
+    pub quality: Quality,
+    /// Publish one video layer (2.5 Mbps) instead of three simulcast layers.
+    #[arg(long)]
+    pub no_simulcast: bool,
+    /// Video frame rate.
+    #[arg(long, default_value_t = 30)]
+    pub fps: u32,
+    /// Opus payload size, bytes (50 packets/s).
+    #[arg(long, default_value_t = 100)]
+    pub audio_bytes: usize,
+    /// D: how long each churning participant stays, seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub churn_life: f64,
+    /// Longest wait for everyone to join and receive before measuring anyway, seconds.
+    #[arg(long, default_value_t = 60.0)]
+    pub ready_timeout: f64,
+    /// Local address the media sockets bind to.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub local_ip: IpAddr,
+    /// Room name (default: one per run).
+    #[arg(long)]
+    pub room: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let nofile = sysinfo::raise_nofile();
+    let shared = match stats::Shared::new() {
+        Ok(s) => Rc::new(s),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(cert) = str0m::crypto::from_feature_flags()
+        .dtls_provider
+        .generate_certificate()
+    else {
+        eprintln!("error: cannot generate a DTLS certificate");
+        return ExitCode::FAILURE;
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let env = Rc::new(Env {
+        target: Target::LiveKit(LiveKitTarget {
+            url: args.url.clone(),
+            api_key: args.api_key.clone(),
+            api_secret: args.api_secret.clone(),
+        }),
+        ip: args.local_ip,
+        cert,
+        shared,
+        clock: clock::Clock::new(),
+        fps: args.fps,
+        audio_bytes: args.audio_bytes,
+    });
+    eprintln!(
+        "loadgen: scenario {:?} n={} m={:?} (open files limit {})",
+        args.scenario,
+        args.n,
+        args.m,
+        nofile.map_or("?".to_string(), |n| n.to_string())
+    );
+    let local = tokio::task::LocalSet::new();
+    let report = local.block_on(&runtime, scenario::run(args, env));
+    println!("{report}");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,302 @@
+//! One simulated participant: a signaling session plus up to two media
+//! connections (send, receive), driven by one task on the current-thread
+//! runtime until its lifetime ends or the run stops.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use str0m::crypto::dtls::DtlsCert;
+use tokio::sync::watch;
+
+use crate::clock::Clock;
+use crate::media::{MediaPeer, PeerEvent, SendSpec};
+use crate::signal::{Conn, Quality, Signal, SignalEvent, Target, TrackSpec};
+use crate::stats::Shared;
+use crate::synth::LayerSpec;
+
+/// Datagrams read from one socket in a row before looking at anything else.
+const RECV_BATCH: usize = 64;
+
+/// What is common to every participant of a run.
+pub struct Env {
+    pub target: Target,
+    /// Local address the media sockets bind to.
+    pub ip: IpAddr,
+    /// One DTLS certificate for every connection (generating one per
+    /// connection would dominate join cost on our side).
+    pub cert: DtlsCert,
+    pub shared: Rc<Shared>,
+    pub clock: Clock,
+    pub fps: u32,
+    pub audio_bytes: usize,
+}
+
+/// What one participant does.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub index: u32,
+    pub room: String,
+    /// Video to publish: one layer, or the simulcast ladder.
+    pub video: Option<Vec<LayerSpec>>,
+    pub audio: bool,
+    /// Receive what others publish.
+    pub subscribe: bool,
+    /// Layer asked for on each remote video track.
+    pub quality: Quality,
+    /// Leave after this long (churn); `None`: stay until the run stops.
+    pub lifetime: Option<Duration>,
+}
+
+impl Plan {
+    pub fn identity(&self) -> String {
+        format!("lg-{}", self.index)
+    }
+
+    fn tracks(&self) -> Vec<TrackSpec> {
+        let mut t = Vec::new();
+        if let Some(layers) = &self.video {
+            t.push(TrackSpec::Video {
+                cid: format!("lg-{}-video", self.index),
+                layers: layers.clone(),
+            });
+        }
+        if self.audio {
+            t.push(TrackSpec::Audio {
+                cid: format!("lg-{}-audio", self.index),
+            });
+        }
+        t
+    }
+}
+
+struct Participant {
+    plan: Plan,
+    env: Rc<Env>,
+    started: Instant,
+    sig: Signal,
+    send: Option<MediaPeer>,
+    recv: Option<MediaPeer>,
+}
+
+async fn recv_on(peer: Option<&MediaPeer>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    match peer {
+        Some(p) => p.socket().recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Feeds one datagram and whatever else is already queued on the socket.
+fn feed(peer: &mut MediaPeer, first: (usize, SocketAddr), buf: &mut [u8]) {
+    let now = Instant::now();
+    let (n, from) = first;
+    peer.handle_datagram(now, from, &buf[..n]);
+    for _ in 0..RECV_BATCH {
+        match peer.socket().try_recv_from(buf) {
+            Ok((n, from)) => peer.handle_datagram(Instant::now(), from, &buf[..n]),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Runs one participant to its end.
+pub async fn run(plan: Plan, env: Rc<Env>, mut stop: watch::Receiver<bool>) {
+    let started = Instant::now();
+    let shared = env.shared.clone();
+    let c = &shared.counters;
+    let sig = match Signal::connect(&env.target, &plan.room, &plan.identity(), plan.subscribe).await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            Shared::inc(&c.join_failed);
+            shared.error(e);
+            return;
+        }
+    };
+    Shared::inc(&c.joined);
+    let mut p = Participant {
+        plan,
+        env,
+        started,
+        sig,
+        send: None,
+        recv: None,
+    };
+    if let Err(e) = p.main_loop(&mut stop).await {
+        if !*stop.borrow() {
+            shared.error(e);
+        }
+    }
+    let now = Instant::now();
+    for peer in [p.send.as_mut(), p.recv.as_mut()].into_iter().flatten() {
+        peer.close(now);
+    }
+    p.sig.leave().await;
+    Shared::inc(&c.left);
+}
+
+impl Participant {
+    async fn main_loop(&mut self, stop: &mut watch::Receiver<bool>) -> Result<(), String> {
+        let tracks = self.plan.tracks();
+        if !tracks.is_empty() {
+            self.sig.announce(&tracks).await?;
+        }
+        let end = self.plan.lifetime.map(|l| self.started + l);
+        let far = Instant::now() + Duration::from_secs(86_400);
+        let sleep = tokio::time::sleep_until(far.into());
+        tokio::pin!(sleep);
+        let mut buf_send = vec![0u8; 2048];
+        let mut buf_recv = vec![0u8; 2048];
+        loop {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            let wake = [
+                self.send.as_ref().map(MediaPeer::next_wake),
+                self.recv.as_ref().map(MediaPeer::next_wake),
+                end,
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(far);
+            if sleep.deadline() != wake.into() {
+                sleep.as_mut().reset(wake.into());
+            }
+            tokio::select! {
+                biased;
+                r = recv_on(self.recv.as_ref(), &mut buf_recv) => {
+                    if let (Ok(first), Some(peer)) = (r, self.recv.as_mut()) {
+                        feed(peer, first, &mut buf_recv);
+                    }
+                }
+                r = recv_on(self.send.as_ref(), &mut buf_send) => {
+                    if let (Ok(first), Some(peer)) = (r, self.send.as_mut()) {
+                        feed(peer, first, &mut buf_send);
+                    }
+                }
+                events = self.sig.next() => {
+                    for e in events? {
+                        self.on_signal(e).await?;
+                    }
+                }
+                () = &mut sleep => {
+                    let now = Instant::now();
+                    if end.is_some_and(|e| now >= e) {
+                        return Ok(());
+                    }
+                    for peer in [self.send.as_mut(), self.recv.as_mut()].into_iter().flatten() {
+                        peer.on_timer(now);
+                    }
+                }
+                _ = stop.changed() => return Ok(()),
+            }
+            self.peer_events().await?;
+        }
+    }
+
+    fn new_peer(&self) -> Result<MediaPeer, String> {
+        MediaPeer::new(
+            self.env.ip,
+            &self.env.cert,
+            self.env.shared.clone(),
+            self.env.clock,
+            Instant::now(),
+        )
+        .map_err(|e| format!("media socket: {e}"))
+    }
+
+    async fn on_signal(&mut self, e: SignalEvent) -> Result<(), String> {
+        let now = Instant::now();
+        match e {
+            SignalEvent::RecvOffer(sdp) => {
+                let first = self.recv.is_none();
+                if first {
+                    self.recv = Some(self.new_peer()?);
+                }
+                let Some(peer) = self.recv.as_mut() else {
+                    return Ok(());
+                };
+                let answer = peer.accept_offer(&sdp, now)?;
+                let candidate = peer.local_candidate();
+                self.sig.answer(answer).await?;
+                if first {
+                    // As browsers do (the answer carries it too).
+                    self.sig.candidate(Conn::Recv, candidate).await?;
+                }
+            }
+            SignalEvent::PublishReady => {
+                Shared::inc(&self.env.shared.counters.published);
+                let mut peer = self.new_peer()?;
+                let spec = SendSpec {
+                    video: self.plan.video.as_ref().map(|layers| {
+                        (
+                            layers.clone(),
+                            format!("lg-{}-video", self.plan.index),
+                            layers.len() > 1,
+                        )
+                    }),
+                    audio: self
+                        .plan
+                        .audio
+                        .then(|| format!("lg-{}-audio", self.plan.index)),
+                    fps: self.env.fps,
+                    audio_bytes: self.env.audio_bytes,
+                    tag: self.plan.index,
+                };
+                let offer = peer.offer(&spec, now)?;
+                let candidate = peer.local_candidate();
+                self.send = Some(peer);
+                self.sig.offer(offer).await?;
+                self.sig.candidate(Conn::Send, candidate).await?;
+            }
+            SignalEvent::SendAnswer(sdp) => {
+                if let Some(peer) = self.send.as_mut() {
+                    peer.accept_answer(&sdp, now)?;
+                }
+            }
+            SignalEvent::Candidate(conn, c) => {
+                let peer = match conn {
+                    Conn::Send => self.send.as_mut(),
+                    Conn::Recv => self.recv.as_mut(),
+                };
+                if let Some(peer) = peer {
+                    peer.add_remote_candidate(&c, now);
+                }
+            }
+            SignalEvent::Closed(reason) => return Err(reason),
+        }
+        Ok(())
+    }
+
+    /// Acts on what the media connections reported.
+    async fn peer_events(&mut self) -> Result<(), String> {
+        let shared = self.env.shared.clone();
+        let c = &shared.counters;
+        for conn in [Conn::Send, Conn::Recv] {
+            let peer = match conn {
+                Conn::Send => self.send.as_mut(),
+                Conn::Recv => self.recv.as_mut(),
+            };
+            let Some(peer) = peer else { continue };
+            for e in peer.take_events() {
+                match e {
+                    PeerEvent::Connected => Shared::inc(match conn {
+                        Conn::Send => &c.send_connected,
+                        Conn::Recv => &c.recv_connected,
+                    }),
+                    PeerEvent::Disconnected => {}
+                    PeerEvent::FirstMedia => {
+                        Shared::inc(&c.receiving);
+                        shared.record_first_media(self.started.elapsed());
+                    }
+                    PeerEvent::RemoteVideo(track) => {
+                        self.sig.set_quality(track, self.plan.quality).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

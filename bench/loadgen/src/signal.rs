@@ -1,0 +1,128 @@
+//! The signaling side of a participant, independent of the dialect: what a
+//! server tells us, and what we ask of it. Each dialect (LiveKit v0 today;
+//! Janus videoroom later) maps its own protocol onto these.
+//!
+//! The model every dialect fits: a *send* connection where we offer and the
+//! server answers (publishing), and a *receive* connection where the server
+//! offers and we answer (subscribing).
+
+use crate::livekit::{LiveKit, LiveKitTarget};
+use crate::synth::LayerSpec;
+
+/// Which of our two connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conn {
+    Send,
+    Recv,
+}
+
+/// A simulcast layer a subscriber asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Quality {
+    Low,
+    Medium,
+    High,
+}
+
+/// A track to publish.
+#[derive(Debug, Clone)]
+pub enum TrackSpec {
+    /// Client track id (the msid track id in our offer), layers (one, or
+    /// the simulcast ladder).
+    Video {
+        cid: String,
+        layers: Vec<LayerSpec>,
+    },
+    Audio {
+        cid: String,
+    },
+}
+
+/// What the server told us.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SignalEvent {
+    /// The server offers media on the receive connection: answer it.
+    RecvOffer(String),
+    /// The server's answer to our offer on the send connection.
+    SendAnswer(String),
+    /// A remote ICE candidate (`candidate:…`).
+    Candidate(Conn, String),
+    /// The tracks we announced are accepted: offer them now.
+    PublishReady,
+    /// The server ended the session (reason).
+    Closed(String),
+}
+
+/// Where to connect and how to authenticate, per dialect.
+#[derive(Debug, Clone)]
+pub enum Target {
+    LiveKit(LiveKitTarget),
+}
+
+/// One participant's signaling session.
+pub enum Signal {
+    LiveKit(Box<LiveKit>),
+}
+
+impl Signal {
+    /// Joins `room` as `identity`. `subscribe`: receive what others publish.
+    pub async fn connect(
+        target: &Target,
+        room: &str,
+        identity: &str,
+        subscribe: bool,
+    ) -> Result<Signal, String> {
+        match target {
+            Target::LiveKit(t) => Ok(Signal::LiveKit(Box::new(
+                LiveKit::connect(t, room, identity, subscribe).await?,
+            ))),
+        }
+    }
+
+    /// The next server message, as events (possibly none). Cancel safe.
+    pub async fn next(&mut self) -> Result<Vec<SignalEvent>, String> {
+        match self {
+            Signal::LiveKit(s) => s.next().await,
+        }
+    }
+
+    /// Announces tracks before offering them; `PublishReady` follows.
+    pub async fn announce(&mut self, tracks: &[TrackSpec]) -> Result<(), String> {
+        match self {
+            Signal::LiveKit(s) => s.announce(tracks).await,
+        }
+    }
+
+    pub async fn offer(&mut self, sdp: String) -> Result<(), String> {
+        match self {
+            Signal::LiveKit(s) => s.offer(sdp).await,
+        }
+    }
+
+    pub async fn answer(&mut self, sdp: String) -> Result<(), String> {
+        match self {
+            Signal::LiveKit(s) => s.answer(sdp).await,
+        }
+    }
+
+    pub async fn candidate(&mut self, conn: Conn, candidate: String) -> Result<(), String> {
+        match self {
+            Signal::LiveKit(s) => s.candidate(conn, candidate).await,
+        }
+    }
+
+    /// Asks for one layer of a remote video track (by the id the receive
+    /// connection's m-line carries).
+    pub async fn set_quality(&mut self, track: String, quality: Quality) -> Result<(), String> {
+        match self {
+            Signal::LiveKit(s) => s.set_quality(track, quality).await,
+        }
+    }
+
+    /// Leaves the room (best effort) and closes the session.
+    pub async fn leave(&mut self) {
+        match self {
+            Signal::LiveKit(s) => s.leave().await,
+        }
+    }
+}

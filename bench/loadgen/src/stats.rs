@@ -1,0 +1,145 @@
+//! What every participant task adds to: packet counts, losses, feedback,
+//! latency and join histograms. The runtime is single-threaded, so plain
+//! `Cell`s suffice; a [`Totals`] snapshot is taken at the start and the end
+//! of the measurement window and the difference is reported.
+
+use std::cell::{Cell, RefCell};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// Latencies are recorded in microseconds up to this (60 s).
+const MAX_US: u64 = 60_000_000;
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// Running counters (all monotonic).
+        #[derive(Debug, Default)]
+        pub struct Counters {
+            $($(#[$doc])* pub $name: Cell<u64>,)*
+        }
+
+        /// A snapshot of [`Counters`].
+        #[derive(Debug, Default, Clone, Copy)]
+        pub struct Totals {
+            $($(#[$doc])* pub $name: u64,)*
+        }
+
+        impl Counters {
+            pub fn snapshot(&self) -> Totals {
+                Totals { $($name: self.$name.get(),)* }
+            }
+        }
+
+        impl Totals {
+            /// `self - earlier`, field by field.
+            pub fn since(&self, earlier: &Totals) -> Totals {
+                Totals { $($name: self.$name.saturating_sub(earlier.$name),)* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// RTP packets received by subscribers (= packets the server forwarded).
+    rx_packets,
+    /// RTP payload bytes received by subscribers.
+    rx_bytes,
+    rx_video,
+    rx_audio,
+    /// Sequence-number gaps (packets missing when a later one arrived).
+    lost,
+    /// Packets older than the highest seen (retransmissions, or reordering).
+    late,
+    /// Received packets whose probe could not be read.
+    no_probe,
+    /// NACKs and PLIs the subscribers sent.
+    nack_sent,
+    pli_sent,
+    /// NACKs and PLIs the publishers got from the server.
+    nack_recv,
+    pli_recv,
+    /// RTP packets the publishers wrote.
+    tx_packets,
+    /// Datagrams that could not be sent (socket buffer full, or an error).
+    tx_dropped,
+    /// Signal sessions opened, refused, ended.
+    joined,
+    join_failed,
+    left,
+    /// Connections up (ICE + DTLS), by direction.
+    send_connected,
+    recv_connected,
+    /// Participants that received their first media packet.
+    receiving,
+    /// Publishing participants whose tracks the server accepted.
+    published,
+}
+
+/// Everything shared by the participant tasks.
+pub struct Shared {
+    pub counters: Counters,
+    /// Recording latencies (inside the measurement window).
+    pub measuring: Cell<bool>,
+    /// One-way added latency of probed packets, µs.
+    pub latency: RefCell<Histogram<u64>>,
+    /// Time from starting to join to the first media packet, µs.
+    pub first_media: RefCell<Histogram<u64>>,
+    /// First few errors, for the report (not per packet).
+    pub errors: RefCell<Vec<String>>,
+}
+
+impl Shared {
+    pub fn new() -> Result<Shared, String> {
+        let hist = || Histogram::<u64>::new_with_bounds(1, MAX_US, 3).map_err(|e| e.to_string());
+        Ok(Shared {
+            counters: Counters::default(),
+            measuring: Cell::new(false),
+            latency: RefCell::new(hist()?),
+            first_media: RefCell::new(hist()?),
+            errors: RefCell::new(Vec::new()),
+        })
+    }
+
+    pub fn add(counter: &Cell<u64>, n: u64) {
+        counter.set(counter.get().wrapping_add(n));
+    }
+
+    pub fn inc(counter: &Cell<u64>) {
+        Self::add(counter, 1);
+    }
+
+    pub fn record_latency_ns(&self, ns: u64) {
+        let us = (ns / 1000).clamp(1, MAX_US);
+        let _ = self.latency.borrow_mut().record(us);
+    }
+
+    pub fn record_first_media(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros())
+            .unwrap_or(MAX_US)
+            .clamp(1, MAX_US);
+        let _ = self.first_media.borrow_mut().record(us);
+    }
+
+    /// Keeps the first 20 distinct error messages.
+    pub fn error(&self, e: impl Into<String>) {
+        let e = e.into();
+        let mut errors = self.errors.borrow_mut();
+        if errors.len() < 20 && !errors.contains(&e) {
+            eprintln!("loadgen: {e}");
+            errors.push(e);
+        }
+    }
+}
+
+/// p50/p99/p99.9/max of a µs histogram, in ms.
+pub fn percentiles_ms(h: &Histogram<u64>) -> serde_json::Value {
+    let ms = |us: u64| us as f64 / 1000.0;
+    serde_json::json!({
+        "count": h.len(),
+        "p50": ms(h.value_at_quantile(0.5)),
+        "p99": ms(h.value_at_quantile(0.99)),
+        "p999": ms(h.value_at_quantile(0.999)),
+        "max": ms(h.max()),
+    })
+}
