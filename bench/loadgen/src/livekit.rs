@@ -4,12 +4,16 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use livekit_protocol as proto;
 use prost::Message as _;
 use proto::signal_request::Message as Req;
 use proto::signal_response::Message as Resp;
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -21,6 +25,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 const TOKEN_TTL_SECS: u64 = 6 * 3600;
 /// Signaling protocol version we announce.
 const PROTOCOL: u32 = 15;
+/// WebSocket read buffer: tungstenite's default (128 KiB) is zeroed on every
+/// read and held per connection, thousands of times over here.
+const READ_BUFFER: usize = 16 * 1024;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A LiveKit-compatible server and the API key to mint tokens with.
 #[derive(Debug, Clone)]
@@ -32,9 +41,38 @@ pub struct LiveKitTarget {
 }
 
 pub struct LiveKit {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    sink: SplitSink<Ws, Message>,
+    /// Frames from the reader task (`None`: the socket ended, and why).
+    frames: mpsc::UnboundedReceiver<Result<Message, String>>,
+    reader: JoinHandle<()>,
     /// Client ids of announced tracks not yet published by the server.
     pending: Vec<String>,
+}
+
+impl Drop for LiveKit {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// Reads the socket in its own task, so it is polled only when data came
+/// (polling it from the participant's `select!` on every packet made
+/// tungstenite zero its read buffer each time).
+async fn read_frames(
+    mut stream: SplitStream<Ws>,
+    frames: mpsc::UnboundedSender<Result<Message, String>>,
+) {
+    loop {
+        let item = match stream.next().await {
+            Some(Ok(m)) => Ok(m),
+            Some(Err(e)) => Err(format!("signal socket: {e}")),
+            None => Err("signal socket closed".to_string()),
+        };
+        let end = item.is_err();
+        if frames.send(item).is_err() || end {
+            return;
+        }
+    }
 }
 
 /// An HS256 room token with the claims LiveKit (and Nodo) read.
@@ -96,27 +134,36 @@ impl LiveKit {
         subscribe: bool,
     ) -> Result<LiveKit, String> {
         let url = rtc_url(&t.url, &token(t, room, identity)?, subscribe);
-        let (ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url))
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(0);
+        let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+        let (ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
             .map_err(|_| "signal connect timed out".to_string())?
             .map_err(|e| format!("signal connect: {e}"))?;
+        let (sink, stream) = ws.split();
+        let (tx, frames) = mpsc::unbounded_channel();
+        let reader = tokio::task::spawn_local(read_frames(stream, tx));
         Ok(LiveKit {
-            ws,
+            sink,
+            frames,
+            reader,
             pending: Vec::new(),
         })
     }
 
     async fn send(&mut self, message: Req) -> Result<(), String> {
-        self.ws
+        self.sink
             .send(request(message))
             .await
             .map_err(|e| format!("signal send: {e}"))
     }
 
     pub async fn next(&mut self) -> Result<Vec<SignalEvent>, String> {
-        let msg = match self.ws.next().await {
+        let msg = match self.frames.recv().await {
             None => return Ok(vec![SignalEvent::Closed("signal socket closed".into())]),
-            Some(Err(e)) => return Ok(vec![SignalEvent::Closed(format!("signal socket: {e}"))]),
+            Some(Err(e)) => return Ok(vec![SignalEvent::Closed(e)]),
             Some(Ok(m)) => m,
         };
         let resp = match msg {
@@ -295,7 +342,7 @@ impl LiveKit {
                 ..Default::default()
             }))
             .await;
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close(None)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.sink.close()).await;
     }
 }
 

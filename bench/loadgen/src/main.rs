@@ -89,6 +89,12 @@ pub struct Args {
     /// Video frame rate.
     #[arg(long, default_value_t = 30)]
     pub fps: u32,
+    /// Seconds between periodic keyframes (besides those the server asks for).
+    #[arg(long, default_value_t = 3.0)]
+    pub keyframe_secs: f64,
+    /// Keyframe size as a multiple of a delta frame.
+    #[arg(long, default_value_t = 10)]
+    pub keyframe_factor: u32,
     /// Opus payload size, bytes (50 packets/s).
     #[arg(long, default_value_t = 100)]
     pub audio_bytes: usize,
@@ -143,7 +149,11 @@ fn main() -> ExitCode {
         cert,
         shared,
         clock: clock::Clock::new(),
-        fps: args.fps,
+        video: synth::VideoParams {
+            fps: args.fps,
+            keyframe_secs: args.keyframe_secs,
+            keyframe_factor: args.keyframe_factor,
+        },
         audio_bytes: args.audio_bytes,
     });
     eprintln!(

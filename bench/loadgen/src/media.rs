@@ -21,7 +21,7 @@ use tokio::net::UdpSocket;
 
 use crate::clock::Clock;
 use crate::stats::Shared;
-use crate::synth::{AudioSource, LayerSpec, OutPacket, VideoSource};
+use crate::synth::{AudioSource, LayerSpec, OutPacket, VideoParams, VideoSource};
 
 /// Socket buffers asked for (the kernel caps them at rmem_max/wmem_max).
 const SOCKET_BUFFER: usize = 1 << 20;
@@ -48,7 +48,7 @@ pub struct SendSpec {
     pub video: Option<(Vec<LayerSpec>, String, bool)>,
     /// The audio msid track id.
     pub audio: Option<String>,
-    pub fps: u32,
+    pub video_params: VideoParams,
     pub audio_bytes: usize,
     /// Tag written into probes (the publisher's index).
     pub tag: u32,
@@ -188,7 +188,7 @@ impl MediaPeer {
                 Some(cid.clone()),
                 sim,
             );
-            let source = VideoSource::new(layers, *simulcast, spec.fps, spec.tag, now);
+            let source = VideoSource::new(layers, *simulcast, spec.video_params, spec.tag, now);
             Outgoing {
                 mid,
                 pt: None,
@@ -263,6 +263,7 @@ impl MediaPeer {
 
     /// One datagram from the socket.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, buf: &[u8]) {
+        Shared::inc(&self.shared.counters.datagrams_in);
         let Ok(receive) = Receive::new(Protocol::Udp, from, self.local, buf) else {
             return;
         };
@@ -274,6 +275,7 @@ impl MediaPeer {
     /// Timers and media due at `now`.
     pub fn on_timer(&mut self, now: Instant) {
         if now >= self.next_timeout {
+            Shared::inc(&self.shared.counters.wakes);
             if self.rtc.handle_input(Input::Timeout(now)).is_err() {
                 self.rtc.disconnect();
             }
@@ -444,9 +446,16 @@ impl MediaPeer {
         }
         if self.shared.measuring.get() {
             match crate::synth::read_probe(video, &p.payload) {
-                Some((sent, _)) => {
+                Some((sent, tag)) => {
+                    match crate::synth::tag_layer(tag) {
+                        0 => Shared::inc(&c.rx_q),
+                        1 => Shared::inc(&c.rx_h),
+                        2 => Shared::inc(&c.rx_f),
+                        _ => {}
+                    }
                     let received = self.clock.ns(p.timestamp);
-                    self.shared.record_latency_ns(received.saturating_sub(sent));
+                    self.shared
+                        .record_latency_ns(received.saturating_sub(sent), video);
                 }
                 None => Shared::inc(&c.no_probe),
             }

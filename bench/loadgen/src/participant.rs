@@ -14,7 +14,7 @@ use crate::clock::Clock;
 use crate::media::{MediaPeer, PeerEvent, SendSpec};
 use crate::signal::{Conn, Quality, Signal, SignalEvent, Target, TrackSpec};
 use crate::stats::Shared;
-use crate::synth::LayerSpec;
+use crate::synth::{LayerSpec, VideoParams};
 
 /// Datagrams read from one socket in a row before looking at anything else.
 const RECV_BATCH: usize = 64;
@@ -29,7 +29,7 @@ pub struct Env {
     pub cert: DtlsCert,
     pub shared: Rc<Shared>,
     pub clock: Clock,
-    pub fps: u32,
+    pub video: VideoParams,
     pub audio_bytes: usize,
 }
 
@@ -241,7 +241,7 @@ impl Participant {
                         .plan
                         .audio
                         .then(|| format!("lg-{}-audio", self.plan.index)),
-                    fps: self.env.fps,
+                    video_params: self.env.video,
                     audio_bytes: self.env.audio_bytes,
                     tag: self.plan.index,
                 };

@@ -11,6 +11,8 @@ use crate::{Args, Scenario};
 
 /// Above this share of its core the generator is the bottleneck.
 const LOADGEN_CPU_LIMIT: f64 = 80.0;
+/// Other processes using more than this share of a core disturb the run.
+const OTHER_CPU_LIMIT: f64 = 15.0;
 
 pub struct Window<'a> {
     pub args: &'a Args,
@@ -59,6 +61,17 @@ pub fn build(w: &Window) -> Value {
     let own = cpu_delta(w.start.own, w.end.own);
     let loadgen_cpu_pct = own.map(|c| round((c.user + c.sys) as f64 / tps / secs * 100.0, 1));
     let server_cpu_pct = server.map(|c| round((c.user + c.sys) as f64 / tps / secs * 100.0, 1));
+    // What neither the server nor we used: other processes on the box.
+    let other_cpu_pct = match (w.start.host_busy, w.end.host_busy) {
+        (Some(a), Some(b)) => {
+            let mine = server.map_or(0, |c| c.user + c.sys) + own.map_or(0, |c| c.user + c.sys);
+            Some(round(
+                b.saturating_sub(a).saturating_sub(mine) as f64 / tps / secs * 100.0,
+                1,
+            ))
+        }
+        _ => None,
+    };
     let unique = d.rx_packets.saturating_sub(d.late);
     let expected = unique + d.lost;
     let pct = |x: u64| {
@@ -88,6 +101,9 @@ pub fn build(w: &Window) -> Value {
     if rcvbuf.is_some_and(|x| x > 0) || sndbuf.is_some_and(|x| x > 0) {
         invalid.push("udp_buffer_drops");
     }
+    if other_cpu_pct.is_some_and(|p| p > OTHER_CPU_LIMIT) {
+        invalid.push("host_busy");
+    }
     if !w.ready {
         invalid.push("not_everyone_up");
     }
@@ -116,6 +132,11 @@ pub fn build(w: &Window) -> Value {
         "forwarded_pps": round(pkts as f64 / secs, 1),
         "video_pps": round(d.rx_video as f64 / secs, 1),
         "audio_pps": round(d.rx_audio as f64 / secs, 1),
+        "video_layer_pps": {
+            "q": round(d.rx_q as f64 / secs, 1),
+            "h": round(d.rx_h as f64 / secs, 1),
+            "f": round(d.rx_f as f64 / secs, 1),
+        },
         "rx_payload_mbps": round(d.rx_bytes as f64 * 8.0 / secs / 1e6, 3),
         "published_pps": round(d.tx_packets as f64 / secs, 1),
         "server_cpu_pct": server_cpu_pct,
@@ -132,11 +153,17 @@ pub fn build(w: &Window) -> Value {
         "no_probe": d.no_probe,
         "tx_dropped": d.tx_dropped,
         "latency_ms": percentiles_ms(&w.shared.latency.borrow()),
+        "latency_video_ms": percentiles_ms(&w.shared.latency_video.borrow()),
+        "latency_audio_ms": percentiles_ms(&w.shared.latency_audio.borrow()),
         "first_media_ms": percentiles_ms(&w.shared.first_media.borrow()),
         "server_rss_kb": w.end.server_rss_kb,
         "server_rss_base_kb": w.base.server_rss_kb,
         "rss_per_participant_kb": rss_per,
         "loadgen_cpu_pct": loadgen_cpu_pct,
+        "loadgen_us_per_pkt": own.and_then(|c| per_pkt(c.user + c.sys)),
+        "loadgen_wakes_per_s": round(d.wakes as f64 / secs, 0),
+        "loadgen_datagrams_in_per_s": round(d.datagrams_in as f64 / secs, 0),
+        "other_cpu_pct": other_cpu_pct,
         "udp_rcvbuf_errors": rcvbuf,
         "udp_sndbuf_errors": sndbuf,
         "udp_in_errors": udp(|u| u.in_errors),

@@ -241,9 +241,7 @@ pub async fn run(args: Args, env: Rc<Env>) -> serde_json::Value {
 
     eprintln!("loadgen: measuring for {} s", args.seconds);
     let shared = &env.shared;
-    if let Ok(mut h) = shared.latency.try_borrow_mut() {
-        h.reset();
-    }
+    shared.reset_latency();
     if shape.churn_life.is_some() {
         if let Ok(mut h) = shared.first_media.try_borrow_mut() {
             h.reset();

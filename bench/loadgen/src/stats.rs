@@ -47,6 +47,10 @@ counters! {
     rx_bytes,
     rx_video,
     rx_audio,
+    /// Video packets received per simulcast layer (from the probe).
+    rx_q,
+    rx_h,
+    rx_f,
     /// Sequence-number gaps (packets missing when a later one arrived).
     lost,
     /// Packets older than the highest seen (retransmissions, or reordering).
@@ -74,6 +78,9 @@ counters! {
     receiving,
     /// Publishing participants whose tracks the server accepted.
     published,
+    /// Generator-side work: timer wake-ups and datagrams read.
+    wakes,
+    datagrams_in,
 }
 
 /// Everything shared by the participant tasks.
@@ -81,8 +88,10 @@ pub struct Shared {
     pub counters: Counters,
     /// Recording latencies (inside the measurement window).
     pub measuring: Cell<bool>,
-    /// One-way added latency of probed packets, µs.
+    /// One-way added latency of probed packets, µs: all, video, audio.
     pub latency: RefCell<Histogram<u64>>,
+    pub latency_video: RefCell<Histogram<u64>>,
+    pub latency_audio: RefCell<Histogram<u64>>,
     /// Time from starting to join to the first media packet, µs.
     pub first_media: RefCell<Histogram<u64>>,
     /// First few errors, for the report (not per packet).
@@ -96,6 +105,8 @@ impl Shared {
             counters: Counters::default(),
             measuring: Cell::new(false),
             latency: RefCell::new(hist()?),
+            latency_video: RefCell::new(hist()?),
+            latency_audio: RefCell::new(hist()?),
             first_media: RefCell::new(hist()?),
             errors: RefCell::new(Vec::new()),
         })
@@ -109,9 +120,24 @@ impl Shared {
         Self::add(counter, 1);
     }
 
-    pub fn record_latency_ns(&self, ns: u64) {
+    pub fn record_latency_ns(&self, ns: u64, video: bool) {
         let us = (ns / 1000).clamp(1, MAX_US);
         let _ = self.latency.borrow_mut().record(us);
+        let kind = if video {
+            &self.latency_video
+        } else {
+            &self.latency_audio
+        };
+        let _ = kind.borrow_mut().record(us);
+    }
+
+    /// Forgets the latencies recorded so far.
+    pub fn reset_latency(&self) {
+        for h in [&self.latency, &self.latency_video, &self.latency_audio] {
+            if let Ok(mut h) = h.try_borrow_mut() {
+                h.reset();
+            }
+        }
     }
 
     pub fn record_first_media(&self, d: Duration) {

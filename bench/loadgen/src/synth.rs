@@ -9,6 +9,15 @@ use std::time::{Duration, Instant};
 pub const MAGIC: [u8; 4] = *b"NdLg";
 /// Probe length: magic, send time (ns, big endian), source tag.
 pub const PROBE_LEN: usize = 16;
+/// The low 4 bits of a probe tag: the layer index (0 = q, 1 = h, 2 = f;
+/// a single-layer video is 2), or [`AUDIO_LAYER`]; the rest is the
+/// publisher's tag.
+pub const AUDIO_LAYER: u32 = 0xf;
+
+/// The layer (or [`AUDIO_LAYER`]) of a probe tag.
+pub fn tag_layer(tag: u32) -> u32 {
+    tag & 0xf
+}
 /// Bytes after the VP8 payload descriptor reserved for the VP8 payload
 /// header (the keyframe header is 10 bytes); the probe follows them.
 const VP8_HEADER_AREA: usize = 10;
@@ -61,6 +70,26 @@ pub const SIMULCAST: [LayerSpec; 3] = [
     },
 ];
 
+/// Frame rate and keyframe shape of the synthetic camera.
+#[derive(Debug, Clone, Copy)]
+pub struct VideoParams {
+    pub fps: u32,
+    /// Seconds between periodic keyframes.
+    pub keyframe_secs: f64,
+    /// Keyframe size as a multiple of a delta frame.
+    pub keyframe_factor: u32,
+}
+
+impl Default for VideoParams {
+    fn default() -> Self {
+        VideoParams {
+            fps: 30,
+            keyframe_secs: 3.0,
+            keyframe_factor: 10,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct LayerState {
     spec: LayerSpec,
@@ -77,6 +106,7 @@ pub struct VideoSource {
     fps: u32,
     /// Every this many frames all layers send a keyframe.
     keyframe_every: u64,
+    keyframe_factor: usize,
     frame: u64,
     ts_base: u32,
     next: Instant,
@@ -85,8 +115,14 @@ pub struct VideoSource {
 
 impl VideoSource {
     /// `layers` in ascending quality; `simulcast` writes each with its rid.
-    pub fn new(layers: &[LayerSpec], simulcast: bool, fps: u32, tag: u32, now: Instant) -> Self {
-        let fps = fps.max(1);
+    pub fn new(
+        layers: &[LayerSpec],
+        simulcast: bool,
+        params: VideoParams,
+        tag: u32,
+        now: Instant,
+    ) -> Self {
+        let fps = params.fps.max(1);
         VideoSource {
             layers: layers
                 .iter()
@@ -99,7 +135,8 @@ impl VideoSource {
                 .collect(),
             simulcast,
             fps,
-            keyframe_every: u64::from(fps) * 3,
+            keyframe_every: ((f64::from(fps) * params.keyframe_secs).round() as u64).max(1),
+            keyframe_factor: params.keyframe_factor.max(1) as usize,
             frame: 0,
             ts_base: rand::random::<u32>() >> 1,
             next: now,
@@ -146,12 +183,16 @@ impl VideoSource {
             .ts_base
             .wrapping_add((self.frame * 90_000 / u64::from(self.fps)) as u32);
         self.frame += 1;
-        for l in &mut self.layers {
+        let top = self.layers.len().saturating_sub(1);
+        for (index, l) in self.layers.iter_mut().enumerate() {
+            // A single layer counts as the top (f) one.
+            let layer = (2 - (top - index).min(2)) as u32;
+            let tag = (self.tag << 4) | layer;
             let key = periodic || l.keyframe_due;
             l.keyframe_due = false;
             let mut size = (l.spec.bitrate / self.fps / 8) as usize;
             if key {
-                size *= 10;
+                size *= self.keyframe_factor;
             }
             let min = VP8_DESCRIPTOR + VP8_HEADER_AREA + PROBE_LEN;
             let count = size.div_ceil(VIDEO_MTU).max(1);
@@ -163,7 +204,7 @@ impl VideoSource {
                     key,
                     (l.spec.width, l.spec.height),
                     size as u32,
-                    (ns, self.tag),
+                    (ns, tag),
                     each,
                 );
                 out.push(OutPacket {
@@ -218,7 +259,7 @@ impl AudioSource {
             self.next += interval;
             let mut payload = vec![0u8; self.size];
             payload[0] = OPUS_TOC;
-            write_probe(&mut payload[1..], ns, self.tag);
+            write_probe(&mut payload[1..], ns, (self.tag << 4) | AUDIO_LAYER);
             out.push(OutPacket {
                 rid: None,
                 seq: self.seq,
@@ -330,7 +371,7 @@ mod tests {
     #[test]
     fn keyframes_and_probes() {
         let now = Instant::now();
-        let mut v = VideoSource::new(&SIMULCAST, true, 30, 7, now);
+        let mut v = VideoSource::new(&SIMULCAST, true, VideoParams::default(), 7, now);
         let mut out = Vec::new();
         v.poll(now, 123, &mut out);
         // First frame: keyframes on every layer, 10x size.
@@ -341,9 +382,14 @@ mod tests {
         assert_eq!(f.len(), 91);
         assert!(f.last().is_some_and(|p| p.marker));
         assert!(f.iter().all(|p| p.payload.len() <= VIDEO_MTU));
-        assert!(out
-            .iter()
-            .all(|p| read_probe(true, &p.payload) == Some((123, 7))));
+        for p in &out {
+            let layer = match p.rid {
+                Some("q") => 0,
+                Some("h") => 1,
+                _ => 2,
+            };
+            assert_eq!(read_probe(true, &p.payload), Some((123, (7 << 4) | layer)));
+        }
         out.clear();
         v.poll(now + Duration::from_millis(34), 456, &mut out);
         let starts: Vec<_> = out.iter().filter(|p| p.payload[0] & 0x10 != 0).collect();
@@ -365,7 +411,10 @@ mod tests {
         a.poll(now + Duration::from_millis(45), 5, &mut out);
         assert_eq!(out.len(), 3);
         assert_eq!(out[1].seq, out[0].seq + 1);
-        assert_eq!(read_probe(false, &out[0].payload), Some((5, 9)));
+        assert_eq!(
+            read_probe(false, &out[0].payload),
+            Some((5, (9 << 4) | AUDIO_LAYER))
+        );
         assert_eq!(read_probe(false, &[0xfc, 1, 2]), None);
     }
 }

@@ -57,6 +57,20 @@ pub fn udp_errors() -> Option<UdpErrors> {
     })
 }
 
+/// Busy CPU time of the whole host (all cores), in clock ticks: the first
+/// line of `/proc/stat` less idle and iowait.
+pub fn host_busy() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest is inside user).
+    let total: u64 = v.iter().take(8).sum();
+    Some(total.saturating_sub(*v.get(3)?).saturating_sub(*v.get(4)?))
+}
+
 /// Clock ticks per second (`USER_HZ`).
 pub fn ticks_per_sec() -> u64 {
     rustix::param::clock_ticks_per_second().max(1)
@@ -70,6 +84,7 @@ pub struct Sample {
     pub server_rss_kb: Option<u64>,
     pub own: Option<Cpu>,
     pub udp: Option<UdpErrors>,
+    pub host_busy: Option<u64>,
 }
 
 impl Sample {
@@ -81,6 +96,7 @@ impl Sample {
             server_rss_kb: pid.as_deref().and_then(rss_kb),
             own: cpu("self"),
             udp: udp_errors(),
+            host_busy: host_busy(),
         }
     }
 }
@@ -110,5 +126,6 @@ mod tests {
         assert!(cpu("self").is_some());
         assert!(rss_kb("self").is_some_and(|kb| kb > 0));
         assert!(udp_errors().is_some());
+        assert!(host_busy().is_some());
     }
 }
