@@ -37,7 +37,8 @@ pub enum Scenario {
     /// M x M meeting: everyone publishes audio+video and receives everyone.
     C,
     /// Join/leave churn at --ramp-rate joins/s for --seconds, with one
-    /// video+audio publisher; reports CPU per join and time to first media.
+    /// publisher (audio; --churn-video adds video); reports CPU per join and
+    /// time to first media.
     D,
     /// N idle participants (connected, no media): server RSS per participant.
     E,
@@ -101,6 +102,10 @@ pub struct Args {
     /// D: how long each churning participant stays, seconds.
     #[arg(long, default_value_t = 5.0)]
     pub churn_life: f64,
+    /// D: the publisher also sends video (by default audio only, so that
+    /// forwarding to the churners costs little next to the joins).
+    #[arg(long)]
+    pub churn_video: bool,
     /// Longest wait for everyone to join and receive before measuring anyway, seconds.
     #[arg(long, default_value_t = 60.0)]
     pub ready_timeout: f64,

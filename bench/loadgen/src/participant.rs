@@ -161,8 +161,12 @@ impl Participant {
             .flatten()
             .min()
             .unwrap_or(far);
-            if sleep.deadline() != wake.into() {
-                sleep.as_mut().reset(wake.into());
+            // Re-arming the timer costs a timer-wheel update: do it only when
+            // the wake-up moves earlier (or the timer fired). A later one
+            // just means one early wake-up, which recomputes it.
+            let wake = tokio::time::Instant::from_std(wake);
+            if wake < sleep.deadline() || sleep.is_elapsed() {
+                sleep.as_mut().reset(wake);
             }
             tokio::select! {
                 biased;
@@ -183,6 +187,8 @@ impl Participant {
                 }
                 () = &mut sleep => {
                     let now = Instant::now();
+                    // Disarmed until the top of the loop sets the next wake-up.
+                    sleep.as_mut().reset((now + Duration::from_secs(86_400)).into());
                     if end.is_some_and(|e| now >= e) {
                         return Ok(());
                     }

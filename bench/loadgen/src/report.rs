@@ -83,6 +83,8 @@ pub fn build(w: &Window) -> Value {
     };
     let participants = w.shape.participants() as u64;
     let rss_per = match (w.base.server_rss_kb, w.end.server_rss_kb) {
+        // Churn has no steady population to divide by.
+        _ if w.args.scenario == Scenario::D => None,
         (Some(b), Some(e)) if participants > 0 => {
             Some(round(e.saturating_sub(b) as f64 / participants as f64, 1))
         }
@@ -112,8 +114,9 @@ pub fn build(w: &Window) -> Value {
     }
 
     let n = match w.args.scenario {
-        Scenario::C => w.args.m.unwrap_or(4),
-        _ => w.args.n,
+        Scenario::C => json!(w.args.m.unwrap_or(4)),
+        Scenario::D => json!(w.args.ramp_rate),
+        _ => json!(w.args.n),
     };
     let mut out = json!({
         "scenario": format!("{:?}", w.args.scenario),

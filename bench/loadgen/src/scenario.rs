@@ -82,7 +82,7 @@ impl Shape {
                 }
             }
             Scenario::D => Shape {
-                publishers: vec![plan(0, Some(video), true, false)],
+                publishers: vec![plan(0, args.churn_video.then_some(video), true, false)],
                 receivers: Vec::new(),
                 expect_receiving: 0,
                 expect_recv_connected: 0,
