@@ -8,10 +8,10 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use nodo_signaling::RoomManager;
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
+use crate::metrics::Exporter;
 use crate::node::Node;
 use crate::Config;
 
@@ -22,7 +22,11 @@ pub fn router(node: &Node) -> Router {
         .route("/readyz", get(|| async { "ready" }))
         .route("/metrics", get(metrics))
         .with_state(Metrics {
-            rooms: node.livekit.rooms.clone(),
+            exporter: Arc::new(Exporter::new(
+                &node.metrics,
+                node.livekit.rooms.clone(),
+                node.app.clone(),
+            )),
             token: Arc::from(node.config.server.metrics_token.as_str()),
         });
     let idle = crate::conn::HttpLimits::from_config(&node.config.server).idle;
@@ -60,7 +64,7 @@ fn cors(config: &Config) -> CorsLayer {
 /// What `/metrics` reads, and the bearer token it may require.
 #[derive(Clone)]
 struct Metrics {
-    rooms: Arc<RoomManager>,
+    exporter: Arc<Exporter>,
     token: Arc<str>,
 }
 
@@ -89,24 +93,13 @@ async fn metrics(State(m): State<Metrics>, headers: HeaderMap) -> Response {
                 .into_response();
         }
     }
-    let snaps = m.rooms.snapshots().await;
-    let participants: usize = snaps.iter().map(|s| s.participants.len()).sum();
-    let tracks: usize = snaps
-        .iter()
-        .flat_map(|s| s.participants.iter())
-        .map(|p| p.tracks.len())
-        .sum();
-    let body = format!(
-        "# HELP nodo_rooms Open rooms.\n# TYPE nodo_rooms gauge\nnodo_rooms {}\n\
-         # HELP nodo_participants Connected participants.\n# TYPE nodo_participants gauge\nnodo_participants {}\n\
-         # HELP nodo_published_tracks Published tracks.\n# TYPE nodo_published_tracks gauge\nnodo_published_tracks {}\n",
-        snaps.len(),
-        participants,
-        tracks
-    );
+    let body = m.exporter.render().await;
     (
         StatusCode::OK,
-        [("content-type", "text/plain; version=0.0.4")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         body,
     )
         .into_response()

@@ -10,7 +10,7 @@ use nodo_app::access::{Access, AccessConfig};
 use nodo_app::accounts::avatars::Avatars;
 use nodo_app::accounts::Accounts;
 use nodo_app::calls::Calls;
-use nodo_app::chat::{Chat, Presence};
+use nodo_app::chat::{Chat, Outlets, Presence};
 use nodo_app::meetings::Meetings;
 use nodo_app::push::Push;
 use nodo_app::store::{Store, StoreOptions};
@@ -23,6 +23,7 @@ use nodo_signaling::{LiveKit, RoomManager};
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::SocketIo;
 
+use crate::metrics::NodeMetrics;
 use crate::Config;
 
 /// A running node's parts, ready to be served.
@@ -34,16 +35,20 @@ pub struct Node {
     pub app: Arc<App>,
     /// The Socket.IO layer of the chat socket (served on the HTTP port).
     pub socket_layer: SocketIoLayer,
+    /// The counters `/metrics` exports.
+    pub metrics: NodeMetrics,
 }
 
 impl Node {
     /// Opens the store and builds every service. `transport` is the media
     /// plane's network: the node's sockets, or a fake in tests.
     /// `ice` tells participants about the node's TURN server, if it runs one.
+    /// Services count into `metrics` (the network counts into its media part).
     pub async fn build(
         config: Config,
         transport: Arc<dyn Transport>,
         ice: Option<Arc<dyn IceServers>>,
+        metrics: NodeMetrics,
     ) -> Result<Node, String> {
         let data_dir = Path::new(&config.data.dir);
         let keys = KeyStore::new(config.keys.clone());
@@ -54,6 +59,8 @@ impl Node {
             config.room.clone(),
             config.limit.clone(),
             ice,
+            metrics.media.clone(),
+            metrics.signal.clone(),
         );
 
         // Store, then push (it reads subscriptions from the store).
@@ -65,8 +72,13 @@ impl Node {
         )
         .await
         .map_err(|e| format!("cannot open the store in {}: {e}", config.data.dir))?;
-        let push = Push::start(store.clone(), config.push.clone(), data_dir)
-            .map_err(|e| format!("web push: {e}"))?;
+        let push = Push::start(
+            store.clone(),
+            config.push.clone(),
+            data_dir,
+            metrics.app.clone(),
+        )
+        .map_err(|e| format!("web push: {e}"))?;
 
         // Webhooks: the LiveKit side's sender over the store's durable queue.
         let webhooks = Webhooks::start(
@@ -74,6 +86,7 @@ impl Node {
             &config.webhook,
             Arc::new(store.webhook_queue()),
             rooms.subscribe(),
+            metrics.signal.clone(),
         );
 
         // The Socket.IO handle the services emit through; its handlers are
@@ -135,8 +148,11 @@ impl Node {
             store.clone(),
             io.clone(),
             presence,
-            push.clone(),
-            webhooks,
+            Outlets {
+                push: push.clone(),
+                webhooks,
+                metrics: metrics.app.clone(),
+            },
             config.chat.clone(),
             data_dir.join("attachments"),
         );
@@ -161,6 +177,7 @@ impl Node {
             livekit,
             app,
             socket_layer,
+            metrics,
         })
     }
 }

@@ -75,6 +75,7 @@ pub fn net_config(c: &Config) -> Result<NetConfig, String> {
             .tcp_enabled
             .then(|| (SocketAddr::new(bind, c.rtc.tcp_port), advertised)),
         udp_advertised_port: (c.rtc.external_udp_port != 0).then_some(c.rtc.external_udp_port),
+        metrics: nodo_sfu::SfuMetrics::default(),
         tcp_limits: nodo_sfu::net::TcpLimits {
             max_connections: c.rtc.tcp_max_connections,
             max_per_ip: c.rtc.tcp_max_connections_per_ip,
@@ -250,9 +251,10 @@ pub async fn run(
             ),
         }
     }
-    let net = Net::bind(&net_config(&config)?)
-        .await
-        .map_err(|e| e.to_string())?;
+    let metrics = crate::metrics::NodeMetrics::default();
+    let mut net_cfg = net_config(&config)?;
+    net_cfg.metrics = metrics.media.clone();
+    let net = Net::bind(&net_cfg).await.map_err(|e| e.to_string())?;
     let local = |l: &Option<TcpListener>| -> Vec<SocketAddr> {
         l.iter().filter_map(|l| l.local_addr().ok()).collect()
     };
@@ -329,7 +331,7 @@ pub async fn run(
     let ice = turn
         .as_ref()
         .map(|(_, _, ice)| ice.clone() as Arc<dyn nodo_signaling::room::IceServers>);
-    let node = Node::build(config, net.clone(), ice).await?;
+    let node = Node::build(config, net.clone(), ice, metrics).await?;
     let rooms = node.livekit.rooms.clone();
     let app = crate::http::router(&node);
 

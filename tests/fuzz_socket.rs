@@ -58,7 +58,7 @@ async fn start() -> Result<TestNode, String> {
     config.keys.insert("devkey".into(), SECRET.into());
     config.data.dir = dir.path().display().to_string();
     let transport = RecordingTransport::new("10.0.0.1:7882".parse().map_err(|_| "addr")?);
-    let node = Node::build(config, transport, None).await?;
+    let node = Node::build(config, transport, None, Default::default()).await?;
     let app = nodo::http::router(&node);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -19,7 +19,9 @@ async fn node() -> (axum::Router, Node, tempfile::TempDir) {
     config.keys.insert("devkey".into(), "secret".into());
     config.data.dir = dir.path().display().to_string();
     let transport = RecordingTransport::new("10.0.0.1:7882".parse().expect("addr"));
-    let node = Node::build(config, transport, None).await.expect("build");
+    let node = Node::build(config, transport, None, Default::default())
+        .await
+        .expect("build");
     (nodo::http::router(&node), node, dir)
 }
 

@@ -30,6 +30,7 @@ pub mod error;
 mod http;
 pub mod limits;
 pub mod meetings;
+pub mod metrics;
 pub mod push;
 pub mod store;
 

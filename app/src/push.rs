@@ -29,6 +29,7 @@ use web_push::{
 use crate::config::PushConfig;
 use crate::error::Error;
 use crate::limits::Limiter;
+use crate::metrics::AppMetrics;
 use crate::store::{Store, StoredSubscription};
 
 pub use guard::is_public;
@@ -118,6 +119,7 @@ pub struct Push {
     pending: Arc<Pending>,
     /// Push requests in flight, node-wide.
     sends: Arc<Semaphore>,
+    metrics: AppMetrics,
 }
 
 /// Notifications waiting to be sent before new ones are dropped (with a log line).
@@ -139,7 +141,12 @@ const SHORTENABLE: [&str; 2] = ["preview", "callerName"];
 
 impl Push {
     /// Loads the VAPID key from config, or from (creating once) `<data-dir>/vapid_private_key`.
-    pub fn start(store: Store, config: PushConfig, data_dir: &Path) -> Result<Arc<Push>, Error> {
+    pub fn start(
+        store: Store,
+        config: PushConfig,
+        data_dir: &Path,
+        metrics: AppMetrics,
+    ) -> Result<Arc<Push>, Error> {
         let private_key = if config.vapid_private_key.is_empty() {
             load_or_create_key(&data_dir.join("vapid_private_key"))?
         } else {
@@ -158,6 +165,7 @@ impl Push {
             sends: Arc::new(Semaphore::new(config.max_concurrent_sends.max(1))),
             config,
             queue,
+            metrics,
         });
         tokio::spawn(push.clone().run(rx));
         Ok(push)
@@ -367,8 +375,12 @@ impl Push {
             let sent = self.send_once(client, &info, payload, ttl, urgent).await;
             drop(permit);
             match sent {
-                Ok(()) => return,
+                Ok(()) => {
+                    self.metrics.push("sent");
+                    return;
+                }
                 Err(Outcome::Gone) => {
+                    self.metrics.push("gone");
                     tracing::info!(endpoint = %info.endpoint, "push subscription gone; deleting it");
                     if let Err(e) = self.store.forget_push_endpoint(&info.endpoint).await {
                         e.log_if_internal();
@@ -376,10 +388,12 @@ impl Push {
                     return;
                 }
                 Err(Outcome::Fatal(e)) => {
+                    self.metrics.push("failed");
                     tracing::warn!(endpoint = %info.endpoint, "push refused: {e}");
                     return;
                 }
                 Err(Outcome::Retry(e)) => {
+                    self.metrics.push("retry");
                     tracing::debug!(endpoint = %info.endpoint, attempt, "push failed, will retry: {e}");
                     last = e;
                     if attempt < self.config.retries {
@@ -389,6 +403,7 @@ impl Push {
                 }
             }
         }
+        self.metrics.push("failed");
         tracing::warn!(endpoint = %info.endpoint, "push gave up after {} retries: {last}", self.config.retries);
     }
 

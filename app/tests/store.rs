@@ -174,6 +174,71 @@ async fn concurrent_sends_share_commits_and_lose_nothing() {
     assert_eq!(seen, 300);
 }
 
+/// Sends that share a batch (one multi-row insert) keep per-message
+/// outcomes: a resend of an id in the same batch is a duplicate, a message
+/// that breaks a constraint is refused alone, and every stored one gets its
+/// members and pending statuses, in a group and a direct chat alike.
+#[tokio::test]
+async fn one_batch_keeps_each_message_its_own_outcome() {
+    let (s, _dir) = store().await;
+    users(&s, &["a", "b", "c", "d"]).await;
+    let (direct, _) = s.direct_chat("a", "b").await.expect("chat");
+    let group = s
+        .create_group("a", "g", &["b".into(), "c".into(), "d".into()])
+        .await
+        .expect("group");
+    let mut jobs = Vec::new();
+    for i in 0..40 {
+        let (id, chat) = match i % 4 {
+            0 => (format!("d{i}"), direct.clone()),
+            1 => (format!("g{i}"), group.clone()),
+            // The same id twice, racing in one batch.
+            2 => ("twice".to_string(), group.clone()),
+            // No such chat: the foreign key refuses it.
+            _ => (format!("x{i}"), "CH_missing".to_string()),
+        };
+        let s = s.clone();
+        jobs.push(tokio::spawn(async move {
+            (
+                id.clone(),
+                s.send(message(&id, &chat, "a", "hi"), online(&["c"])).await,
+            )
+        }));
+    }
+    let mut twice_inserted = 0;
+    for j in jobs {
+        let (id, r) = j.await.expect("task");
+        match id.chars().next() {
+            Some('x') => assert!(r.is_err(), "{id} was stored in a missing chat"),
+            Some('d') => {
+                let out = r.expect("direct send");
+                assert!(out.inserted);
+                assert_eq!(out.members, ["a", "b"]);
+                assert_eq!(
+                    out.message.status.get("b").map(String::as_str),
+                    Some("sent")
+                );
+            }
+            Some('g') => {
+                let out = r.expect("group send");
+                assert!(out.inserted);
+                assert_eq!(out.members, ["a", "b", "c", "d"]);
+            }
+            _ => {
+                if r.expect("resend").inserted {
+                    twice_inserted += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(twice_inserted, 1, "one of the same-id sends stores it");
+    let g = s.message_by_id("g1").await.expect("load").expect("stored");
+    assert_eq!(g.status.get("b").map(String::as_str), Some("sent"));
+    assert_eq!(g.status.get("c").map(String::as_str), Some("delivered"));
+    assert!(!g.status.contains_key("a"), "no status for the sender");
+    assert!(s.message_by_id("x3").await.expect("load").is_none());
+}
+
 #[tokio::test]
 async fn history_pages_newest_first_with_cursors() {
     let (s, _dir) = store().await;

@@ -41,6 +41,7 @@ mod dd;
 mod error;
 mod ids;
 mod keyframe;
+pub mod metrics;
 pub mod net;
 mod peer;
 mod rewrite;
@@ -50,6 +51,7 @@ mod track;
 
 pub use error::SfuError;
 pub use ids::{Layer, ParticipantSid, PeerId, PeerIds, PeerRole, TrackKind, TrackSid};
+pub use metrics::{MediaTotals, RoomMetrics, SfuMetrics};
 pub use peer::LocalCandidates;
 pub use room::{MediaRoom, RoomConfig, SfuEvent};
 pub use track::{LayerInfo, SubscriptionSettings};

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use str0m::bwe::Bitrate;
 use str0m::change::SdpPendingOffer;
 use str0m::channel::ChannelId;
-use str0m::media::Mid;
+use str0m::media::{Mid, Rid};
 use str0m::net::Protocol;
 use str0m::{Candidate, Rtc, RtcConfig};
 
@@ -63,6 +63,46 @@ pub(crate) struct Peer {
     pub connected: bool,
     /// Subscriber: restart ICE at the next offer (signal resume).
     pub ice_restart: bool,
+    /// Last cumulative repair counts seen in stats, to turn them into deltas.
+    pub repairs: Repairs,
+}
+
+/// Cumulative NACK/PLI/loss counts per stream from str0m's stats, kept to
+/// report what changed since the previous report.
+#[derive(Default)]
+pub(crate) struct Repairs {
+    ingress: HashMap<(Mid, Option<Rid>), u64>,
+    egress: HashMap<(Mid, Option<Rid>), [u64; 3]>,
+}
+
+impl Repairs {
+    /// NACKs sent on a receive stream since the last report.
+    pub fn ingress(&mut self, mid: Mid, rid: Option<Rid>, nacks: u64) -> u64 {
+        let seen = self.ingress.entry((mid, rid)).or_default();
+        let d = nacks.saturating_sub(*seen);
+        *seen = nacks.max(*seen);
+        d
+    }
+
+    /// NACKs and keyframe requests received, and packets reported lost, on a
+    /// send stream since the last report.
+    pub fn egress(
+        &mut self,
+        mid: Mid,
+        rid: Option<Rid>,
+        nacks: u64,
+        plis: u64,
+        lost: u64,
+    ) -> (u64, u64, u64) {
+        let seen = self.egress.entry((mid, rid)).or_default();
+        let now = [nacks, plis, lost];
+        let mut d = [0; 3];
+        for ((d, s), n) in d.iter_mut().zip(seen.iter_mut()).zip(now) {
+            *d = n.saturating_sub(*s);
+            *s = n.max(*s);
+        }
+        (d[0], d[1], d[2])
+    }
 }
 
 /// Most reliable messages queued before the data channel opens.
@@ -135,6 +175,7 @@ impl Peer {
             rtt: None,
             connected: false,
             ice_restart: false,
+            repairs: Repairs::default(),
         }
     }
 

@@ -33,6 +33,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod ids;
+pub mod metrics;
 pub mod room;
 mod rtc;
 mod twirp;

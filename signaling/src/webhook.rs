@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, Notify};
 use crate::auth::{claims_for, unix_now_ms, KeyStore};
 use crate::config::WebhookConfig;
 use crate::error::Error;
+use crate::metrics::SignalMetrics;
 use crate::room::RoomEvent;
 
 /// Longest wait between two attempts at one delivery.
@@ -109,6 +110,7 @@ pub struct Webhooks {
     urls: Vec<String>,
     app_events: bool,
     wake: Notify,
+    metrics: SignalMetrics,
 }
 
 impl Webhooks {
@@ -120,6 +122,7 @@ impl Webhooks {
         config: &WebhookConfig,
         queue: Arc<dyn WebhookQueue>,
         mut events: mpsc::UnboundedReceiver<RoomEvent>,
+        metrics: SignalMetrics,
     ) -> Arc<Webhooks> {
         let api_key = if config.api_key.is_empty() {
             keys.first_key().unwrap_or_default().to_string()
@@ -133,6 +136,7 @@ impl Webhooks {
             urls: config.urls.clone(),
             app_events: config.app_events,
             wake: Notify::new(),
+            metrics,
         });
         if hooks.urls.is_empty() {
             return hooks;
@@ -243,6 +247,7 @@ impl Webhooks {
                     false
                 }
             };
+            self.metrics.webhook(if ok { "delivered" } else { "retry" });
             let result = if ok {
                 self.queue.delivered(head.seq).await
             } else {

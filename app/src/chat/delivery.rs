@@ -30,6 +30,7 @@ use tokio::time::Instant;
 
 use super::Chat;
 use crate::error::{to_json, Error};
+use crate::metrics::AppMetrics;
 use crate::push::Priority;
 use crate::store::{Confirmed, Message, Store};
 
@@ -66,15 +67,22 @@ pub(super) struct Delivery {
     confirms: mpsc::Sender<Vec<Confirmed>>,
     /// How long a client has to confirm a `receiveMessage`.
     ack_timeout: Duration,
+    pub metrics: AppMetrics,
 }
 
 impl Delivery {
-    pub(super) fn start(store: Store, io: SocketIo, ack_timeout: Duration) -> Delivery {
+    pub(super) fn start(
+        store: Store,
+        io: SocketIo,
+        ack_timeout: Duration,
+        metrics: AppMetrics,
+    ) -> Delivery {
         let (confirms, rx) = mpsc::channel(1024);
-        tokio::spawn(confirmer(store, io, rx));
+        tokio::spawn(confirmer(store, io, rx, metrics.clone()));
         Delivery {
             confirms,
             ack_timeout,
+            metrics,
         }
     }
 }
@@ -160,6 +168,7 @@ impl Chat {
             elapsed_us = started.elapsed().as_micros() as u64,
             "message handed to its members' sockets"
         );
+        self.delivery.metrics.delivered(acks.len() as u64);
         if !acks.is_empty() {
             tokio::spawn(collect(acks, self.delivery.confirms.clone()));
         }
@@ -453,7 +462,12 @@ async fn collect(acks: Vec<(Confirmed, Ack)>, confirms: mpsc::Sender<Vec<Confirm
 /// moment in one transaction) and tells each sender, in one
 /// `messageDelivered` per sender and batch. A batch that cannot be stored is
 /// logged; its messages stay pending and come again on the next connection.
-async fn confirmer(store: Store, io: SocketIo, mut rx: mpsc::Receiver<Vec<Confirmed>>) {
+async fn confirmer(
+    store: Store,
+    io: SocketIo,
+    mut rx: mpsc::Receiver<Vec<Confirmed>>,
+    metrics: AppMetrics,
+) {
     while let Some(mut batch) = rx.recv().await {
         while batch.len() < MAX_CONFIRM_BATCH {
             match rx.try_recv() {
@@ -461,8 +475,9 @@ async fn confirmer(store: Store, io: SocketIo, mut rx: mpsc::Receiver<Vec<Confir
                 Err(_) => break,
             }
         }
+        metrics.confirmed(batch.len() as u64);
         match store.confirm_delivered(&batch).await {
-            Ok(done) => tell_senders(&io, done).await,
+            Ok(done) => tell_senders(&io, done, &metrics).await,
             Err(e) => e.log_if_internal(),
         }
     }
@@ -474,7 +489,7 @@ type Receipt = (String, String, Vec<String>);
 /// One `messageDelivered` per sender: `{id, chatId, to, recipients}` of its
 /// first message, and `receipts` with every message of the batch in that
 /// shape (`to` is the first of `recipients`, for clients of direct chats).
-async fn tell_senders(io: &SocketIo, done: Vec<Confirmed>) {
+async fn tell_senders(io: &SocketIo, done: Vec<Confirmed>, metrics: &AppMetrics) {
     let mut by_sender: BTreeMap<String, BTreeMap<i64, Receipt>> = BTreeMap::new();
     for c in done {
         by_sender
@@ -497,6 +512,7 @@ async fn tell_senders(io: &SocketIo, done: Vec<Confirmed>) {
             continue;
         };
         event["receipts"] = Value::Array(receipts);
+        metrics.receipt();
         let _ = io.to(sender).emit("messageDelivered", &event).await;
     }
 }

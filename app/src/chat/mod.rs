@@ -20,6 +20,7 @@ use socketioxide::SocketIo;
 use crate::config::ChatConfig;
 use crate::error::{to_json, Error, Missing};
 use crate::limits::{Limiter, Rate, Turn, Turns};
+use crate::metrics::AppMetrics;
 use crate::push::Push;
 use crate::store::{ChatSummary, Message, NewMessage, SendOutcome, Store};
 pub use attachments::Upload;
@@ -128,6 +129,14 @@ pub struct Chat {
     delivery: delivery::Delivery,
 }
 
+/// Where the chat reports beyond its sockets: notifications for the
+/// offline, webhooks, and the node's counters.
+pub struct Outlets {
+    pub push: Arc<Push>,
+    pub webhooks: Arc<Webhooks>,
+    pub metrics: AppMetrics,
+}
+
 /// A message a user sends, before it is stored.
 pub struct Outgoing {
     /// Client-chosen id (idempotent resends), or none for a server-made one.
@@ -150,16 +159,21 @@ impl Chat {
         store: Store,
         io: SocketIo,
         presence: Arc<Presence>,
-        push: Arc<Push>,
-        webhooks: Arc<Webhooks>,
+        outlets: Outlets,
         config: ChatConfig,
         attachments_dir: PathBuf,
     ) -> Arc<Chat> {
+        let Outlets {
+            push,
+            webhooks,
+            metrics,
+        } = outlets;
         let chat = Arc::new(Chat {
             delivery: delivery::Delivery::start(
                 store.clone(),
                 io.clone(),
                 Duration::from_secs(config.delivery_ack_timeout_secs),
+                metrics,
             ),
             store,
             io,
@@ -214,12 +228,12 @@ impl Chat {
     /// `{senderProfile: {id, name, avatar}}` from the store: what a relayed
     /// message says of its sender (never what the sender's payload claims).
     pub async fn sender_profile(&self, me: &str) -> Result<Value, Error> {
-        let u = self
+        let (name, avatar) = self
             .store
-            .user(me)
+            .profile(me)
             .await?
             .ok_or_else(|| Error::NotFound(Missing::User(me.to_string())))?;
-        Ok(json!({"senderProfile": {"id": u.id, "name": u.name, "avatar": u.avatar}}))
+        Ok(json!({"senderProfile": {"id": me, "name": name, "avatar": avatar}}))
     }
 
     /// Refuses an upload that would take `uploader` past the daily attachment bytes.
@@ -265,6 +279,9 @@ impl Chat {
                 if r == me {
                     return Err(Error::invalid("cannot message yourself"));
                 }
+                if let Some(id) = self.store.known_direct_chat(me, r) {
+                    return Ok((id, false));
+                }
                 if self.store.user(r).await?.is_none() {
                     return Err(Error::NotFound(Missing::User(r.to_string())));
                 }
@@ -305,6 +322,7 @@ impl Chat {
         except_socket: Option<socketioxide::socket::Sid>,
     ) -> Result<SendOutcome, Error> {
         self.check_outgoing(&m)?;
+        let started = std::time::Instant::now();
         let out = self
             .store
             .send(
@@ -320,7 +338,15 @@ impl Chat {
                 // Pending for everyone: delivered once a recipient's client confirms.
                 Arc::new(|_: &str| false),
             )
-            .await?;
+            .await
+            .inspect_err(|_| self.delivery.metrics.message("refused", None))?;
+        if out.inserted {
+            self.delivery
+                .metrics
+                .message("stored", Some(started.elapsed()));
+        } else {
+            self.delivery.metrics.message("duplicate", None);
+        }
         if out.inserted {
             self.deliver(&out.message, &out.members, extra, except_socket)
                 .await?;

@@ -101,21 +101,164 @@ async fn store_batch(writer: &SqlitePool, batch: &[SendJob]) -> Vec<Result<Store
         Ok(t) => t,
         Err(e) => return fail(e),
     };
-    let mut out = Vec::with_capacity(batch.len());
-    for job in batch {
-        match store_one(&mut tx, &job.msg, &job.online).await {
-            Ok(s) => out.push(Ok(s)),
-            // SQLite may have rolled the whole transaction back on its own
-            // (later statements would then commit one by one): nothing of
-            // this batch may be committed.
-            Err(e) if ends_transaction(&e) => return fail(e),
-            Err(e) => out.push(Err(e.into())),
+    let out = match store_many(&mut tx, batch).await {
+        Ok(out) => out,
+        // SQLite may have rolled the whole transaction back on its own
+        // (later statements would then commit one by one): nothing of this
+        // batch may be committed.
+        Err(e) if ends_transaction(&e) => return fail(e),
+        // One message broke a constraint and took its statement down with
+        // it (SQLite undid that statement only): store them one by one, so
+        // that only the bad one is refused.
+        Err(_) => {
+            let mut out = Vec::with_capacity(batch.len());
+            for job in batch {
+                match store_one(&mut tx, &job.msg, &job.online).await {
+                    Ok(s) => out.push(Ok(s)),
+                    Err(e) if ends_transaction(&e) => return fail(e),
+                    Err(e) => out.push(Err(e.into())),
+                }
+            }
+            out
         }
-    }
+    };
     match tx.commit().await {
         Ok(()) => out,
         Err(e) => fail(e),
     }
+}
+
+/// Stores a whole batch in three statements, whatever its size: the
+/// messages (one multi-row insert), their chats' members, and every
+/// recipient's pending status. Each statement is a hand-off to the
+/// connection's thread and back; per message, that was four of them.
+async fn store_many(
+    conn: &mut SqliteConnection,
+    batch: &[SendJob],
+) -> Result<Vec<Result<Stored, Error>>, sqlx::Error> {
+    let now = now_ms();
+    let mut sql = String::from(
+        "INSERT INTO messages (id, chat_id, sender_id, content, content_type, reply_to, attachment_id, created_at) VALUES ",
+    );
+    for i in 0..batch.len() {
+        sql.push_str(if i == 0 {
+            "(?, ?, ?, ?, ?, ?, ?, ?)"
+        } else {
+            ", (?, ?, ?, ?, ?, ?, ?, ?)"
+        });
+    }
+    sql.push_str(" ON CONFLICT(id) DO NOTHING RETURNING seq, id");
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for job in batch {
+        let m = &job.msg;
+        q = q
+            .bind(&m.id)
+            .bind(&m.chat_id)
+            .bind(&m.sender)
+            .bind(&m.content)
+            .bind(&m.content_type)
+            .bind(&m.reply_to)
+            .bind(&m.attachment_id)
+            .bind(now);
+    }
+    let inserted: HashMap<String, i64> = q
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|r| (r.get::<String, _>(1), r.get::<i64, _>(0)))
+        .collect();
+    // The first job with an id owns the row; a resend (even in this batch)
+    // is a duplicate.
+    let mut seqs: Vec<Option<i64>> = Vec::with_capacity(batch.len());
+    let mut taken = std::collections::HashSet::new();
+    for job in batch {
+        let seq = inserted.get(&job.msg.id).copied();
+        seqs.push(seq.filter(|_| taken.insert(job.msg.id.as_str())));
+    }
+    let new: Vec<i64> = seqs.iter().flatten().copied().collect();
+    if new.is_empty() {
+        return Ok(batch.iter().map(|_| Ok(Stored::Duplicate)).collect());
+    }
+
+    let mut chats: Vec<&str> = batch
+        .iter()
+        .zip(&seqs)
+        .filter(|(_, s)| s.is_some())
+        .map(|(j, _)| j.msg.chat_id.as_str())
+        .collect();
+    chats.sort_unstable();
+    chats.dedup();
+    let sql = format!(
+        "SELECT c.id, c.type, cm.user_id FROM chats c LEFT JOIN chat_members cm ON cm.chat_id = c.id \
+         WHERE c.id IN ({}) ORDER BY cm.user_id",
+        placeholders(chats.len())
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for c in &chats {
+        q = q.bind(*c);
+    }
+    // chat id -> (direct, members in id order)
+    let mut members: HashMap<String, (bool, Vec<String>)> = HashMap::new();
+    for r in q.fetch_all(&mut *conn).await? {
+        let e = members
+            .entry(r.get::<String, _>(0))
+            .or_insert_with(|| (r.get::<String, _>(1) == "direct", Vec::new()));
+        if let Some(u) = r.get::<Option<String>, _>(2) {
+            e.1.push(u);
+        }
+    }
+
+    let sql = format!(
+        "INSERT INTO message_status (message_seq, user_id, status, updated_at) \
+         SELECT m.seq, cm.user_id, 'sent', ? FROM messages m JOIN chat_members cm ON cm.chat_id = m.chat_id \
+         WHERE m.seq IN ({}) AND cm.user_id <> m.sender_id",
+        placeholders(new.len())
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+    for s in &new {
+        q = q.bind(*s);
+    }
+    q.execute(&mut *conn).await?;
+
+    let mut out = Vec::with_capacity(batch.len());
+    for (job, seq) in batch.iter().zip(seqs) {
+        let Some(seq) = seq else {
+            out.push(Ok(Stored::Duplicate));
+            continue;
+        };
+        let (direct, list) = members.get(&job.msg.chat_id).cloned().unwrap_or_default();
+        let mut status = HashMap::new();
+        for u in list.iter().filter(|u| **u != job.msg.sender) {
+            let st = if (job.online)(u) { "delivered" } else { "sent" };
+            if st == "delivered" {
+                sqlx::query(
+                    "UPDATE message_status SET status = 'delivered' WHERE message_seq = ? AND user_id = ?",
+                )
+                .bind(seq)
+                .bind(u)
+                .execute(&mut *conn)
+                .await?;
+            }
+            status.insert(u.clone(), st.to_string());
+        }
+        out.push(Ok(Stored::New {
+            seq,
+            created_at: now,
+            direct,
+            members: list,
+            status,
+        }));
+    }
+    Ok(out)
+}
+
+/// `?, ?, …` for `n` values.
+fn placeholders(n: usize) -> String {
+    let mut s = String::with_capacity(n * 3);
+    for i in 0..n {
+        s.push_str(if i == 0 { "?" } else { ", ?" });
+    }
+    s
 }
 
 /// Whether SQLite may have rolled the transaction back on its own after this

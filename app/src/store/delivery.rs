@@ -21,6 +21,9 @@ pub struct Confirmed {
     pub sender: String,
 }
 
+/// Confirmations stored per statement (two bound values each).
+const CONFIRM_CHUNK: usize = 500;
+
 impl Store {
     /// Up to `limit` messages to `user` that no client of theirs confirmed,
     /// with `seq` above `after`, oldest first. Deleted messages are left out.
@@ -53,18 +56,33 @@ impl Store {
         let now = now_ms();
         let mut changed = Vec::new();
         let mut tx = self.writer().begin().await?;
-        for c in items {
-            let r = sqlx::query(
+        // One statement per chunk, not per confirmation: each statement is a
+        // hand-off to the connection's thread and back.
+        for chunk in items.chunks(CONFIRM_CHUNK) {
+            let mut sql = String::from(
                 "UPDATE message_status SET status = 'delivered', updated_at = ? \
-                 WHERE message_seq = ? AND user_id = ? AND status = 'sent'",
-            )
-            .bind(now)
-            .bind(c.seq)
-            .bind(&c.recipient)
-            .execute(&mut *tx)
-            .await?;
-            if r.rows_affected() == 1 {
-                changed.push(c.clone());
+                 WHERE status = 'sent' AND (message_seq, user_id) IN (VALUES ",
+            );
+            for i in 0..chunk.len() {
+                sql.push_str(if i == 0 { "(?, ?)" } else { ", (?, ?)" });
+            }
+            sql.push_str(") RETURNING message_seq, user_id");
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+            for c in chunk {
+                q = q.bind(c.seq).bind(&c.recipient);
+            }
+            let done: HashSet<(i64, String)> = q
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|r| (r.get::<i64, _>(0), r.get::<String, _>(1)))
+                .collect();
+            let mut told = HashSet::new();
+            for c in chunk {
+                let key = (c.seq, c.recipient.clone());
+                if done.contains(&key) && told.insert(key) {
+                    changed.push(c.clone());
+                }
             }
         }
         tx.commit().await?;

@@ -148,14 +148,25 @@ fn direct_key(a: &str, b: &str) -> String {
 
 impl Store {
     /// The direct chat between two users, created on first use.
+    /// The direct chat of `a` and `b` when this store has seen it (no
+    /// database read): it exists, and so do both users.
+    pub fn known_direct_chat(&self, a: &str, b: &str) -> Option<String> {
+        super::cache_get(&self.caches.direct, &direct_key(a, b))
+    }
+
     pub async fn direct_chat(&self, a: &str, b: &str) -> Result<(String, bool), Error> {
         let key = direct_key(a, b);
+        if let Some(id) = self.known_direct_chat(a, b) {
+            return Ok((id, false));
+        }
         if let Some(row) = sqlx::query("SELECT id FROM chats WHERE direct_key = ?")
             .bind(&key)
             .fetch_optional(self.pool())
             .await?
         {
-            return Ok((row.get::<String, _>(0), false));
+            let id = row.get::<String, _>(0);
+            super::cache_put(&self.caches.direct, key, id.clone());
+            return Ok((id, false));
         }
         let id = nodo_signaling::ids::new_sid("CH_");
         let now = now_ms();
@@ -185,6 +196,7 @@ impl Store {
         if !inserted {
             return Box::pin(self.direct_chat(a, b)).await;
         }
+        super::cache_put(&self.caches.direct, key, id.clone());
         Ok((id, true))
     }
 

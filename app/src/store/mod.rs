@@ -80,6 +80,43 @@ pub struct Store {
     tasks: Arc<Tasks>,
     wal: wal::WalBound,
     options: StoreOptions,
+    /// What every message would otherwise read again (see `Caches`).
+    caches: Arc<Caches>,
+}
+
+/// Facts the send path reads for every message, kept in memory. Each is
+/// either immutable once true (a direct chat's id: chats and users are
+/// never deleted) or changed only through this store, which updates the
+/// cache in the same call (a user's name and picture).
+#[derive(Default)]
+struct Caches {
+    /// `direct_key` -> chat id.
+    direct: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// user id -> (name, avatar).
+    profiles: std::sync::Mutex<std::collections::HashMap<String, (String, String)>>,
+}
+
+/// Entries a cache holds before it is emptied and refilled from the database.
+const CACHE_ENTRIES: usize = 65_536;
+
+fn cache_put<V>(map: &std::sync::Mutex<std::collections::HashMap<String, V>>, k: String, v: V) {
+    let mut m = map
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if m.len() >= CACHE_ENTRIES {
+        m.clear();
+    }
+    m.insert(k, v);
+}
+
+fn cache_get<V: Clone>(
+    map: &std::sync::Mutex<std::collections::HashMap<String, V>>,
+    k: &str,
+) -> Option<V> {
+    map.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(k)
+        .cloned()
 }
 
 /// The store's tasks and their stop signal.
@@ -155,6 +192,7 @@ impl Store {
             }),
             wal,
             options,
+            caches: Arc::default(),
         })
     }
 
@@ -176,6 +214,11 @@ impl Store {
             journal_size_limit,
             wal_limit: self.options.wal_limit,
         })
+    }
+
+    /// Messages waiting for the group-commit writer.
+    pub fn send_queue_depth(&self) -> usize {
+        self.sends.max_capacity() - self.sends.capacity()
     }
 
     /// The size of `nodo.db-wal` now, in bytes (0 when there is none).

@@ -225,12 +225,33 @@ impl Store {
         )
     }
 
+    /// A user's `(name, avatar)`, from memory once read.
+    pub async fn profile(&self, id: &str) -> Result<Option<(String, String)>, Error> {
+        if let Some(p) = super::cache_get(&self.caches.profiles, id) {
+            return Ok(Some(p));
+        }
+        let Some(u) = self.user(id).await? else {
+            return Ok(None);
+        };
+        let p = (u.name, u.avatar);
+        super::cache_put(&self.caches.profiles, id.to_string(), p.clone());
+        Ok(Some(p))
+    }
+
     pub async fn update_profile(
         &self,
         id: &str,
         name: Option<&str>,
         avatar: Option<&str>,
     ) -> Result<User, Error> {
+        let forget = || {
+            self.caches
+                .profiles
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(id);
+        };
+        forget();
         sqlx::query(
             "UPDATE users SET name = COALESCE(?, name), avatar = COALESCE(?, avatar) WHERE id = ?",
         )
@@ -239,6 +260,9 @@ impl Store {
         .bind(id)
         .execute(&self.writer)
         .await?;
+        // Again after the write: a read between the first forget and the
+        // commit may have cached the old row.
+        forget();
         self.user(id)
             .await?
             .ok_or_else(|| Error::NotFound(Missing::User(id.to_string())))

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::ids::PeerId;
+use crate::metrics::SfuMetrics;
 use crate::peer::LocalCandidates;
 
 /// A packet for one peer connection, as read from the network.
@@ -46,6 +47,8 @@ pub struct NetConfig {
     pub udp_advertised_port: Option<u16>,
     /// Caps and timeouts of ICE-TCP connections.
     pub tcp_limits: TcpLimits,
+    /// Where socket counters go.
+    pub metrics: SfuMetrics,
 }
 
 /// What an ICE-TCP connection may hold.
@@ -146,6 +149,7 @@ pub struct Net {
     /// process. Bound once at start-up (the relays need the bound media
     /// addresses first); until then packets take the kernel path.
     local_relay: std::sync::OnceLock<Arc<dyn LocalRelay>>,
+    metrics: SfuMetrics,
 }
 
 /// Relayed addresses of this process's own TURN server: a packet for one is
@@ -196,6 +200,7 @@ impl Net {
             tcp_limits: config.tcp_limits,
             tcp_open: std::sync::Mutex::new(tcp::OpenCounts::default()),
             local_relay: std::sync::OnceLock::new(),
+            metrics: config.metrics.clone(),
         });
         let mut tasks = Vec::new();
         for i in 0..net.udp.len() {
@@ -296,9 +301,13 @@ impl Net {
                     .find(|u| u.advertised == t.source)
                     .or_else(|| self.udp.first());
                 if let Some(u) = port {
-                    if let Err(e) = u.socket.try_send_to(&t.contents, t.destination) {
-                        if e.kind() != io::ErrorKind::WouldBlock {
-                            tracing::debug!(dst = %t.destination, "udp send: {e}");
+                    match u.socket.try_send_to(&t.contents, t.destination) {
+                        Ok(n) => self.metrics.udp_sent(1, n as u64),
+                        Err(e) => {
+                            self.metrics.udp_send_dropped();
+                            if e.kind() != io::ErrorKind::WouldBlock {
+                                tracing::debug!(dst = %t.destination, "udp send: {e}");
+                            }
                         }
                     }
                 }
@@ -353,6 +362,7 @@ impl Net {
         data: &[u8],
     ) -> bool {
         let Some(route) = self.route(source, data) else {
+            self.metrics.unrouted();
             return false;
         };
         let pkt = NetPacket {
@@ -363,6 +373,7 @@ impl Net {
             data: data.to_vec(),
         };
         if route.inbox.try_send(pkt).is_err() {
+            self.metrics.inbox_dropped();
             tracing::trace!(peer = ?route.peer, "room inbox full, dropping packet");
         }
         true
@@ -378,6 +389,7 @@ impl Net {
         loop {
             match socket.recv_from(&mut buf).await {
                 Ok((n, source)) => {
+                    self.metrics.udp_received(1, n as u64);
                     self.deliver(Protocol::Udp, source, local, &buf[..n]);
                 }
                 Err(e) => {
@@ -432,6 +444,7 @@ mod tests {
             tcp: None,
             udp_advertised_port: None,
             tcp_limits: TcpLimits::default(),
+            metrics: SfuMetrics::default(),
         };
         let net = Net::bind(&config).await.expect("bind");
         let transport: Arc<dyn Transport> = net.clone();

@@ -46,6 +46,7 @@ impl MediaRoom {
             }
             self.drain(id, now);
         }
+        self.metrics.flush();
     }
 
     fn drain(&mut self, id: PeerId, now: Instant) {
@@ -140,14 +141,22 @@ impl MediaRoom {
             Event::MediaIngressStats(s) => {
                 if let Some(loss) = s.loss {
                     peer.loss = peer.loss * 0.5 + loss * 0.5;
+                    self.metrics.upstream_loss(loss);
                 }
                 peer.rtt = s.rtt.or(peer.rtt);
+                let nacks = peer.repairs.ingress(s.mid, s.rid, s.nacks);
+                self.metrics.repairs(0, 0, nacks, 0);
             }
             Event::MediaEgressStats(s) => {
                 if let Some(loss) = s.loss {
                     peer.loss = peer.loss * 0.5 + loss * 0.5;
                 }
                 peer.rtt = s.rtt.or(peer.rtt);
+                let lost = s.remote.as_ref().map_or(0, |r| r.packets_lost);
+                let (nacks, plis, lost) =
+                    peer.repairs
+                        .egress(s.mid, s.rid, s.nacks, s.plis + s.firs, lost);
+                self.metrics.repairs(nacks, plis, 0, lost);
             }
             _ => {}
         }

@@ -57,6 +57,14 @@ impl MediaRoom {
         let idx = Track::layer_index(layer);
         track.last_packet[idx] = Some(now);
         track.bytes[idx] += pkt.payload.len() as u64;
+        let counts = &mut self.metrics.counts;
+        if track.kind == TrackKind::Audio {
+            counts.audio_in += 1;
+            counts.audio_in_bytes += pkt.payload.len() as u64;
+        } else {
+            counts.video_in += 1;
+            counts.video_in_bytes += pkt.payload.len() as u64;
+        }
         if track.kind == TrackKind::Audio {
             if let Some(level) = pkt.header.ext_vals.audio_level {
                 let level = level.unsigned_abs().min(127) as i8;
@@ -204,6 +212,8 @@ impl MediaRoom {
                 .ext_vals(ext.clone())
                 .nackable(is_video),
             );
+            self.metrics.counts.forwarded += 1;
+            self.metrics.counts.forwarded_bytes += pkt.payload.len() as u64;
             if !sub_peer.dirty {
                 sub_peer.dirty = true;
                 self.dirty.push(sub.peer);

@@ -77,7 +77,7 @@ impl MediaRoom {
         rx.request_keyframe(kind);
         t.pending_pli[idx] = None;
         t.last_pli[idx] = Some(now);
-        self.keyframe_requests_sent += 1;
+        self.metrics.keyframe_request_sent();
         if !p.dirty {
             p.dirty = true;
             self.dirty.push(pub_id);

@@ -13,6 +13,7 @@ use str0m::{Candidate, Input};
 
 use crate::error::SfuError;
 use crate::ids::{Layer, ParticipantSid, PeerId, PeerIds, PeerRole, TrackKind, TrackSid};
+use crate::metrics::{RoomMetrics, SfuMetrics};
 use crate::peer::{LocalCandidates, Peer};
 use crate::track::{LayerInfo, Subscription, SubscriptionSettings, Track};
 
@@ -81,6 +82,10 @@ pub struct RoomConfig {
     /// Where peer ids come from: give every room of a node a clone of one
     /// allocator so ids are unique node-wide.
     pub peer_ids: PeerIds,
+    /// Where the room's counters go (a detached set by default).
+    pub metrics: SfuMetrics,
+    /// The room's name, as the `room` label of its per-room series.
+    pub name: String,
 }
 
 impl Default for RoomConfig {
@@ -91,6 +96,8 @@ impl Default for RoomConfig {
             speaker_interval: Duration::from_millis(500),
             quality_interval: Duration::from_secs(5),
             peer_ids: PeerIds::new(),
+            metrics: SfuMetrics::default(),
+            name: String::new(),
         }
     }
 }
@@ -132,14 +139,16 @@ pub struct MediaRoom {
     last_layer_tick: Instant,
     /// When a held-back keyframe request may go out (see `keyframes`).
     keyframe_retry: Option<Instant>,
-    /// Keyframe requests sent to publishers, for stats.
-    keyframe_requests_sent: u64,
+    /// This room's counters (flushed to the node's after every drive).
+    metrics: RoomMetrics,
 }
 
 impl MediaRoom {
     /// An empty room; its peer ids come from `config.peer_ids`.
     pub fn new(config: RoomConfig, now: Instant) -> MediaRoom {
+        let metrics = config.metrics.room(&config.name);
         MediaRoom {
+            metrics,
             next_speaker_tick: now + config.speaker_interval,
             next_quality_tick: now + config.quality_interval,
             next_layer_tick: now + LAYER_TICK,
@@ -157,7 +166,6 @@ impl MediaRoom {
             now,
             speakers: HashSet::new(),
             keyframe_retry: None,
-            keyframe_requests_sent: 0,
         }
     }
 
@@ -628,6 +636,11 @@ impl MediaRoom {
     /// Next packet to put on the wire.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
+    }
+
+    /// Packets this room forwarded to subscribers so far (flushed counts).
+    pub fn forwarded_packets(&self) -> u64 {
+        self.metrics.forwarded()
     }
 
     /// Next event for signaling. Once every earlier event is taken, makes the

@@ -23,6 +23,7 @@ pub async fn tcp_net(
         )),
         udp_advertised_port: None,
         tcp_limits: limits,
+        metrics: Default::default(),
     };
     let net = Net::bind(&config).await.expect("bind");
     let addr = net.tcp_addrs()[0];

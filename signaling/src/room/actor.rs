@@ -57,6 +57,8 @@ impl RoomActor {
         let config = RoomConfig {
             candidates: manager.transport().candidates(),
             peer_ids: manager.peer_ids().clone(),
+            metrics: manager.media_metrics().clone(),
+            name: name.to_string(),
             ..RoomConfig::default()
         };
         let (inbox, inbox_rx) = mpsc::channel(ROOM_INBOX_CAPACITY);
@@ -379,6 +381,7 @@ impl RoomActor {
             self.broadcast_update(&info, Some(&sid));
         }
         tracing::info!(room = %self.name, participant = %info.identity, sid = %sid, "participant joined");
+        self.manager.metrics().joined();
         self.manager.webhook(
             "participant_joined",
             self.room_info(),

@@ -20,13 +20,14 @@ use std::time::Duration;
 
 use livekit_protocol as proto;
 use nodo_sfu::net::Transport;
-use nodo_sfu::PeerIds;
+use nodo_sfu::{PeerIds, SfuMetrics};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::Claims;
 use crate::config::{LimitConfig, RoomDefaults};
 use crate::error::Error;
 use crate::ids::{ParticipantIdentity, ParticipantSid, RoomName, RoomSid};
+use crate::metrics::SignalMetrics;
 
 pub use participant::JoinOptions;
 
@@ -163,6 +164,9 @@ pub struct RoomManager {
     /// Published tracks across all rooms (for `limit.max_tracks`).
     tracks: AtomicUsize,
     node_id: String,
+    /// Media counters every room reports to.
+    media_metrics: SfuMetrics,
+    metrics: SignalMetrics,
 }
 
 /// Room mailbox depth; senders wait when it is full.
@@ -175,15 +179,25 @@ impl RoomManager {
         defaults: RoomDefaults,
         limits: LimitConfig,
     ) -> Arc<RoomManager> {
-        Self::with_ice_servers(transport, defaults, limits, None)
+        Self::with_ice_servers(
+            transport,
+            defaults,
+            limits,
+            None,
+            SfuMetrics::default(),
+            SignalMetrics::default(),
+        )
     }
 
-    /// As [`RoomManager::new`], telling participants about `ice` servers.
+    /// As [`RoomManager::new`], telling participants about `ice` servers
+    /// and counting into the node's metrics.
     pub fn with_ice_servers(
         transport: Arc<dyn Transport>,
         defaults: RoomDefaults,
         limits: LimitConfig,
         ice: Option<Arc<dyn IceServers>>,
+        media_metrics: SfuMetrics,
+        metrics: SignalMetrics,
     ) -> Arc<RoomManager> {
         Arc::new(RoomManager {
             gate: OnceLock::new(),
@@ -196,6 +210,8 @@ impl RoomManager {
             limits,
             tracks: AtomicUsize::new(0),
             node_id: crate::ids::new_sid("ND_"),
+            media_metrics,
+            metrics,
         })
     }
 
@@ -231,6 +247,16 @@ impl RoomManager {
             .as_ref()
             .map(|i| i.for_participant(participant))
             .unwrap_or_default()
+    }
+
+    /// Media counters (for the room actors).
+    pub(crate) fn media_metrics(&self) -> &SfuMetrics {
+        &self.media_metrics
+    }
+
+    /// LiveKit-side counters.
+    pub(crate) fn metrics(&self) -> &SignalMetrics {
+        &self.metrics
     }
 
     /// The node-wide peer id allocator (for the room actors).
