@@ -2,6 +2,7 @@
 //! `SignalRequest`/`SignalResponse`): the publisher connection is the one we
 //! offer on, the subscriber connection the one the server offers on.
 
+use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::stream::{SplitSink, SplitStream};
@@ -18,6 +19,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::signal::{Conn, Quality, SignalEvent, TrackSpec};
+use crate::stats::Shared;
 
 /// How long the WebSocket handshake (and join) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -42,6 +44,7 @@ pub struct LiveKitTarget {
 
 pub struct LiveKit {
     sink: SplitSink<Ws, Message>,
+    shared: Rc<Shared>,
     /// Frames from the reader task (`None`: the socket ended, and why).
     frames: mpsc::UnboundedReceiver<Result<Message, String>>,
     reader: JoinHandle<()>,
@@ -132,6 +135,7 @@ impl LiveKit {
         room: &str,
         identity: &str,
         subscribe: bool,
+        shared: Rc<Shared>,
     ) -> Result<LiveKit, String> {
         let url = rtc_url(&t.url, &token(t, room, identity)?, subscribe);
         let config = WebSocketConfig::default()
@@ -147,6 +151,7 @@ impl LiveKit {
         let reader = tokio::task::spawn_local(read_frames(stream, tx));
         Ok(LiveKit {
             sink,
+            shared,
             frames,
             reader,
             pending: Vec::new(),
@@ -166,6 +171,9 @@ impl LiveKit {
             Some(Err(e)) => return Ok(vec![SignalEvent::Closed(e)]),
             Some(Ok(m)) => m,
         };
+        let c = &self.shared.counters;
+        Shared::inc(&c.signal_msgs_in);
+        Shared::add(&c.signal_bytes_in, msg.len() as u64);
         let resp = match msg {
             Message::Binary(b) => proto::SignalResponse::decode(b.as_ref()).ok(),
             Message::Text(t) => serde_json::from_str::<proto::SignalResponse>(t.as_str()).ok(),

@@ -105,8 +105,15 @@ pub async fn run(plan: Plan, env: Rc<Env>, mut stop: watch::Receiver<bool>) {
     let started = Instant::now();
     let shared = env.shared.clone();
     let c = &shared.counters;
-    let sig = match Signal::connect(&env.target, &plan.room, &plan.identity(), plan.subscribe).await
-    {
+    let identity = plan.identity();
+    let joining = Signal::connect(
+        &env.target,
+        &plan.room,
+        &identity,
+        plan.subscribe,
+        shared.clone(),
+    );
+    let sig = match joining.await {
         Ok(s) => s,
         Err(e) => {
             Shared::inc(&c.join_failed);

@@ -167,6 +167,8 @@ pub fn build(w: &Window) -> Value {
         "loadgen_wakes_per_s": round(d.wakes as f64 / secs, 0),
         "loadgen_datagrams_in_per_s": round(d.datagrams_in as f64 / secs, 0),
         "other_cpu_pct": other_cpu_pct,
+        "signal_msgs_in_per_s": round(d.signal_msgs_in as f64 / secs, 1),
+        "signal_kbps_in": round(d.signal_bytes_in as f64 * 8.0 / secs / 1000.0, 1),
         "udp_rcvbuf_errors": rcvbuf,
         "udp_sndbuf_errors": sndbuf,
         "udp_in_errors": udp(|u| u.in_errors),

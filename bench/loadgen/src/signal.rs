@@ -6,7 +6,10 @@
 //! server answers (publishing), and a *receive* connection where the server
 //! offers and we answer (subscribing).
 
+use std::rc::Rc;
+
 use crate::livekit::{LiveKit, LiveKitTarget};
+use crate::stats::Shared;
 use crate::synth::LayerSpec;
 
 /// Which of our two connections.
@@ -71,10 +74,11 @@ impl Signal {
         room: &str,
         identity: &str,
         subscribe: bool,
+        shared: Rc<Shared>,
     ) -> Result<Signal, String> {
         match target {
             Target::LiveKit(t) => Ok(Signal::LiveKit(Box::new(
-                LiveKit::connect(t, room, identity, subscribe).await?,
+                LiveKit::connect(t, room, identity, subscribe, shared).await?,
             ))),
         }
     }

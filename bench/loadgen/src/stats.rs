@@ -78,6 +78,9 @@ counters! {
     receiving,
     /// Publishing participants whose tracks the server accepted.
     published,
+    /// Signaling messages and bytes the server sent us.
+    signal_msgs_in,
+    signal_bytes_in,
     /// Generator-side work: timer wake-ups and datagrams read.
     wakes,
     datagrams_in,
