@@ -106,6 +106,10 @@ pub struct Args {
     /// forwarding to the churners costs little next to the joins).
     #[arg(long)]
     pub churn_video: bool,
+    /// Percent of incoming RTP datagrams receivers drop before decrypting
+    /// them (exercises NACK/RTX; 0 = none).
+    #[arg(long, default_value_t = 0.0)]
+    pub recv_loss: f64,
     /// Longest wait for everyone to join and receive before measuring anyway, seconds.
     #[arg(long, default_value_t = 60.0)]
     pub ready_timeout: f64,
@@ -160,6 +164,7 @@ fn main() -> ExitCode {
             keyframe_factor: args.keyframe_factor,
         },
         audio_bytes: args.audio_bytes,
+        recv_loss: (args.recv_loss / 100.0).clamp(0.0, 1.0),
     });
     eprintln!(
         "loadgen: scenario {:?} n={} m={:?} (open files limit {})",

@@ -294,8 +294,13 @@ impl MediaPeer {
 
     fn send_media(&mut self, now: Instant) {
         let ns = self.clock.ns(now);
+        let measuring = self.shared.measuring.get();
         if let Some(v) = &mut self.video {
             if let Some(pt) = v.pt.filter(|_| v.source.next_due() <= now) {
+                if measuring {
+                    self.shared
+                        .record_pacing(now.saturating_duration_since(v.source.next_due()));
+                }
                 v.source.poll(now, ns, &mut self.out);
                 write(
                     &mut self.rtc,
@@ -310,6 +315,10 @@ impl MediaPeer {
         }
         if let Some(a) = &mut self.audio {
             if let Some(pt) = a.pt.filter(|_| a.source.next_due() <= now) {
+                if measuring {
+                    self.shared
+                        .record_pacing(now.saturating_duration_since(a.source.next_due()));
+                }
                 a.source.poll(now, ns, &mut self.out);
                 write(
                     &mut self.rtc,

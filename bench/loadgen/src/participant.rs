@@ -31,6 +31,17 @@ pub struct Env {
     pub clock: Clock,
     pub video: VideoParams,
     pub audio_bytes: usize,
+    /// Share (0..1) of incoming RTP datagrams receivers drop before str0m
+    /// sees them, to exercise NACK/RTX.
+    pub recv_loss: f64,
+}
+
+/// An RTP (not RTCP, STUN, DTLS) datagram (RFC 5761 / RFC 7983).
+fn is_rtp(buf: &[u8]) -> bool {
+    match buf {
+        [b0, b1, ..] => b0 >> 6 == 2 && !(192..=223).contains(b1),
+        _ => false,
+    }
 }
 
 /// What one participant does.
@@ -87,16 +98,25 @@ async fn recv_on(peer: Option<&MediaPeer>, buf: &mut [u8]) -> io::Result<(usize,
     }
 }
 
-/// Feeds one datagram and whatever else is already queued on the socket.
-fn feed(peer: &mut MediaPeer, first: (usize, SocketAddr), buf: &mut [u8]) {
-    let now = Instant::now();
-    let (n, from) = first;
-    peer.handle_datagram(now, from, &buf[..n]);
-    for _ in 0..RECV_BATCH {
-        match peer.socket().try_recv_from(buf) {
-            Ok((n, from)) => peer.handle_datagram(Instant::now(), from, &buf[..n]),
-            Err(_) => break,
+/// Feeds one datagram and whatever else is already queued on the socket,
+/// dropping RTP at random with probability `loss`.
+fn feed(
+    peer: &mut MediaPeer,
+    first: (usize, SocketAddr),
+    buf: &mut [u8],
+    loss: f64,
+    shared: &Shared,
+) {
+    let mut next = Some(first);
+    for _ in 0..=RECV_BATCH {
+        let Some((n, from)) = next else { break };
+        let datagram = &buf[..n];
+        if loss > 0.0 && is_rtp(datagram) && rand::random::<f64>() < loss {
+            Shared::inc(&shared.counters.injected_loss);
+        } else {
+            peer.handle_datagram(Instant::now(), from, datagram);
         }
+        next = peer.socket().try_recv_from(buf).ok();
     }
 }
 
@@ -179,12 +199,12 @@ impl Participant {
                 biased;
                 r = recv_on(self.recv.as_ref(), &mut buf_recv) => {
                     if let (Ok(first), Some(peer)) = (r, self.recv.as_mut()) {
-                        feed(peer, first, &mut buf_recv);
+                        feed(peer, first, &mut buf_recv, self.env.recv_loss, &self.env.shared);
                     }
                 }
                 r = recv_on(self.send.as_ref(), &mut buf_send) => {
                     if let (Ok(first), Some(peer)) = (r, self.send.as_mut()) {
-                        feed(peer, first, &mut buf_send);
+                        feed(peer, first, &mut buf_send, 0.0, &self.env.shared);
                     }
                 }
                 events = self.sig.next() => {

@@ -11,6 +11,8 @@ use crate::{Args, Scenario};
 
 /// Above this share of its core the generator is the bottleneck.
 const LOADGEN_CPU_LIMIT: f64 = 80.0;
+/// Publishers' frames later than this (p99) mean the generator lags.
+const PACING_LIMIT_MS: f64 = 5.0;
 /// Other processes using more than this share of a core disturb the run.
 const OTHER_CPU_LIMIT: f64 = 15.0;
 
@@ -113,6 +115,15 @@ pub fn build(w: &Window) -> Value {
         invalid.push("join_failures");
     }
 
+    // performance.md §4.3: app loss < 0.1 %, no kernel drops, p99 < 20 ms.
+    let p99_ms = w.shared.latency.borrow().value_at_quantile(0.99) as f64 / 1000.0;
+    let within_capacity =
+        pct(d.lost) < 0.1 && rcvbuf.is_none_or(|x| x == 0) && p99_ms < 20.0 && w.ready;
+    // The generator's own timers: frames sent later than scheduled.
+    let pacing_p99_ms = w.shared.pacing.borrow().value_at_quantile(0.99) as f64 / 1000.0;
+    if pacing_p99_ms > PACING_LIMIT_MS {
+        invalid.push("loadgen_pacing");
+    }
     let n = match w.args.scenario {
         Scenario::C => json!(w.args.m.unwrap_or(4)),
         Scenario::D => json!(w.args.ramp_rate),
@@ -159,6 +170,8 @@ pub fn build(w: &Window) -> Value {
         "latency_video_ms": percentiles_ms(&w.shared.latency_video.borrow()),
         "latency_audio_ms": percentiles_ms(&w.shared.latency_audio.borrow()),
         "first_media_ms": percentiles_ms(&w.shared.first_media.borrow()),
+        "pacing_error_ms": percentiles_ms(&w.shared.pacing.borrow()),
+        "injected_loss": d.injected_loss,
         "server_rss_kb": w.end.server_rss_kb,
         "server_rss_base_kb": w.base.server_rss_kb,
         "rss_per_participant_kb": rss_per,
@@ -172,6 +185,7 @@ pub fn build(w: &Window) -> Value {
         "udp_rcvbuf_errors": rcvbuf,
         "udp_sndbuf_errors": sndbuf,
         "udp_in_errors": udp(|u| u.in_errors),
+        "within_capacity": within_capacity,
         "valid": invalid.is_empty(),
         "invalid": invalid,
         "errors": *w.shared.errors.borrow(),

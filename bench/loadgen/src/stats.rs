@@ -81,6 +81,8 @@ counters! {
     /// Signaling messages and bytes the server sent us.
     signal_msgs_in,
     signal_bytes_in,
+    /// RTP datagrams dropped on purpose before str0m saw them (`--recv-loss`).
+    injected_loss,
     /// Generator-side work: timer wake-ups and datagrams read.
     wakes,
     datagrams_in,
@@ -97,6 +99,8 @@ pub struct Shared {
     pub latency_audio: RefCell<Histogram<u64>>,
     /// Time from starting to join to the first media packet, µs.
     pub first_media: RefCell<Histogram<u64>>,
+    /// How late publishers' frames went out against their schedule, µs.
+    pub pacing: RefCell<Histogram<u64>>,
     /// First few errors, for the report (not per packet).
     pub errors: RefCell<Vec<String>>,
 }
@@ -111,6 +115,7 @@ impl Shared {
             latency_video: RefCell::new(hist()?),
             latency_audio: RefCell::new(hist()?),
             first_media: RefCell::new(hist()?),
+            pacing: RefCell::new(hist()?),
             errors: RefCell::new(Vec::new()),
         })
     }
@@ -134,9 +139,21 @@ impl Shared {
         let _ = kind.borrow_mut().record(us);
     }
 
-    /// Forgets the latencies recorded so far.
+    pub fn record_pacing(&self, late: Duration) {
+        let us = u64::try_from(late.as_micros())
+            .unwrap_or(MAX_US)
+            .clamp(1, MAX_US);
+        let _ = self.pacing.borrow_mut().record(us);
+    }
+
+    /// Forgets the latencies (and pacing errors) recorded so far.
     pub fn reset_latency(&self) {
-        for h in [&self.latency, &self.latency_video, &self.latency_audio] {
+        for h in [
+            &self.latency,
+            &self.latency_video,
+            &self.latency_audio,
+            &self.pacing,
+        ] {
             if let Ok(mut h) = h.try_borrow_mut() {
                 h.reset();
             }
