@@ -662,6 +662,21 @@ impl MediaRoom {
         self.events.pop_front()
     }
 
+    /// For every subscriber, the participants whose tracks it receives
+    /// (each once).
+    pub fn publishers_by_subscriber(&self) -> HashMap<ParticipantSid, Vec<ParticipantSid>> {
+        let mut out: HashMap<ParticipantSid, Vec<ParticipantSid>> = HashMap::new();
+        for t in self.tracks.values() {
+            for s in &t.subscribers {
+                let owners = out.entry(s.subscriber.clone()).or_default();
+                if !owners.contains(&t.owner) {
+                    owners.push(t.owner.clone());
+                }
+            }
+        }
+        out
+    }
+
     /// Number of peer connections (for metrics).
     pub fn peer_count(&self) -> usize {
         self.peers.len()

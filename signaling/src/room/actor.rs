@@ -651,18 +651,35 @@ impl RoomActor {
                 }
             }
             SfuEvent::Quality(list) => {
-                let updates: Vec<proto::ConnectionQualityInfo> = list
+                // As LiveKit does: each participant hears its own quality and
+                // that of the participants it receives, not everyone's (in a
+                // room of 1,000 idle participants, everyone's was 40 Mbit/s
+                // of signaling).
+                let by_sid: HashMap<ParticipantSid, proto::ConnectionQualityInfo> = list
                     .into_iter()
-                    .map(|(sid, score)| proto::ConnectionQualityInfo {
-                        participant_sid: sid.to_string(),
-                        quality: quality_of(score) as i32,
-                        score,
+                    .map(|(sid, score)| {
+                        let info = proto::ConnectionQualityInfo {
+                            participant_sid: sid.to_string(),
+                            quality: quality_of(score) as i32,
+                            score,
+                        };
+                        (sid, info)
                     })
                     .collect();
-                for p in self.participants.values_mut() {
-                    p.send(Out::ConnectionQuality(proto::ConnectionQualityUpdate {
-                        updates: updates.clone(),
-                    }));
+                let mut sources = self.media.publishers_by_subscriber();
+                for (sid, p) in self.participants.iter_mut() {
+                    let mut updates: Vec<proto::ConnectionQualityInfo> =
+                        by_sid.get(sid).cloned().into_iter().collect();
+                    for owner in sources.remove(sid).unwrap_or_default() {
+                        if &owner != sid {
+                            updates.extend(by_sid.get(&owner).cloned());
+                        }
+                    }
+                    if !updates.is_empty() {
+                        p.send(Out::ConnectionQuality(proto::ConnectionQualityUpdate {
+                            updates,
+                        }));
+                    }
                 }
             }
             SfuEvent::Connected { participant, .. } => {
