@@ -16,8 +16,9 @@ use crate::signal::{Conn, Quality, Signal, SignalEvent, Target, TrackSpec};
 use crate::stats::Shared;
 use crate::synth::{LayerSpec, VideoParams};
 
-/// Datagrams read from one socket in a row before looking at anything else.
-const RECV_BATCH: usize = 64;
+/// Datagrams read from one socket in a row before looking at anything else
+/// (kept small so a busy generator still fires publishers' timers on time).
+const RECV_BATCH: usize = 16;
 
 /// What is common to every participant of a run.
 pub struct Env {
