@@ -185,50 +185,7 @@ impl LiveKit {
         let Some(message) = resp.and_then(|r| r.message) else {
             return Ok(Vec::new());
         };
-        Ok(self.on_message(message))
-    }
-
-    fn on_message(&mut self, message: Resp) -> Vec<SignalEvent> {
-        match message {
-            Resp::Offer(sd) => vec![SignalEvent::RecvOffer(sd.sdp)],
-            Resp::Answer(sd) => vec![SignalEvent::SendAnswer(sd.sdp)],
-            Resp::Trickle(t) => {
-                let conn = if t.target == proto::SignalTarget::Subscriber as i32 {
-                    Conn::Recv
-                } else {
-                    Conn::Send
-                };
-                let candidate = serde_json::from_str::<serde_json::Value>(&t.candidate_init)
-                    .ok()
-                    .and_then(|v| v.get("candidate")?.as_str().map(str::to_string))
-                    .unwrap_or_default();
-                if candidate.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![SignalEvent::Candidate(conn, candidate)]
-                }
-            }
-            Resp::TrackPublished(p) => {
-                let before = self.pending.len();
-                self.pending.retain(|cid| *cid != p.cid);
-                if before > 0 && self.pending.is_empty() {
-                    vec![SignalEvent::PublishReady]
-                } else {
-                    Vec::new()
-                }
-            }
-            Resp::Leave(l) => vec![SignalEvent::Closed(format!(
-                "server sent leave (reason {})",
-                l.reason
-            ))],
-            Resp::RequestResponse(r) if r.reason != proto::request_response::Reason::Ok as i32 => {
-                vec![SignalEvent::Closed(format!(
-                    "request refused: {}",
-                    r.message
-                ))]
-            }
-            _ => Vec::new(),
-        }
+        Ok(on_message(&mut self.pending, message))
     }
 
     pub async fn announce(&mut self, tracks: &[TrackSpec]) -> Result<(), String> {
@@ -354,6 +311,51 @@ impl LiveKit {
     }
 }
 
+/// What one server message means to a participant; `pending` holds the
+/// client ids of announced tracks the server has not published yet.
+fn on_message(pending: &mut Vec<String>, message: Resp) -> Vec<SignalEvent> {
+    match message {
+        Resp::Offer(sd) => vec![SignalEvent::RecvOffer(sd.sdp)],
+        Resp::Answer(sd) => vec![SignalEvent::SendAnswer(sd.sdp)],
+        Resp::Trickle(t) => {
+            let conn = if t.target == proto::SignalTarget::Subscriber as i32 {
+                Conn::Recv
+            } else {
+                Conn::Send
+            };
+            let candidate = serde_json::from_str::<serde_json::Value>(&t.candidate_init)
+                .ok()
+                .and_then(|v| v.get("candidate")?.as_str().map(str::to_string))
+                .unwrap_or_default();
+            if candidate.is_empty() {
+                Vec::new()
+            } else {
+                vec![SignalEvent::Candidate(conn, candidate)]
+            }
+        }
+        Resp::TrackPublished(p) => {
+            let before = pending.len();
+            pending.retain(|cid| *cid != p.cid);
+            if before > 0 && pending.is_empty() {
+                vec![SignalEvent::PublishReady]
+            } else {
+                Vec::new()
+            }
+        }
+        Resp::Leave(l) => vec![SignalEvent::Closed(format!(
+            "server sent leave (reason {})",
+            l.reason
+        ))],
+        Resp::RequestResponse(r) if r.reason != proto::request_response::Reason::Ok as i32 => {
+            vec![SignalEvent::Closed(format!(
+                "request refused: {}",
+                r.message
+            ))]
+        }
+        _ => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,6 +381,56 @@ mod tests {
         assert_eq!(claims["video"]["room"], "r");
         assert_eq!(claims["video"]["roomJoin"], true);
         let url = rtc_url(&t.url, "T", true);
+        assert!(url.contains("protocol=15&sdk=rust"));
         assert!(url.starts_with("ws://127.0.0.1:7880/rtc?access_token=T&auto_subscribe=1"));
+    }
+
+    #[test]
+    fn server_messages() {
+        let mut pending = vec!["a".to_string(), "v".to_string()];
+        let published = |cid: &str| {
+            Resp::TrackPublished(proto::TrackPublishedResponse {
+                cid: cid.into(),
+                track: None,
+            })
+        };
+        assert!(on_message(&mut pending, published("a")).is_empty());
+        assert!(on_message(&mut pending, published("x")).is_empty());
+        assert_eq!(
+            on_message(&mut pending, published("v")),
+            vec![SignalEvent::PublishReady]
+        );
+        let offer = Resp::Offer(proto::SessionDescription {
+            r#type: "offer".into(),
+            sdp: "v=0".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            on_message(&mut pending, offer),
+            vec![SignalEvent::RecvOffer("v=0".into())]
+        );
+        let trickle = Resp::Trickle(proto::TrickleRequest {
+            candidate_init:
+                r#"{"candidate":"candidate:1 1 udp 1 127.0.0.1 9 typ host","sdpMid":"0"}"#.into(),
+            target: proto::SignalTarget::Subscriber as i32,
+            r#final: false,
+        });
+        assert_eq!(
+            on_message(&mut pending, trickle),
+            vec![SignalEvent::Candidate(
+                Conn::Recv,
+                "candidate:1 1 udp 1 127.0.0.1 9 typ host".into()
+            )]
+        );
+        let bad = Resp::Trickle(proto::TrickleRequest {
+            candidate_init: "not json".into(),
+            ..Default::default()
+        });
+        assert!(on_message(&mut pending, bad).is_empty());
+        let leave = Resp::Leave(proto::LeaveRequest::default());
+        assert!(matches!(
+            on_message(&mut pending, leave).as_slice(),
+            [SignalEvent::Closed(_)]
+        ));
     }
 }
