@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::signal::{Conn, Quality, SignalEvent, TrackSpec};
+use crate::signal::{Conn, LayerChoice, Quality, SignalEvent, TrackSpec};
 use crate::stats::Shared;
 
 /// How long the WebSocket handshake (and join) may take.
@@ -285,15 +285,19 @@ impl LiveKit {
         .await
     }
 
-    pub async fn set_quality(&mut self, track: String, quality: Quality) -> Result<(), String> {
-        let quality = match quality {
-            Quality::Low => proto::VideoQuality::Low,
-            Quality::Medium => proto::VideoQuality::Medium,
-            Quality::High => proto::VideoQuality::High,
+    pub async fn set_layer(&mut self, track: String, choice: LayerChoice) -> Result<(), String> {
+        let (quality, (width, height)) = match choice {
+            LayerChoice::Quality(Quality::Low) => (proto::VideoQuality::Low, (0, 0)),
+            LayerChoice::Quality(Quality::Medium) => (proto::VideoQuality::Medium, (0, 0)),
+            LayerChoice::Quality(Quality::High) => (proto::VideoQuality::High, (0, 0)),
+            // As adaptive-stream clients: the rendered size, quality unset.
+            LayerChoice::Size(w, h) => (proto::VideoQuality::Low, (w, h)),
         };
         self.send(Req::TrackSetting(proto::UpdateTrackSettings {
             track_sids: vec![track],
             quality: quality as i32,
+            width,
+            height,
             ..Default::default()
         }))
         .await

@@ -25,7 +25,7 @@ use clap::Parser;
 
 use crate::livekit::LiveKitTarget;
 use crate::participant::Env;
-use crate::signal::{Quality, Target};
+use crate::signal::{LayerChoice, Quality, Target};
 
 /// The workloads (performance.md §4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -84,6 +84,10 @@ pub struct Args {
     /// Simulcast layer subscribers ask for.
     #[arg(long, value_enum, default_value = "high")]
     pub quality: Quality,
+    /// Ask for layers by rendered size instead of --quality, e.g. 640x360
+    /// (the server picks the smallest layer that covers it).
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<(u32, u32)>,
     /// Publish one video layer (2.5 Mbps) instead of three simulcast layers.
     #[arg(long)]
     pub no_simulcast: bool,
@@ -119,6 +123,22 @@ pub struct Args {
     /// Room name (default: one per run).
     #[arg(long)]
     pub room: Option<String>,
+}
+
+impl Args {
+    pub fn layer_choice(&self) -> LayerChoice {
+        match self.size {
+            Some((w, h)) => LayerChoice::Size(w, h),
+            None => LayerChoice::Quality(self.quality),
+        }
+    }
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s.split_once('x').ok_or("expected WIDTHxHEIGHT")?;
+    let w = w.trim().parse().map_err(|_| "bad width")?;
+    let h = h.trim().parse().map_err(|_| "bad height")?;
+    Ok((w, h))
 }
 
 fn main() -> ExitCode {

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::media::{MediaPeer, PeerEvent, SendSpec};
-use crate::signal::{Conn, Quality, Signal, SignalEvent, Target, TrackSpec};
+use crate::signal::{Conn, LayerChoice, Signal, SignalEvent, Target, TrackSpec};
 use crate::stats::Shared;
 use crate::synth::{LayerSpec, VideoParams};
 
@@ -56,7 +56,7 @@ pub struct Plan {
     /// Receive what others publish.
     pub subscribe: bool,
     /// Layer asked for on each remote video track.
-    pub quality: Quality,
+    pub layer: LayerChoice,
     /// Leave after this long (churn); `None`: stay until the run stops.
     pub lifetime: Option<Duration>,
 }
@@ -326,7 +326,7 @@ impl Participant {
                         shared.record_first_media(self.started.elapsed());
                     }
                     PeerEvent::RemoteVideo(track) => {
-                        self.sig.set_quality(track, self.plan.quality).await?;
+                        self.sig.set_layer(track, self.plan.layer).await?;
                     }
                 }
             }

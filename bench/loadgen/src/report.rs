@@ -137,7 +137,10 @@ pub fn build(w: &Window) -> Value {
         "publishers": w.shape.publishers.len(),
         "receivers": w.shape.receivers.len(),
         "simulcast": !w.args.no_simulcast,
-        "quality": format!("{:?}", w.args.quality).to_lowercase(),
+        "quality": match w.args.size {
+            Some((wd, ht)) => format!("{wd}x{ht}"),
+            None => format!("{:?}", w.args.quality).to_lowercase(),
+        },
         "seconds": round(secs, 3),
         "joined": w.total.joined,
         "join_failed": w.total.join_failed,

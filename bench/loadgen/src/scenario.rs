@@ -42,7 +42,7 @@ impl Shape {
             video,
             audio,
             subscribe,
-            quality: args.quality,
+            layer: args.layer_choice(),
             lifetime: None,
         };
         let receivers = |first: u32, n: u32| -> Vec<Plan> {
@@ -221,7 +221,7 @@ pub async fn run(args: Args, env: Rc<Env>) -> serde_json::Value {
             video: None,
             audio: false,
             subscribe: true,
-            quality: args.quality,
+            layer: args.layer_choice(),
             lifetime: Some(life),
         };
         tokio::task::spawn_local(churn(

@@ -27,6 +27,14 @@ pub enum Quality {
     High,
 }
 
+/// How a subscriber picks its layer: by name, or by the size it renders
+/// (the server then picks the smallest layer that covers it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerChoice {
+    Quality(Quality),
+    Size(u32, u32),
+}
+
 /// A track to publish.
 #[derive(Debug, Clone)]
 pub enum TrackSpec {
@@ -117,9 +125,9 @@ impl Signal {
 
     /// Asks for one layer of a remote video track (by the id the receive
     /// connection's m-line carries).
-    pub async fn set_quality(&mut self, track: String, quality: Quality) -> Result<(), String> {
+    pub async fn set_layer(&mut self, track: String, choice: LayerChoice) -> Result<(), String> {
         match self {
-            Signal::LiveKit(s) => s.set_quality(track, quality).await,
+            Signal::LiveKit(s) => s.set_layer(track, choice).await,
         }
     }
 
