@@ -52,7 +52,7 @@ mod track;
 pub use error::SfuError;
 pub use ids::{Layer, ParticipantSid, PeerId, PeerIds, PeerRole, TrackKind, TrackSid};
 pub use metrics::{MediaTotals, RoomMetrics, SfuMetrics};
-pub use peer::LocalCandidates;
+pub use peer::{DtlsIdentity, LocalCandidates};
 pub use room::{MediaRoom, RoomConfig, SfuEvent};
 pub use track::{LayerInfo, SubscriptionSettings};
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use str0m::bwe::Bitrate;
 use str0m::change::SdpPendingOffer;
 use str0m::channel::ChannelId;
+use str0m::config::DtlsCert;
 use str0m::media::{Mid, Rid};
 use str0m::net::Protocol;
 use str0m::{Candidate, Rtc, RtcConfig};
@@ -20,6 +21,33 @@ pub struct LocalCandidates {
     pub udp: Vec<SocketAddr>,
     /// ICE-TCP passive host candidates.
     pub tcp: Vec<SocketAddr>,
+}
+
+/// One DTLS certificate for every peer connection of a node, as mediasoup
+/// keeps one per worker: making a key pair and certificate for each
+/// connection cost ~20 % of a core at 20 joins/s (nodo-loadgen scenario D).
+/// The default holds none: each connection then makes its own.
+#[derive(Clone, Default)]
+pub struct DtlsIdentity(Option<DtlsCert>);
+
+impl DtlsIdentity {
+    /// A new certificate from str0m's crypto provider (none if it fails,
+    /// and connections make their own).
+    pub fn generate() -> DtlsIdentity {
+        DtlsIdentity(
+            str0m::crypto::from_feature_flags()
+                .dtls_provider
+                .generate_certificate(),
+        )
+    }
+}
+
+impl std::fmt::Debug for DtlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("DtlsIdentity")
+            .field(&self.0.is_some())
+            .finish()
+    }
 }
 
 pub(crate) struct Peer {
@@ -105,6 +133,14 @@ impl Repairs {
     }
 }
 
+/// Video packets a subscriber's connection keeps per stream, queued for the
+/// pacer or kept for retransmission (str0m's default is 1,000). 400 is
+/// 1.5 s of a 2.5 Mbit/s layer: more than a NACK round trip needs and more
+/// than the room lets a pacer queue hold before it moves the subscriber to
+/// a lower layer (see `forward`). Each kept packet costs a few hundred bytes
+/// per subscriber (its payload is shared).
+const SEND_BUFFER_VIDEO: usize = 400;
+
 /// Most reliable messages queued before the data channel opens.
 const MAX_QUEUED_DATA: usize = 256;
 
@@ -114,6 +150,7 @@ impl Peer {
         participant: ParticipantSid,
         role: PeerRole,
         candidates: &LocalCandidates,
+        dtls: &DtlsIdentity,
         now: Instant,
     ) -> Peer {
         let mut config = RtcConfig::new()
@@ -126,8 +163,13 @@ impl Peer {
             .enable_av1(true)
             .set_extension(crate::dd::ID, crate::dd::extension())
             .set_stats_interval(Some(Duration::from_secs(1)));
+        if let Some(cert) = &dtls.0 {
+            config = config.set_dtls_cert(cert.clone());
+        }
         if role == PeerRole::Subscriber {
-            config = config.enable_bwe(Some(Bitrate::kbps(1_500)));
+            config = config
+                .enable_bwe(Some(Bitrate::kbps(1_500)))
+                .set_send_buffer_video(SEND_BUFFER_VIDEO);
         }
         let mut rtc = config.build(now);
         for addr in &candidates.udp {

@@ -14,7 +14,7 @@ use str0m::{Candidate, Input};
 use crate::error::SfuError;
 use crate::ids::{Layer, ParticipantSid, PeerId, PeerIds, PeerRole, TrackKind, TrackSid};
 use crate::metrics::{RoomMetrics, SfuMetrics};
-use crate::peer::{LocalCandidates, Peer};
+use crate::peer::{DtlsIdentity, LocalCandidates, Peer};
 use crate::track::{LayerInfo, Subscription, SubscriptionSettings, Track};
 
 mod bandwidth;
@@ -82,6 +82,8 @@ pub struct RoomConfig {
     /// Where peer ids come from: give every room of a node a clone of one
     /// allocator so ids are unique node-wide.
     pub peer_ids: PeerIds,
+    /// The certificate every peer connection presents (share one node-wide).
+    pub dtls: DtlsIdentity,
     /// Where the room's counters go (a detached set by default).
     pub metrics: SfuMetrics,
     /// The room's name, as the `room` label of its per-room series.
@@ -96,6 +98,7 @@ impl Default for RoomConfig {
             speaker_interval: Duration::from_millis(500),
             quality_interval: Duration::from_secs(5),
             peer_ids: PeerIds::new(),
+            dtls: DtlsIdentity::default(),
             metrics: SfuMetrics::default(),
             name: String::new(),
         }
@@ -183,7 +186,14 @@ impl MediaRoom {
             .enumerate()
         {
             let id = self.config.peer_ids.next();
-            let mut peer = Peer::new(id, sid.clone(), role, &self.config.candidates, now);
+            let mut peer = Peer::new(
+                id,
+                sid.clone(),
+                role,
+                &self.config.candidates,
+                &self.config.dtls,
+                now,
+            );
             let ufrag = peer.local_ufrag();
             self.events.push_back(SfuEvent::Ufrag { peer: id, ufrag });
             if role == PeerRole::Subscriber {

@@ -58,6 +58,7 @@ impl RoomActor {
             candidates: manager.transport().candidates(),
             peer_ids: manager.peer_ids().clone(),
             metrics: manager.media_metrics().clone(),
+            dtls: manager.dtls().clone(),
             name: name.to_string(),
             ..RoomConfig::default()
         };

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use livekit_protocol as proto;
 use nodo_sfu::net::Transport;
-use nodo_sfu::{PeerIds, SfuMetrics};
+use nodo_sfu::{DtlsIdentity, PeerIds, SfuMetrics};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::Claims;
@@ -166,6 +166,8 @@ pub struct RoomManager {
     node_id: String,
     /// Media counters every room reports to.
     media_metrics: SfuMetrics,
+    /// The DTLS certificate of every peer connection of the node.
+    dtls: DtlsIdentity,
     metrics: SignalMetrics,
 }
 
@@ -212,6 +214,7 @@ impl RoomManager {
             node_id: crate::ids::new_sid("ND_"),
             media_metrics,
             metrics,
+            dtls: DtlsIdentity::generate(),
         })
     }
 
@@ -252,6 +255,11 @@ impl RoomManager {
     /// Media counters (for the room actors).
     pub(crate) fn media_metrics(&self) -> &SfuMetrics {
         &self.media_metrics
+    }
+
+    /// The node's DTLS certificate (for the room actors).
+    pub(crate) fn dtls(&self) -> &DtlsIdentity {
+        &self.dtls
     }
 
     /// LiveKit-side counters.
