@@ -227,20 +227,7 @@ async fn store_many(
             continue;
         };
         let (direct, list) = members.get(&job.msg.chat_id).cloned().unwrap_or_default();
-        let mut status = HashMap::new();
-        for u in list.iter().filter(|u| **u != job.msg.sender) {
-            let st = if (job.online)(u) { "delivered" } else { "sent" };
-            if st == "delivered" {
-                sqlx::query(
-                    "UPDATE message_status SET status = 'delivered' WHERE message_seq = ? AND user_id = ?",
-                )
-                .bind(seq)
-                .bind(u)
-                .execute(&mut *conn)
-                .await?;
-            }
-            status.insert(u.clone(), st.to_string());
-        }
+        let status = statuses(conn, seq, &list, &job.msg.sender, &job.online).await?;
         out.push(Ok(Stored::New {
             seq,
             created_at: now,
@@ -250,6 +237,33 @@ async fn store_many(
         }));
     }
     Ok(out)
+}
+
+/// Each recipient's status of a just-stored message (its pending rows are
+/// written): `delivered` for those `online` says are connected (their rows
+/// updated), `sent` for the others.
+async fn statuses(
+    conn: &mut SqliteConnection,
+    seq: i64,
+    members: &[String],
+    sender: &str,
+    online: &Online,
+) -> Result<HashMap<String, String>, sqlx::Error> {
+    let mut status = HashMap::new();
+    for u in members.iter().filter(|u| *u != sender) {
+        let st = if online(u) { "delivered" } else { "sent" };
+        if st == "delivered" {
+            sqlx::query(
+                "UPDATE message_status SET status = 'delivered' WHERE message_seq = ? AND user_id = ?",
+            )
+            .bind(seq)
+            .bind(u)
+            .execute(&mut *conn)
+            .await?;
+        }
+        status.insert(u.clone(), st.to_string());
+    }
+    Ok(status)
 }
 
 /// `?, ?, …` for `n` values.
@@ -317,20 +331,7 @@ async fn store_one(
     .bind(&m.sender)
     .execute(&mut *conn)
     .await?;
-    let mut status = HashMap::new();
-    for u in members.iter().filter(|u| **u != m.sender) {
-        let st = if online(u) { "delivered" } else { "sent" };
-        if st == "delivered" {
-            sqlx::query(
-                "UPDATE message_status SET status = 'delivered' WHERE message_seq = ? AND user_id = ?",
-            )
-            .bind(seq)
-            .bind(u)
-            .execute(&mut *conn)
-            .await?;
-        }
-        status.insert(u.clone(), st.to_string());
-    }
+    let status = statuses(conn, seq, &members, &m.sender, online).await?;
     Ok(Stored::New {
         seq,
         created_at: now,
