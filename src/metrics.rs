@@ -28,7 +28,6 @@ struct Present {
     rooms: Gauge,
     participants: Gauge,
     tracks: Gauge,
-    peer_connections: Gauge,
     chat_sockets: Gauge,
     chat_send_queue: Gauge,
     wal_bytes: Gauge<u64, AtomicU64>,
@@ -60,11 +59,6 @@ impl Exporter {
             "published_tracks",
             "Published tracks",
             present.tracks.clone(),
-        );
-        r.register(
-            "peer_connections",
-            "Peer connections the SFU holds",
-            present.peer_connections.clone(),
         );
         r.register(
             "chat_sockets",
@@ -102,7 +96,6 @@ impl Exporter {
         p.rooms.set(snaps.len() as i64);
         p.participants.set(participants as i64);
         p.tracks.set(tracks as i64);
-        p.peer_connections.set(2 * participants as i64);
         p.chat_sockets
             .set(self.app.chat.presence().sockets() as i64);
         p.chat_send_queue

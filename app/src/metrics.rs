@@ -118,12 +118,4 @@ impl AppMetrics {
             .get_or_create(&OutcomeLabel { outcome })
             .inc();
     }
-
-    /// Messages stored so far (tests).
-    pub fn messages_stored(&self) -> u64 {
-        self.inner
-            .messages
-            .get(&OutcomeLabel { outcome: "stored" })
-            .map_or(0, |c| c.get())
-    }
 }

@@ -51,7 +51,7 @@ mod track;
 
 pub use error::SfuError;
 pub use ids::{Layer, ParticipantSid, PeerId, PeerIds, PeerRole, TrackKind, TrackSid};
-pub use metrics::{MediaTotals, RoomMetrics, SfuMetrics};
+pub use metrics::{RoomMetrics, SfuMetrics};
 pub use peer::{DtlsIdentity, LocalCandidates};
 pub use room::{MediaRoom, RoomConfig, SfuEvent};
 pub use track::{LayerInfo, SubscriptionSettings};

@@ -95,12 +95,12 @@ impl SfuMetrics {
         );
         r.register(
             "udp_sent_packets",
-            "UDP datagrams written to the media sockets",
+            "Datagrams the rooms handed to the media sockets (those dropped are counted apart)",
             m.udp_tx_packets.clone(),
         );
         r.register(
             "udp_sent_bytes",
-            "Bytes of UDP datagrams written to the media sockets",
+            "Bytes of the datagrams the rooms handed to the media sockets",
             m.udp_tx_bytes.clone(),
         );
         r.register(
@@ -200,12 +200,6 @@ impl SfuMetrics {
         self.inner.udp_rx_bytes.inc_by(bytes);
     }
 
-    /// Datagrams written to the media sockets, and their bytes.
-    pub fn udp_sent(&self, packets: u64, bytes: u64) {
-        self.inner.udp_tx_packets.inc_by(packets);
-        self.inner.udp_tx_bytes.inc_by(bytes);
-    }
-
     /// A datagram dropped for a full send buffer.
     pub fn udp_send_dropped(&self) {
         self.inner.udp_tx_dropped.inc();
@@ -220,37 +214,12 @@ impl SfuMetrics {
     pub fn inbox_dropped(&self) {
         self.inner.inbox_dropped.inc();
     }
-
-    /// Totals, for tests and the node's own checks.
-    pub fn totals(&self) -> MediaTotals {
-        let m = &self.inner;
-        let kind = |f: &Family<KindLabel, Counter>, k| {
-            f.get(&KindLabel { kind: k }).map_or(0, |c| c.get())
-        };
-        MediaTotals {
-            udp_received: m.udp_rx_packets.get(),
-            udp_sent: m.udp_tx_packets.get(),
-            rtp_received: kind(&m.rtp_in_packets, "audio") + kind(&m.rtp_in_packets, "video"),
-            nacks_received: m.nacks_from_subscribers.get(),
-            plis_received: m.plis_from_subscribers.get(),
-        }
-    }
 }
 
 impl std::fmt::Debug for SfuMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SfuMetrics").finish_non_exhaustive()
     }
-}
-
-/// A few node-wide totals, read back (tests).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MediaTotals {
-    pub udp_received: u64,
-    pub udp_sent: u64,
-    pub rtp_received: u64,
-    pub nacks_received: u64,
-    pub plis_received: u64,
 }
 
 /// What a room counted since its last flush.
@@ -262,6 +231,9 @@ pub struct RoomCounts {
     pub video_in_bytes: u64,
     pub forwarded: u64,
     pub forwarded_bytes: u64,
+    /// Datagrams handed to the network, and their bytes.
+    pub sent: u64,
+    pub sent_bytes: u64,
 }
 
 impl Drop for RoomMetrics {
@@ -310,6 +282,10 @@ impl RoomMetrics {
             self.forwarded_bytes.inc_by(c.forwarded_bytes);
         }
         let m = &self.node.inner;
+        if c.sent > 0 {
+            m.udp_tx_packets.inc_by(c.sent);
+            m.udp_tx_bytes.inc_by(c.sent_bytes);
+        }
         if c.audio_in > 0 {
             let k = KindLabel { kind: "audio" };
             m.rtp_in_packets.get_or_create(&k).inc_by(c.audio_in);
@@ -320,11 +296,6 @@ impl RoomMetrics {
             m.rtp_in_packets.get_or_create(&k).inc_by(c.video_in);
             m.rtp_in_bytes.get_or_create(&k).inc_by(c.video_in_bytes);
         }
-    }
-
-    /// This room's forwarded packets so far (flushed ones).
-    pub fn forwarded(&self) -> u64 {
-        self.forwarded_packets.get()
     }
 
     /// Repair traffic from a stats report (deltas).

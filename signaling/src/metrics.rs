@@ -56,9 +56,4 @@ impl SignalMetrics {
             .get_or_create(&OutcomeLabel { outcome })
             .inc();
     }
-
-    /// Joins so far (tests).
-    pub fn joins(&self) -> u64 {
-        self.inner.joins.get()
-    }
 }

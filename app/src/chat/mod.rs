@@ -340,14 +340,12 @@ impl Chat {
             )
             .await
             .inspect_err(|_| self.delivery.metrics.message("refused", None))?;
-        if out.inserted {
+        if !out.inserted {
+            self.delivery.metrics.message("duplicate", None);
+        } else {
             self.delivery
                 .metrics
                 .message("stored", Some(started.elapsed()));
-        } else {
-            self.delivery.metrics.message("duplicate", None);
-        }
-        if out.inserted {
             self.deliver(&out.message, &out.members, extra, except_socket)
                 .await?;
         }

@@ -102,7 +102,7 @@ async fn store_batch(writer: &SqlitePool, batch: &[SendJob]) -> Vec<Result<Store
         Err(e) => return fail(e),
     };
     let out = match store_many(&mut tx, batch).await {
-        Ok(out) => out,
+        Ok(stored) => stored.into_iter().map(Ok).collect(),
         // SQLite may have rolled the whole transaction back on its own
         // (later statements would then commit one by one): nothing of this
         // batch may be committed.
@@ -113,8 +113,8 @@ async fn store_batch(writer: &SqlitePool, batch: &[SendJob]) -> Vec<Result<Store
         Err(_) => {
             let mut out = Vec::with_capacity(batch.len());
             for job in batch {
-                match store_one(&mut tx, &job.msg, &job.online).await {
-                    Ok(s) => out.push(Ok(s)),
+                match store_many(&mut tx, std::slice::from_ref(job)).await {
+                    Ok(one) => out.extend(one.into_iter().map(Ok)),
                     Err(e) if ends_transaction(&e) => return fail(e),
                     Err(e) => out.push(Err(e.into())),
                 }
@@ -135,7 +135,7 @@ async fn store_batch(writer: &SqlitePool, batch: &[SendJob]) -> Vec<Result<Store
 async fn store_many(
     conn: &mut SqliteConnection,
     batch: &[SendJob],
-) -> Result<Vec<Result<Stored, Error>>, sqlx::Error> {
+) -> Result<Vec<Stored>, sqlx::Error> {
     let now = now_ms();
     let mut sql = String::from(
         "INSERT INTO messages (id, chat_id, sender_id, content, content_type, reply_to, attachment_id, created_at) VALUES ",
@@ -177,7 +177,7 @@ async fn store_many(
     }
     let new: Vec<i64> = seqs.iter().flatten().copied().collect();
     if new.is_empty() {
-        return Ok(batch.iter().map(|_| Ok(Stored::Duplicate)).collect());
+        return Ok(batch.iter().map(|_| Stored::Duplicate).collect());
     }
 
     let mut chats: Vec<&str> = batch
@@ -223,18 +223,18 @@ async fn store_many(
     let mut out = Vec::with_capacity(batch.len());
     for (job, seq) in batch.iter().zip(seqs) {
         let Some(seq) = seq else {
-            out.push(Ok(Stored::Duplicate));
+            out.push(Stored::Duplicate);
             continue;
         };
         let (direct, list) = members.get(&job.msg.chat_id).cloned().unwrap_or_default();
         let status = statuses(conn, seq, &list, &job.msg.sender, &job.online).await?;
-        out.push(Ok(Stored::New {
+        out.push(Stored::New {
             seq,
             created_at: now,
             direct,
             members: list,
             status,
-        }));
+        });
     }
     Ok(out)
 }
@@ -279,64 +279,4 @@ fn placeholders(n: usize) -> String {
 /// error: `SQLITE_FULL`, `SQLITE_IOERR`, `SQLITE_BUSY`, `SQLITE_NOMEM`.
 fn ends_transaction(e: &sqlx::Error) -> bool {
     matches!(crate::error::sqlite_code(e), Some(13 | 10 | 5 | 7))
-}
-
-async fn store_one(
-    conn: &mut SqliteConnection,
-    m: &NewMessage,
-    online: &Online,
-) -> Result<Stored, sqlx::Error> {
-    let now = now_ms();
-    let r = sqlx::query(
-        "INSERT INTO messages (id, chat_id, sender_id, content, content_type, reply_to, attachment_id, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
-    )
-    .bind(&m.id)
-    .bind(&m.chat_id)
-    .bind(&m.sender)
-    .bind(&m.content)
-    .bind(&m.content_type)
-    .bind(&m.reply_to)
-    .bind(&m.attachment_id)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    if r.rows_affected() == 0 {
-        return Ok(Stored::Duplicate);
-    }
-    let seq = r.last_insert_rowid();
-    let direct = sqlx::query("SELECT type FROM chats WHERE id = ?")
-        .bind(&m.chat_id)
-        .fetch_one(&mut *conn)
-        .await?
-        .get::<String, _>(0)
-        == "direct";
-    let members: Vec<String> =
-        sqlx::query("SELECT user_id FROM chat_members WHERE chat_id = ? ORDER BY user_id")
-            .bind(&m.chat_id)
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .map(|r| r.get::<String, _>(0))
-            .collect();
-    // Every recipient's status in one statement (a 1,000-member group's
-    // rows one by one cost ~20 ms of the batch), then the online ones marked.
-    sqlx::query(
-        "INSERT INTO message_status (message_seq, user_id, status, updated_at) \
-         SELECT ?, user_id, 'sent', ? FROM chat_members WHERE chat_id = ? AND user_id <> ?",
-    )
-    .bind(seq)
-    .bind(now)
-    .bind(&m.chat_id)
-    .bind(&m.sender)
-    .execute(&mut *conn)
-    .await?;
-    let status = statuses(conn, seq, &members, &m.sender, online).await?;
-    Ok(Stored::New {
-        seq,
-        created_at: now,
-        direct,
-        members,
-        status,
-    })
 }

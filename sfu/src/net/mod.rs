@@ -301,13 +301,10 @@ impl Net {
                     .find(|u| u.advertised == t.source)
                     .or_else(|| self.udp.first());
                 if let Some(u) = port {
-                    match u.socket.try_send_to(&t.contents, t.destination) {
-                        Ok(n) => self.metrics.udp_sent(1, n as u64),
-                        Err(e) => {
-                            self.metrics.udp_send_dropped();
-                            if e.kind() != io::ErrorKind::WouldBlock {
-                                tracing::debug!(dst = %t.destination, "udp send: {e}");
-                            }
+                    if let Err(e) = u.socket.try_send_to(&t.contents, t.destination) {
+                        self.metrics.udp_send_dropped();
+                        if e.kind() != io::ErrorKind::WouldBlock {
+                            tracing::debug!(dst = %t.destination, "udp send: {e}");
                         }
                     }
                 }
