@@ -2,11 +2,13 @@
 //! participants in one process, each a str0m connection (RTP mode) on its own
 //! UDP socket, driven by a current-thread tokio runtime; synthetic VP8
 //! simulcast and Opus with a latency probe in every packet. Prints one JSON
-//! line per run (see `scenario`).
+//! line per run (see `scenario`). Speaks LiveKit signaling v0 (Nodo) or the
+//! Janus VideoRoom API over HTTP (`--server janus`).
 
 #![recursion_limit = "256"]
 
 mod clock;
+mod janus;
 mod livekit;
 mod media;
 mod participant;
@@ -23,6 +25,7 @@ use std::rc::Rc;
 
 use clap::Parser;
 
+use crate::janus::JanusTarget;
 use crate::livekit::LiveKitTarget;
 use crate::participant::Env;
 use crate::signal::{LayerChoice, Quality, Target};
@@ -44,17 +47,32 @@ pub enum Scenario {
     E,
 }
 
+/// The server's signaling dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Server {
+    /// LiveKit signaling v0 (`GET /rtc`), as Nodo speaks it.
+    #[value(alias = "livekit")]
+    Nodo,
+    /// Janus 1.x VideoRoom over the HTTP transport.
+    Janus,
+}
+
 /// Command-line flags.
 #[derive(Debug, Clone, Parser)]
 #[command(
     version,
-    about = "WebRTC load generator for Nodo (LiveKit signaling v0)"
+    about = "WebRTC load generator for Nodo (LiveKit signaling v0) and Janus (VideoRoom)"
 )]
 pub struct Args {
-    /// Server base URL (http:// or ws://).
-    #[arg(long, default_value = "http://127.0.0.1:7880")]
-    pub url: String,
-    /// API key tokens are minted with.
+    /// Signaling dialect of the server.
+    #[arg(long, value_enum, default_value = "nodo")]
+    pub server: Server,
+    /// Server base URL: http:// or ws:// (Nodo; default
+    /// http://127.0.0.1:7880), the Janus API (default
+    /// http://127.0.0.1:8088/janus).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// API key tokens are minted with (Nodo).
     #[arg(long, default_value = "devkey")]
     pub api_key: String,
     /// API secret tokens are signed with.
@@ -172,12 +190,31 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let env = Rc::new(Env {
-        target: Target::LiveKit(LiveKitTarget {
-            url: args.url.clone(),
+    let target = match args.server {
+        Server::Nodo => Target::LiveKit(LiveKitTarget {
+            url: args
+                .url
+                .clone()
+                .unwrap_or_else(|| "http://127.0.0.1:7880".into()),
             api_key: args.api_key.clone(),
             api_secret: args.api_secret.clone(),
         }),
+        Server::Janus => {
+            let url = args
+                .url
+                .clone()
+                .unwrap_or_else(|| "http://127.0.0.1:8088/janus".into());
+            match JanusTarget::new(&url) {
+                Ok(t) => Target::Janus(t),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+    let env = Rc::new(Env {
+        target,
         ip: args.local_ip,
         cert,
         shared,
@@ -191,7 +228,8 @@ fn main() -> ExitCode {
         recv_loss: (args.recv_loss / 100.0).clamp(0.0, 1.0),
     });
     eprintln!(
-        "loadgen: scenario {:?} n={} m={:?} (open files limit {})",
+        "loadgen: {:?}, scenario {:?} n={} m={:?} (open files limit {})",
+        args.server,
         args.scenario,
         args.n,
         args.m,

@@ -132,6 +132,7 @@ pub async fn run(plan: Plan, env: Rc<Env>, mut stop: watch::Receiver<bool>) {
         &plan.room,
         &identity,
         plan.subscribe,
+        plan.layer,
         shared.clone(),
     );
     let sig = match joining.await {

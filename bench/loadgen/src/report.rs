@@ -130,6 +130,7 @@ pub fn build(w: &Window) -> Value {
         _ => json!(w.args.n),
     };
     let mut out = json!({
+        "server": format!("{:?}", w.args.server).to_lowercase(),
         "scenario": format!("{:?}", w.args.scenario),
         "n": n,
         "m": w.args.m,

@@ -1,6 +1,6 @@
 //! The signaling side of a participant, independent of the dialect: what a
-//! server tells us, and what we ask of it. Each dialect (LiveKit v0 today;
-//! Janus videoroom later) maps its own protocol onto these.
+//! server tells us, and what we ask of it. Each dialect (LiveKit v0 for
+//! Nodo, Janus VideoRoom over HTTP) maps its own protocol onto these.
 //!
 //! The model every dialect fits: a *send* connection where we offer and the
 //! server answers (publishing), and a *receive* connection where the server
@@ -8,6 +8,7 @@
 
 use std::rc::Rc;
 
+use crate::janus::{Janus, JanusTarget};
 use crate::livekit::{LiveKit, LiveKitTarget};
 use crate::stats::Shared;
 use crate::synth::LayerSpec;
@@ -68,25 +69,43 @@ pub enum SignalEvent {
 #[derive(Debug, Clone)]
 pub enum Target {
     LiveKit(LiveKitTarget),
+    Janus(JanusTarget),
+}
+
+impl Target {
+    /// Readies the room of a run before anyone joins (Janus: creates it;
+    /// LiveKit rooms are created by the first join).
+    pub async fn prepare(&self, room: &str) -> Result<(), String> {
+        match self {
+            Target::LiveKit(_) => Ok(()),
+            Target::Janus(t) => crate::janus::create_room(t, room).await,
+        }
+    }
 }
 
 /// One participant's signaling session.
 pub enum Signal {
     LiveKit(Box<LiveKit>),
+    Janus(Box<Janus>),
 }
 
 impl Signal {
-    /// Joins `room` as `identity`. `subscribe`: receive what others publish.
+    /// Joins `room` as `identity`. `subscribe`: receive what others
+    /// publish, in the layer `layer` (Janus asks for it when subscribing).
     pub async fn connect(
         target: &Target,
         room: &str,
         identity: &str,
         subscribe: bool,
+        layer: LayerChoice,
         shared: Rc<Shared>,
     ) -> Result<Signal, String> {
         match target {
             Target::LiveKit(t) => Ok(Signal::LiveKit(Box::new(
                 LiveKit::connect(t, room, identity, subscribe, shared).await?,
+            ))),
+            Target::Janus(t) => Ok(Signal::Janus(Box::new(
+                Janus::connect(t, room, identity, subscribe, layer, shared).await?,
             ))),
         }
     }
@@ -95,6 +114,7 @@ impl Signal {
     pub async fn next(&mut self) -> Result<Vec<SignalEvent>, String> {
         match self {
             Signal::LiveKit(s) => s.next().await,
+            Signal::Janus(s) => s.next().await,
         }
     }
 
@@ -102,24 +122,28 @@ impl Signal {
     pub async fn announce(&mut self, tracks: &[TrackSpec]) -> Result<(), String> {
         match self {
             Signal::LiveKit(s) => s.announce(tracks).await,
+            Signal::Janus(s) => s.announce(tracks).await,
         }
     }
 
     pub async fn offer(&mut self, sdp: String) -> Result<(), String> {
         match self {
             Signal::LiveKit(s) => s.offer(sdp).await,
+            Signal::Janus(s) => s.offer(sdp).await,
         }
     }
 
     pub async fn answer(&mut self, sdp: String) -> Result<(), String> {
         match self {
             Signal::LiveKit(s) => s.answer(sdp).await,
+            Signal::Janus(s) => s.answer(sdp).await,
         }
     }
 
     pub async fn candidate(&mut self, conn: Conn, candidate: String) -> Result<(), String> {
         match self {
             Signal::LiveKit(s) => s.candidate(conn, candidate).await,
+            Signal::Janus(s) => s.candidate(conn, candidate).await,
         }
     }
 
@@ -128,6 +152,7 @@ impl Signal {
     pub async fn set_layer(&mut self, track: String, choice: LayerChoice) -> Result<(), String> {
         match self {
             Signal::LiveKit(s) => s.set_layer(track, choice).await,
+            Signal::Janus(s) => s.set_layer(track, choice).await,
         }
     }
 
@@ -135,6 +160,7 @@ impl Signal {
     pub async fn leave(&mut self) {
         match self {
             Signal::LiveKit(s) => s.leave().await,
+            Signal::Janus(s) => s.leave().await,
         }
     }
 }
