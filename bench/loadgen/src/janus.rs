@@ -162,8 +162,11 @@ pub fn substream(choice: LayerChoice) -> u8 {
 }
 
 /// Creates the room of a run (VP8 + Opus, simulcast as published, enough
-/// publishers) unless it exists, with a session of its own.
-pub async fn create_room(t: &JanusTarget, room: &str) -> Result<(), String> {
+/// publishers) unless it exists, with a session of its own. `placeholder`:
+/// with Janus' dummy publisher (an Opus and a VP8 stream that never send),
+/// so that idle participants (scenario E) subscribe to it and have a receive
+/// connection up without media, as a Nodo subscriber connection is.
+pub async fn create_room(t: &JanusTarget, room: &str, placeholder: bool) -> Result<(), String> {
     let session = t.new_id("", json!({"janus": "create"})).await?;
     let result = async {
         let handle = t
@@ -183,6 +186,7 @@ pub async fn create_room(t: &JanusTarget, room: &str) -> Result<(), String> {
             "fir_freq": 0,
             "notify_joining": false,
             "transport_wide_cc_ext": true,
+            "dummy_publisher": placeholder,
         });
         let v = t
             .post(

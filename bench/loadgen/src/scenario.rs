@@ -191,7 +191,11 @@ pub async fn run(args: Args, env: Rc<Env>) -> serde_json::Value {
     let ready_timeout = Duration::from_secs_f64(args.ready_timeout.max(1.0));
     let mut tasks = Vec::new();
 
-    if let Err(e) = env.target.prepare(&room).await {
+    if let Err(e) = env
+        .target
+        .prepare(&room, args.scenario == Scenario::E)
+        .await
+    {
         env.shared.error(format!("preparing room {room}: {e}"));
     }
 

@@ -74,11 +74,13 @@ pub enum Target {
 
 impl Target {
     /// Readies the room of a run before anyone joins (Janus: creates it;
-    /// LiveKit rooms are created by the first join).
-    pub async fn prepare(&self, room: &str) -> Result<(), String> {
+    /// LiveKit rooms are created by the first join). `idle`: participants
+    /// will connect without anyone publishing (Janus needs a placeholder
+    /// feed to subscribe to, for a receive connection to exist).
+    pub async fn prepare(&self, room: &str, idle: bool) -> Result<(), String> {
         match self {
             Target::LiveKit(_) => Ok(()),
-            Target::Janus(t) => crate::janus::create_room(t, room).await,
+            Target::Janus(t) => crate::janus::create_room(t, room, idle).await,
         }
     }
 }
