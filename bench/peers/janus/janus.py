@@ -15,6 +15,10 @@ pinned to a CPU with taskset (performance.md §4.4):
 - janus.plugin.videoroom.jcfg: no static rooms (nodo-loadgen creates its room
   through the API: VP8 + Opus, simulcast as published, enough publishers).
 
+Janus has no setting for its UDP socket buffers (libnice leaves them at the
+system's rmem_default, 208 KiB here, where a 10x keyframe burst overflows
+them); udpbuf.c, preloaded, gives them 4 MiB as Nodo's (--udp-buffer 0: off).
+
 Usable as a module (run.py: `start(...)`, `stop(...)`) or by hand:
   bench/peers/janus/janus.py --cpu 0 --port 8088     # runs until Ctrl-C
 then `nodo-loadgen --server janus --url http://127.0.0.1:8088/janus
@@ -132,18 +136,43 @@ def info(url, timeout=1.0):
         return None
 
 
-def start(cpu, port, log_path, rtp_ports="20000-40000", debug_level=3, ip=None):
-    """Starts Janus; returns (process, API URL, config dir, media IP)."""
+UDP_BUFFER = 4 * 1024 * 1024
+
+
+def udp_buffer_shim(cfg):
+    """Builds udpbuf.c into `cfg`; returns the .so path, or None."""
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "udpbuf.c")
+    out = os.path.join(cfg, "udpbuf.so")
+    r = subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", out, src, "-ldl"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"janus.py: cannot build {src}, Janus keeps default UDP buffers: "
+              f"{r.stderr.strip()}", file=sys.stderr)
+        return None
+    return out
+
+
+def start(cpu, port, log_path, rtp_ports="20000-40000", debug_level=3, ip=None,
+          udp_buffer=UDP_BUFFER):
+    """Starts Janus; returns (process, API URL, config dir, media IP).
+    `udp_buffer`: SO_RCVBUF/SO_SNDBUF for its UDP sockets (udpbuf.c through
+    LD_PRELOAD; 0 = the system default)."""
     if not os.access(JANUS, os.X_OK):
         raise RuntimeError("janus is missing: apt-get install -y janus")
     ip = ip or local_ip()
     cfg = tempfile.mkdtemp(prefix="janus-bench-")
     write_config(cfg, port, rtp_ports, ip, debug_level)
+    env = dict(os.environ)
+    shim = udp_buffer_shim(cfg) if udp_buffer > 0 else None
+    if shim:
+        env["LD_PRELOAD"] = shim
+        env["BENCH_UDP_BUFFER"] = str(udp_buffer)
     cmd = ["janus", "-F", cfg, "-C", os.path.join(cfg, "janus.jcfg"), "-o"]
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu)] + cmd
     log = open(log_path, "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env=env)
     url = f"http://127.0.0.1:{port}/janus"
     deadline = time.time() + 20
     while time.time() < deadline:
@@ -175,9 +204,12 @@ def main():
     p.add_argument("--rtp-ports", default="20000-40000")
     p.add_argument("--debug-level", type=int, default=3)
     p.add_argument("--ip", help="media address (default: the first global IPv4)")
+    p.add_argument("--udp-buffer", type=int, default=UDP_BUFFER,
+                   help="SO_RCVBUF/SO_SNDBUF of its UDP sockets (0: system default)")
     p.add_argument("--log", default="/tmp/janus-bench.log")
     a = p.parse_args()
-    proc, url, cfg, ip = start(a.cpu or None, a.port, a.log, a.rtp_ports, a.debug_level, a.ip)
+    proc, url, cfg, ip = start(a.cpu or None, a.port, a.log, a.rtp_ports, a.debug_level, a.ip,
+                               a.udp_buffer)
     i = info(url) or {}
     print(f"janus pid {proc.pid} at {url}, media on {ip} (config {cfg}, log {a.log});"
           f" nodo-loadgen --server janus --url {url} --local-ip {ip}")
