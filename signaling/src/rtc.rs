@@ -22,8 +22,10 @@ use crate::LiveKit;
 
 /// Largest signal frame accepted (LiveKit's `signal_message_size_limit`).
 const MAX_FRAME: usize = 2 * 1024 * 1024;
-/// Bytes read from the signal socket at a time.
-const SIGNAL_READ_BUFFER: usize = 16 * 1024;
+/// Bytes read from the signal socket at a time, held by every open socket
+/// (an idle participant's largest single buffer at 16 KiB). Most requests
+/// are a few hundred bytes; an SDP offer of 5-10 KiB takes a few reads.
+const SIGNAL_READ_BUFFER: usize = 4 * 1024;
 /// WebSocket-level ping, to keep proxies from idling the connection out.
 const WS_PING: Duration = Duration::from_secs(10);
 /// A signal connection that hears nothing (no frame, no pong to the pings
@@ -154,7 +156,7 @@ async fn session(
     room: mpsc::Sender<RoomCmd>,
     sid: ParticipantSid,
     session: u64,
-    mut rx: mpsc::Receiver<proto::SignalResponse>,
+    mut rx: mpsc::Receiver<Box<proto::SignalResponse>>,
 ) {
     let mut json = false;
     let mut ping = tokio::time::interval(WS_PING);

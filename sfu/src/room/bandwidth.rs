@@ -30,7 +30,7 @@ pub(super) const CONGESTION_REACT: Duration = Duration::from_secs(1);
 /// How long the oldest packet queued for one of a subscriber's m-lines has
 /// waited in its pacer (zero when nothing waits, or before the pacer saw it).
 pub(super) fn queue_delay(
-    peers: &mut HashMap<PeerId, Peer>,
+    peers: &mut HashMap<PeerId, Box<Peer>>,
     peer: PeerId,
     mid: Mid,
     now: Instant,

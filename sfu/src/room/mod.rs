@@ -120,7 +120,9 @@ const LAYER_TICK: Duration = Duration::from_millis(250);
 /// All the media state of one room.
 pub struct MediaRoom {
     config: RoomConfig,
-    peers: HashMap<PeerId, Peer>,
+    /// Boxed: an `Rtc` is ~10 KiB, and a map of them inline paid that for
+    /// every empty slot of its capacity and moved them all on each growth.
+    peers: HashMap<PeerId, Box<Peer>>,
     participants: HashMap<ParticipantSid, ParticipantPeers>,
     tracks: HashMap<TrackSid, Track>,
     /// Publisher (peer, mid) -> track.
@@ -202,7 +204,7 @@ impl MediaRoom {
             }
             peer.scheduled = Some(now);
             self.timers.push(Reverse((now, id)));
-            self.peers.insert(id, peer);
+            self.peers.insert(id, Box::new(peer));
             // Building the Rtc added the local candidates: drain it.
             self.mark_dirty(id);
             ids[i] = id;

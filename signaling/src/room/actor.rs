@@ -420,14 +420,14 @@ impl RoomActor {
             .filter(|p| p.info.identity == identity.as_str())
         else {
             // Nothing to resume: tell the client to start over with a full join.
-            let leave = proto::SignalResponse {
+            let leave = Box::new(proto::SignalResponse {
                 message: Some(Out::Leave(proto::LeaveRequest {
                     can_reconnect: true,
                     reason: proto::DisconnectReason::StateMismatch as i32,
                     action: proto::leave_request::Action::Reconnect as i32,
                     regions: None,
                 })),
-            };
+            });
             let _ = signal.try_send(leave);
             return Ok(Joined { sid, session: 0 });
         };

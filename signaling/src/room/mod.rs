@@ -69,8 +69,12 @@ pub(crate) enum RoomCmd {
     Crash,
 }
 
-/// Outgoing signal messages of one WebSocket session.
-pub(crate) type SignalSink = mpsc::Sender<proto::SignalResponse>;
+/// Outgoing signal messages of one WebSocket session. Boxed: tokio's
+/// channel allocates its slots 32 at a time, and an unboxed
+/// `SignalResponse` (about 900 bytes, the size of its largest variant) made
+/// each participant's queue cost ~29 KiB when empty and ~29 KiB more per 32
+/// messages of backlog, which a join storm's participant updates reach.
+pub(crate) type SignalSink = mpsc::Sender<Box<proto::SignalResponse>>;
 
 /// Frames one participant's WebSocket may have queued before it counts as stuck.
 pub(crate) const SIGNAL_QUEUE: usize = 1024;

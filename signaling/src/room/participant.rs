@@ -99,7 +99,7 @@ impl Participant {
     /// the client stopped reading: the socket is dropped and the client resumes.
     pub fn send(&mut self, msg: proto::signal_response::Message) {
         let Some(sink) = &self.signal else { return };
-        let resp = proto::SignalResponse { message: Some(msg) };
+        let resp = Box::new(proto::SignalResponse { message: Some(msg) });
         match sink.try_send(resp) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {

@@ -37,7 +37,7 @@ fn manager(limits: LimitConfig) -> (Arc<RoomManager>, Arc<RecordingTransport>) {
 struct Session {
     handle: RoomHandle,
     joined: Joined,
-    rx: mpsc::Receiver<proto::SignalResponse>,
+    rx: mpsc::Receiver<Box<proto::SignalResponse>>,
 }
 
 impl Session {
