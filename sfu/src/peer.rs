@@ -139,7 +139,17 @@ impl Repairs {
 /// than the room lets a pacer queue hold before it moves the subscriber to
 /// a lower layer (see `forward`). Each kept packet costs a few hundred bytes
 /// per subscriber (its payload is shared).
-const SEND_BUFFER_VIDEO: usize = 400;
+pub(crate) const SEND_BUFFER_VIDEO: usize = 400;
+
+/// How long a subscriber stream keeps sent packets for retransmission. A
+/// NACK needs about one round trip; a packet resent later than a second
+/// after it was first sent misses any jitter buffer, and libwebrtc keeps its
+/// own history for max(1 s, 3 RTT). str0m's default is 3 s.
+pub(crate) const RTX_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// Resends are dropped while they make up more than this share of a
+/// stream's bytes (str0m's default).
+pub(crate) const RTX_RATIO_CAP: f32 = 0.15;
 
 /// Most reliable messages queued before the data channel opens.
 const MAX_QUEUED_DATA: usize = 256;

@@ -12,6 +12,7 @@ use super::bandwidth::{
 use super::{MediaRoom, ACTIVE_LEVEL, LAYER_TICK};
 use crate::ids::{Layer, PeerId, TrackKind, TrackSid};
 use crate::keyframe::starts_keyframe;
+use crate::peer::{RTX_MAX_AGE, RTX_RATIO_CAP, SEND_BUFFER_VIDEO};
 use crate::rewrite::Rewriter;
 use crate::track::Track;
 
@@ -25,9 +26,20 @@ impl MediaRoom {
         } else {
             90_000
         };
+        let mut mid = None;
         if let Some(s) = t.subscribers.iter_mut().find(|s| s.peer == peer) {
             s.rewriter = Some(Rewriter::new(clock));
             s.current = None;
+            // Audio is written not nackable: nothing of it is kept.
+            mid = s.mid.filter(|_| t.kind == TrackKind::Video);
+        }
+        if let (Some(mid), Some(p)) = (mid, self.peers.get_mut(&peer)) {
+            if let Some(tx) = p.rtc.direct_api().stream_tx_by_mid(mid, None) {
+                // str0m keeps sent packets 3 s for NACKs by default; the
+                // buffer grows to what that window holds and never shrinks
+                // (a few hundred bytes per slot per subscriber stream).
+                tx.set_rtx_cache(SEND_BUFFER_VIDEO, RTX_MAX_AGE, Some(RTX_RATIO_CAP));
+            }
         }
         let layer = if t.simulcast { Some(Layer::High) } else { None };
         self.request_keyframe(track, layer, KeyframeRequestKind::Pli, now);
