@@ -62,6 +62,7 @@ impl Node {
             metrics.media.clone(),
             metrics.signal.clone(),
         );
+        rooms.set_token_keys(keys.clone());
 
         // Store, then push (it reads subscriptions from the store).
         let store = Store::open_with(

@@ -3,6 +3,7 @@ protobuf definitions (the livekit-protocol package)."""
 
 import asyncio
 import signal as os_signal
+from datetime import timedelta
 
 import aiohttp
 from livekit.protocol import models, rtc as sig
@@ -135,3 +136,35 @@ async def test_sigterm_sends_server_shutdown(node):
         assert r.leave.reason == models.SERVER_SHUTDOWN
         await asyncio.get_event_loop().run_in_executor(None, node.proc.wait, 10)
         assert node.proc.returncode == 0
+
+
+async def test_refresh_token_outlives_the_join_token(node):
+    """LiveKit sends `refresh_token` at join (and every 5 minutes): the client
+    resumes with it once the token it joined with has expired. The join token
+    here expired 58 s ago, inside the node's 60 s leeway."""
+    from livekit import api
+    from conftest import API_KEY, API_SECRET
+
+    joined_with = token("refresher", "refresh", ttl=timedelta(seconds=-58), name="Ref")
+    async with aiohttp.ClientSession() as s:
+        ws = await s.ws_connect(f"{node.url}/rtc", params={"access_token": joined_with, "protocol": "16"})
+        j = (await recv(ws)).join
+        fresh = (await recv_until(ws, "refresh_token")).refresh_token
+        # LiveKit's own verifier accepts it: same key, identity, name and room grant.
+        claims = api.TokenVerifier(API_KEY, API_SECRET).verify(fresh)
+        assert claims.identity == "refresher" and claims.name == "Ref"
+        assert claims.video.room == "refresh" and claims.video.room_join
+        await ws.close()
+        await asyncio.sleep(3)
+        # The join token is now past the leeway: a resume with it is refused...
+        async with s.get(f"{node.url}/rtc/validate", params={"access_token": joined_with}) as r:
+            assert r.status == 401, await r.text()
+        # ...and the refreshed one resumes the same session.
+        ws2 = await s.ws_connect(f"{node.url}/rtc", params={"access_token": fresh, "reconnect": "1",
+                                                            "sid": j.participant.sid})
+        r = await recv(ws2)
+        assert r.WhichOneof("message") == "reconnect"
+        # A resumed session gets a fresh token too.
+        again = (await recv_until(ws2, "refresh_token")).refresh_token
+        assert api.TokenVerifier(API_KEY, API_SECRET).verify(again).identity == "refresher"
+        await ws2.close()

@@ -355,6 +355,9 @@ impl RoomActor {
             ..Default::default()
         };
         p.send(Out::Join(join));
+        if let Some(keys) = self.manager.token_keys() {
+            p.refresh_token(keys, Instant::now());
+        }
         let auto = p.options.auto_subscribe && p.grant.can_subscribe();
         let hidden = p.hidden();
         let info = p.info.clone();
@@ -443,6 +446,9 @@ impl RoomActor {
         p.send(Out::Update(proto::ParticipantUpdate {
             participants: others,
         }));
+        if let Some(keys) = self.manager.token_keys() {
+            p.refresh_token(keys, Instant::now());
+        }
         p.send(Out::RoomUpdate(proto::RoomUpdate { room: Some(room) }));
         let _ = self.media.restart_subscriber_ice(&sid);
         tracing::info!(room = %self.name, participant = %identity, "signal resumed");
@@ -546,6 +552,13 @@ impl RoomActor {
     }
 
     fn housekeeping(&mut self, now: Instant) {
+        if let Some(keys) = self.manager.token_keys() {
+            for p in self.participants.values_mut() {
+                if p.signal.is_some() && p.refresh_due <= now {
+                    p.refresh_token(keys, now);
+                }
+            }
+        }
         let window = Duration::from_secs(u64::from(self.manager.defaults().reconnect_window));
         let lost: Vec<ParticipantSid> = self
             .participants

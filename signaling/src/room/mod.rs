@@ -23,7 +23,7 @@ use nodo_sfu::net::Transport;
 use nodo_sfu::{DtlsIdentity, PeerIds, SfuMetrics};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::auth::Claims;
+use crate::auth::{Claims, KeyStore};
 use crate::config::{LimitConfig, RoomDefaults};
 use crate::error::Error;
 use crate::ids::{ParticipantIdentity, ParticipantSid, RoomName, RoomSid};
@@ -155,6 +155,9 @@ pub trait RoomGate: Send + Sync + 'static {
 pub struct RoomManager {
     /// Who decides whether a join may open a room (set once by the app).
     gate: OnceLock<Arc<dyn RoomGate>>,
+    /// The API keys participants' refreshed tokens are signed with (set
+    /// once by the node); without them no `refresh_token` is sent.
+    token_keys: OnceLock<KeyStore>,
     rooms: Mutex<HashMap<RoomName, RoomHandle>>,
     observers: Mutex<Vec<mpsc::UnboundedSender<RoomEvent>>>,
     /// The media sockets every room sends through and registers its peers with.
@@ -207,6 +210,7 @@ impl RoomManager {
     ) -> Arc<RoomManager> {
         Arc::new(RoomManager {
             gate: OnceLock::new(),
+            token_keys: OnceLock::new(),
             rooms: Mutex::new(HashMap::new()),
             observers: Mutex::new(Vec::new()),
             transport,
@@ -220,6 +224,15 @@ impl RoomManager {
             metrics,
             dtls: DtlsIdentity::generate(),
         })
+    }
+
+    /// Signs participants' refreshed tokens with `keys`; only the first call counts.
+    pub fn set_token_keys(&self, keys: KeyStore) {
+        let _ = self.token_keys.set(keys);
+    }
+
+    pub(crate) fn token_keys(&self) -> Option<&KeyStore> {
+        self.token_keys.get()
     }
 
     /// Installs the gate joins must pass to open a room; only the first counts.

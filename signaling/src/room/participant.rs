@@ -2,14 +2,23 @@
 // Clients still read several fields the protocol marks deprecated.
 #![allow(deprecated)]
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use livekit_protocol as proto;
 use tokio::sync::mpsc;
 
-use crate::auth::{Claims, VideoGrant};
+use crate::auth::{Claims, KeyStore, VideoGrant};
 use crate::ids::{ParticipantSid, TrackSid};
 use crate::room::SignalSink;
+
+/// How often a connected participant is sent a fresh token
+/// (`refresh_token`), as LiveKit does: a client resumes with the latest one,
+/// so a call outlives the token it joined with.
+pub(crate) const TOKEN_REFRESH_INTERVAL: Duration = Duration::from_secs(5 * 60);
+
+/// Validity of a refreshed token, at least: twice the interval, so one
+/// missed refresh (a signal drop) still leaves a valid token to resume with.
+pub(crate) const REFRESHED_TOKEN_TTL: Duration = Duration::from_secs(10 * 60);
 
 /// Options from the `/rtc` query string.
 #[derive(Debug, Clone, Default)]
@@ -39,6 +48,12 @@ pub(crate) struct Participant {
     pub pending: Vec<(String, proto::TrackInfo)>,
     /// Whether `ParticipantInfo.state` reached ACTIVE.
     pub active: bool,
+    /// The claims it joined with: a refreshed token keeps them (key,
+    /// identity, kind, room) with the participant's current name, metadata,
+    /// attributes and permissions.
+    claims: Claims,
+    /// When the next `refresh_token` is due.
+    pub refresh_due: Instant,
 }
 
 impl Participant {
@@ -75,6 +90,30 @@ impl Participant {
             signal_lost_at: None,
             pending: Vec::new(),
             active: false,
+            claims: claims.clone(),
+            refresh_due: Instant::now(),
+        }
+    }
+
+    /// Sends a fresh token signed with the key of the one it joined with,
+    /// valid for [`REFRESHED_TOKEN_TTL`] (never less than the original), and
+    /// schedules the next one.
+    pub fn refresh_token(&mut self, keys: &KeyStore, now: Instant) {
+        self.refresh_due = now + TOKEN_REFRESH_INTERVAL;
+        let unix = crate::auth::unix_now();
+        let mut claims = self.claims.clone();
+        claims.iat = Some(unix);
+        claims.nbf = Some(unix);
+        claims.exp = claims.exp.max(unix + REFRESHED_TOKEN_TTL.as_secs());
+        claims.name = self.info.name.clone();
+        claims.metadata = self.info.metadata.clone();
+        claims.attributes = self.info.attributes.clone();
+        claims.video = Some(self.grant.clone());
+        match keys.sign(&claims.iss, &claims) {
+            Ok(token) => self.send(proto::signal_response::Message::RefreshToken(token)),
+            // The key left the configuration since the join: the client
+            // keeps the token it has.
+            Err(e) => tracing::warn!(participant = %self.info.identity, "no refreshed token: {e}"),
         }
     }
 

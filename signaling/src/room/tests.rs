@@ -460,3 +460,40 @@ async fn a_panicking_room_closes_cleanly_and_the_others_carry_on() {
     .await;
     let _again = join(&rooms, "crashy", "alice").await.expect("rejoin");
 }
+
+#[tokio::test]
+async fn a_join_is_sent_a_fresh_token_signed_with_its_key() {
+    let (rooms, _transport) = manager(LimitConfig::default());
+    let keys = crate::auth::KeyStore::new(
+        [(
+            "devkey".to_string(),
+            "a-secret-of-32-bytes-or-more-xxxx".to_string(),
+        )]
+        .into(),
+    );
+    rooms.set_token_keys(keys.clone());
+    let grant = VideoGrant {
+        can_publish: Some(false),
+        ..VideoGrant::default()
+    };
+    let mut alice = join_with(&rooms, "r1", "alice", grant).await.expect("join");
+    let token = alice
+        .until(|m| match m {
+            Out::RefreshToken(t) => Some(t),
+            _ => None,
+        })
+        .await;
+    let claims = keys.verify(&token).expect("the refreshed token verifies");
+    assert_eq!(claims.iss, "devkey");
+    assert_eq!(claims.identity(), "alice");
+    let video = claims.video();
+    assert!(video.room_join);
+    assert_eq!(video.room, "r1");
+    assert_eq!(video.can_publish, Some(false), "grants are kept");
+    let now = crate::auth::unix_now();
+    assert!(
+        claims.exp >= now + 590,
+        "valid for ten minutes: exp {} now {now}",
+        claims.exp
+    );
+}
