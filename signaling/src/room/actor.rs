@@ -378,7 +378,7 @@ impl RoomActor {
                 })
                 .collect();
             for t in tracks {
-                let _ = self.media.subscribe(&sid, &t);
+                let _ = self.subscribe_permitted(&sid, &t);
             }
         }
         if !hidden {

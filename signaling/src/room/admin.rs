@@ -132,11 +132,11 @@ impl RoomActor {
                 for t in track_sids {
                     let track = TrackSid::new(&t);
                     if subscribe {
-                        self.media
-                            .subscribe(&sid, &track)
+                        self.subscribe_permitted(&sid, &track)
                             .map_err(Error::Subscription)?;
                     } else {
                         self.media.unsubscribe(&sid, &track);
+                        self.drop_withheld(&sid, &track);
                     }
                 }
                 Ok(AdminReply::Done)

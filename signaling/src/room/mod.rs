@@ -7,6 +7,7 @@ mod actor;
 mod admin;
 mod crash;
 mod participant;
+mod permission;
 mod signal;
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,7 @@
 // Clients still read several fields the protocol marks deprecated.
 #![allow(deprecated)]
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use livekit_protocol as proto;
@@ -54,6 +55,11 @@ pub(crate) struct Participant {
     claims: Claims,
     /// When the next `refresh_token` is due.
     pub refresh_due: Instant,
+    /// Who may receive this participant's tracks (`subscription_permission`);
+    /// `None` when everyone may.
+    pub subscription_permission: Option<proto::SubscriptionPermission>,
+    /// Tracks this participant wants but whose owner does not allow it.
+    pub withheld: HashSet<TrackSid>,
 }
 
 impl Participant {
@@ -92,6 +98,8 @@ impl Participant {
             active: false,
             claims: claims.clone(),
             refresh_due: Instant::now(),
+            subscription_permission: None,
+            withheld: HashSet::new(),
         }
     }
 

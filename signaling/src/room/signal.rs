@@ -48,6 +48,7 @@ impl RoomActor {
                 proto::leave_request::Action::Disconnect,
             ),
             In::UpdateMetadata(m) => self.update_metadata(sid, m),
+            In::SubscriptionPermission(p) => self.set_subscription_permission(sid, p),
             // Answered by the WebSocket session itself.
             In::Ping(_) | In::PingReq(_) => {}
             // Resume bookkeeping; the subscriber ICE restart already covers media.
@@ -229,7 +230,7 @@ impl RoomActor {
             .map(|(s, _)| s.clone())
             .collect();
         for s in subscribers {
-            let _ = self.media.subscribe(&s, track);
+            let _ = self.subscribe_permitted(&s, track);
         }
         tracing::info!(room = %self.name, participant = %info.identity, %track, "track published");
     }
@@ -270,11 +271,13 @@ impl RoomActor {
             let track = TrackSid::new(&t);
             let result = if !s.subscribe {
                 self.media.unsubscribe(sid, &track);
+                self.drop_withheld(sid, &track);
                 Ok(())
             } else if !allowed {
                 Err("participant is not allowed to subscribe".to_string())
             } else {
-                self.media.subscribe(sid, &track).map_err(|e| e.to_string())
+                self.subscribe_permitted(sid, &track)
+                    .map_err(|e| e.to_string())
             };
             if let Err(err) = result {
                 self.send_to(
@@ -411,7 +414,6 @@ const MAX_NAME: usize = 256;
 fn request_name(m: &In) -> &'static str {
     match m {
         In::UpdateLayers(_) => "update_layers",
-        In::SubscriptionPermission(_) => "subscription_permission",
         In::Simulate(_) => "simulate",
         In::UpdateAudioTrack(_) => "update_audio_track",
         In::UpdateVideoTrack(_) => "update_video_track",
