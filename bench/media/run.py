@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import statistics
@@ -69,14 +68,7 @@ def start_node(nodo, cpu, log_path):
 
 
 def stop_node(proc, data):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    shutil.rmtree(data, ignore_errors=True)
+    janus.stop_process(proc, signal.SIGTERM, data)
 
 
 def free_port():

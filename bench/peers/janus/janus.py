@@ -185,15 +185,20 @@ def start(cpu, port, log_path, rtp_ports="20000-40000", debug_level=3, ip=None,
     raise RuntimeError(f"janus did not answer on {url}; see {log_path}")
 
 
-def stop(proc, cfg):
+def stop_process(proc, sig, scratch):
+    """Stops a server with `sig` (killed after 15 s) and removes its scratch dir."""
     if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    shutil.rmtree(cfg, ignore_errors=True)
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def stop(proc, cfg):
+    stop_process(proc, signal.SIGINT, cfg)
 
 
 def main():
