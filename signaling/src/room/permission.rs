@@ -12,6 +12,12 @@ use super::actor::RoomActor;
 use super::participant::Participant;
 use crate::ids::{ParticipantSid, TrackSid};
 
+/// Entries (participants, plus listed track sids) one `subscription_permission`
+/// may carry. Every entry is read for every subscriber and track when the
+/// permissions change or a subscription is made, so an unbounded list (a
+/// 2 MiB frame holds ~50,000) would stall the room for everyone.
+const MAX_PERMISSION_ENTRIES: usize = 4096;
+
 /// Whether `owner`'s permissions let `subscriber` receive `track`.
 pub(crate) fn permits(owner: &Participant, subscriber: &Participant, track: &str) -> bool {
     let Some(perm) = &owner.subscription_permission else {
@@ -24,6 +30,16 @@ pub(crate) fn permits(owner: &Participant, subscriber: &Participant, track: &str
                 || (!tp.participant_sid.is_empty() && tp.participant_sid == subscriber.info.sid);
             names_subscriber && (tp.all_tracks || tp.track_sids.iter().any(|t| t == track))
         })
+}
+
+/// Whether a permission list is past [`MAX_PERMISSION_ENTRIES`].
+fn too_large(perm: &proto::SubscriptionPermission) -> bool {
+    let entries: usize = perm
+        .track_permissions
+        .iter()
+        .map(|tp| 1 + tp.track_sids.len())
+        .sum();
+    entries > MAX_PERMISSION_ENTRIES
 }
 
 fn update(owner: &ParticipantSid, track: &TrackSid, allowed: bool) -> Out {
@@ -89,6 +105,10 @@ impl RoomActor {
         owner: &ParticipantSid,
         perm: proto::SubscriptionPermission,
     ) {
+        if too_large(&perm) {
+            tracing::warn!(participant = %owner, "subscription_permission with over {MAX_PERMISSION_ENTRIES} entries ignored");
+            return;
+        }
         let Some(o) = self.participants.get_mut(owner) else {
             return;
         };
@@ -132,5 +152,79 @@ impl RoomActor {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::auth::claims_for;
+    use crate::room::participant::JoinOptions;
+
+    fn participant(sid: &str, identity: &str) -> Participant {
+        let (tx, _rx) = mpsc::channel(1);
+        let claims = claims_for("devkey", identity, Duration::from_secs(60), None);
+        Participant::new(
+            &ParticipantSid::new(sid),
+            &claims,
+            JoinOptions::default(),
+            tx,
+            1,
+        )
+    }
+
+    fn allow(entries: Vec<proto::TrackPermission>) -> Option<proto::SubscriptionPermission> {
+        Some(proto::SubscriptionPermission {
+            all_participants: false,
+            track_permissions: entries,
+        })
+    }
+
+    #[test]
+    fn allow_lists_match_by_identity_or_sid_and_by_track() {
+        let mut owner = participant("PA_owner", "owner");
+        let bob = participant("PA_bob", "bob");
+        let carol = participant("PA_carol", "carol");
+        assert!(permits(&owner, &bob, "TR_a"), "everyone by default");
+        owner.subscription_permission = allow(vec![
+            proto::TrackPermission {
+                participant_identity: "bob".into(),
+                all_tracks: true,
+                ..Default::default()
+            },
+            proto::TrackPermission {
+                participant_sid: "PA_carol".into(),
+                track_sids: vec!["TR_b".into()],
+                ..Default::default()
+            },
+        ]);
+        assert!(permits(&owner, &bob, "TR_a") && permits(&owner, &bob, "TR_b"));
+        assert!(!permits(&owner, &carol, "TR_a"));
+        assert!(permits(&owner, &carol, "TR_b"));
+        // An entry naming nobody (empty identity and sid) matches nobody.
+        owner.subscription_permission = allow(vec![proto::TrackPermission {
+            all_tracks: true,
+            ..Default::default()
+        }]);
+        assert!(!permits(&owner, &bob, "TR_a"));
+    }
+
+    #[test]
+    fn an_oversized_list_is_refused() {
+        let entry = |n: usize| proto::TrackPermission {
+            participant_identity: format!("p{n}"),
+            track_sids: vec!["TR_x".into(); 3],
+            ..Default::default()
+        };
+        let perm = |n: usize| proto::SubscriptionPermission {
+            all_participants: false,
+            track_permissions: (0..n).map(entry).collect(),
+        };
+        assert!(!too_large(&perm(MAX_PERMISSION_ENTRIES / 4)));
+        assert!(too_large(&perm(MAX_PERMISSION_ENTRIES / 4 + 1)));
     }
 }
