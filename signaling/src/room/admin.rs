@@ -135,8 +135,7 @@ impl RoomActor {
                         self.subscribe_permitted(&sid, &track)
                             .map_err(Error::Subscription)?;
                     } else {
-                        self.media.unsubscribe(&sid, &track);
-                        self.drop_withheld(&sid, &track);
+                        self.unsubscribe(&sid, &track);
                     }
                 }
                 Ok(AdminReply::Done)

@@ -90,8 +90,9 @@ impl RoomActor {
         self.media.subscribe(sid, track)
     }
 
-    /// Forgets a withheld wish (the subscriber unsubscribed).
-    pub(crate) fn drop_withheld(&mut self, sid: &ParticipantSid, track: &TrackSid) {
+    /// Ends a subscription, and forgets it as a withheld wish too.
+    pub(crate) fn unsubscribe(&mut self, sid: &ParticipantSid, track: &TrackSid) {
+        self.media.unsubscribe(sid, track);
         if let Some(p) = self.participants.get_mut(sid) {
             p.withheld.remove(track);
         }

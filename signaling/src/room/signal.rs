@@ -270,8 +270,7 @@ impl RoomActor {
         for t in tracks {
             let track = TrackSid::new(&t);
             let result = if !s.subscribe {
-                self.media.unsubscribe(sid, &track);
-                self.drop_withheld(sid, &track);
+                self.unsubscribe(sid, &track);
                 Ok(())
             } else if !allowed {
                 Err("participant is not allowed to subscribe".to_string())
