@@ -139,6 +139,11 @@ macro_rules! on {
         $s.on(
             $event,
             move |s: SocketRef, TryData(d): TryData<Value>, ack: AckSender| async move {
+                if let Some(kick) = s.extensions.get::<Kick>() {
+                    // Being disconnected for flooding: not served, not acked.
+                    kick.heard();
+                    return;
+                }
                 let mut ignores_limits = false;
                 let out = match app.upgrade() {
                     Some(app) => {
@@ -157,11 +162,76 @@ macro_rules! on {
                 if ignores_limits {
                     // A client that keeps flooding past its refusals costs
                     // the node work for nothing: it is disconnected.
-                    let _ = s.disconnect();
+                    Kick::start(s);
                 }
             },
         );
     }};
+}
+
+/// Marks a socket that is being disconnected for flooding past its
+/// refusals; its events are dropped meanwhile.
+///
+/// The disconnect waits until the client's events in flight have arrived:
+/// socketioxide answers an event for a socket it no longer knows by closing
+/// the transport at once, dropping what was queued for it, the DISCONNECT
+/// packet included, and the client would hear "transport close" instead of
+/// being told it was disconnected. A client still sending after
+/// [`KICK_GRACE`] is cut regardless.
+#[derive(Clone)]
+struct Kick {
+    /// When its last event arrived, in ms since the kick started.
+    last_heard: Arc<std::sync::atomic::AtomicU64>,
+    started: tokio::time::Instant,
+}
+
+/// How long a kicked socket must be quiet before it is disconnected.
+const KICK_QUIET: std::time::Duration = std::time::Duration::from_millis(250);
+/// How long a kicked socket that never goes quiet is waited for.
+const KICK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Kick {
+    fn start(s: SocketRef) {
+        let kick = Kick {
+            last_heard: Arc::default(),
+            started: tokio::time::Instant::now(),
+        };
+        if s.extensions.insert(kick.clone()).is_some() {
+            return;
+        }
+        tracing::info!(sid = %s.id, "socket floods past its refusals: disconnecting it");
+        tokio::spawn(async move {
+            loop {
+                let heard = std::time::Duration::from_millis(
+                    kick.last_heard.load(std::sync::atomic::Ordering::Relaxed),
+                );
+                let quiet_at = kick.started + heard + KICK_QUIET;
+                let now = tokio::time::Instant::now();
+                if now >= quiet_at || now >= kick.started + KICK_GRACE {
+                    break;
+                }
+                tokio::time::sleep_until(quiet_at.min(kick.started + KICK_GRACE)).await;
+            }
+            // Its queue may be full of the refusals' acks: the DISCONNECT
+            // packet is retried until it fits.
+            let deadline = tokio::time::Instant::now() + KICK_GRACE;
+            while let Err(socketioxide::SocketError::InternalChannelFull) = s.clone().disconnect() {
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::warn!(sid = %s.id, "a flooding socket reads nothing: left to its ping timeout");
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        });
+    }
+
+    fn heard(&self) {
+        let ms = self.started.elapsed().as_millis();
+        self.last_heard.store(
+            u64::try_from(ms).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
 }
 
 /// Registers the event handlers of an admitted socket. Done in the
