@@ -83,6 +83,8 @@ pub(crate) struct Track {
     /// Codec name the publisher asked to send (`vp9`, `av1`…), first in our answer.
     pub codec: Option<String>,
     pub muted: bool,
+    /// What the publisher was last told to send (video).
+    pub dynacast: crate::room::Dynacast,
 }
 
 pub(crate) struct Subscription {
@@ -106,6 +108,11 @@ pub(crate) struct Subscription {
     pub congested_at: Option<Instant>,
     /// The current hold after a congestion (see `BWE_HOLD`).
     pub bwe_hold: Duration,
+    /// Since when it has been subscribed and not disabled (a new or resumed
+    /// subscription is not called paused while its media starts).
+    pub enabled_since: Instant,
+    /// Whether the subscriber was last told the stream is paused.
+    pub stream_paused: bool,
 }
 
 impl Track {
@@ -130,16 +137,22 @@ impl Track {
         layer.map_or(0, |l| l as usize)
     }
 
-    fn live(&self, layer: Layer, now: Instant) -> bool {
+    pub fn live(&self, layer: Layer, now: Instant) -> bool {
         self.last_packet[layer as usize]
             .is_some_and(|t| now.saturating_duration_since(t) < LAYER_LIVE)
     }
 
-    /// The layer a subscriber should receive: the wanted one, capped by bandwidth,
-    /// falling back to the nearest live layer.
-    pub fn choose_layer(&self, sub: &Subscription, now: Instant) -> Layer {
-        let mut want = sub.settings.max_layer.min(sub.bwe_cap);
-        if let Some((w, h)) = sub.settings.size {
+    /// Whether any layer of the track delivered media lately.
+    pub fn any_live(&self, now: Instant) -> bool {
+        Layer::ALL.iter().any(|l| self.live(*l, now))
+    }
+
+    /// The highest layer a subscriber's settings ask for: its quality,
+    /// lowered to the smallest layer that covers its rendered size. What
+    /// the subscriber's bandwidth allows is not part of it.
+    pub fn wanted_layer(&self, settings: &SubscriptionSettings) -> Layer {
+        let mut want = settings.max_layer;
+        if let Some((w, h)) = settings.size {
             let fit = self
                 .layers
                 .iter()
@@ -151,6 +164,13 @@ impl Track {
                 want = want.min(fit);
             }
         }
+        want
+    }
+
+    /// The layer a subscriber should receive: the wanted one, capped by bandwidth,
+    /// falling back to the nearest live layer.
+    pub fn choose_layer(&self, sub: &Subscription, now: Instant) -> Layer {
+        let want = self.wanted_layer(&sub.settings).min(sub.bwe_cap);
         if self.live(want, now) {
             return want;
         }

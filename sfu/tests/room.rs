@@ -455,3 +455,150 @@ fn a_capped_subscriber_moves_to_the_low_layer_and_keeps_its_audio() {
     let audio = w.audio_frames(b) - audio_before;
     assert!(audio > 300, "bob got {audio} audio frames in 8 s");
 }
+
+/// The dynacast updates the room told about a track, oldest first.
+fn dynacast_updates(w: &World) -> Vec<Option<Layer>> {
+    w.events
+        .iter()
+        .filter_map(|e| match e {
+            SfuEvent::SubscribedQuality { max, .. } => Some(*max),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Stream state changes told to subscribers: (paused) in order.
+fn stream_states(w: &World) -> Vec<bool> {
+    w.events
+        .iter()
+        .filter_map(|e| match e {
+            SfuEvent::StreamStates(list) => Some(list.iter().map(|s| s.paused).collect::<Vec<_>>()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+#[test]
+fn dynacast_tells_the_publisher_the_highest_layer_wanted() {
+    let mut w = World::new();
+    let a = w.join("alice");
+    let b = w.join("bob");
+    let c = w.join("carol");
+    let (_, video) = w.publish(a, true);
+    w.run(secs(1));
+    assert!(
+        dynacast_updates(&w).is_empty(),
+        "nothing told before a subscriber"
+    );
+    let bob = w.clients[b].sid.clone();
+    w.room.subscribe(&bob, &video).expect("subscribe");
+    w.run(secs(1));
+    match w
+        .events
+        .iter()
+        .find(|e| matches!(e, SfuEvent::SubscribedQuality { .. }))
+    {
+        Some(SfuEvent::SubscribedQuality {
+            publisher,
+            track,
+            codec,
+            simulcast,
+            max,
+        }) => {
+            assert_eq!(publisher, &w.clients[a].sid);
+            assert_eq!(track, &video);
+            assert_eq!(codec, "vp8");
+            assert!(*simulcast);
+            assert_eq!(*max, Some(Layer::High));
+        }
+        other => panic!("no subscribed quality: {other:?}"),
+    }
+
+    // Bob wants a small picture: the upper layers pause, after the delay.
+    let now = w.now;
+    let small = SubscriptionSettings {
+        size: Some((160, 90)),
+        ..SubscriptionSettings::default()
+    };
+    w.room.update_subscription(&bob, &video, small, now);
+    w.run(secs(4));
+    assert_eq!(
+        dynacast_updates(&w),
+        [Some(Layer::High)],
+        "not before the delay"
+    );
+    w.run(secs(2));
+    assert_eq!(dynacast_updates(&w), [Some(Layer::High), Some(Layer::Low)]);
+    // The publisher obeys: bob keeps the low layer and is not told of a pause.
+    w.clients[a].paused_layers = [false, true, true];
+    let before = w.video_frames(b).len();
+    w.run(secs(3));
+    let tail: Vec<u8> = w.video_frames(b)[before..].iter().map(|f| f.0).collect();
+    assert!(tail.len() > 60 && tail.iter().all(|l| *l == 0), "{tail:?}");
+    assert!(stream_states(&w).is_empty(), "{:?}", stream_states(&w));
+
+    // Carol wants the large picture: the high layer is asked for at once.
+    let carol = w.clients[c].sid.clone();
+    w.room.subscribe(&carol, &video).expect("subscribe");
+    w.run(Duration::from_millis(300));
+    assert_eq!(
+        dynacast_updates(&w),
+        [Some(Layer::High), Some(Layer::Low), Some(Layer::High)]
+    );
+    w.clients[a].paused_layers = [false; 3];
+    let before = w.video_frames(c).len();
+    w.run(secs(3));
+    let tail: Vec<u8> = w.video_frames(c)[before..]
+        .iter()
+        .rev()
+        .take(20)
+        .map(|f| f.0)
+        .collect();
+    assert!(
+        tail.len() == 20 && tail.iter().all(|l| *l == 2),
+        "carol gets the high layer: {tail:?}"
+    );
+
+    // Both stop watching (hidden elements): every layer pauses after the delay.
+    let now = w.now;
+    let off = SubscriptionSettings {
+        disabled: true,
+        ..SubscriptionSettings::default()
+    };
+    w.room.update_subscription(&bob, &video, off, now);
+    w.room.update_subscription(&carol, &video, off, now);
+    w.run(secs(6));
+    assert_eq!(dynacast_updates(&w).last(), Some(&None));
+    assert!(
+        stream_states(&w).is_empty(),
+        "a disabled subscription is not told"
+    );
+}
+
+#[test]
+fn a_subscriber_is_told_when_a_stream_stops_and_flows_again() {
+    let (mut w, a, b) = bob_watches_alice();
+    assert!(stream_states(&w).is_empty());
+    // Alice's camera stops sending (her client paused it): bob is told.
+    w.clients[a].paused_layers = [true; 3];
+    w.run(secs(3));
+    assert_eq!(stream_states(&w), [true]);
+    match w
+        .events
+        .iter()
+        .find(|e| matches!(e, SfuEvent::StreamStates(_)))
+    {
+        Some(SfuEvent::StreamStates(list)) => {
+            assert_eq!(list[0].subscriber, w.clients[b].sid);
+            assert_eq!(list[0].publisher, w.clients[a].sid);
+        }
+        other => panic!("{other:?}"),
+    }
+    // It flows again: bob is told, once.
+    w.clients[a].paused_layers = [false; 3];
+    w.run(secs(2));
+    assert_eq!(stream_states(&w), [true, false]);
+    w.run(secs(2));
+    assert_eq!(stream_states(&w), [true, false]);
+}

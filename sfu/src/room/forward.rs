@@ -284,5 +284,6 @@ impl MediaRoom {
         for sid in sids {
             self.retarget(&sid, now);
         }
+        self.dynacast_tick(now);
     }
 }

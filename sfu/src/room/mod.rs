@@ -19,10 +19,12 @@ use crate::track::{LayerInfo, Subscription, SubscriptionSettings, Track};
 
 mod bandwidth;
 mod drive;
+mod dynacast;
 mod forward;
 mod keyframes;
 mod negotiate;
 mod reports;
+pub(crate) use dynacast::Dynacast;
 #[cfg(test)]
 mod tests;
 
@@ -66,6 +68,31 @@ pub enum SfuEvent {
         participant: ParticipantSid,
         track: TrackSid,
     },
+    /// Dynacast: the highest layer any subscriber of a video track wants
+    /// changed (`None`: nobody receives it, every layer may pause). Told to
+    /// the publisher as LiveKit's `subscribed_quality_update`.
+    SubscribedQuality {
+        publisher: ParticipantSid,
+        track: TrackSid,
+        /// Lower-case codec name (`vp8`), as livekit-client names it.
+        codec: String,
+        /// Whether the track is sent in simulcast layers.
+        simulcast: bool,
+        max: Option<Layer>,
+    },
+    /// Subscribed video streams that stopped (no layer the publisher sends
+    /// is arriving) or started again; told to the subscribers as LiveKit's
+    /// `stream_state_update`.
+    StreamStates(Vec<StreamState>),
+}
+
+/// One subscription's stream state change (see [`SfuEvent::StreamStates`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamState {
+    pub subscriber: ParticipantSid,
+    pub publisher: ParticipantSid,
+    pub track: TrackSid,
+    pub paused: bool,
 }
 
 /// Room-wide tuning, documented where it is set.
@@ -88,6 +115,9 @@ pub struct RoomConfig {
     pub metrics: SfuMetrics,
     /// The room's name, as the `room` label of its per-room series.
     pub name: String,
+    /// Dynacast: how long fewer layers must be wanted before the publisher
+    /// is told to pause the ones above (more are asked for at once).
+    pub dynacast_pause_delay: Duration,
 }
 
 impl Default for RoomConfig {
@@ -101,6 +131,7 @@ impl Default for RoomConfig {
             dtls: DtlsIdentity::default(),
             metrics: SfuMetrics::default(),
             name: String::new(),
+            dynacast_pause_delay: Duration::from_secs(5),
         }
     }
 }
@@ -439,6 +470,7 @@ impl MediaRoom {
                 codecs: HashMap::new(),
                 codec,
                 muted: false,
+                dynacast: Dynacast::new(self.now),
             },
         );
         Ok(())
@@ -499,7 +531,11 @@ impl MediaRoom {
             bwe_hold_until: None,
             congested_at: None,
             bwe_hold: Duration::ZERO,
+            enabled_since: self.now,
+            stream_paused: false,
         });
+        let track = track.clone();
+        self.dynacast_track(&track, self.now);
         if let Some(p) = self.peers.get_mut(&peer) {
             p.needs_offer = true;
             self.negotiation_due = true;
@@ -555,7 +591,9 @@ impl MediaRoom {
         if resumed {
             // Restart at a keyframe.
             sub.current = None;
+            sub.enabled_since = now;
         }
+        self.dynacast_track(track, now);
         self.retarget(track, now);
         self.drive(now);
     }

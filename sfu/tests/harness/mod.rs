@@ -47,6 +47,9 @@ pub struct Client {
     pub video_mid: Option<Mid>,
     /// Video frames written per layer (index 0 without simulcast).
     pub video_written: [u64; 3],
+    /// Layers this publisher does not send (as a client told by dynacast,
+    /// or one whose camera stalled).
+    pub paused_layers: [bool; 3],
 }
 
 /// Decides whether a packet on its way at the given instant is lost.
@@ -169,6 +172,7 @@ impl World {
             audio_mid: None,
             video_mid: None,
             video_written: [0; 3],
+            paused_layers: [false; 3],
         });
         i
     }
@@ -327,6 +331,9 @@ impl World {
             };
             let requested: Vec<Option<Rid>> = std::mem::take(&mut c.keyframe_requests);
             for (layer, rid) in rids.iter().enumerate() {
+                if c.paused_layers[layer] {
+                    continue;
+                }
                 // VP8 frame tag: bit 0 clear on key frames. Every 3 s, or on request.
                 let key =
                     frame.is_multiple_of(90) || requested.iter().any(|r| r.is_none() || r == rid);

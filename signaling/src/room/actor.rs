@@ -727,6 +727,18 @@ impl RoomActor {
                 }
                 tracing::debug!(%participant, %track, "subscribed");
             }
+            SfuEvent::SubscribedQuality {
+                publisher,
+                track,
+                codec,
+                simulcast,
+                max,
+            } => {
+                let update =
+                    super::streams::subscribed_quality_update(&track, codec, simulcast, max);
+                self.subscribed_quality(&publisher, update);
+            }
+            SfuEvent::StreamStates(changes) => self.stream_states(changes),
         }
     }
 }

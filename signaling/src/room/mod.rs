@@ -9,6 +9,7 @@ mod crash;
 mod participant;
 mod permission;
 mod signal;
+mod streams;
 #[cfg(test)]
 mod tests;
 
