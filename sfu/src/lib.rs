@@ -44,6 +44,7 @@ mod keyframe;
 pub mod metrics;
 pub mod net;
 mod peer;
+mod red;
 mod rewrite;
 mod room;
 mod sdp_order;

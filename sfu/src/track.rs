@@ -40,6 +40,19 @@ impl Default for SubscriptionSettings {
     }
 }
 
+/// How a publisher payload type goes out to one subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutPt {
+    /// As it came, under the subscriber's number for the codec.
+    Plain(Pt),
+    /// RED to a subscriber that negotiated it: under its RED number, the
+    /// block headers renumbered when its Opus number differs.
+    Red { red: Pt, opus_from: Pt, opus_to: Pt },
+    /// RED to a subscriber that did not negotiate it: the primary block
+    /// alone, as Opus under the subscriber's number.
+    Unred { opus_from: Pt, opus_to: Pt },
+}
+
 /// Layer ticks a layer's bitrate is averaged over (2 s at 250 ms): long
 /// enough that a keyframe or a burst of frames does not swing the layer choice.
 pub const RATE_TICKS: usize = 8;
@@ -98,8 +111,8 @@ pub(crate) struct Subscription {
     /// Layer we want to switch to.
     pub target: Layer,
     pub rewriter: Option<Rewriter>,
-    /// Publisher PT -> subscriber PT.
-    pub pt_map: Vec<(Pt, Pt)>,
+    /// Publisher PT -> how the subscriber receives it.
+    pub pt_map: Vec<(Pt, OutPt)>,
     /// Bandwidth cap from the subscriber's estimate.
     pub bwe_cap: Layer,
     /// After the cap went down, it may not go up before this instant.

@@ -181,7 +181,9 @@ impl MediaRoom {
             .codec_config()
             .params()
             .iter()
-            .map(|p| (p.pt(), *p))
+            // RED rides on the Opus params (their `red` number): both numbers
+            // lead to them, and `forward` tells the two apart.
+            .flat_map(|p| std::iter::once((p.pt(), *p)).chain(p.red().map(|r| (r, *p))))
             .collect();
         let pending = |t: &&mut Track| t.owner == owner && t.source.is_none() && t.kind == kind;
         let mut tracks = self.tracks.values_mut();

@@ -14,7 +14,7 @@ use crate::ids::{Layer, PeerId, TrackKind, TrackSid};
 use crate::keyframe::starts_keyframe;
 use crate::peer::{RTX_MAX_AGE, RTX_RATIO_CAP, SEND_BUFFER_VIDEO};
 use crate::rewrite::Rewriter;
-use crate::track::Track;
+use crate::track::{OutPt, Track};
 
 impl MediaRoom {
     pub(super) fn init_subscription(&mut self, peer: PeerId, track: &TrackSid, now: Instant) {
@@ -104,6 +104,10 @@ impl MediaRoom {
             }
             track.nack_ssrc[idx] = Some(ssrc);
         }
+        let red_in = params.red() == Some(pkt.header.payload_type);
+        // The primary block of a RED packet, made once for the subscribers
+        // without RED; `Err` until needed.
+        let mut unred: Option<Option<std::sync::Arc<[u8]>>> = None;
         let codec = params.spec().codec;
         let is_video = track.kind == TrackKind::Video;
         let keyframe = is_video && starts_keyframe(codec, &pkt.payload);
@@ -189,23 +193,56 @@ impl MediaRoom {
             let Some(sub_peer) = self.peers.get_mut(&sub.peer) else {
                 continue;
             };
-            let out_pt = match sub
+            let out = match sub
                 .pt_map
                 .iter()
                 .find(|(a, _)| *a == pkt.header.payload_type)
             {
                 Some((_, b)) => *b,
                 None => {
-                    let Some(b) = sub_peer
-                        .rtc
-                        .codec_config()
-                        .match_params(params)
-                        .map(|p| p.pt())
-                    else {
+                    let Some(theirs) = sub_peer.rtc.codec_config().match_params(params) else {
                         continue;
                     };
+                    let b = match (red_in, theirs.red()) {
+                        (false, _) => OutPt::Plain(theirs.pt()),
+                        (true, Some(red)) => OutPt::Red {
+                            red,
+                            opus_from: params.pt(),
+                            opus_to: theirs.pt(),
+                        },
+                        (true, None) => OutPt::Unred {
+                            opus_from: params.pt(),
+                            opus_to: theirs.pt(),
+                        },
+                    };
+                    tracing::debug!(track = %track_sid, subscriber = %sub.subscriber, from = *pkt.header.payload_type, to = ?b, "payload type mapped");
                     sub.pt_map.push((pkt.header.payload_type, b));
                     b
+                }
+            };
+            let (out_pt, payload) = match out {
+                OutPt::Plain(pt) => (pt, pkt.payload.clone()),
+                OutPt::Red {
+                    red,
+                    opus_from,
+                    opus_to,
+                } if opus_from == opus_to => (red, pkt.payload.clone()),
+                OutPt::Red {
+                    red,
+                    opus_from,
+                    opus_to,
+                } => match crate::red::renumber(&pkt.payload, *opus_from, *opus_to) {
+                    Some(p) => (red, p.into()),
+                    None => continue,
+                },
+                OutPt::Unred { opus_from, opus_to } => {
+                    let primary = unred.get_or_insert_with(|| {
+                        crate::red::primary(&pkt.payload, *opus_from).map(std::sync::Arc::from)
+                    });
+                    match primary {
+                        Some(p) => (opus_to, p.clone()),
+                        None => continue,
+                    }
                 }
             };
             let mut api = sub_peer.rtc.direct_api();
@@ -213,16 +250,10 @@ impl MediaRoom {
                 continue;
             };
             tx.write_rtp(
-                RtpWrite::new(
-                    out_pt,
-                    SeqNo::from(out_seq),
-                    out_ts,
-                    pkt.timestamp,
-                    pkt.payload.clone(),
-                )
-                .marker(pkt.header.marker)
-                .ext_vals(ext.clone())
-                .nackable(is_video),
+                RtpWrite::new(out_pt, SeqNo::from(out_seq), out_ts, pkt.timestamp, payload)
+                    .marker(pkt.header.marker)
+                    .ext_vals(ext.clone())
+                    .nackable(is_video),
             );
             self.metrics.counts.forwarded += 1;
             self.metrics.counts.forwarded_bytes += pkt.payload.len() as u64;

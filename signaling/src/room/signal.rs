@@ -156,7 +156,16 @@ impl RoomActor {
                 }
             })
             .unwrap_or_default();
-        let codec = mime.split('/').nth(1).map(str::to_ascii_lowercase);
+        // The codec that goes first in the answer for the track's m-line:
+        // the one asked for, or, for audio, RED (RFC 2198) unless the client
+        // turned it off, as LiveKit does: a browser sends the first codec of
+        // the answer, and offers RED after Opus. An offer without RED keeps
+        // Opus.
+        let codec = if kind == TrackKind::Audio && !req.disable_red {
+            Some("red".to_string())
+        } else {
+            mime.split('/').nth(1).map(str::to_ascii_lowercase)
+        };
         let info = proto::TrackInfo {
             sid: track_sid.to_string(),
             r#type: req.r#type,
