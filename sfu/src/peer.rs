@@ -77,6 +77,10 @@ pub(crate) struct Peer {
     pub queued_data: VecDeque<Vec<u8>>,
     /// Latest send-side bandwidth estimate (subscriber).
     pub estimate: Option<Bitrate>,
+    /// Subscriber: RED is not sent to it for now, though negotiated: its
+    /// estimate cannot carry the redundancy on top of its lowest video (see
+    /// `MediaRoom::apply_bandwidth_caps`).
+    pub red_off: bool,
     /// Subscriber: the bitrate (bits/s) the estimator was last told to probe
     /// up to; 0 before the first.
     pub probe_target: u64,
@@ -220,6 +224,7 @@ impl Peer {
             lossy: None,
             queued_data: VecDeque::new(),
             estimate: None,
+            red_off: false,
             probe_target: 0,
             probe_dip_at: None,
             next_probe: None,

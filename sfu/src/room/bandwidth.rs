@@ -60,15 +60,24 @@ impl MediaRoom {
     pub(super) fn apply_bandwidth_caps(&mut self, now: Instant) {
         let mut audio_bps: HashMap<PeerId, u64> = HashMap::new();
         let mut video_subs: HashMap<PeerId, u64> = HashMap::new();
+        // What each subscriber's video needs at the least: its lowest layers.
+        let mut video_floor: HashMap<PeerId, u64> = HashMap::new();
         for t in self.tracks.values() {
             for s in &t.subscribers {
                 if t.kind == TrackKind::Audio {
                     *audio_bps.entry(s.peer).or_default() += t.rate[0];
                 } else if !s.settings.disabled {
                     *video_subs.entry(s.peer).or_default() += 1;
+                    let floor = if t.simulcast {
+                        t.rate[Layer::Low as usize]
+                    } else {
+                        t.rate[0]
+                    };
+                    *video_floor.entry(s.peer).or_default() += floor;
                 }
             }
         }
+        self.set_red(&audio_bps, &video_floor);
         for t in self.tracks.values_mut().filter(|t| t.simulcast) {
             // Payload bytes plus RTP/SRTP/UDP/IP headers (~5 % at video packet sizes).
             let rates = t.rate.map(|r| r + r / 20);
@@ -117,6 +126,32 @@ impl MediaRoom {
                     tracing::debug!(peer = ?s.peer, estimate = %est, share, audio, ?rates, ?cap, "bandwidth cap");
                 }
                 s.bwe_cap = cap;
+            }
+        }
+    }
+
+    /// RED doubles what a subscriber's audio costs. Where the estimate leaves
+    /// less than 15 % over its audio (counted in RED) and its lowest video
+    /// layers, RED is held back and the primary Opus sent alone, until the
+    /// estimate has 50 % to spare again: on a link that tight, redundancy
+    /// would take the video's share and cause the losses it is meant to mend.
+    fn set_red(&mut self, audio_bps: &HashMap<PeerId, u64>, video_floor: &HashMap<PeerId, u64>) {
+        for (peer, audio) in audio_bps {
+            let Some(p) = self.peers.get_mut(peer) else {
+                continue;
+            };
+            let Some(est) = p.estimate.map(|e| e.as_u64()) else {
+                continue;
+            };
+            let need = audio + audio / 4 + video_floor.get(peer).copied().unwrap_or(0);
+            let off = if p.red_off {
+                est < need * 3 / 2
+            } else {
+                est < need * 115 / 100
+            };
+            if off != p.red_off {
+                tracing::debug!(?peer, estimate = est, need, red = !off, "subscriber RED");
+                p.red_off = off;
             }
         }
     }

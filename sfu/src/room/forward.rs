@@ -220,6 +220,13 @@ impl MediaRoom {
                     b
                 }
             };
+            // RED held back from a subscriber on a tight link (`set_red`).
+            let out = match out {
+                OutPt::Red {
+                    opus_from, opus_to, ..
+                } if sub_peer.red_off => OutPt::Unred { opus_from, opus_to },
+                other => other,
+            };
             let (out_pt, payload) = match out {
                 OutPt::Plain(pt) => (pt, pkt.payload.clone()),
                 OutPt::Red {
