@@ -7,6 +7,8 @@
 //! name the payload type of each block's codec; when a subscriber numbers
 //! Opus differently from the publisher, they are rewritten.
 
+use std::sync::Arc;
+
 /// Header of one block (`F` bit, payload type; redundant blocks also carry
 /// a timestamp offset and a length).
 const F_BIT: u8 = 0x80;
@@ -51,6 +53,61 @@ pub fn primary(payload: &[u8], primary_pt: u8) -> Option<&[u8]> {
         return None;
     }
     payload.get(l.header_len + l.redundant_len..)
+}
+
+/// The redundant blocks of a RED payload that carry `primary_pt` (earlier
+/// frames of the same codec), oldest first, each with its timestamp offset
+/// back from the primary's. Empty when malformed.
+pub fn redundant(payload: &[u8], primary_pt: u8) -> Vec<(u32, &[u8])> {
+    let Some(l) = layout(payload) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut data = l.header_len;
+    let mut pos = 0;
+    while pos + 4 <= l.header_len {
+        let h = &payload[pos..pos + 4];
+        let offset = (u32::from(h[1]) << 6) | (u32::from(h[2]) >> 2);
+        let len = (usize::from(h[2] & 0x03) << 8) | usize::from(h[3]);
+        if h[0] & 0x7f == primary_pt && len > 0 {
+            out.push((offset, &payload[data..data + len]));
+        }
+        data += len;
+        pos += 4;
+    }
+    out
+}
+
+/// Most packets in a row a RED packet is searched for (browsers carry one
+/// or two earlier frames).
+const MAX_GAP: u64 = 4;
+
+/// The packets lost between `last` (the highest sequence number received)
+/// and the RED packet `seq` (timestamp `ts`) that its redundant blocks
+/// carry, as `(seq, ts, Opus payload)`, oldest first. Assumes the
+/// redundancy distances browsers use: the last redundant block is the
+/// previous packet, the one before it the packet before that.
+pub fn recover(
+    last: u64,
+    seq: u64,
+    ts: u32,
+    payload: &[u8],
+    opus: u8,
+) -> Vec<(u64, u32, Arc<[u8]>)> {
+    let missing = seq.saturating_sub(last).saturating_sub(1);
+    if missing == 0 || missing > MAX_GAP {
+        return Vec::new();
+    }
+    let blocks = redundant(payload, opus);
+    let k = blocks.len() as u64;
+    blocks
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, (offset, data))| {
+            let distance = k - i as u64;
+            (distance <= missing).then(|| (seq - distance, ts.wrapping_sub(offset), data.into()))
+        })
+        .collect()
 }
 
 /// A copy of a RED payload whose block headers say `to` where they said
@@ -120,6 +177,52 @@ mod tests {
             primary(&[F_BIT | 111, 0, 0, 0, F_BIT | 111, 0, 0, 0], 111),
             None
         );
+    }
+
+    #[test]
+    fn redundant_blocks_come_with_their_offsets() {
+        let p = red(
+            &[
+                (111, 1920, &[1; 40]),
+                (0, 960, &[7; 3]),
+                (111, 960, &[2; 300]),
+            ],
+            111,
+            &[9],
+        );
+        let r = redundant(&p, 111);
+        assert_eq!(r.len(), 2, "the PCMU block is left out");
+        assert_eq!(r[0], (1920, &[1u8; 40][..]));
+        assert_eq!(r[1], (960, &[2u8; 300][..]));
+        assert!(redundant(&red(&[], 111, &[9]), 111).is_empty());
+        assert!(redundant(&[F_BIT | 111, 0, 4], 111).is_empty());
+    }
+
+    #[test]
+    fn lost_packets_are_recovered_from_the_next_ones_redundancy() {
+        // Two levels: the packet before last (offset 1920) and the last (960).
+        let p = red(&[(111, 1920, &[1; 5]), (111, 960, &[2; 6])], 111, &[3; 7]);
+        // Nothing lost: nothing recovered.
+        assert!(recover(99, 100, 10_000, &p, 111).is_empty());
+        // One lost (99): the last block.
+        let r = recover(98, 100, 10_000, &p, 111);
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            (r[0].0, r[0].1, &r[0].2[..]),
+            (99, 10_000 - 960, &[2u8; 6][..])
+        );
+        // Two lost (98, 99): both, oldest first.
+        let r = recover(97, 100, 10_000, &p, 111);
+        let got: Vec<(u64, u32, usize)> = r.iter().map(|(s, t, d)| (*s, *t, d.len())).collect();
+        assert_eq!(got, [(98, 10_000 - 1920, 5), (99, 10_000 - 960, 6)]);
+        // Three lost: only what the redundancy carries.
+        assert_eq!(recover(96, 100, 10_000, &p, 111).len(), 2);
+        // A jump too far (a new stream, a long outage) or a late packet: nothing.
+        assert!(recover(10, 100, 10_000, &p, 111).is_empty());
+        assert!(recover(150, 100, 10_000, &p, 111).is_empty());
+        // Timestamps wrap.
+        let r = recover(98, 100, 500, &p, 111);
+        assert_eq!(r[0].1, 500u32.wrapping_sub(960));
     }
 
     #[test]

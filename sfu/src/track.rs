@@ -98,6 +98,9 @@ pub(crate) struct Track {
     pub muted: bool,
     /// What the publisher was last told to send (video).
     pub dynacast: crate::room::Dynacast,
+    /// Audio: the highest sequence number received, to find the packets a
+    /// RED packet's redundancy can stand in for.
+    pub audio_last_seq: Option<u64>,
 }
 
 pub(crate) struct Subscription {
@@ -129,6 +132,26 @@ pub(crate) struct Subscription {
 }
 
 impl Track {
+    /// For an audio packet `seq` (timestamp `ts`, RED when `red` names the
+    /// Opus number inside): the packets lost just before it that its RED
+    /// blocks carry (see [`crate::red::recover`]).
+    pub fn red_recover(
+        &mut self,
+        seq: u64,
+        ts: u32,
+        payload: &[u8],
+        red: Option<u8>,
+    ) -> Vec<(u64, u32, std::sync::Arc<[u8]>)> {
+        let last = self.audio_last_seq;
+        if last.is_none_or(|l| seq > l) {
+            self.audio_last_seq = Some(seq);
+        }
+        match (red, last) {
+            (Some(opus), Some(last)) => crate::red::recover(last, seq, ts, payload, opus),
+            _ => Vec::new(),
+        }
+    }
+
     /// Closes a rate tick of `elapsed` seconds: `rate` becomes the average
     /// over the window.
     pub fn tick_rates(&mut self, elapsed: f64) {

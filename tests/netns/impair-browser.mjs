@@ -217,6 +217,24 @@ try {
   const page = await ctx.newPage();
   page.on('console', (m) => { if (m.type() === 'error' || process.env.NODO_TEST_ECHO) log(`[page ${m.type()}]`, m.text()); });
   page.on('pageerror', (e) => log('[page error]', e.message));
+  if (o.role === 'sub' && process.env.IMPAIR_BROWSER_NO_RED) {
+    // A subscriber without RED: its answers lose the audio/red payload types.
+    await page.addInitScript(() => {
+      const create = RTCPeerConnection.prototype.createAnswer;
+      RTCPeerConnection.prototype.createAnswer = async function (...args) {
+        const a = await create.apply(this, args);
+        const sdp = a.sdp.split('\r\nm=').map((sec, i) => {
+          if (i === 0 || !sec.startsWith('audio')) return sec;
+          const lines = sec.split('\r\n');
+          const red = lines.filter((l) => /^a=rtpmap:\d+ red\//i.test(l)).map((l) => l.split(/[: ]/)[1]);
+          const m = lines[0].split(' ');
+          lines[0] = [...m.slice(0, 3), ...m.slice(3).filter((pt) => !red.includes(pt))].join(' ');
+          return lines.filter((l) => !red.some((pt) => l.startsWith(`a=rtpmap:${pt} `) || l.startsWith(`a=fmtp:${pt} `) || l.startsWith(`a=rtcp-fb:${pt} `))).join('\r\n');
+        }).join('\r\nm=');
+        return { type: a.type, sdp };
+      };
+    });
+  }
   await page.goto(PAGE_URL);
   await page.evaluate((role) => { window.impair.role = role; }, o.role);
   await page.evaluate(([u, t]) => window.impair.connect(u, t), [o.url, o.token]);

@@ -119,6 +119,14 @@ impl MediaRoom {
         ext.rid_repair = None;
         ext.transport_cc = None;
         let mut wants_keyframe = None;
+        // Audio lost on the publisher's uplink that RED brought along, for
+        // the subscribers that get the primary Opus alone.
+        let recovered = if track.kind == TrackKind::Audio {
+            let opus = red_in.then(|| *params.pt());
+            track.red_recover(seq, ts, &pkt.payload, opus)
+        } else {
+            Vec::new()
+        };
 
         for sub in track.subscribers.iter_mut() {
             let (Some(sub_mid), Some(rewriter)) = (sub.mid, sub.rewriter.as_mut()) else {
@@ -262,6 +270,18 @@ impl MediaRoom {
                     .ext_vals(ext.clone())
                     .nackable(is_video),
             );
+            if matches!(out, OutPt::Unred { .. }) {
+                for (r_seq, r_ts, r_payload) in &recovered {
+                    let Some((s, t)) = rewriter.rewrite(*r_seq, *r_ts, now) else {
+                        continue;
+                    };
+                    tx.write_rtp(
+                        RtpWrite::new(out_pt, SeqNo::from(s), t, pkt.timestamp, r_payload.clone())
+                            .ext_vals(ext.clone()),
+                    );
+                    self.metrics.counts.forwarded += 1;
+                }
+            }
             self.metrics.counts.forwarded += 1;
             self.metrics.counts.forwarded_bytes += pkt.payload.len() as u64;
             if !sub_peer.dirty {

@@ -471,6 +471,7 @@ impl MediaRoom {
                 codec,
                 muted: false,
                 dynacast: Dynacast::new(self.now),
+                audio_last_seq: None,
             },
         );
         Ok(())
