@@ -82,32 +82,46 @@ pub fn redundant(payload: &[u8], primary_pt: u8) -> Vec<(u32, &[u8])> {
 /// or two earlier frames).
 const MAX_GAP: u64 = 4;
 
-/// The packets lost between `last` (the highest sequence number received)
-/// and the RED packet `seq` (timestamp `ts`) that its redundant blocks
-/// carry, as `(seq, ts, Opus payload)`, oldest first. Assumes the
-/// redundancy distances browsers use: the last redundant block is the
-/// previous packet, the one before it the packet before that.
+/// The packets lost between `last` (the highest sequence number received,
+/// timestamp `last_ts`) and the RED packet `seq` (timestamp `ts`) that its
+/// redundant blocks carry, as `(seq, ts, Opus payload)`, oldest first. A
+/// block's place comes from its timestamp offset over the packets' steady
+/// frame length (whatever redundancy distances the sender uses); when the
+/// gap's timestamps are not a whole number of equal frames (DTX, a new
+/// stream), nothing is recovered.
 pub fn recover(
-    last: u64,
+    (last, last_ts): (u64, u32),
     seq: u64,
     ts: u32,
     payload: &[u8],
     opus: u8,
 ) -> Vec<(u64, u32, Arc<[u8]>)> {
-    let missing = seq.saturating_sub(last).saturating_sub(1);
-    if missing == 0 || missing > MAX_GAP {
+    let gap = seq.saturating_sub(last);
+    if !(2..=MAX_GAP + 1).contains(&gap) {
         return Vec::new();
     }
-    let blocks = redundant(payload, opus);
-    let k = blocks.len() as u64;
-    blocks
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, (offset, data))| {
-            let distance = k - i as u64;
-            (distance <= missing).then(|| (seq - distance, ts.wrapping_sub(offset), data.into()))
-        })
-        .collect()
+    let span = u64::from(ts.wrapping_sub(last_ts));
+    if span == 0 || span % gap != 0 {
+        return Vec::new();
+    }
+    let frame = span / gap;
+    let mut out: Vec<(u64, u32, Arc<[u8]>)> = Vec::new();
+    for (offset, data) in redundant(payload, opus) {
+        let offset = u64::from(offset);
+        if offset % frame != 0 {
+            continue;
+        }
+        let distance = offset / frame;
+        if distance == 0 || distance >= gap {
+            continue;
+        }
+        let at = seq - distance;
+        if out.iter().all(|(s, _, _)| *s != at) {
+            out.push((at, ts.wrapping_sub(offset as u32), data.into()));
+        }
+    }
+    out.sort_by_key(|(s, _, _)| *s);
+    out
 }
 
 /// A copy of a RED payload whose block headers say `to` where they said
@@ -202,27 +216,40 @@ mod tests {
     fn lost_packets_are_recovered_from_the_next_ones_redundancy() {
         // Two levels: the packet before last (offset 1920) and the last (960).
         let p = red(&[(111, 1920, &[1; 5]), (111, 960, &[2; 6])], 111, &[3; 7]);
+        let at = |last: u64| (last, 10_000u32.wrapping_sub(960 * (100 - last) as u32));
         // Nothing lost: nothing recovered.
-        assert!(recover(99, 100, 10_000, &p, 111).is_empty());
+        assert!(recover(at(99), 100, 10_000, &p, 111).is_empty());
         // One lost (99): the last block.
-        let r = recover(98, 100, 10_000, &p, 111);
+        let r = recover(at(98), 100, 10_000, &p, 111);
         assert_eq!(r.len(), 1);
         assert_eq!(
             (r[0].0, r[0].1, &r[0].2[..]),
             (99, 10_000 - 960, &[2u8; 6][..])
         );
         // Two lost (98, 99): both, oldest first.
-        let r = recover(97, 100, 10_000, &p, 111);
+        let r = recover(at(97), 100, 10_000, &p, 111);
         let got: Vec<(u64, u32, usize)> = r.iter().map(|(s, t, d)| (*s, *t, d.len())).collect();
         assert_eq!(got, [(98, 10_000 - 1920, 5), (99, 10_000 - 960, 6)]);
         // Three lost: only what the redundancy carries.
-        assert_eq!(recover(96, 100, 10_000, &p, 111).len(), 2);
+        assert_eq!(recover(at(96), 100, 10_000, &p, 111).len(), 2);
         // A jump too far (a new stream, a long outage) or a late packet: nothing.
-        assert!(recover(10, 100, 10_000, &p, 111).is_empty());
-        assert!(recover(150, 100, 10_000, &p, 111).is_empty());
+        assert!(recover(at(10), 100, 10_000, &p, 111).is_empty());
+        assert!(recover((150, 0), 100, 10_000, &p, 111).is_empty());
         // Timestamps wrap.
-        let r = recover(98, 100, 500, &p, 111);
+        let r = recover((98, 500u32.wrapping_sub(1920)), 100, 500, &p, 111);
         assert_eq!(r[0].1, 500u32.wrapping_sub(960));
+    }
+
+    #[test]
+    fn blocks_are_placed_by_their_timestamps_not_their_order() {
+        // Distances 1 and 3 (str0m's `red_distances` can send such): with
+        // 98 and 99 lost, only the block one frame back belongs to them.
+        let p = red(&[(111, 2880, &[3; 4]), (111, 960, &[1; 4])], 111, &[0; 4]);
+        let r = recover((97, 10_000 - 2880), 100, 10_000, &p, 111);
+        let got: Vec<(u64, u32)> = r.iter().map(|(s, t, _)| (*s, *t)).collect();
+        assert_eq!(got, [(99, 10_000 - 960)]);
+        // A gap whose timestamps are not whole frames (DTX): nothing.
+        assert!(recover((97, 10_000 - 5000), 100, 10_000, &p, 111).is_empty());
     }
 
     #[test]

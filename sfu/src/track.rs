@@ -98,9 +98,9 @@ pub(crate) struct Track {
     pub muted: bool,
     /// What the publisher was last told to send (video).
     pub dynacast: crate::room::Dynacast,
-    /// Audio: the highest sequence number received, to find the packets a
-    /// RED packet's redundancy can stand in for.
-    pub audio_last_seq: Option<u64>,
+    /// Audio: the highest sequence number received and its timestamp, to
+    /// find the packets a RED packet's redundancy can stand in for.
+    pub audio_last: Option<(u64, u32)>,
 }
 
 pub(crate) struct Subscription {
@@ -142,9 +142,9 @@ impl Track {
         payload: &[u8],
         red: Option<u8>,
     ) -> Vec<(u64, u32, std::sync::Arc<[u8]>)> {
-        let last = self.audio_last_seq;
-        if last.is_none_or(|l| seq > l) {
-            self.audio_last_seq = Some(seq);
+        let last = self.audio_last;
+        if last.is_none_or(|(l, _)| seq > l) {
+            self.audio_last = Some((seq, ts));
         }
         match (red, last) {
             (Some(opus), Some(last)) => crate::red::recover(last, seq, ts, payload, opus),

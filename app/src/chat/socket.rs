@@ -139,9 +139,8 @@ macro_rules! on {
         $s.on(
             $event,
             move |s: SocketRef, TryData(d): TryData<Value>, ack: AckSender| async move {
-                if let Some(kick) = s.extensions.get::<Kick>() {
+                if Kick::heard(&s) {
                     // Being disconnected for flooding: not served, not acked.
-                    kick.heard();
                     return;
                 }
                 let mut ignores_limits = false;
@@ -149,6 +148,10 @@ macro_rules! on {
                     Some(app) => {
                         let me = session(&s).map(|m| m.identity).unwrap_or_default();
                         let turn = app.chat.turn(&me).await;
+                        // Kicked while it waited for its turn.
+                        if Kick::heard(&s) {
+                            return;
+                        }
                         let out = $handler(&s, d, &app $(, $arg)*).await;
                         drop(turn);
                         if matches!(out, Err(Error::RateLimited(_))) {
@@ -178,10 +181,13 @@ macro_rules! on {
 /// packet included, and the client would hear "transport close" instead of
 /// being told it was disconnected. A client still sending after
 /// [`KICK_GRACE`] is cut regardless.
-#[derive(Clone)]
-struct Kick {
+#[derive(Clone, Default)]
+struct Kick(Arc<std::sync::OnceLock<Kicked>>);
+
+/// When a socket was kicked and when its last event arrived since.
+struct Kicked {
     /// When its last event arrived, in ms since the kick started.
-    last_heard: Arc<std::sync::atomic::AtomicU64>,
+    last_heard: std::sync::atomic::AtomicU64,
     started: tokio::time::Instant,
 }
 
@@ -191,16 +197,28 @@ const KICK_QUIET: std::time::Duration = std::time::Duration::from_millis(250);
 const KICK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Kick {
+    /// Puts the (unset) mark on a new socket: set once, by the first event
+    /// that finds the client flooding, however many race to it.
+    fn attach(s: &SocketRef) {
+        s.extensions.insert(Kick::default());
+    }
+
     fn start(s: SocketRef) {
-        let kick = Kick {
-            last_heard: Arc::default(),
+        let Some(Kick(cell)) = s.extensions.get::<Kick>() else {
+            return;
+        };
+        let fresh = Kicked {
+            last_heard: std::sync::atomic::AtomicU64::new(0),
             started: tokio::time::Instant::now(),
         };
-        if s.extensions.insert(kick.clone()).is_some() {
+        if cell.set(fresh).is_err() {
             return;
         }
         tracing::info!(sid = %s.id, "socket floods past its refusals: disconnecting it");
         tokio::spawn(async move {
+            let Some(kick) = cell.get() else {
+                return;
+            };
             loop {
                 let heard = std::time::Duration::from_millis(
                     kick.last_heard.load(std::sync::atomic::Ordering::Relaxed),
@@ -225,12 +243,20 @@ impl Kick {
         });
     }
 
-    fn heard(&self) {
-        let ms = self.started.elapsed().as_millis();
-        self.last_heard.store(
+    /// Whether the socket was kicked; if so, notes that an event arrived.
+    fn heard(s: &SocketRef) -> bool {
+        let Some(Kick(cell)) = s.extensions.get::<Kick>() else {
+            return false;
+        };
+        let Some(kick) = cell.get() else {
+            return false;
+        };
+        let ms = kick.started.elapsed().as_millis();
+        kick.last_heard.store(
             u64::try_from(ms).unwrap_or(u64::MAX),
             std::sync::atomic::Ordering::Relaxed,
         );
+        true
     }
 }
 
@@ -240,6 +266,7 @@ impl Kick {
 /// once (socket.io-client flushes its buffered emits on CONNECT), and an
 /// event that arrives before its handler is dropped, unacked.
 fn register(s: &SocketRef, app: &Weak<App>) {
+    Kick::attach(s);
     on!(s, app, "sendMessage", send_message);
     on!(s, app, "markAsRead", mark_as_read);
     on!(s, app, "typing", typing);

@@ -16,8 +16,6 @@
 
 use std::time::{Duration, Instant};
 
-use str0m::format::Codec;
-
 use super::{MediaRoom, SfuEvent, StreamState};
 use crate::ids::{Layer, TrackKind, TrackSid};
 use crate::track::Track;
@@ -103,21 +101,9 @@ impl Track {
     }
 
     /// The codec's name as livekit-client names it (`vp8`): the one the
-    /// publisher announced, else the first negotiated.
+    /// publisher announced, else the one its media arrives in.
     fn codec_name(&self) -> String {
-        if let Some(c) = &self.codec {
-            return c.clone();
-        }
-        let mut negotiated: Vec<_> = self
-            .codecs
-            .iter()
-            .filter(|(_, p)| !matches!(p.spec().codec, Codec::Rtx | Codec::Red | Codec::Null))
-            .collect();
-        negotiated.sort_by_key(|(pt, _)| **pt);
-        negotiated
-            .first()
-            .map(|(_, p)| p.spec().codec.to_string().to_ascii_lowercase())
-            .unwrap_or_default()
+        self.codec.clone().unwrap_or_default()
     }
 }
 
@@ -168,8 +154,10 @@ impl MediaRoom {
                 if s.settings.disabled || s.mid.is_none() {
                     continue;
                 }
-                let paused =
-                    !live && now.saturating_duration_since(s.enabled_since) >= STREAM_START_GRACE;
+                // Within the grace a stream is neither called paused nor,
+                // before its media arrives, active again.
+                let starting = now.saturating_duration_since(s.enabled_since) < STREAM_START_GRACE;
+                let paused = !live && (!starting || s.stream_paused);
                 if paused != s.stream_paused {
                     s.stream_paused = paused;
                     changes.push(StreamState {

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use str0m::media::KeyframeRequestKind;
+use str0m::media::{KeyframeRequestKind, Pt};
 use str0m::rtp::{RtpPacket, RtpWrite, SeqNo};
 
 use super::bandwidth::{
@@ -108,8 +108,16 @@ impl MediaRoom {
         // The primary block of a RED packet, made once for the subscribers
         // without RED; `Err` until needed.
         let mut unred: Option<Option<std::sync::Arc<[u8]>>> = None;
+        // The RED payload renumbered for a subscriber's Opus number, made
+        // once per packet and number.
+        let mut renumbered: Option<(Pt, Option<std::sync::Arc<[u8]>>)> = None;
         let codec = params.spec().codec;
         let is_video = track.kind == TrackKind::Video;
+        if is_video && track.codec.is_none() {
+            // Named in dynacast updates; a client that did not say gets the
+            // one its media arrives in.
+            track.codec = Some(codec.to_string().to_ascii_lowercase());
+        }
         let keyframe = is_video && starts_keyframe(codec, &pkt.payload);
         let seq: u64 = *pkt.seq_no;
         let ts = pkt.header.timestamp;
@@ -246,10 +254,16 @@ impl MediaRoom {
                     red,
                     opus_from,
                     opus_to,
-                } => match crate::red::renumber(&pkt.payload, *opus_from, *opus_to) {
-                    Some(p) => (red, p.into()),
-                    None => continue,
-                },
+                } => {
+                    if renumbered.as_ref().is_none_or(|(pt, _)| *pt != opus_to) {
+                        let p = crate::red::renumber(&pkt.payload, *opus_from, *opus_to);
+                        renumbered = Some((opus_to, p.map(Into::into)));
+                    }
+                    match renumbered.as_ref().and_then(|(_, p)| p.clone()) {
+                        Some(p) => (red, p),
+                        None => continue,
+                    }
+                }
                 OutPt::Unred { opus_from, opus_to } => {
                     let primary = unred.get_or_insert_with(|| {
                         crate::red::primary(&pkt.payload, *opus_from).map(std::sync::Arc::from)
@@ -264,24 +278,32 @@ impl MediaRoom {
             let Some(tx) = api.stream_tx_by_mid(sub_mid, None) else {
                 continue;
             };
+            if matches!(out, OutPt::Unred { .. }) {
+                // Before the packet that brought them, in order, each at its
+                // own media time.
+                for (r_seq, r_ts, r_payload) in &recovered {
+                    let Some((s, t)) = rewriter.rewrite(*r_seq, *r_ts, now) else {
+                        continue;
+                    };
+                    let back = u64::from(ts.wrapping_sub(*r_ts)) * 1_000_000 / 48_000;
+                    let at = pkt
+                        .timestamp
+                        .checked_sub(std::time::Duration::from_micros(back))
+                        .unwrap_or(pkt.timestamp);
+                    tx.write_rtp(
+                        RtpWrite::new(out_pt, SeqNo::from(s), t, at, r_payload.clone())
+                            .ext_vals(ext.clone()),
+                    );
+                    self.metrics.counts.forwarded += 1;
+                    self.metrics.counts.forwarded_bytes += r_payload.len() as u64;
+                }
+            }
             tx.write_rtp(
                 RtpWrite::new(out_pt, SeqNo::from(out_seq), out_ts, pkt.timestamp, payload)
                     .marker(pkt.header.marker)
                     .ext_vals(ext.clone())
                     .nackable(is_video),
             );
-            if matches!(out, OutPt::Unred { .. }) {
-                for (r_seq, r_ts, r_payload) in &recovered {
-                    let Some((s, t)) = rewriter.rewrite(*r_seq, *r_ts, now) else {
-                        continue;
-                    };
-                    tx.write_rtp(
-                        RtpWrite::new(out_pt, SeqNo::from(s), t, pkt.timestamp, r_payload.clone())
-                            .ext_vals(ext.clone()),
-                    );
-                    self.metrics.counts.forwarded += 1;
-                }
-            }
             self.metrics.counts.forwarded += 1;
             self.metrics.counts.forwarded_bytes += pkt.payload.len() as u64;
             if !sub_peer.dirty {

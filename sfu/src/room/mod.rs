@@ -471,7 +471,7 @@ impl MediaRoom {
                 codec,
                 muted: false,
                 dynacast: Dynacast::new(self.now),
-                audio_last_seq: None,
+                audio_last: None,
             },
         );
         Ok(())
@@ -493,6 +493,11 @@ impl MediaRoom {
     /// Sets a track's mute flag (packets keep flowing; clients stop rendering).
     pub fn set_muted(&mut self, track: &TrackSid, muted: bool) {
         if let Some(t) = self.tracks.get_mut(track) {
+            if t.muted && !muted {
+                // Its media restarts: not a paused stream while it does.
+                let now = self.now;
+                t.subscribers.iter_mut().for_each(|s| s.enabled_since = now);
+            }
             t.muted = muted;
         }
     }
