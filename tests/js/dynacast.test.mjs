@@ -3,19 +3,14 @@
 // viewer needs them; a subscriber is told when a stream stops and flows.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { browserSuite, token, poll } from './harness.mjs';
+import { browserSuite, poll, openPage as openPageIn } from './harness.mjs';
 
 const suite = browserSuite(before, after);
 
 async function openPage(identity, room, opts) {
-  const ctx = await suite.browser.newContext({ viewport: { width: 1600, height: 1000 } });
-  const page = await ctx.newPage();
-  page.on('console', (m) => { if (process.env.NODO_TEST_ECHO) console.log(`[${identity}]`, m.text()); });
-  await page.goto(suite.pages.url);
-  if (opts.sizes) await page.evaluate((s) => { window.nodo.sizes = s; }, opts.sizes);
-  const res = await page.evaluate(([u, t, o]) => window.nodo.join(u, t, o), [suite.node.url, await token(identity, room), opts]);
-  assert.equal(res.state, 'connected');
-  return { page, ctx };
+  const p = await openPageIn(suite, identity, room, opts);
+  assert.equal(p.res.state, 'connected');
+  return p;
 }
 
 const layers = (p) => p.page.evaluate(() => window.nodo.publisherLayers());

@@ -108,6 +108,19 @@ export async function poll(fn, { timeout = 30000, interval = 250, what = 'condit
   throw new Error(`timed out waiting for ${what}; last value: ${JSON.stringify(last)}`);
 }
 
+// Opens page.html in a new browser context of `env` (a `browserSuite`, or
+// any {node, pages, browser}) and joins `room` as `identity` with livekit-client.
+export async function openPage(env, identity, room, opts = {}) {
+  const ctx = await env.browser.newContext({ viewport: { width: 1600, height: 1000 } });
+  const page = await ctx.newPage();
+  page.on('console', (m) => { if (process.env.NODO_TEST_ECHO) console.log(`[${identity}]`, m.text()); });
+  await page.goto(env.pages.url);
+  if (opts.sizes) await page.evaluate((s) => { window.nodo.sizes = s; }, opts.sizes);
+  const t0 = Date.now();
+  const res = await page.evaluate(([u, t, o]) => window.nodo.join(u, t, o), [env.node.url, await token(identity, room), opts]);
+  return { page, ctx, res, sid: res.sid, joinMs: Date.now() - t0 };
+}
+
 // A node, the page server and Chromium for one test file, started in
 // `before` and stopped in `after`; read the fields inside tests.
 export function browserSuite(before, after) {

@@ -1,20 +1,11 @@
 // livekit-client (npm) in headless Chromium against a real Nodo process.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { browserSuite, token, poll } from './harness.mjs';
+import { browserSuite, poll, openPage as openPageIn } from './harness.mjs';
 
 const suite = browserSuite(before, after);
 
-async function openPage(identity, room, opts) {
-  const ctx = await suite.browser.newContext({ viewport: { width: 1600, height: 1000 } });
-  const page = await ctx.newPage();
-  page.on('console', (m) => { if (process.env.NODO_TEST_ECHO) console.log(`[${identity}]`, m.text()); });
-  await page.goto(suite.pages.url);
-  if (opts.sizes) await page.evaluate((s) => { window.nodo.sizes = s; }, opts.sizes);
-  const t0 = Date.now();
-  const res = await page.evaluate(([u, t, o]) => window.nodo.join(u, t, o), [suite.node.url, await token(identity, room), opts]);
-  return { page, ctx, res, joinMs: Date.now() - t0 };
-}
+const openPage = (identity, room, opts) => openPageIn(suite, identity, room, opts);
 
 test('two pages publish camera+mic and each decodes the other', async () => {
   const a = await openPage('alice', 'browser-room', { publish: true });

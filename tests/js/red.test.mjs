@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startNode, startPageServer, launchBrowser, token, poll } from './harness.mjs';
+import { startNode, startPageServer, launchBrowser, token, poll, openPage as openPageIn } from './harness.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const python = process.env.NODO_PYTHON || join(here, '..', '..', '.venv', 'bin', 'python');
@@ -24,12 +24,9 @@ after(async () => {
 });
 
 async function openPage(identity, room, opts) {
-  const ctx = await env.browser.newContext();
-  const page = await ctx.newPage();
-  await page.goto(env.pages.url);
-  const res = await page.evaluate(([u, t, o]) => window.nodo.join(u, t, o), [env.node.url, await token(identity, room), opts]);
-  assert.equal(res.state, 'connected');
-  return { page, ctx, sid: res.sid };
+  const p = await openPageIn(env, identity, room, opts);
+  assert.equal(p.res.state, 'connected');
+  return p;
 }
 
 function listen(identity, room, sender) {
