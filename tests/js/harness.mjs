@@ -123,10 +123,10 @@ export async function openPage(env, identity, room, opts = {}) {
 
 // A node, the page server and Chromium for one test file, started in
 // `before` and stopped in `after`; read the fields inside tests.
-export function browserSuite(before, after) {
+export function browserSuite(before, after, nodeEnv = {}) {
   const env = {};
   before(async () => {
-    env.node = await startNode();
+    env.node = await startNode([], nodeEnv);
     env.pages = await startPageServer();
     env.browser = await launchBrowser();
   });

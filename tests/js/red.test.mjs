@@ -7,21 +7,11 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startNode, startPageServer, launchBrowser, token, poll, openPage as openPageIn } from './harness.mjs';
+import { browserSuite, token, poll, openPage as openPageIn } from './harness.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const python = process.env.NODO_PYTHON || join(here, '..', '..', '.venv', 'bin', 'python');
-const env = {};
-before(async () => {
-  env.node = await startNode([], { RUST_LOG: 'info,nodo_sfu::room=debug' });
-  env.pages = await startPageServer();
-  env.browser = await launchBrowser();
-});
-after(async () => {
-  await env.browser?.close();
-  env.pages?.close();
-  await env.node?.stop();
-});
+const env = browserSuite(before, after, { RUST_LOG: 'info,nodo_sfu::room=debug' });
 
 async function openPage(identity, room, opts) {
   const p = await openPageIn(env, identity, room, opts);
