@@ -131,17 +131,8 @@ impl MediaRoom {
         }
     }
 
-    /// The layer tick's dynacast and stream-state pass over every video track.
-    pub(super) fn dynacast_tick(&mut self, now: Instant) {
-        let video: Vec<TrackSid> = self
-            .tracks
-            .values()
-            .filter(|t| t.kind == TrackKind::Video)
-            .map(|t| t.sid.clone())
-            .collect();
-        for sid in &video {
-            self.dynacast_track(sid, now);
-        }
+    /// The layer tick's stream-state pass over every video subscription.
+    pub(super) fn stream_state_tick(&mut self, now: Instant) {
         let mut changes = Vec::new();
         for t in self.tracks.values_mut() {
             // A muted track sends (almost) nothing by intent: its state is

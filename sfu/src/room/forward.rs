@@ -363,7 +363,8 @@ impl MediaRoom {
         let sids: Vec<TrackSid> = self.tracks.keys().cloned().collect();
         for sid in sids {
             self.retarget(&sid, now);
+            self.dynacast_track(&sid, now);
         }
-        self.dynacast_tick(now);
+        self.stream_state_tick(now);
     }
 }
