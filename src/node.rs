@@ -16,6 +16,7 @@ use nodo_app::push::Push;
 use nodo_app::store::{Store, StoreOptions};
 use nodo_app::App;
 use nodo_sfu::net::Transport;
+use nodo_signaling::agents::Agents;
 use nodo_signaling::auth::KeyStore;
 use nodo_signaling::room::IceServers;
 use nodo_signaling::webhook::Webhooks;
@@ -128,12 +129,16 @@ impl Node {
         )
         .await
         .map_err(|e| format!("accounts: {e}"))?;
+        // The agent dispatcher: workers on `/agent`; the app calls
+        // assistants through it.
+        let agents = Agents::start(rooms.clone(), keys.clone());
         let calls = Calls::start(
             store.clone(),
             io.clone(),
             rooms.clone(),
             push.clone(),
             webhooks.clone(),
+            agents.clone(),
             &config.calls,
         );
         let meetings = Meetings::new(
@@ -172,7 +177,11 @@ impl Node {
             io,
         }
         .attach();
-        let livekit = Arc::new(LiveKit { keys, rooms });
+        let livekit = Arc::new(LiveKit {
+            keys,
+            rooms,
+            agents,
+        });
         Ok(Node {
             config,
             livekit,

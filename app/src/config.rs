@@ -74,6 +74,12 @@ pub struct CallsConfig {
     pub rings_per_minute_per_callee: u32,
     /// Meetings ("rooms") a user may create.
     pub meeting_create_rate: Rate,
+    /// AI assistants people can call like a person: each entry is the
+    /// `agent_name` of a LiveKit Agents worker (registered on `/agent`), and
+    /// the id a call is placed to (`recipientId`). Such a call rings while
+    /// the agent is dispatched into the call's room, under that identity,
+    /// and is answered when the agent joins. Empty: no assistants.
+    pub assistants: Vec<String>,
 }
 
 impl Default for CallsConfig {
@@ -85,6 +91,7 @@ impl Default for CallsConfig {
             action_rate: Rate::new(1.0, 10),
             rings_per_minute_per_callee: 3,
             meeting_create_rate: Rate::new(0.2, 10),
+            assistants: Vec::new(),
         }
     }
 }
@@ -105,6 +112,16 @@ impl CallsConfig {
                 "calls: rings_per_minute_per_callee and connect_timeout_secs must be positive"
                     .into(),
             );
+        }
+        if self
+            .assistants
+            .iter()
+            .any(|a| a.is_empty() || a.len() > crate::chat::MAX_ID_LEN)
+        {
+            problems.push(format!(
+                "calls.assistants: every name must be 1 to {} bytes",
+                crate::chat::MAX_ID_LEN
+            ));
         }
         problems
     }

@@ -111,6 +111,33 @@ pub struct Claims {
     pub sha256: Option<String>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub kind: String,
+    /// `roomConfig`: settings for the room this token's join creates.
+    #[serde(
+        rename = "roomConfig",
+        alias = "room_config",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub room_config: Option<RoomConfig>,
+}
+
+/// The part of a token's `roomConfig` (LiveKit's `RoomConfiguration`) Nodo
+/// acts on; other fields are ignored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct RoomConfig {
+    /// Agents dispatched into the room when this join creates it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<TokenAgentDispatch>,
+}
+
+/// One agent named in a token's `roomConfig.agents`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct TokenAgentDispatch {
+    #[serde(rename = "agentName", alias = "agent_name")]
+    pub agent_name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub metadata: String,
 }
 
 impl Claims {

@@ -177,6 +177,18 @@ pub enum Error {
     /// The durable webhook queue failed (its store is the app's).
     #[error("webhook queue: {0}")]
     WebhookQueue(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// An agent worker's token lacks the `agent` grant.
+    #[error("token has no agent grant")]
+    NoAgentGrant,
+    /// A dispatch names an agent no registered worker serves.
+    #[error("no agent worker is registered for agent_name {0:?}")]
+    NoAgentWorker(String),
+    /// No dispatch with that id in the room.
+    #[error("dispatch {0} not found in this room")]
+    DispatchNotFound(String),
+    /// The agent dispatcher's task is gone (a bug).
+    #[error("the agent dispatcher is not running")]
+    AgentsDown,
 }
 
 impl Error {
@@ -187,13 +199,16 @@ impl Error {
             | Error::MissingAuthorization
             | Error::NoJoinGrant
             | Error::Token(_)
-            | Error::MissingGrant(_) => Kind::Unauthorized,
+            | Error::MissingGrant(_)
+            | Error::NoAgentGrant => Kind::Unauthorized,
             Error::InvalidArgument(_) | Error::Subscription(_) => Kind::BadRequest,
             Error::NotWebSocket
             | Error::RoomNotFound(_)
             | Error::ParticipantNotFound(_)
+            | Error::DispatchNotFound(_)
             | Error::TrackNotFound { .. } => Kind::NotFound,
             Error::RoomFull => Kind::Forbidden,
+            Error::NoAgentWorker(_) => Kind::Conflict,
             Error::RoomLimit(_) | Error::RoomClosing => Kind::Unavailable,
             Error::Media(_)
             | Error::UnexpectedReply(_)
@@ -201,6 +216,7 @@ impl Error {
             | Error::NoApiKey
             | Error::Signing(_)
             | Error::Serialize(_)
+            | Error::AgentsDown
             | Error::WebhookQueue(_) => Kind::Internal,
         }
     }
@@ -219,12 +235,17 @@ impl Error {
             | Error::MissingAuthorization
             | Error::NoJoinGrant
             | Error::Token(_)
-            | Error::MissingGrant(_) => "unauthenticated",
+            | Error::MissingGrant(_)
+            | Error::NoAgentGrant => "unauthenticated",
             Error::InvalidArgument(_) | Error::Subscription(_) => "invalid_argument",
             Error::NotWebSocket
             | Error::RoomNotFound(_)
             | Error::ParticipantNotFound(_)
+            | Error::DispatchNotFound(_)
             | Error::TrackNotFound { .. } => "not_found",
+            // Nothing serves the agent now: the caller may retry once a
+            // worker registers.
+            Error::NoAgentWorker(_) => "failed_precondition",
             Error::RoomFull => "permission_denied",
             // A node at its room limit: LiveKit's resource_exhausted.
             Error::RoomLimit(_) => "resource_exhausted",
@@ -286,6 +307,7 @@ impl TwirpError {
             "not_found" | "bad_route" => StatusCode::NOT_FOUND,
             "invalid_argument" | "malformed" => StatusCode::BAD_REQUEST,
             "already_exists" => StatusCode::CONFLICT,
+            "failed_precondition" => StatusCode::PRECONDITION_FAILED,
             "resource_exhausted" => StatusCode::TOO_MANY_REQUESTS,
             "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -45,6 +45,19 @@ name_id!(
     RoomSid
 );
 
+name_id!(
+    /// A registered agent worker (`AW_…`), one per worker connection.
+    WorkerId
+);
+name_id!(
+    /// An agent job (`AJ_…`): one agent process in one room.
+    JobId
+);
+name_id!(
+    /// An agent dispatch (`AD_…`): "this agent belongs in this room".
+    DispatchId
+);
+
 impl RoomSid {
     /// A fresh room sid.
     pub fn generate() -> RoomSid {

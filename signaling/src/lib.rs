@@ -29,6 +29,7 @@
 //! surface in `error.rs`: plain-text HTTP for `/rtc`, Twirp for the server
 //! API. Internal errors are logged with an id and never detailed to clients.
 
+pub mod agents;
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -59,19 +60,40 @@ pub struct LiveKit {
     pub keys: auth::KeyStore,
     /// Every open room.
     pub rooms: Arc<RoomManager>,
+    /// The agent dispatcher (workers on `/agent`).
+    pub agents: agents::Agents,
+}
+
+impl LiveKit {
+    /// The LiveKit side over `rooms`, with its agent dispatcher started
+    /// (call inside a Tokio runtime).
+    pub fn start(keys: auth::KeyStore, rooms: Arc<RoomManager>) -> LiveKit {
+        let agents = agents::Agents::start(rooms.clone(), keys.clone());
+        LiveKit {
+            keys,
+            rooms,
+            agents,
+        }
+    }
 }
 
 /// The LiveKit routes: `/rtc`, `/rtc/validate`, `/rtc/v1` (404 until v1 is
-/// built, so clients fall back), and `/twirp/livekit.RoomService/<Method>`.
+/// built, so clients fall back), `/agent` (agent workers), and the Twirp
+/// `livekit.RoomService` and `livekit.AgentDispatchService`.
 pub fn router(state: Arc<LiveKit>) -> Router {
     Router::new()
         .route("/rtc", get(rtc::connect))
         .route("/rtc/validate", get(rtc::validate))
         .route("/rtc/v1", get(rtc::v1_not_found))
         .route("/rtc/v1/validate", get(rtc::v1_not_found))
+        .route("/agent", get(agents::worker::connect))
         .route(
             "/twirp/livekit.RoomService/{method}",
             post(twirp::room_service),
+        )
+        .route(
+            "/twirp/livekit.AgentDispatchService/{method}",
+            post(twirp::agent_dispatch_service),
         )
         .with_state(state)
 }

@@ -93,12 +93,8 @@ pub async fn room_service(
     }
 }
 
-async fn call(
-    state: &Arc<LiveKit>,
-    method: &str,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> Result<Response, TwirpError> {
+/// The request's format (from its Content-Type) and the caller's grant.
+fn prelude(state: &LiveKit, headers: &HeaderMap) -> Result<(Format, VideoGrant), TwirpError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|h| h.to_str().ok())
@@ -113,7 +109,16 @@ async fn call(
             format!("unexpected Content-Type: {ct:?}"),
         ));
     };
-    let g = grant(state, headers)?;
+    Ok((format, grant(state, headers)?))
+}
+
+async fn call(
+    state: &Arc<LiveKit>,
+    method: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, TwirpError> {
+    let (format, g) = prelude(state, headers)?;
     let rooms = &state.rooms;
     match method {
         "CreateRoom" => {
@@ -128,6 +133,7 @@ async fn call(
                 departure_timeout: (r.departure_timeout > 0).then_some(r.departure_timeout),
                 max_participants: Some(r.max_participants),
                 metadata: Some(r.metadata),
+                agents: r.agents,
             };
             rooms.create_room(&name, settings).await?;
             // A room that closed between the two calls: the client retries.
@@ -265,6 +271,83 @@ async fn call(
         other => Err(TwirpError::new(
             "bad_route",
             format!("no method {other} on livekit.RoomService"),
+        )),
+    }
+}
+
+/// `POST /twirp/livekit.AgentDispatchService/{method}`.
+pub async fn agent_dispatch_service(
+    State(state): State<Arc<LiveKit>>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match dispatch_call(&state, &method, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Largest dispatch metadata accepted (LiveKit's default metadata limit).
+const MAX_DISPATCH_METADATA: usize = 64 * 1024;
+
+async fn dispatch_call(
+    state: &Arc<LiveKit>,
+    method: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, TwirpError> {
+    let (format, g) = prelude(state, headers)?;
+    let (rooms, agents) = (&state.rooms, &state.agents);
+    match method {
+        "CreateDispatch" => {
+            let r: proto::CreateAgentDispatchRequest = decode(format, &body)?;
+            let name = admin_of(&g, &r.room)?;
+            if r.agent_name.len() > 256 {
+                return Err(Error::InvalidArgument("agent_name is longer than 256 bytes").into());
+            }
+            let attributes: usize = r.attributes.iter().map(|(k, v)| k.len() + v.len()).sum();
+            if r.metadata.len() + attributes > MAX_DISPATCH_METADATA {
+                return Err(Error::InvalidArgument("metadata and attributes exceed 64 KiB").into());
+            }
+            // Refused before the room is opened for it.
+            if !agents.serves(&r.agent_name).await? {
+                return Err(Error::NoAgentWorker(r.agent_name).into());
+            }
+            if !rooms.exists(&name) {
+                if !rooms.defaults().auto_create {
+                    return Err(Error::RoomNotFound(name).into());
+                }
+                rooms.create_room(&name, RoomSettings::default()).await?;
+            }
+            let snap = rooms.snapshot(&name).await.ok_or(Error::RoomClosing)?;
+            let d = agents.create_dispatch(snap.room, r, None).await?;
+            Ok(encode(format, &d))
+        }
+        "ListDispatch" => {
+            let r: proto::ListAgentDispatchRequest = decode(format, &body)?;
+            let name = admin_of(&g, &r.room)?;
+            if !rooms.exists(&name) {
+                return Err(Error::RoomNotFound(name).into());
+            }
+            let agent_dispatches = agents.list(&name, &r.dispatch_id).await?;
+            Ok(encode(
+                format,
+                &proto::ListAgentDispatchResponse { agent_dispatches },
+            ))
+        }
+        "DeleteDispatch" => {
+            let r: proto::DeleteAgentDispatchRequest = decode(format, &body)?;
+            let name = admin_of(&g, &r.room)?;
+            if r.dispatch_id.is_empty() {
+                return Err(Error::InvalidArgument("dispatch_id is required").into());
+            }
+            let d = agents.delete(&name, &r.dispatch_id).await?;
+            Ok(encode(format, &d))
+        }
+        other => Err(TwirpError::new(
+            "bad_route",
+            format!("no method {other} on livekit.AgentDispatchService"),
         )),
     }
 }

@@ -133,10 +133,7 @@ async fn start() -> Result<Node, String> {
     let transport = RecordingTransport::new("10.0.0.1:7882".parse().map_err(|_| "addr")?);
     let keys = KeyStore::new(BTreeMap::from([("devkey".into(), SECRET.into())]));
     let rooms = RoomManager::new(transport, RoomDefaults::default(), LimitConfig::default());
-    let app = router(Arc::new(LiveKit {
-        keys,
-        rooms: rooms.clone(),
-    }));
+    let app = router(Arc::new(LiveKit::start(keys, rooms.clone())));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;

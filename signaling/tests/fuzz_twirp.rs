@@ -509,7 +509,7 @@ async fn start() -> Result<(Node, impl Sized), String> {
     let transport = RecordingTransport::new("10.0.0.1:7882".parse().map_err(|_| "addr")?);
     let keys = KeyStore::new(BTreeMap::from([("devkey".into(), SECRET.into())]));
     let rooms = RoomManager::new(transport, RoomDefaults::default(), LimitConfig::default());
-    let app = router(Arc::new(LiveKit { keys, rooms }));
+    let app = router(Arc::new(LiveKit::start(keys, rooms)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;

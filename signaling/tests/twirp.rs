@@ -21,7 +21,7 @@ fn node(limits: LimitConfig) -> axum::Router {
     let transport = RecordingTransport::new("10.0.0.1:7882".parse().expect("addr"));
     let keys = KeyStore::new(BTreeMap::from([("devkey".into(), "secret".into())]));
     let rooms = RoomManager::new(transport, RoomDefaults::default(), limits);
-    router(Arc::new(LiveKit { keys, rooms }))
+    router(Arc::new(LiveKit::start(keys, rooms)))
 }
 
 fn token(grant: VideoGrant) -> String {

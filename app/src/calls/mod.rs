@@ -9,8 +9,9 @@ pub mod machine;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nodo_signaling::agents::Agents;
 use nodo_signaling::ids::RoomName;
-use nodo_signaling::room::{RoomEvent, RoomManager};
+use nodo_signaling::room::{RoomEvent, RoomManager, RoomSettings};
 use nodo_signaling::webhook::Webhooks;
 use serde_json::{json, Value};
 use socketioxide::SocketIo;
@@ -19,7 +20,7 @@ use crate::config::CallsConfig;
 use crate::error::{Error, Missing};
 use crate::limits::{Limiter, Rate};
 use crate::push::{Priority, Push};
-use crate::store::{Call, CallTransition, NewCall, Store, User};
+use crate::store::{AppUser, Call, CallTransition, NewCall, Store, User};
 use machine::{Action, Party, Status};
 
 /// The call service: one per node.
@@ -36,6 +37,10 @@ pub struct Calls {
     actions: Limiter<String>,
     /// Calls per (caller, callee).
     rings: Limiter<(String, String)>,
+    /// Agent names called like people (`calls.assistants`).
+    assistants: Vec<String>,
+    /// Dispatches assistants into call rooms.
+    agents: Agents,
 }
 
 /// Media rooms of calls are named with this prefix.
@@ -50,6 +55,7 @@ impl Calls {
         rooms: Arc<RoomManager>,
         push: Arc<Push>,
         webhooks: Arc<Webhooks>,
+        agents: Agents,
         config: &CallsConfig,
     ) -> Arc<Calls> {
         let calls = Arc::new(Calls {
@@ -65,6 +71,8 @@ impl Calls {
                 "calls to this person",
                 Rate::per_minute(config.rings_per_minute_per_callee),
             ),
+            assistants: config.assistants.clone(),
+            agents,
         });
         // Calls a previous run left active end now; those made from here on are not touched.
         let store = calls.store.clone();
@@ -161,6 +169,9 @@ impl Calls {
         if !matches!(call_type, "audio" | "video") {
             return Err(Error::invalid("callType must be \"audio\" or \"video\""));
         }
+        if self.is_assistant(callee) {
+            return self.call_assistant(caller, callee, call_type).await;
+        }
         if self.store.user(callee).await?.is_none() {
             return Err(Error::NotFound(Missing::User(callee.to_string())));
         }
@@ -205,6 +216,90 @@ impl Calls {
                     "callType": call.call_type, "roomName": call.room_name}),
             Priority::Ring,
         );
+        self.ring_until_timeout(id);
+        Ok(call)
+    }
+
+    /// Whether `id` is an assistant's (an agent called like a person).
+    fn is_assistant(&self, id: &str) -> bool {
+        self.assistants.iter().any(|a| a == id)
+    }
+
+    /// A call to an assistant: it rings while the agent is dispatched into
+    /// the call's room under the assistant's id; the agent joining answers
+    /// it (`on_room_event`). Nobody serving the agent refuses the call.
+    /// An assistant takes any number of calls at once.
+    async fn call_assistant(
+        self: &Arc<Self>,
+        caller: &User,
+        assistant: &str,
+        call_type: &str,
+    ) -> Result<Call, Error> {
+        if !self.agents.serves(assistant).await? {
+            return Err(nodo_signaling::Error::NoAgentWorker(assistant.to_string()).into());
+        }
+        self.rings
+            .check(&(caller.id.clone(), assistant.to_string()))
+            .map_err(Error::RateLimited)?;
+        if self.store.active_call_of(&caller.id).await?.is_some() {
+            return Err(Error::conflict("you are already in a call"));
+        }
+        // The assistant is a user record of its own (calls and history
+        // name it), never one a person's account holds.
+        if let AppUser::HeldLocally = self
+            .store
+            .ensure_app_user(assistant, assistant, true)
+            .await?
+        {
+            return Err(Error::conflict(
+                "an account holds this assistant's name; rename the assistant",
+            ));
+        }
+        let id = nodo_signaling::ids::new_sid("CA_");
+        let room = format!("{ROOM_PREFIX}{id}");
+        let call = self
+            .store
+            .insert_call(NewCall {
+                id: &id,
+                caller: &caller.id,
+                callee: assistant,
+                call_type,
+                room_name: &room,
+                status: Status::Ringing,
+            })
+            .await?;
+        let name = RoomName::new(room);
+        let dispatched = async {
+            self.rooms
+                .create_room(&name, RoomSettings::default())
+                .await?;
+            let snap = self
+                .rooms
+                .snapshot(&name)
+                .await
+                .ok_or(nodo_signaling::Error::RoomClosing)?;
+            let req = nodo_signaling::agents::dispatch_request(
+                assistant,
+                &name,
+                json!({"callId": call.id, "callerId": caller.id, "callerName": caller.name,
+                       "callType": call.call_type})
+                .to_string(),
+            );
+            self.agents
+                .create_dispatch(snap.room, req, Some(assistant.to_string()))
+                .await
+        };
+        if let Err(e) = dispatched.await {
+            // The worker went away meanwhile: the call ends as missed.
+            let _ = self.act(&id, Action::RingTimeout, Party::System).await;
+            return Err(e.into());
+        }
+        self.ring_until_timeout(id);
+        Ok(call)
+    }
+
+    /// Ends the call as missed if it still rings after the ring timeout.
+    fn ring_until_timeout(self: &Arc<Self>, id: String) {
         let me = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(me.ring_timeout).await;
@@ -214,7 +309,6 @@ impl Calls {
                 e.log_if_internal();
             }
         });
-        Ok(call)
     }
 
     /// Which party `user` is in a call, or `Forbidden`.
@@ -376,7 +470,7 @@ impl Calls {
             RoomEvent::ParticipantJoined { room, .. }
             | RoomEvent::ParticipantLeft { room, .. }
             | RoomEvent::RoomClosed { room } => room,
-            RoomEvent::Webhook(_) => return Ok(()),
+            RoomEvent::Webhook(_) | RoomEvent::Opened { .. } => return Ok(()),
         };
         if !room.as_str().starts_with(ROOM_PREFIX) {
             return Ok(());
@@ -387,7 +481,21 @@ impl Calls {
         let present = self.rooms.identities(room).await;
         let has = |u: &str| present.iter().any(|p| p == u);
         let both_in = has(&call.from_user_id) && has(&call.to_user_id);
-        let none_in = !has(&call.from_user_id) && !has(&call.to_user_id);
+        // An assistant's agent stays in the room until told to go: its call
+        // ends when the caller has left.
+        let none_in = !has(&call.from_user_id)
+            && (!has(&call.to_user_id) || self.is_assistant(&call.to_user_id));
+        let mut call = call;
+        if let RoomEvent::ParticipantJoined { identity, .. } = &ev {
+            // An assistant answers by joining its call's room.
+            if call.status == Status::Ringing
+                && identity.as_str() == call.to_user_id
+                && self.is_assistant(&call.to_user_id)
+            {
+                call = self.act(&call.id, Action::Accept, Party::Callee).await?;
+                self.end_unless_connected(call.id.clone());
+            }
+        }
         match ev {
             RoomEvent::ParticipantJoined { .. } if call.status == Status::Accepted && both_in => {
                 self.act(&call.id, Action::BothJoined, Party::System)

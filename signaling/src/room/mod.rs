@@ -110,11 +110,20 @@ pub struct RoomSettings {
     pub departure_timeout: Option<u32>,
     pub max_participants: Option<u32>,
     pub metadata: Option<String>,
+    /// Agents dispatched into the room when these settings create it
+    /// (ignored for a room already open). Empty: the token's
+    /// `roomConfig.agents`, else every unnamed agent, as LiveKit.
+    pub agents: Vec<proto::RoomAgentDispatch>,
 }
 
 /// What rooms report to the rest of the node (the app's calls, webhooks).
 #[derive(Debug, Clone, PartialEq)]
 pub enum RoomEvent {
+    /// A room was created on this node, with the agents it asks for.
+    Opened {
+        room: Box<proto::Room>,
+        agents: Vec<proto::RoomAgentDispatch>,
+    },
     ParticipantJoined {
         room: RoomName,
         identity: ParticipantIdentity,
@@ -324,7 +333,7 @@ impl RoomManager {
         name: &RoomName,
         settings: RoomSettings,
     ) -> Result<(), Error> {
-        let h = self.get_or_create(name)?;
+        let h = self.get_or_create(name, &settings.agents)?;
         h.tx.send(RoomCmd::Configure(settings))
             .await
             .map_err(|_| Error::RoomClosing)
@@ -423,7 +432,11 @@ impl RoomManager {
     }
 
     /// The room, created (and its actor started) if needed.
-    pub(crate) fn get_or_create(self: &Arc<Self>, name: &RoomName) -> Result<RoomHandle, Error> {
+    pub(crate) fn get_or_create(
+        self: &Arc<Self>,
+        name: &RoomName,
+        agents: &[proto::RoomAgentDispatch],
+    ) -> Result<RoomHandle, Error> {
         let mut rooms = self.table();
         if let Some(h) = rooms.get(name) {
             return Ok(h.clone());
@@ -438,9 +451,21 @@ impl RoomManager {
             sid: sid.clone(),
         };
         rooms.insert(name.clone(), handle.clone());
+        drop(rooms);
+        let room = proto::Room {
+            sid: sid.as_str().to_string(),
+            name: name.as_str().to_string(),
+            creation_time: crate::auth::unix_now() as i64,
+            creation_time_ms: crate::auth::unix_now_ms(),
+            ..Default::default()
+        };
         let actor = actor::RoomActor::new(name.clone(), sid, self.clone());
         tokio::spawn(actor.run(rx));
         tracing::info!(room = %name, "room created");
+        self.notify(RoomEvent::Opened {
+            room: Box::new(room),
+            agents: agents.to_vec(),
+        });
         Ok(handle)
     }
 
@@ -496,7 +521,11 @@ impl RoomManager {
                         Some(g) => g.admit(room).await?,
                         None => None,
                     };
-                    let h = self.get_or_create(room)?;
+                    let agents = match &settings {
+                        Some(s) if !s.agents.is_empty() => s.agents.clone(),
+                        _ => token_agents(&claims),
+                    };
+                    let h = self.get_or_create(room, &agents)?;
                     if let Some(settings) = settings {
                         // Queued before the join, so the limits hold for it.
                         let _ = h.tx.send(RoomCmd::Configure(settings)).await;
@@ -542,4 +571,18 @@ impl RoomManager {
             .into_iter()
             .find(|p| p.identity == identity.as_str())
     }
+}
+
+/// The agents a join token's `roomConfig` asks for.
+fn token_agents(claims: &Claims) -> Vec<proto::RoomAgentDispatch> {
+    claims
+        .room_config
+        .iter()
+        .flat_map(|c| &c.agents)
+        .map(|a| proto::RoomAgentDispatch {
+            agent_name: a.agent_name.clone(),
+            metadata: a.metadata.clone(),
+            ..Default::default()
+        })
+        .collect()
 }

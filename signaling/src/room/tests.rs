@@ -135,10 +135,19 @@ async fn join_answers_with_the_room_and_a_subscriber_offer() {
         seen.push(match ev {
             RoomEvent::Webhook(w) => w.event,
             RoomEvent::ParticipantJoined { identity, .. } => format!("joined {identity}"),
+            RoomEvent::Opened { room, agents } => format!("opened {} {}", room.name, agents.len()),
             other => format!("{other:?}"),
         });
     }
-    assert_eq!(seen, ["room_started", "participant_joined", "joined alice"]);
+    assert_eq!(
+        seen,
+        [
+            "opened r1 0",
+            "room_started",
+            "participant_joined",
+            "joined alice"
+        ]
+    );
 }
 
 #[tokio::test]

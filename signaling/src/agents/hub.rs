@@ -1,0 +1,685 @@
+//! The dispatcher's state machine: registered workers, the dispatches of
+//! open rooms, and their jobs. Sans-IO: every input carries its time, and
+//! what must go out (a message to a worker, a participant to remove) is
+//! queued as an [`Action`] for the owner to carry out.
+//!
+//! A job's life: `Pending` (no worker offered yet) -> `Offered` (an
+//! `AvailabilityRequest` is out to one worker) -> `Assigned` (the worker
+//! accepted; it got a `JobAssignment` with a token) -> `Ended`. A worker
+//! that refuses or does not answer in [`OFFER_TIMEOUT`] is skipped and the
+//! next one is asked. A worker whose connection drops gets [`LOST_GRACE`] to
+//! reconnect and claim its jobs back (`MigrateJobRequest`); after that its
+//! jobs are given to another worker (LiveKit OSS leaves them dead,
+//! agents#1472), and the lost job's participant is removed from the room so
+//! two agents never answer at once.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use livekit_protocol as proto;
+use proto::server_message::Message as Out;
+use proto::worker_message::Message as In;
+use proto::{JobStatus, JobType};
+
+use crate::auth::{claims_for, KeyStore, VideoGrant};
+use crate::error::Error;
+use crate::ids::{new_sid, DispatchId, JobId, RoomName, WorkerId};
+
+/// How long a worker has to answer an `AvailabilityRequest`.
+pub const OFFER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a lost worker's jobs wait for it to reconnect before they are
+/// given to another worker. livekit-agents retries at once, then after 2 s.
+pub const LOST_GRACE: Duration = Duration::from_secs(3);
+/// Validity of the token a job joins its room with (it gets refreshed
+/// tokens once connected).
+pub const JOB_TOKEN_TTL: Duration = Duration::from_secs(2 * 3600);
+
+/// What the owner of the hub must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Send a message to a worker's connection.
+    Send(WorkerId, Box<proto::ServerMessage>),
+    /// Remove an agent participant whose job was given to another worker.
+    RemoveParticipant { room: RoomName, identity: String },
+}
+
+struct Worker {
+    agent_name: String,
+    permissions: proto::ParticipantPermission,
+    available: bool,
+    load: f32,
+    registered_at: Instant,
+}
+
+enum Stage {
+    Pending,
+    Offered { worker: WorkerId, deadline: Instant },
+    Assigned { worker: WorkerId },
+    Lost { worker: WorkerId, since: Instant },
+    Ended,
+}
+
+struct Job {
+    proto: proto::Job,
+    dispatch: DispatchId,
+    room: RoomName,
+    stage: Stage,
+    /// Workers that refused this job or let the offer time out.
+    tried: Vec<WorkerId>,
+}
+
+struct OpenRoom {
+    info: proto::Room,
+    /// Its Opened event was seen (its own dispatches are made).
+    opened: bool,
+}
+
+/// Registered workers, open rooms' dispatches and their jobs.
+pub struct Hub {
+    keys: KeyStore,
+    workers: HashMap<WorkerId, Worker>,
+    rooms: HashMap<RoomName, OpenRoom>,
+    dispatches: HashMap<DispatchId, proto::AgentDispatch>,
+    /// Dispatches whose agent joins under an identity of Nodo's choosing
+    /// (an assistant called like a person), not the worker's.
+    identities: HashMap<DispatchId, String>,
+    jobs: HashMap<JobId, Job>,
+    actions: VecDeque<Action>,
+}
+
+fn unix_ns() -> i64 {
+    crate::auth::unix_now_ms() * 1_000_000
+}
+
+fn job_status(s: i32) -> JobStatus {
+    JobStatus::try_from(s).unwrap_or(JobStatus::JsPending)
+}
+
+impl Hub {
+    pub fn new(keys: KeyStore) -> Hub {
+        Hub {
+            keys,
+            workers: HashMap::new(),
+            rooms: HashMap::new(),
+            dispatches: HashMap::new(),
+            identities: HashMap::new(),
+            jobs: HashMap::new(),
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// Next thing to carry out.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Whether a registered worker serves `agent_name`.
+    pub fn serves(&self, agent_name: &str) -> bool {
+        self.workers.values().any(|w| w.agent_name == agent_name)
+    }
+
+    /// A worker registered (its request was checked by the caller: a room
+    /// job type). Pending jobs for its agent are offered to it.
+    pub fn register(
+        &mut self,
+        id: WorkerId,
+        req: &proto::RegisterWorkerRequest,
+        now: Instant,
+    ) -> proto::RegisterWorkerResponse {
+        let permissions =
+            req.allowed_permissions
+                .clone()
+                .unwrap_or_else(|| proto::ParticipantPermission {
+                    can_subscribe: true,
+                    can_publish: true,
+                    can_publish_data: true,
+                    ..Default::default()
+                });
+        tracing::info!(worker = %id, agent = %req.agent_name, version = %req.version, "agent worker registered");
+        self.workers.insert(
+            id.clone(),
+            Worker {
+                agent_name: req.agent_name.clone(),
+                permissions,
+                available: true,
+                load: 0.0,
+                registered_at: now,
+            },
+        );
+        self.offer_pending(now);
+        proto::RegisterWorkerResponse {
+            worker_id: id.as_str().to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// A message from a registered worker.
+    pub fn on_message(&mut self, from: &WorkerId, msg: In, now: Instant) {
+        match msg {
+            In::Availability(r) => self.on_availability(from, r, now),
+            In::UpdateJob(u) => self.on_job_update(from, u),
+            In::UpdateWorker(u) => {
+                let Some(w) = self.workers.get_mut(from) else {
+                    return;
+                };
+                let was = w.available;
+                if let Some(s) = u.status {
+                    w.available = s == proto::WorkerStatus::WsAvailable as i32;
+                }
+                if u.load.is_finite() {
+                    w.load = u.load.clamp(0.0, 1.0);
+                }
+                if w.available && !was {
+                    self.offer_pending(now);
+                }
+            }
+            In::MigrateJob(m) => self.on_migrate(from, &m.job_ids),
+            // Handled by the connection, or not offered by Nodo.
+            In::Register(_) | In::Ping(_) | In::SimulateJob(_) => {}
+        }
+    }
+
+    /// A worker's connection closed. Offers out to it move on at once; its
+    /// running jobs wait [`LOST_GRACE`] for it to come back.
+    pub fn worker_gone(&mut self, id: &WorkerId, now: Instant) {
+        if self.workers.remove(id).is_none() {
+            return;
+        }
+        tracing::info!(worker = %id, "agent worker gone");
+        let mut retry = Vec::new();
+        for (jid, job) in &mut self.jobs {
+            match &job.stage {
+                Stage::Offered { worker, .. } if worker == id => {
+                    job.tried.push(id.clone());
+                    job.stage = Stage::Pending;
+                    retry.push(jid.clone());
+                }
+                Stage::Assigned { worker } if worker == id => {
+                    job.stage = Stage::Lost {
+                        worker: id.clone(),
+                        since: now,
+                    };
+                }
+                _ => {}
+            }
+        }
+        for jid in retry {
+            self.offer(&jid, now);
+        }
+    }
+
+    /// A room opened on this node: its dispatches are made and launched.
+    /// With none asked for, every unnamed agent is dispatched (LiveKit's
+    /// default).
+    pub fn room_opened(
+        &mut self,
+        room: proto::Room,
+        agents: Vec<proto::RoomAgentDispatch>,
+        now: Instant,
+    ) {
+        let name = RoomName::new(room.name.clone());
+        match self.rooms.get_mut(&name) {
+            Some(r) if r.info.sid == room.sid => {
+                if r.opened {
+                    return;
+                }
+                r.opened = true;
+            }
+            _ => {
+                self.room_closed(&name);
+                let open = OpenRoom {
+                    info: room,
+                    opened: true,
+                };
+                self.rooms.insert(name.clone(), open);
+            }
+        }
+        let agents = if agents.is_empty() {
+            vec![proto::RoomAgentDispatch::default()]
+        } else {
+            agents
+        };
+        for a in agents {
+            let unnamed = a.agent_name.is_empty();
+            if unnamed && !self.serves("") {
+                // Nothing to dispatch; a later unnamed worker is not sent
+                // into rooms opened before it (as LiveKit).
+                continue;
+            }
+            let d = proto::AgentDispatch {
+                id: new_sid("AD_"),
+                agent_name: a.agent_name,
+                room: name.as_str().to_string(),
+                metadata: a.metadata,
+                attributes: a.attributes,
+                ..Default::default()
+            };
+            if !unnamed && !self.serves(&d.agent_name) {
+                tracing::warn!(room = %name, agent = %d.agent_name, "dispatch for an agent no worker serves; it waits for one");
+            }
+            self.add_dispatch(d, now);
+        }
+    }
+
+    /// A room closed: its jobs are terminated and its dispatches forgotten.
+    pub fn room_closed(&mut self, name: &RoomName) {
+        if self.rooms.remove(name).is_none() {
+            return;
+        }
+        self.dispatches.retain(|_, d| d.room != name.as_str());
+        let dispatches = &self.dispatches;
+        self.identities.retain(|id, _| dispatches.contains_key(id));
+        let gone: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| &j.room == name)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            if let Some(job) = self.jobs.remove(&id) {
+                self.terminate(&id, &job.stage);
+            }
+        }
+    }
+
+    /// `CreateDispatch` into an open room (`room` is its current info).
+    /// With `identity`, the agent joins under it whatever its worker asks.
+    pub fn create_dispatch(
+        &mut self,
+        room: proto::Room,
+        req: proto::CreateAgentDispatchRequest,
+        identity: Option<String>,
+        now: Instant,
+    ) -> Result<proto::AgentDispatch, Error> {
+        if !self.serves(&req.agent_name) {
+            return Err(Error::NoAgentWorker(req.agent_name));
+        }
+        let name = RoomName::new(room.name.clone());
+        if self.rooms.get(&name).is_none_or(|r| r.info.sid != room.sid) {
+            // The room's Opened event is still on its way: note the room
+            // now; the event then finds it and adds only its own dispatches.
+            self.room_closed(&name);
+            let open = OpenRoom {
+                info: room,
+                opened: false,
+            };
+            self.rooms.insert(name.clone(), open);
+        }
+        let d = proto::AgentDispatch {
+            id: new_sid("AD_"),
+            agent_name: req.agent_name,
+            room: name.as_str().to_string(),
+            metadata: req.metadata,
+            attributes: req.attributes,
+            restart_policy: req.restart_policy,
+            deployment: req.deployment,
+            ..Default::default()
+        };
+        if let Some(identity) = identity {
+            self.identities
+                .insert(DispatchId::new(d.id.clone()), identity);
+        }
+        let id = self.add_dispatch(d, now);
+        Ok(self.dispatch_view(&id).unwrap_or_default())
+    }
+
+    /// The dispatches of a room (one if `id` is given), with their jobs.
+    pub fn list(&self, room: &RoomName, id: &str) -> Vec<proto::AgentDispatch> {
+        let mut out: Vec<proto::AgentDispatch> = self
+            .dispatches
+            .values()
+            .filter(|d| d.room == room.as_str() && (id.is_empty() || d.id == id))
+            .filter_map(|d| self.dispatch_view(&DispatchId::new(d.id.clone())))
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    /// `DeleteDispatch`: its jobs are terminated.
+    pub fn delete(&mut self, room: &RoomName, id: &str) -> Result<proto::AgentDispatch, Error> {
+        let did = DispatchId::new(id);
+        let found = self
+            .dispatches
+            .get(&did)
+            .is_some_and(|d| d.room == room.as_str());
+        if !found {
+            return Err(Error::DispatchNotFound(id.to_string()));
+        }
+        let mut view = self.dispatch_view(&did).unwrap_or_default();
+        self.dispatches.remove(&did);
+        self.identities.remove(&did);
+        let jobs: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.dispatch == did)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for jid in jobs {
+            if let Some(job) = self.jobs.remove(&jid) {
+                self.terminate(&jid, &job.stage);
+            }
+        }
+        if let Some(s) = view.state.as_mut() {
+            s.deleted_at = unix_ns();
+        }
+        Ok(view)
+    }
+
+    /// Offers that timed out move on; lost jobs past their grace are
+    /// given to another worker.
+    pub fn tick(&mut self, now: Instant) {
+        let mut retry = Vec::new();
+        let mut lost = Vec::new();
+        for (jid, job) in &mut self.jobs {
+            match &job.stage {
+                Stage::Offered { worker, deadline } if *deadline <= now => {
+                    tracing::info!(job = %jid, worker = %worker, "agent worker did not answer the job offer");
+                    job.tried.push(worker.clone());
+                    job.stage = Stage::Pending;
+                    retry.push(jid.clone());
+                }
+                Stage::Lost { since, .. } if *since + LOST_GRACE <= now => lost.push(jid.clone()),
+                _ => {}
+            }
+        }
+        for jid in retry {
+            self.offer(&jid, now);
+        }
+        for jid in lost {
+            self.redispatch(&jid, now);
+        }
+    }
+
+    fn add_dispatch(&mut self, mut d: proto::AgentDispatch, now: Instant) -> DispatchId {
+        d.state = Some(proto::AgentDispatchState {
+            created_at: unix_ns(),
+            ..Default::default()
+        });
+        let id = DispatchId::new(d.id.clone());
+        let room = RoomName::new(d.room.clone());
+        self.dispatches.insert(id.clone(), d);
+        self.launch(&id, &room, now);
+        id
+    }
+
+    /// A dispatch as the API shows it: with every job it has had.
+    fn dispatch_view(&self, id: &DispatchId) -> Option<proto::AgentDispatch> {
+        let mut d = self.dispatches.get(id)?.clone();
+        let mut jobs: Vec<proto::Job> = self
+            .jobs
+            .values()
+            .filter(|j| &j.dispatch == id)
+            .map(|j| j.proto.clone())
+            .collect();
+        jobs.sort_by_key(|j| j.state.as_ref().map_or(0, |s| s.updated_at));
+        if let Some(s) = d.state.as_mut() {
+            s.jobs = jobs;
+        }
+        Some(d)
+    }
+
+    /// Makes a new job for a dispatch and offers it.
+    fn launch(&mut self, dispatch: &DispatchId, room: &RoomName, now: Instant) {
+        let (Some(d), Some(r)) = (self.dispatches.get(dispatch), self.rooms.get(room)) else {
+            return;
+        };
+        let id = JobId::new(new_sid("AJ_"));
+        let job = proto::Job {
+            id: id.as_str().to_string(),
+            dispatch_id: d.id.clone(),
+            r#type: JobType::JtRoom as i32,
+            room: Some(r.info.clone()),
+            metadata: d.metadata.clone(),
+            agent_name: d.agent_name.clone(),
+            deployment: d.deployment.clone(),
+            attributes: d.attributes.clone(),
+            state: Some(proto::JobState {
+                status: JobStatus::JsPending as i32,
+                updated_at: unix_ns(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.jobs.insert(
+            id.clone(),
+            Job {
+                proto: job,
+                dispatch: dispatch.clone(),
+                room: room.clone(),
+                stage: Stage::Pending,
+                tried: Vec::new(),
+            },
+        );
+        self.offer(&id, now);
+    }
+
+    /// Offers every pending job to a worker that may take it.
+    fn offer_pending(&mut self, now: Instant) {
+        let pending: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| matches!(j.stage, Stage::Pending))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in pending {
+            self.offer(&id, now);
+        }
+    }
+
+    /// Sends a pending job's `AvailabilityRequest` to the least loaded
+    /// available worker of its agent that has not refused it.
+    fn offer(&mut self, id: &JobId, now: Instant) {
+        let Some(job) = self.jobs.get(id) else {
+            return;
+        };
+        if !matches!(job.stage, Stage::Pending) {
+            return;
+        }
+        let best = self
+            .workers
+            .iter()
+            .filter(|(wid, w)| {
+                w.available && w.agent_name == job.proto.agent_name && !job.tried.contains(wid)
+            })
+            .min_by(|(_, a), (_, b)| {
+                a.load
+                    .total_cmp(&b.load)
+                    .then(a.registered_at.cmp(&b.registered_at))
+            })
+            .map(|(wid, _)| wid.clone());
+        let Some(worker) = best else {
+            return;
+        };
+        let request = proto::AvailabilityRequest {
+            job: Some(job.proto.clone()),
+            resuming: false,
+        };
+        if let Some(job) = self.jobs.get_mut(id) {
+            job.stage = Stage::Offered {
+                worker: worker.clone(),
+                deadline: now + OFFER_TIMEOUT,
+            };
+        }
+        self.send(&worker, Out::Availability(request));
+    }
+
+    fn on_availability(&mut self, from: &WorkerId, r: proto::AvailabilityResponse, now: Instant) {
+        let id = JobId::new(r.job_id.clone());
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if !matches!(&job.stage, Stage::Offered { worker, .. } if worker == from) {
+            return;
+        }
+        if !r.available {
+            job.tried.push(from.clone());
+            job.stage = Stage::Pending;
+            self.offer(&id, now);
+            return;
+        }
+        let identity = match self.identities.get(&job.dispatch) {
+            Some(fixed) => fixed.clone(),
+            None if r.participant_identity.is_empty() => format!("agent-{}", id.as_str()),
+            None => r.participant_identity.clone(),
+        };
+        let permissions = self
+            .workers
+            .get(from)
+            .map(|w| w.permissions.clone())
+            .unwrap_or_default();
+        let token = match job_token(&self.keys, &job.room, &identity, &r, &permissions) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(job = %id, "cannot sign an agent token: {e}");
+                job.stage = Stage::Ended;
+                set_status(
+                    &mut job.proto,
+                    JobStatus::JsFailed,
+                    "no API key to sign with",
+                );
+                return;
+            }
+        };
+        job.stage = Stage::Assigned {
+            worker: from.clone(),
+        };
+        if let Some(s) = job.proto.state.as_mut() {
+            s.participant_identity = identity;
+            s.worker_id = from.as_str().to_string();
+            s.started_at = unix_ns();
+            s.updated_at = s.started_at;
+        }
+        let assignment = proto::JobAssignment {
+            job: Some(job.proto.clone()),
+            url: None,
+            token,
+        };
+        self.send(from, Out::Assignment(assignment));
+    }
+
+    fn on_job_update(&mut self, from: &WorkerId, u: proto::UpdateJobStatus) {
+        let id = JobId::new(u.job_id.clone());
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if !matches!(&job.stage, Stage::Assigned { worker } if worker == from) {
+            return;
+        }
+        let status = job_status(u.status);
+        set_status(&mut job.proto, status, &u.error);
+        if matches!(status, JobStatus::JsSuccess | JobStatus::JsFailed) {
+            tracing::info!(job = %id, ?status, error = %u.error, "agent job ended");
+            job.stage = Stage::Ended;
+        }
+    }
+
+    /// A reconnected worker claims jobs it was running.
+    fn on_migrate(&mut self, from: &WorkerId, ids: &[String]) {
+        let Some(agent) = self.workers.get(from).map(|w| w.agent_name.clone()) else {
+            return;
+        };
+        for jid in ids {
+            let Some(job) = self.jobs.get_mut(&JobId::new(jid.clone())) else {
+                continue;
+            };
+            if matches!(job.stage, Stage::Lost { .. }) && job.proto.agent_name == agent {
+                tracing::info!(job = %jid, worker = %from, "agent job taken back by its reconnected worker");
+                job.stage = Stage::Assigned {
+                    worker: from.clone(),
+                };
+                if let Some(s) = job.proto.state.as_mut() {
+                    s.worker_id = from.as_str().to_string();
+                    s.updated_at = unix_ns();
+                }
+            }
+        }
+    }
+
+    /// A lost job ends failed, its participant is removed, and its dispatch
+    /// gets a new job.
+    fn redispatch(&mut self, id: &JobId, now: Instant) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        let Stage::Lost { worker, .. } = &job.stage else {
+            return;
+        };
+        tracing::warn!(job = %id, worker = %worker, room = %job.room, "agent worker lost; the job goes to another worker");
+        set_status(&mut job.proto, JobStatus::JsFailed, "agent worker lost");
+        job.stage = Stage::Ended;
+        let identity = job
+            .proto
+            .state
+            .as_ref()
+            .map(|s| s.participant_identity.clone())
+            .unwrap_or_default();
+        let (dispatch, room) = (job.dispatch.clone(), job.room.clone());
+        if !identity.is_empty() {
+            self.actions.push_back(Action::RemoveParticipant {
+                room: room.clone(),
+                identity,
+            });
+        }
+        self.launch(&dispatch, &room, now);
+    }
+
+    /// Tells a job's worker to stop it, if one has it.
+    fn terminate(&mut self, id: &JobId, stage: &Stage) {
+        if let Stage::Assigned { worker } | Stage::Offered { worker, .. } = stage {
+            let msg = Out::Termination(proto::JobTermination {
+                job_id: id.as_str().to_string(),
+            });
+            self.send(worker, msg);
+        }
+    }
+
+    fn send(&mut self, worker: &WorkerId, msg: Out) {
+        self.actions.push_back(Action::Send(
+            worker.clone(),
+            Box::new(proto::ServerMessage { message: Some(msg) }),
+        ));
+    }
+}
+
+/// The token a job's agent joins its room with.
+fn job_token(
+    keys: &KeyStore,
+    room: &RoomName,
+    identity: &str,
+    r: &proto::AvailabilityResponse,
+    p: &proto::ParticipantPermission,
+) -> Result<String, Error> {
+    let key = keys.first_key().ok_or(Error::NoApiKey)?;
+    let grant = VideoGrant {
+        room_join: true,
+        room: room.as_str().to_string(),
+        can_publish: Some(p.can_publish),
+        can_subscribe: Some(p.can_subscribe),
+        can_publish_data: Some(p.can_publish_data),
+        can_update_own_metadata: Some(p.can_update_metadata),
+        hidden: p.hidden,
+        agent: true,
+        ..Default::default()
+    };
+    let mut claims = claims_for(key, identity, JOB_TOKEN_TTL, Some(grant));
+    claims.name = r.participant_name.clone();
+    claims.metadata = r.participant_metadata.clone();
+    claims.attributes = r.participant_attributes.clone();
+    claims.kind = "agent".to_string();
+    keys.sign(key, &claims)
+}
+
+fn set_status(job: &mut proto::Job, status: JobStatus, error: &str) {
+    let now = unix_ns();
+    let s = job.state.get_or_insert_with(Default::default);
+    s.status = status as i32;
+    s.error = error.to_string();
+    s.updated_at = now;
+    if matches!(status, JobStatus::JsSuccess | JobStatus::JsFailed) {
+        s.ended_at = now;
+    }
+}
+
+#[cfg(test)]
+#[path = "hub_tests.rs"]
+mod tests;
