@@ -104,6 +104,12 @@ impl AppRooms {
             if !c.status.is_active() {
                 return Err(nodo_signaling::Error::RoomNotFound(room.clone()).into());
             }
+            // A call is private: no agent is sent into it unasked (an
+            // assistant's call dispatches its own).
+            return Ok(Some(RoomSettings {
+                agents: Some(Vec::new()),
+                ..RoomSettings::default()
+            }));
         }
         Ok(None)
     }

@@ -133,7 +133,7 @@ async fn call(
                 departure_timeout: (r.departure_timeout > 0).then_some(r.departure_timeout),
                 max_participants: Some(r.max_participants),
                 metadata: Some(r.metadata),
-                agents: r.agents,
+                agents: (!r.agents.is_empty()).then_some(r.agents),
             };
             rooms.create_room(&name, settings).await?;
             // A room that closed between the two calls: the client retries.
@@ -305,6 +305,9 @@ async fn dispatch_call(
             let name = admin_of(&g, &r.room)?;
             if r.agent_name.len() > 256 {
                 return Err(Error::InvalidArgument("agent_name is longer than 256 bytes").into());
+            }
+            if proto::JobRestartPolicy::try_from(r.restart_policy).is_err() {
+                return Err(Error::InvalidArgument("unknown restart_policy").into());
             }
             let attributes: usize = r.attributes.iter().map(|(k, v)| k.len() + v.len()).sum();
             if r.metadata.len() + attributes > MAX_DISPATCH_METADATA {

@@ -43,6 +43,10 @@ pub struct Calls {
     agents: Agents,
 }
 
+/// How long a call waits for its assistant's agent to come back (another
+/// worker taking the job over) before it ends.
+const ASSISTANT_RETURN: Duration = Duration::from_secs(15);
+
 /// Media rooms of calls are named with this prefix.
 const ROOM_PREFIX: &str = "call-";
 
@@ -270,9 +274,12 @@ impl Calls {
             .await?;
         let name = RoomName::new(room);
         let dispatched = async {
-            self.rooms
-                .create_room(&name, RoomSettings::default())
-                .await?;
+            // Only the assistant: no unnamed agent into a private call.
+            let settings = RoomSettings {
+                agents: Some(Vec::new()),
+                ..RoomSettings::default()
+            };
+            self.rooms.create_room(&name, settings).await?;
             let snap = self
                 .rooms
                 .snapshot(&name)
@@ -337,6 +344,25 @@ impl Calls {
             self.end_unless_connected(call.id.clone());
         }
         Ok(call)
+    }
+
+    /// An assistant's agent left its call: the call ends unless an agent
+    /// is back (a worker taking over the job) within [`ASSISTANT_RETURN`].
+    fn end_unless_assistant_returns(self: &Arc<Self>, id: String, room: RoomName) {
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(ASSISTANT_RETURN).await;
+            let Some(me) = me.upgrade() else { return };
+            let Ok(Some(call)) = me.get(&id).await else {
+                return;
+            };
+            let back = me.rooms.identities(&room).await.contains(&call.to_user_id);
+            if call.status == Status::Connected && !back {
+                if let Err(e) = me.act(&id, Action::End, Party::System).await {
+                    e.log_if_internal();
+                }
+            }
+        });
     }
 
     /// Ends an accepted call whose two people have not both joined its media
@@ -469,7 +495,7 @@ impl Calls {
         let room = match &ev {
             RoomEvent::ParticipantJoined { room, .. }
             | RoomEvent::ParticipantLeft { room, .. }
-            | RoomEvent::RoomClosed { room } => room,
+            | RoomEvent::RoomClosed { room, .. } => room,
             RoomEvent::Webhook(_) | RoomEvent::Opened { .. } => return Ok(()),
         };
         if !room.as_str().starts_with(ROOM_PREFIX) {
@@ -486,6 +512,14 @@ impl Calls {
         let none_in = !has(&call.from_user_id)
             && (!has(&call.to_user_id) || self.is_assistant(&call.to_user_id));
         let mut call = call;
+        if let RoomEvent::ParticipantLeft { identity, .. } = &ev {
+            if identity.as_str() == call.to_user_id
+                && self.is_assistant(&call.to_user_id)
+                && call.status == Status::Connected
+            {
+                self.end_unless_assistant_returns(call.id.clone(), room.clone());
+            }
+        }
         if let RoomEvent::ParticipantJoined { identity, .. } = &ev {
             // An assistant answers by joining its call's room.
             if call.status == Status::Ringing

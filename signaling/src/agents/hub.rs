@@ -31,8 +31,21 @@ pub const OFFER_TIMEOUT: Duration = Duration::from_secs(10);
 /// given to another worker. livekit-agents retries at once, then after 2 s.
 pub const LOST_GRACE: Duration = Duration::from_secs(3);
 /// Validity of the token a job joins its room with (it gets refreshed
-/// tokens once connected).
-pub const JOB_TOKEN_TTL: Duration = Duration::from_secs(2 * 3600);
+/// tokens once connected), as LiveKit's.
+pub const JOB_TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// Registered workers at once; more are refused.
+pub const MAX_WORKERS: usize = 1024;
+/// Offers a worker may let time out in a row before it is dropped (it
+/// registered but does not answer: it would hold every job up).
+const MAX_MISSED_OFFERS: u32 = 2;
+/// Ended jobs listed per dispatch (the latest); older ones are forgotten.
+const ENDED_JOBS_KEPT: usize = 8;
+/// Closed room sids remembered, so a late event or dispatch for one is ignored.
+const CLOSED_ROOMS_KEPT: usize = 256;
+/// Largest participant identity or name a worker may ask for.
+const MAX_IDENTITY: usize = 256;
+/// Largest participant metadata plus attributes a worker may ask for.
+const MAX_PARTICIPANT_DATA: usize = 64 * 1024;
 
 /// What the owner of the hub must do.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,26 +54,35 @@ pub enum Action {
     Send(WorkerId, Box<proto::ServerMessage>),
     /// Remove an agent participant whose job was given to another worker.
     RemoveParticipant { room: RoomName, identity: String },
+    /// Close a worker's connection (it does not answer offers).
+    Drop(WorkerId),
 }
 
 struct Worker {
+    /// The API key its token was signed with: its jobs' tokens are signed
+    /// with it too, and only a worker of the same key may claim them back.
+    key: String,
     agent_name: String,
     permissions: proto::ParticipantPermission,
     available: bool,
     load: f32,
     registered_at: Instant,
+    /// Offers it let time out in a row.
+    missed: u32,
 }
 
 enum Stage {
     Pending,
     Offered { worker: WorkerId, deadline: Instant },
     Assigned { worker: WorkerId },
-    Lost { worker: WorkerId, since: Instant },
+    Lost { since: Instant },
     Ended,
 }
 
 struct Job {
     proto: proto::Job,
+    /// The API key of the worker that ran it.
+    key: String,
     dispatch: DispatchId,
     room: RoomName,
     stage: Stage,
@@ -84,6 +106,8 @@ pub struct Hub {
     /// (an assistant called like a person), not the worker's.
     identities: HashMap<DispatchId, String>,
     jobs: HashMap<JobId, Job>,
+    /// Sids of rooms closed lately (newest last).
+    closed: VecDeque<String>,
     actions: VecDeque<Action>,
 }
 
@@ -104,6 +128,7 @@ impl Hub {
             dispatches: HashMap::new(),
             identities: HashMap::new(),
             jobs: HashMap::new(),
+            closed: VecDeque::new(),
             actions: VecDeque::new(),
         }
     }
@@ -118,11 +143,18 @@ impl Hub {
         self.workers.values().any(|w| w.agent_name == agent_name)
     }
 
-    /// A worker registered (its request was checked by the caller: a room
-    /// job type). Pending jobs for its agent are offered to it.
+    /// Whether another worker may register.
+    pub fn has_room_for_a_worker(&self) -> bool {
+        self.workers.len() < MAX_WORKERS
+    }
+
+    /// A worker registered with a token of API key `key` (its request was
+    /// checked by the caller: a room job type). Pending jobs for its agent
+    /// are offered to it.
     pub fn register(
         &mut self,
         id: WorkerId,
+        key: &str,
         req: &proto::RegisterWorkerRequest,
         now: Instant,
     ) -> proto::RegisterWorkerResponse {
@@ -133,17 +165,20 @@ impl Hub {
                     can_subscribe: true,
                     can_publish: true,
                     can_publish_data: true,
+                    can_update_metadata: true,
                     ..Default::default()
                 });
         tracing::info!(worker = %id, agent = %req.agent_name, version = %req.version, "agent worker registered");
         self.workers.insert(
             id.clone(),
             Worker {
+                key: key.to_string(),
                 agent_name: req.agent_name.clone(),
                 permissions,
                 available: true,
                 load: 0.0,
                 registered_at: now,
+                missed: 0,
             },
         );
         self.offer_pending(now);
@@ -195,10 +230,7 @@ impl Hub {
                     retry.push(jid.clone());
                 }
                 Stage::Assigned { worker } if worker == id => {
-                    job.stage = Stage::Lost {
-                        worker: id.clone(),
-                        since: now,
-                    };
+                    job.stage = Stage::Lost { since: now };
                 }
                 _ => {}
             }
@@ -209,14 +241,17 @@ impl Hub {
     }
 
     /// A room opened on this node: its dispatches are made and launched.
-    /// With none asked for, every unnamed agent is dispatched (LiveKit's
-    /// default).
+    /// `agents: None` dispatches every unnamed agent (LiveKit's default);
+    /// `Some` exactly those listed (none for an empty list).
     pub fn room_opened(
         &mut self,
         room: proto::Room,
-        agents: Vec<proto::RoomAgentDispatch>,
+        agents: Option<Vec<proto::RoomAgentDispatch>>,
         now: Instant,
     ) {
+        if self.closed.contains(&room.sid) {
+            return; // it closed before this event arrived
+        }
         let name = RoomName::new(room.name.clone());
         match self.rooms.get_mut(&name) {
             Some(r) if r.info.sid == room.sid => {
@@ -226,7 +261,7 @@ impl Hub {
                 r.opened = true;
             }
             _ => {
-                self.room_closed(&name);
+                self.forget_room(&name);
                 let open = OpenRoom {
                     info: room,
                     opened: true,
@@ -234,11 +269,7 @@ impl Hub {
                 self.rooms.insert(name.clone(), open);
             }
         }
-        let agents = if agents.is_empty() {
-            vec![proto::RoomAgentDispatch::default()]
-        } else {
-            agents
-        };
+        let agents = agents.unwrap_or_else(|| vec![proto::RoomAgentDispatch::default()]);
         for a in agents {
             let unnamed = a.agent_name.is_empty();
             if unnamed && !self.serves("") {
@@ -252,6 +283,8 @@ impl Hub {
                 room: name.as_str().to_string(),
                 metadata: a.metadata,
                 attributes: a.attributes,
+                restart_policy: a.restart_policy,
+                deployment: a.deployment,
                 ..Default::default()
             };
             if !unnamed && !self.serves(&d.agent_name) {
@@ -261,8 +294,20 @@ impl Hub {
         }
     }
 
-    /// A room closed: its jobs are terminated and its dispatches forgotten.
-    pub fn room_closed(&mut self, name: &RoomName) {
+    /// Room `sid` closed: its jobs are terminated and its dispatches
+    /// forgotten. A room of the same name opened since is left alone.
+    pub fn room_closed(&mut self, name: &RoomName, sid: &str) {
+        if self.closed.len() >= CLOSED_ROOMS_KEPT {
+            self.closed.pop_front();
+        }
+        self.closed.push_back(sid.to_string());
+        if self.rooms.get(name).is_some_and(|r| r.info.sid == sid) {
+            self.forget_room(name);
+        }
+    }
+
+    /// Terminates a room's jobs and forgets its dispatches.
+    fn forget_room(&mut self, name: &RoomName) {
         if self.rooms.remove(name).is_none() {
             return;
         }
@@ -277,7 +322,7 @@ impl Hub {
             .collect();
         for id in gone {
             if let Some(job) = self.jobs.remove(&id) {
-                self.terminate(&id, &job.stage);
+                self.terminate(&id, &job);
             }
         }
     }
@@ -294,11 +339,14 @@ impl Hub {
         if !self.serves(&req.agent_name) {
             return Err(Error::NoAgentWorker(req.agent_name));
         }
+        if self.closed.contains(&room.sid) {
+            return Err(Error::RoomClosing);
+        }
         let name = RoomName::new(room.name.clone());
         if self.rooms.get(&name).is_none_or(|r| r.info.sid != room.sid) {
             // The room's Opened event is still on its way: note the room
             // now; the event then finds it and adds only its own dispatches.
-            self.room_closed(&name);
+            self.forget_room(&name);
             let open = OpenRoom {
                 info: room,
                 opened: false,
@@ -356,7 +404,7 @@ impl Hub {
             .collect();
         for jid in jobs {
             if let Some(job) = self.jobs.remove(&jid) {
-                self.terminate(&jid, &job.stage);
+                self.terminate(&jid, &job);
             }
         }
         if let Some(s) = view.state.as_mut() {
@@ -370,16 +418,30 @@ impl Hub {
     pub fn tick(&mut self, now: Instant) {
         let mut retry = Vec::new();
         let mut lost = Vec::new();
+        let mut silent = Vec::new();
         for (jid, job) in &mut self.jobs {
             match &job.stage {
                 Stage::Offered { worker, deadline } if *deadline <= now => {
+                    let worker = worker.clone();
                     tracing::info!(job = %jid, worker = %worker, "agent worker did not answer the job offer");
                     job.tried.push(worker.clone());
                     job.stage = Stage::Pending;
                     retry.push(jid.clone());
+                    silent.push(worker);
                 }
-                Stage::Lost { since, .. } if *since + LOST_GRACE <= now => lost.push(jid.clone()),
+                Stage::Lost { since } if *since + LOST_GRACE <= now => lost.push(jid.clone()),
                 _ => {}
+            }
+        }
+        for w in silent {
+            let Some(worker) = self.workers.get_mut(&w) else {
+                continue;
+            };
+            worker.missed += 1;
+            if worker.missed >= MAX_MISSED_OFFERS {
+                tracing::warn!(worker = %w, "agent worker dropped: it does not answer job offers");
+                self.actions.push_back(Action::Drop(w.clone()));
+                self.worker_gone(&w, now);
             }
         }
         for jid in retry {
@@ -444,6 +506,7 @@ impl Hub {
             id.clone(),
             Job {
                 proto: job,
+                key: String::new(),
                 dispatch: dispatch.clone(),
                 room: room.clone(),
                 stage: Stage::Pending,
@@ -488,6 +551,15 @@ impl Hub {
             })
             .map(|(wid, _)| wid.clone());
         let Some(worker) = best else {
+            // Every worker of the agent refused it or let it time out: it
+            // fails (with none registered, or all busy, it waits instead).
+            let untried = self
+                .workers
+                .iter()
+                .any(|(wid, w)| w.agent_name == job.proto.agent_name && !job.tried.contains(wid));
+            if !untried && !job.tried.is_empty() {
+                self.end(id, JobStatus::JsFailed, "no agent worker accepted the job");
+            }
             return;
         };
         let request = proto::AvailabilityRequest {
@@ -511,7 +583,19 @@ impl Hub {
         if !matches!(&job.stage, Stage::Offered { worker, .. } if worker == from) {
             return;
         }
-        if !r.available {
+        if let Some(w) = self.workers.get_mut(from) {
+            w.missed = 0;
+        }
+        if r.available && !participant_fits(&r) {
+            tracing::warn!(job = %id, worker = %from, "agent worker asked for an oversized identity, name, metadata or attributes; taken as a refusal");
+        }
+        if !r.available || !participant_fits(&r) {
+            if r.terminate {
+                // The agent declined the job for good (livekit-agents'
+                // `reject()`): nobody else is asked, as LiveKit.
+                self.end(&id, JobStatus::JsSuccess, "rejected by the agent");
+                return;
+            }
             job.tried.push(from.clone());
             job.stage = Stage::Pending;
             self.offer(&id, now);
@@ -522,12 +606,12 @@ impl Hub {
             None if r.participant_identity.is_empty() => format!("agent-{}", id.as_str()),
             None => r.participant_identity.clone(),
         };
-        let permissions = self
+        let (key, permissions) = self
             .workers
             .get(from)
-            .map(|w| w.permissions.clone())
+            .map(|w| (w.key.clone(), w.permissions.clone()))
             .unwrap_or_default();
-        let token = match job_token(&self.keys, &job.room, &identity, &r, &permissions) {
+        let token = match job_token(&self.keys, &key, &job.room, &identity, &r, &permissions) {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!(job = %id, "cannot sign an agent token: {e}");
@@ -543,7 +627,9 @@ impl Hub {
         job.stage = Stage::Assigned {
             worker: from.clone(),
         };
+        job.key = key;
         if let Some(s) = job.proto.state.as_mut() {
+            s.status = JobStatus::JsRunning as i32;
             s.participant_identity = identity;
             s.worker_id = from.as_str().to_string();
             s.started_at = unix_ns();
@@ -566,23 +652,38 @@ impl Hub {
             return;
         }
         let status = job_status(u.status);
-        set_status(&mut job.proto, status, &u.error);
         if matches!(status, JobStatus::JsSuccess | JobStatus::JsFailed) {
             tracing::info!(job = %id, ?status, error = %u.error, "agent job ended");
-            job.stage = Stage::Ended;
+            let error: String = u.error.chars().take(1024).collect();
+            self.end(&id, status, &error);
+        } else {
+            set_status(&mut job.proto, status, "");
         }
     }
 
-    /// A reconnected worker claims jobs it was running.
+    /// A reconnected worker claims jobs it was running. Jobs it may not
+    /// have (gone, ended, given to another worker, another key's) are
+    /// terminated on its side, so no two agents run one job.
     fn on_migrate(&mut self, from: &WorkerId, ids: &[String]) {
-        let Some(agent) = self.workers.get(from).map(|w| w.agent_name.clone()) else {
+        let Some((agent, key)) = self
+            .workers
+            .get(from)
+            .map(|w| (w.agent_name.clone(), w.key.clone()))
+        else {
             return;
         };
-        for jid in ids {
-            let Some(job) = self.jobs.get_mut(&JobId::new(jid.clone())) else {
+        for jid in ids.iter().take(1024) {
+            let claimable = self.jobs.get(&JobId::new(jid.clone())).is_some_and(|j| {
+                matches!(j.stage, Stage::Lost { .. }) && j.proto.agent_name == agent && j.key == key
+            });
+            if !claimable {
+                let stop = Out::Termination(proto::JobTermination {
+                    job_id: jid.clone(),
+                });
+                self.send(from, stop);
                 continue;
-            };
-            if matches!(job.stage, Stage::Lost { .. }) && job.proto.agent_name == agent {
+            }
+            if let Some(job) = self.jobs.get_mut(&JobId::new(jid.clone())) {
                 tracing::info!(job = %jid, worker = %from, "agent job taken back by its reconnected worker");
                 job.stage = Stage::Assigned {
                     worker: from.clone(),
@@ -596,40 +697,94 @@ impl Hub {
     }
 
     /// A lost job ends failed, its participant is removed, and its dispatch
-    /// gets a new job.
+    /// gets a new job unless its restart policy says never.
     fn redispatch(&mut self, id: &JobId, now: Instant) {
-        let Some(job) = self.jobs.get_mut(id) else {
+        let Some(job) = self.jobs.get(id) else {
             return;
         };
-        let Stage::Lost { worker, .. } = &job.stage else {
+        if !matches!(job.stage, Stage::Lost { .. }) {
+            return;
+        }
+        let (dispatch, room) = (job.dispatch.clone(), job.room.clone());
+        let restart = self
+            .dispatches
+            .get(&dispatch)
+            .is_some_and(|d| d.restart_policy != proto::JobRestartPolicy::JrpNever as i32);
+        tracing::warn!(job = %id, room = %room, restart, "agent worker lost");
+        self.remove_participant(id);
+        self.end(id, JobStatus::JsFailed, "agent worker lost");
+        if restart {
+            self.launch(&dispatch, &room, now);
+        }
+    }
+
+    /// Asks for a job's agent participant to be removed from its room.
+    fn remove_participant(&mut self, id: &JobId) {
+        let Some(job) = self.jobs.get(id) else {
             return;
         };
-        tracing::warn!(job = %id, worker = %worker, room = %job.room, "agent worker lost; the job goes to another worker");
-        set_status(&mut job.proto, JobStatus::JsFailed, "agent worker lost");
-        job.stage = Stage::Ended;
         let identity = job
             .proto
             .state
             .as_ref()
             .map(|s| s.participant_identity.clone())
             .unwrap_or_default();
-        let (dispatch, room) = (job.dispatch.clone(), job.room.clone());
         if !identity.is_empty() {
-            self.actions.push_back(Action::RemoveParticipant {
-                room: room.clone(),
-                identity,
-            });
+            let room = job.room.clone();
+            self.actions
+                .push_back(Action::RemoveParticipant { room, identity });
         }
-        self.launch(&dispatch, &room, now);
     }
 
-    /// Tells a job's worker to stop it, if one has it.
-    fn terminate(&mut self, id: &JobId, stage: &Stage) {
-        if let Stage::Assigned { worker } | Stage::Offered { worker, .. } = stage {
-            let msg = Out::Termination(proto::JobTermination {
-                job_id: id.as_str().to_string(),
-            });
-            self.send(worker, msg);
+    /// Ends a job, keeping the latest [`ENDED_JOBS_KEPT`] ended jobs of its
+    /// dispatch for the API.
+    fn end(&mut self, id: &JobId, status: JobStatus, error: &str) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        set_status(&mut job.proto, status, error);
+        job.stage = Stage::Ended;
+        let dispatch = job.dispatch.clone();
+        let mut ended: Vec<(i64, JobId)> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.dispatch == dispatch && matches!(j.stage, Stage::Ended))
+            .map(|(jid, j)| {
+                (
+                    j.proto.state.as_ref().map_or(0, |s| s.ended_at),
+                    jid.clone(),
+                )
+            })
+            .collect();
+        if ended.len() > ENDED_JOBS_KEPT {
+            ended.sort();
+            for (_, old) in &ended[..ended.len() - ENDED_JOBS_KEPT] {
+                self.jobs.remove(old);
+            }
+        }
+    }
+
+    /// Tells a job's worker to stop it, if one has it; a lost job's
+    /// participant is removed instead (nobody can tell it to stop).
+    fn terminate(&mut self, id: &JobId, job: &Job) {
+        match &job.stage {
+            Stage::Assigned { worker } | Stage::Offered { worker, .. } => {
+                let msg = Out::Termination(proto::JobTermination {
+                    job_id: id.as_str().to_string(),
+                });
+                self.send(worker, msg);
+            }
+            Stage::Lost { .. } => {
+                if let Some(identity) = job.proto.state.as_ref().map(|s| &s.participant_identity) {
+                    if !identity.is_empty() {
+                        self.actions.push_back(Action::RemoveParticipant {
+                            room: job.room.clone(),
+                            identity: identity.clone(),
+                        });
+                    }
+                }
+            }
+            Stage::Pending | Stage::Ended => {}
         }
     }
 
@@ -644,12 +799,12 @@ impl Hub {
 /// The token a job's agent joins its room with.
 fn job_token(
     keys: &KeyStore,
+    key: &str,
     room: &RoomName,
     identity: &str,
     r: &proto::AvailabilityResponse,
     p: &proto::ParticipantPermission,
 ) -> Result<String, Error> {
-    let key = keys.first_key().ok_or(Error::NoApiKey)?;
     let grant = VideoGrant {
         room_join: true,
         room: room.as_str().to_string(),
@@ -667,6 +822,18 @@ fn job_token(
     claims.attributes = r.participant_attributes.clone();
     claims.kind = "agent".to_string();
     keys.sign(key, &claims)
+}
+
+/// Whether what a worker asks its participant to be fits the limits.
+fn participant_fits(r: &proto::AvailabilityResponse) -> bool {
+    let attributes: usize = r
+        .participant_attributes
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    r.participant_identity.len() <= MAX_IDENTITY
+        && r.participant_name.len() <= MAX_IDENTITY
+        && r.participant_metadata.len() + attributes <= MAX_PARTICIPANT_DATA
 }
 
 fn set_status(job: &mut proto::Job, status: JobStatus, error: &str) {

@@ -25,7 +25,7 @@ fn register(h: &mut Hub, id: &str, agent: &str, now: Instant) -> WorkerId {
         agent_name: agent.into(),
         ..Default::default()
     };
-    let resp = h.register(id.clone(), &req, now);
+    let resp = h.register(id.clone(), "devkey", &req, now);
     assert_eq!(resp.worker_id, id.as_str());
     id
 }
@@ -65,7 +65,7 @@ fn an_unnamed_worker_is_offered_every_new_room_and_gets_a_token_when_it_accepts(
     let now = Instant::now();
     let mut h = hub();
     let w = register(&mut h, "AW_1", "", now);
-    h.room_opened(room("r1", "RM_1"), vec![], now);
+    h.room_opened(room("r1", "RM_1"), None, now);
     let msgs = sent(&mut h);
     let job = offered_job(&msgs, "AW_1");
     accept(&mut h, &w, &job, "", now);
@@ -93,7 +93,7 @@ fn a_named_agent_is_only_dispatched_explicitly() {
     let now = Instant::now();
     let mut h = hub();
     register(&mut h, "AW_1", "helper", now);
-    h.room_opened(room("r1", "RM_1"), vec![], now);
+    h.room_opened(room("r1", "RM_1"), None, now);
     assert!(
         sent(&mut h).is_empty(),
         "a named agent went to a room nobody asked it into"
@@ -125,7 +125,7 @@ fn a_refused_or_unanswered_offer_goes_to_the_next_worker() {
     let mut h = hub();
     let a = register(&mut h, "AW_a", "", now);
     let b = register(&mut h, "AW_b", "", now + Duration::from_millis(1));
-    h.room_opened(room("r1", "RM_1"), vec![], now);
+    h.room_opened(room("r1", "RM_1"), None, now);
     let job = offered_job(&sent(&mut h), "AW_a");
     let no = proto::AvailabilityResponse {
         job_id: job.clone(),
@@ -134,15 +134,47 @@ fn a_refused_or_unanswered_offer_goes_to_the_next_worker() {
     };
     h.on_message(&a, In::Availability(no), now);
     assert_eq!(offered_job(&sent(&mut h), "AW_b"), job);
-    // b never answers: nobody is left to ask, so the job waits.
+    // b never answers: everyone was asked, so the job fails.
     h.tick(now + OFFER_TIMEOUT);
     assert!(sent(&mut h).is_empty());
     // A late answer from b does not count any more.
     accept(&mut h, &b, &job, "", now + OFFER_TIMEOUT);
     assert!(sent(&mut h).is_empty());
-    // A new worker gets it.
-    register(&mut h, "AW_c", "", now + OFFER_TIMEOUT);
-    assert_eq!(offered_job(&sent(&mut h), "AW_c"), job);
+    let jobs = h.list(&RoomName::new("r1"), "")[0]
+        .state
+        .clone()
+        .expect("state")
+        .jobs;
+    let state = jobs[0].state.clone().expect("job state");
+    assert_eq!(state.status, JobStatus::JsFailed as i32);
+    assert_eq!(state.error, "no agent worker accepted the job");
+    // A worker that lets a second offer time out is dropped.
+    h.room_opened(room("r2", "RM_2"), None, now);
+    assert_eq!(offered_job(&sent(&mut h), "AW_a"), offered_job_id(&h, "r2"));
+    let no = proto::AvailabilityResponse {
+        job_id: offered_job_id(&h, "r2"),
+        available: false,
+        ..Default::default()
+    };
+    h.on_message(&a, In::Availability(no), now);
+    sent(&mut h);
+    h.tick(now + OFFER_TIMEOUT * 2);
+    let mut dropped = false;
+    while let Some(action) = h.poll_action() {
+        dropped |= action == Action::Drop(b.clone());
+    }
+    assert!(dropped, "a worker that never answers is kept");
+    assert!(h.serves(""), "the answering worker is still there");
+}
+
+fn offered_job_id(h: &Hub, room: &str) -> String {
+    h.list(&RoomName::new(room), "")[0]
+        .state
+        .clone()
+        .expect("state")
+        .jobs[0]
+        .id
+        .clone()
 }
 
 #[test]
@@ -150,7 +182,7 @@ fn a_lost_workers_job_goes_to_another_worker_after_the_grace() {
     let now = Instant::now();
     let mut h = hub();
     let a = register(&mut h, "AW_a", "", now);
-    h.room_opened(room("r1", "RM_1"), vec![], now);
+    h.room_opened(room("r1", "RM_1"), None, now);
     let job = offered_job(&sent(&mut h), "AW_a");
     accept(&mut h, &a, &job, "bot-a", now);
     sent(&mut h);
@@ -189,18 +221,61 @@ fn a_reconnected_worker_takes_its_job_back() {
     let now = Instant::now();
     let mut h = hub();
     let a = register(&mut h, "AW_a", "", now);
-    h.room_opened(room("r1", "RM_1"), vec![], now);
+    h.room_opened(room("r1", "RM_1"), None, now);
     let job = offered_job(&sent(&mut h), "AW_a");
     accept(&mut h, &a, &job, "bot", now);
     sent(&mut h);
     h.worker_gone(&a, now);
-    let a2 = register(&mut h, "AW_a2", "", now);
+    // Another key's worker may not take it; a job it names that is not
+    // its own is stopped on its side.
+    let other = WorkerId::new("AW_other");
+    let req = proto::RegisterWorkerRequest::default();
+    h.register(other.clone(), "otherkey", &req, now);
     let migrate = proto::MigrateJobRequest {
         job_ids: vec![job.clone()],
     };
+    h.on_message(&other, In::MigrateJob(migrate.clone()), now);
+    let msgs = sent(&mut h);
+    assert!(matches!(&msgs[..], [(w, Out::Termination(t))] if w == "AW_other" && t.job_id == job));
+    h.worker_gone(&other, now);
+    let a2 = register(&mut h, "AW_a2", "", now);
     h.on_message(&a2, In::MigrateJob(migrate), now);
     h.tick(now + LOST_GRACE * 2);
     assert!(h.poll_action().is_none(), "the job was re-dispatched");
+}
+
+#[test]
+fn a_rejection_that_terminates_ends_the_job_and_a_late_close_spares_a_reopened_room() {
+    let now = Instant::now();
+    let mut h = hub();
+    let a = register(&mut h, "AW_a", "", now);
+    register(&mut h, "AW_b", "", now + Duration::from_millis(1));
+    h.room_opened(room("r1", "RM_1"), None, now);
+    let job = offered_job(&sent(&mut h), "AW_a");
+    let no = proto::AvailabilityResponse {
+        job_id: job.clone(),
+        available: false,
+        terminate: true,
+        ..Default::default()
+    };
+    h.on_message(&a, In::Availability(no), now);
+    assert!(
+        sent(&mut h).is_empty(),
+        "a terminated job went to another worker"
+    );
+    // The room reopens under a new sid before the old close arrives.
+    h.room_opened(room("r1", "RM_2"), None, now);
+    sent(&mut h);
+    h.room_closed(&RoomName::new("r1"), "RM_1");
+    assert_eq!(
+        h.list(&RoomName::new("r1"), "").len(),
+        1,
+        "the new room lost its dispatch"
+    );
+    // And a late Opened for a closed room does nothing.
+    h.room_closed(&RoomName::new("r1"), "RM_2");
+    h.room_opened(room("r1", "RM_2"), None, now);
+    assert!(h.list(&RoomName::new("r1"), "").is_empty());
 }
 
 #[test]
@@ -208,7 +283,7 @@ fn closing_a_room_terminates_its_jobs_and_deleting_a_dispatch_too() {
     let now = Instant::now();
     let mut h = hub();
     let a = register(&mut h, "AW_a", "helper", now);
-    h.room_opened(room("r1", "RM_1"), vec![], now);
+    h.room_opened(room("r1", "RM_1"), None, now);
     let req = |room: &str| proto::CreateAgentDispatchRequest {
         agent_name: "helper".into(),
         room: room.into(),
@@ -229,13 +304,13 @@ fn closing_a_room_terminates_its_jobs_and_deleting_a_dispatch_too() {
     let msgs = sent(&mut h);
     assert!(matches!(&msgs[..], [(w, Out::Termination(t))] if w == "AW_a" && t.job_id == job));
     // Same for a room that closes.
-    h.room_opened(room("r2", "RM_2"), vec![], now);
+    h.room_opened(room("r2", "RM_2"), None, now);
     h.create_dispatch(room("r2", "RM_2"), req("r2"), None, now)
         .expect("dispatch");
     let job = offered_job(&sent(&mut h), "AW_a");
     accept(&mut h, &a, &job, "bot", now);
     sent(&mut h);
-    h.room_closed(&RoomName::new("r2"));
+    h.room_closed(&RoomName::new("r2"), "RM_2");
     let msgs = sent(&mut h);
     assert!(matches!(&msgs[..], [(_, Out::Termination(t))] if t.job_id == job));
     assert!(h.list(&RoomName::new("r2"), "").is_empty());
@@ -254,8 +329,8 @@ fn a_dispatch_made_before_its_rooms_open_event_keeps_the_default_dispatch() {
     };
     h.create_dispatch(room("r1", "RM_1"), req, None, now)
         .expect("dispatch");
-    h.room_opened(room("r1", "RM_1"), vec![], now);
-    h.room_opened(room("r1", "RM_1"), vec![], now);
+    h.room_opened(room("r1", "RM_1"), None, now);
+    h.room_opened(room("r1", "RM_1"), None, now);
     let msgs = sent(&mut h);
     offered_job(&msgs, "AW_n");
     offered_job(&msgs, "AW_u");
@@ -268,7 +343,7 @@ fn an_assistant_dispatch_joins_under_the_identity_nodo_gives_it() {
     let now = Instant::now();
     let mut h = hub();
     let w = register(&mut h, "AW_1", "helper", now);
-    h.room_opened(room("call-1", "RM_1"), vec![], now);
+    h.room_opened(room("call-1", "RM_1"), None, now);
     let req = proto::CreateAgentDispatchRequest {
         agent_name: "helper".into(),
         room: "call-1".into(),

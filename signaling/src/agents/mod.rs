@@ -27,9 +27,12 @@ const TICK: Duration = Duration::from_millis(250);
 pub(crate) enum Cmd {
     Register {
         id: WorkerId,
+        /// The API key the worker's token was signed with.
+        key: String,
         req: Box<proto::RegisterWorkerRequest>,
         out: mpsc::Sender<Box<proto::ServerMessage>>,
-        reply: oneshot::Sender<proto::RegisterWorkerResponse>,
+        /// `None`: refused, the node has [`hub::MAX_WORKERS`] already.
+        reply: oneshot::Sender<Option<proto::RegisterWorkerResponse>>,
     },
     Message {
         from: WorkerId,
@@ -182,19 +185,24 @@ impl Actor {
         match cmd {
             Cmd::Register {
                 id,
+                key,
                 req,
                 out,
                 reply,
             } => {
+                if !self.hub.has_room_for_a_worker() {
+                    let _ = reply.send(None);
+                    return;
+                }
                 self.outs.insert(id.clone(), out);
-                let mut resp = self.hub.register(id, &req, now);
+                let mut resp = self.hub.register(id, &key, &req, now);
                 resp.server_info = Some(proto::ServerInfo {
                     version: crate::LIVEKIT_COMPAT_VERSION.to_string(),
                     protocol: crate::PROTOCOL_VERSION,
                     node_id: self.rooms.node_id().to_string(),
                     ..Default::default()
                 });
-                let _ = reply.send(resp);
+                let _ = reply.send(Some(resp));
             }
             Cmd::Message { from, msg } => self.hub.on_message(&from, *msg, now),
             Cmd::Gone { id } => {
@@ -226,7 +234,7 @@ impl Actor {
             RoomEvent::Opened { room, agents } => {
                 self.hub.room_opened(*room, agents, Instant::now());
             }
-            RoomEvent::RoomClosed { room } => self.hub.room_closed(&room),
+            RoomEvent::RoomClosed { room, sid } => self.hub.room_closed(&room, sid.as_str()),
             _ => {}
         }
     }
@@ -243,7 +251,12 @@ impl Actor {
                         // connection closes and its jobs are handled as lost.
                         tracing::warn!(worker = %worker, "agent worker not reading; dropping it");
                         self.outs.remove(&worker);
+                        self.hub.worker_gone(&worker, Instant::now());
                     }
+                }
+                Action::Drop(worker) => {
+                    // Its connection sees its queue close and ends.
+                    self.outs.remove(&worker);
                 }
                 Action::RemoveParticipant { room, identity } => {
                     let rooms = self.rooms.clone();

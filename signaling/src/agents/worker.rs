@@ -30,6 +30,8 @@ const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 const SILENCE_LIMIT: Duration = Duration::from_secs(30);
 /// Messages queued to one worker before it counts as not reading.
 const OUT_QUEUE: usize = 256;
+/// A worker that takes longer than this to read one message is gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest agent name accepted.
 const MAX_AGENT_NAME: usize = 256;
 
@@ -75,8 +77,9 @@ pub async fn connect(
         return refuse(Error::NotWebSocket);
     };
     let agents = state.agents.clone();
+    let key = claims.iss;
     ws.max_message_size(MAX_FRAME)
-        .on_upgrade(move |socket| serve(socket, agents))
+        .on_upgrade(move |socket| serve(socket, agents, key))
 }
 
 /// Tells the dispatcher the worker is gone however its connection ends.
@@ -134,7 +137,17 @@ fn check_register(req: &proto::RegisterWorkerRequest) -> Result<(), String> {
     Ok(())
 }
 
-async fn serve(mut socket: WebSocket, agents: super::Agents) {
+/// Sends one message, giving up on a worker that does not read for
+/// [`WRITE_TIMEOUT`].
+async fn send(socket: &mut WebSocket, msg: &proto::ServerMessage) -> bool {
+    let frame = Message::Binary(msg.encode_to_vec().into());
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, socket.send(frame)).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn serve(mut socket: WebSocket, agents: super::Agents, key: String) {
     // Registration first.
     let first = tokio::time::timeout(REGISTER_TIMEOUT, socket.recv()).await;
     let req = match first {
@@ -159,6 +172,7 @@ async fn serve(mut socket: WebSocket, agents: super::Agents) {
     let tx = agents.sender().clone();
     let cmd = Cmd::Register {
         id: id.clone(),
+        key,
         req: Box::new(req),
         out,
         reply,
@@ -170,17 +184,15 @@ async fn serve(mut socket: WebSocket, agents: super::Agents) {
         id: id.clone(),
         tx: tx.clone(),
     };
-    let Ok(resp) = registered.await else {
-        return close(socket, 1011, "agent dispatcher unavailable").await;
+    let resp = match registered.await {
+        Ok(Some(resp)) => resp,
+        Ok(None) => return close(socket, 1013, "too many agent workers on this node").await,
+        Err(_) => return close(socket, 1011, "agent dispatcher unavailable").await,
     };
     let first = proto::ServerMessage {
         message: Some(proto::server_message::Message::Register(resp)),
     };
-    if socket
-        .send(Message::Binary(first.encode_to_vec().into()))
-        .await
-        .is_err()
-    {
+    if !send(&mut socket, &first).await {
         return;
     }
     loop {
@@ -189,7 +201,7 @@ async fn serve(mut socket: WebSocket, agents: super::Agents) {
                 let Some(msg) = out else {
                     return close(socket, 1008, "worker did not read its messages").await;
                 };
-                if socket.send(Message::Binary(msg.encode_to_vec().into())).await.is_err() {
+                if !send(&mut socket, &msg).await {
                     return;
                 }
             }
@@ -213,7 +225,7 @@ async fn serve(mut socket: WebSocket, agents: super::Agents) {
                         let msg = proto::ServerMessage {
                             message: Some(proto::server_message::Message::Pong(pong)),
                         };
-                        if socket.send(Message::Binary(msg.encode_to_vec().into())).await.is_err() {
+                        if !send(&mut socket, &msg).await {
                             return;
                         }
                     }

@@ -361,9 +361,12 @@ impl RoomActor {
         let auto = p.options.auto_subscribe && p.grant.can_subscribe();
         let hidden = p.hidden();
         let info = p.info.clone();
+        let dependent = p.dependent();
         self.participants.insert(sid.clone(), p);
-        self.empty_since = None;
-        self.ever_joined = true;
+        if !dependent {
+            self.empty_since = None;
+            self.ever_joined = true;
+        }
         // Subscribe to what is already flowing.
         if auto {
             let tracks: Vec<_> = self
@@ -535,7 +538,8 @@ impl RoomActor {
                 }));
             }
         }
-        if self.participants.is_empty() {
+        // Agents and recorders left alone do not keep the room open.
+        if self.empty_since.is_none() && self.participants.values().all(|p| p.dependent()) {
             self.empty_since = Some(Instant::now());
         }
         tracing::info!(room = %self.name, participant = %p.info.identity, ?reason, "participant left");
@@ -619,6 +623,7 @@ impl RoomActor {
             .webhook("room_finished", self.room_info(), None, None);
         self.manager.notify(super::RoomEvent::RoomClosed {
             room: self.name.clone(),
+            sid: self.sid.clone(),
         });
         tracing::info!(room = %self.name, "room closed");
         for done in self.close_waiters.drain(..) {

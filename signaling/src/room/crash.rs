@@ -71,6 +71,7 @@ impl RoomActor {
         self.manager.webhook("room_finished", room, None, None);
         self.manager.notify(RoomEvent::RoomClosed {
             room: self.name.clone(),
+            sid: self.sid.clone(),
         });
         for done in self.close_waiters.drain(..) {
             let _ = done.send(());

@@ -111,9 +111,9 @@ pub struct RoomSettings {
     pub max_participants: Option<u32>,
     pub metadata: Option<String>,
     /// Agents dispatched into the room when these settings create it
-    /// (ignored for a room already open). Empty: the token's
-    /// `roomConfig.agents`, else every unnamed agent, as LiveKit.
-    pub agents: Vec<proto::RoomAgentDispatch>,
+    /// (ignored for a room already open); `Some(empty)`: none. `None`: the
+    /// token's `roomConfig.agents`, else every unnamed agent, as LiveKit.
+    pub agents: Option<Vec<proto::RoomAgentDispatch>>,
 }
 
 /// What rooms report to the rest of the node (the app's calls, webhooks).
@@ -122,7 +122,8 @@ pub enum RoomEvent {
     /// A room was created on this node, with the agents it asks for.
     Opened {
         room: Box<proto::Room>,
-        agents: Vec<proto::RoomAgentDispatch>,
+        /// `None`: every unnamed agent (LiveKit's default).
+        agents: Option<Vec<proto::RoomAgentDispatch>>,
     },
     ParticipantJoined {
         room: RoomName,
@@ -134,6 +135,9 @@ pub enum RoomEvent {
     },
     RoomClosed {
         room: RoomName,
+        /// The closed room's sid: a room of the same name may already be
+        /// open again when this arrives.
+        sid: RoomSid,
     },
     /// A LiveKit webhook event (room_started, participant_joined, …).
     Webhook(Box<proto::WebhookEvent>),
@@ -333,7 +337,7 @@ impl RoomManager {
         name: &RoomName,
         settings: RoomSettings,
     ) -> Result<(), Error> {
-        let h = self.get_or_create(name, &settings.agents)?;
+        let h = self.get_or_create(name, settings.agents.clone())?;
         h.tx.send(RoomCmd::Configure(settings))
             .await
             .map_err(|_| Error::RoomClosing)
@@ -435,7 +439,7 @@ impl RoomManager {
     pub(crate) fn get_or_create(
         self: &Arc<Self>,
         name: &RoomName,
-        agents: &[proto::RoomAgentDispatch],
+        agents: Option<Vec<proto::RoomAgentDispatch>>,
     ) -> Result<RoomHandle, Error> {
         let mut rooms = self.table();
         if let Some(h) = rooms.get(name) {
@@ -464,7 +468,7 @@ impl RoomManager {
         tracing::info!(room = %name, "room created");
         self.notify(RoomEvent::Opened {
             room: Box::new(room),
-            agents: agents.to_vec(),
+            agents,
         });
         Ok(handle)
     }
@@ -521,11 +525,11 @@ impl RoomManager {
                         Some(g) => g.admit(room).await?,
                         None => None,
                     };
-                    let agents = match &settings {
-                        Some(s) if !s.agents.is_empty() => s.agents.clone(),
-                        _ => token_agents(&claims),
+                    let agents = match settings.as_ref().and_then(|s| s.agents.clone()) {
+                        Some(agents) => Some(agents),
+                        None => token_agents(&claims),
                     };
-                    let h = self.get_or_create(room, &agents)?;
+                    let h = self.get_or_create(room, agents)?;
                     if let Some(settings) = settings {
                         // Queued before the join, so the limits hold for it.
                         let _ = h.tx.send(RoomCmd::Configure(settings)).await;
@@ -573,9 +577,9 @@ impl RoomManager {
     }
 }
 
-/// The agents a join token's `roomConfig` asks for.
-fn token_agents(claims: &Claims) -> Vec<proto::RoomAgentDispatch> {
-    claims
+/// The agents a join token's `roomConfig` asks for (`None`: it names none).
+fn token_agents(claims: &Claims) -> Option<Vec<proto::RoomAgentDispatch>> {
+    let agents: Vec<_> = claims
         .room_config
         .iter()
         .flat_map(|c| &c.agents)
@@ -584,5 +588,6 @@ fn token_agents(claims: &Claims) -> Vec<proto::RoomAgentDispatch> {
             metadata: a.metadata.clone(),
             ..Default::default()
         })
-        .collect()
+        .collect();
+    (!agents.is_empty()).then_some(agents)
 }

@@ -129,6 +129,14 @@ impl Participant {
         ParticipantSid::new(&self.info.sid)
     }
 
+    /// An agent, egress or recorder: present only for the people in the
+    /// room, so it does not keep the room open (LiveKit's "dependent").
+    pub fn dependent(&self) -> bool {
+        use proto::participant_info::Kind;
+        let kind = Kind::try_from(self.info.kind).unwrap_or(Kind::Standard);
+        matches!(kind, Kind::Agent | Kind::Egress) || self.grant.agent || self.grant.recorder
+    }
+
     pub fn hidden(&self) -> bool {
         self.grant.hidden
     }
