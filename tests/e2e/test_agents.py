@@ -304,6 +304,10 @@ async def test_calling_an_assistant_rings_and_the_agent_answers(tmp_path, worker
                 "username": f"erin{time.time_ns() % 10**9}", "name": "Erin", "password": "assistant test pw"})
             assert status == 201, body
             erin, session = body["user"]["id"], body["token"]
+            # The assistant's name is reserved: nobody registers as it.
+            status, body = await app_api(s, node, "POST", "/api/auth/register", body={
+                "username": "Helper", "name": "Fake", "password": "assistant test pw"})
+            assert status == 409, body
             # Nobody serves the assistant yet: the call is refused with a reason.
             status, body = await app_api(s, node, "POST", "/api/calls/initiate", session,
                                          {"recipientId": "helper", "callType": "audio"})

@@ -88,6 +88,21 @@ impl Calls {
                 Err(e) => e.log_if_internal(),
             }
         });
+        // Each assistant gets its user record now, so nobody can register
+        // an account under its name later (registration finds it taken).
+        let (store, assistants) = (calls.store.clone(), calls.assistants.clone());
+        tokio::spawn(async move {
+            for a in assistants {
+                match store.ensure_app_user(&a, &a, true).await {
+                    Ok(AppUser::Ready(..)) => {}
+                    Ok(AppUser::HeldLocally) => tracing::warn!(
+                        assistant = %a,
+                        "an account holds this assistant's name: calls to it are refused; rename the assistant"
+                    ),
+                    Err(e) => e.log_if_internal(),
+                }
+            }
+        });
         let mut events = calls.rooms.subscribe();
         // Weak: the rooms hold this task's sender, and the service holds the
         // rooms; a strong reference here would keep a dropped node alive.
