@@ -194,29 +194,8 @@ impl Calls {
         if self.store.user(callee).await?.is_none() {
             return Err(Error::NotFound(Missing::User(callee.to_string())));
         }
-        // Counted once the call is otherwise valid: ringing someone over and
-        // over is refused, a mistyped request is not a ring.
-        self.rings
-            .check(&(caller.id.clone(), callee.to_string()))
-            .map_err(Error::RateLimited)?;
-        if self.store.active_call_of(&caller.id).await?.is_some() {
-            return Err(Error::conflict("you are already in a call"));
-        }
-        let busy = self.store.active_call_of(callee).await?.is_some();
-        let id = nodo_signaling::ids::new_sid("CA_");
-        let room = format!("{ROOM_PREFIX}{id}");
-        let call = self
-            .store
-            .insert_call(NewCall {
-                id: &id,
-                caller: &caller.id,
-                callee,
-                call_type,
-                room_name: &room,
-                status: if busy { Status::Busy } else { Status::Ringing },
-            })
-            .await?;
-        if busy {
+        let call = self.record_call(caller, callee, call_type, true).await?;
+        if call.status == Status::Busy {
             return Ok(call);
         }
         let payload = json!({
@@ -235,8 +214,40 @@ impl Calls {
                     "callType": call.call_type, "roomName": call.room_name}),
             Priority::Ring,
         );
-        self.ring_until_timeout(id);
+        self.ring_until_timeout(call.id.clone());
         Ok(call)
+    }
+
+    /// Counts the ring, refuses a caller already in a call and records the
+    /// call: ringing, or busy when `callee_may_be_busy` and the callee is in
+    /// a call. Counted once the call is otherwise valid: ringing someone
+    /// over and over is refused, a mistyped request is not a ring.
+    async fn record_call(
+        &self,
+        caller: &User,
+        callee: &str,
+        call_type: &str,
+        callee_may_be_busy: bool,
+    ) -> Result<Call, Error> {
+        self.rings
+            .check(&(caller.id.clone(), callee.to_string()))
+            .map_err(Error::RateLimited)?;
+        if self.store.active_call_of(&caller.id).await?.is_some() {
+            return Err(Error::conflict("you are already in a call"));
+        }
+        let busy = callee_may_be_busy && self.store.active_call_of(callee).await?.is_some();
+        let id = nodo_signaling::ids::new_sid("CA_");
+        let room = format!("{ROOM_PREFIX}{id}");
+        self.store
+            .insert_call(NewCall {
+                id: &id,
+                caller: &caller.id,
+                callee,
+                call_type,
+                room_name: &room,
+                status: if busy { Status::Busy } else { Status::Ringing },
+            })
+            .await
     }
 
     /// Whether `id` is an assistant's (an agent called like a person).
@@ -257,12 +268,6 @@ impl Calls {
         if !self.agents.serves(assistant).await? {
             return Err(nodo_signaling::Error::NoAgentWorker(assistant.to_string()).into());
         }
-        self.rings
-            .check(&(caller.id.clone(), assistant.to_string()))
-            .map_err(Error::RateLimited)?;
-        if self.store.active_call_of(&caller.id).await?.is_some() {
-            return Err(Error::conflict("you are already in a call"));
-        }
         // The assistant is a user record of its own (calls and history
         // name it), never one a person's account holds.
         if let AppUser::HeldLocally = self
@@ -274,20 +279,11 @@ impl Calls {
                 "an account holds this assistant's name; rename the assistant",
             ));
         }
-        let id = nodo_signaling::ids::new_sid("CA_");
-        let room = format!("{ROOM_PREFIX}{id}");
         let call = self
-            .store
-            .insert_call(NewCall {
-                id: &id,
-                caller: &caller.id,
-                callee: assistant,
-                call_type,
-                room_name: &room,
-                status: Status::Ringing,
-            })
+            .record_call(caller, assistant, call_type, false)
             .await?;
-        let name = RoomName::new(room);
+        let id = call.id.clone();
+        let name = RoomName::new(call.room_name.clone());
         let dispatched = async {
             // Only the assistant: no unnamed agent into a private call.
             let settings = RoomSettings {
