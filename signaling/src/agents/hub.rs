@@ -277,16 +277,7 @@ impl Hub {
                 // into rooms opened before it (as LiveKit).
                 continue;
             }
-            let d = proto::AgentDispatch {
-                id: new_sid("AD_"),
-                agent_name: a.agent_name,
-                room: name.as_str().to_string(),
-                metadata: a.metadata,
-                attributes: a.attributes,
-                restart_policy: a.restart_policy,
-                deployment: a.deployment,
-                ..Default::default()
-            };
+            let d = new_dispatch(&name, a);
             if !unnamed && !self.serves(&d.agent_name) {
                 tracing::warn!(room = %name, agent = %d.agent_name, "dispatch for an agent no worker serves; it waits for one");
             }
@@ -353,16 +344,14 @@ impl Hub {
             };
             self.rooms.insert(name.clone(), open);
         }
-        let d = proto::AgentDispatch {
-            id: new_sid("AD_"),
+        let asked = proto::RoomAgentDispatch {
             agent_name: req.agent_name,
-            room: name.as_str().to_string(),
             metadata: req.metadata,
             attributes: req.attributes,
             restart_policy: req.restart_policy,
             deployment: req.deployment,
-            ..Default::default()
         };
+        let d = new_dispatch(&name, asked);
         if let Some(identity) = identity {
             self.identities
                 .insert(DispatchId::new(d.id.clone()), identity);
@@ -630,6 +619,20 @@ impl Hub {
             worker.clone(),
             Box::new(proto::ServerMessage { message: Some(msg) }),
         ));
+    }
+}
+
+/// A fresh dispatch into `room` of what a room's settings or the API asked for.
+fn new_dispatch(room: &RoomName, a: proto::RoomAgentDispatch) -> proto::AgentDispatch {
+    proto::AgentDispatch {
+        id: new_sid("AD_"),
+        agent_name: a.agent_name,
+        room: room.as_str().to_string(),
+        metadata: a.metadata,
+        attributes: a.attributes,
+        restart_policy: a.restart_policy,
+        deployment: a.deployment,
+        ..Default::default()
     }
 }
 
