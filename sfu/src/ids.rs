@@ -84,13 +84,29 @@ impl Default for PeerIds {
     }
 }
 
-/// Which of a participant's two peer connections (LiveKit v0 dual-PC mode).
+/// Which peer connection of a participant: one of the two of LiveKit's v0
+/// dual-PC mode, or the only one of signaling v1.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum PeerRole {
     /// The client offers; it sends media and data to the server.
     Publisher,
     /// The server offers; it sends media and data to the client.
     Subscriber,
+    /// Signaling v1's single connection: the client always offers, with
+    /// its own tracks and recvonly sections the server sends in.
+    Single,
+}
+
+impl PeerRole {
+    /// Whether the connection carries the participant's own media and data.
+    pub fn publishes(self) -> bool {
+        matches!(self, PeerRole::Publisher | PeerRole::Single)
+    }
+
+    /// Whether the connection carries what the participant subscribed to.
+    pub fn subscribes(self) -> bool {
+        matches!(self, PeerRole::Subscriber | PeerRole::Single)
+    }
 }
 
 /// Audio or video.

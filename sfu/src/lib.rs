@@ -54,7 +54,7 @@ pub use error::SfuError;
 pub use ids::{Layer, ParticipantSid, PeerId, PeerIds, PeerRole, TrackKind, TrackSid};
 pub use metrics::{RoomMetrics, SfuMetrics};
 pub use peer::{DtlsIdentity, LocalCandidates};
-pub use room::{MediaRoom, RoomConfig, SfuEvent, StreamState};
+pub use room::{MediaRoom, OfferAnswer, RoomConfig, SfuEvent, StreamState};
 pub use track::{LayerInfo, SubscriptionSettings};
 
 /// Re-exported so drivers and tests need not depend on str0m directly.

@@ -68,6 +68,8 @@ pub(crate) struct Peer {
     pub needs_offer: bool,
     /// Subscriber: which forwarded track each of our send m-lines carries.
     pub mid_to_track: HashMap<Mid, TrackSid>,
+    /// Single connection: the client's recvonly sections and what they carry.
+    pub sections: crate::room::Sections,
     /// Data channels by id, with their label.
     pub channels: HashMap<ChannelId, String>,
     /// Subscriber: our two outgoing data channels and whether they are open.
@@ -180,7 +182,7 @@ impl Peer {
         if let Some(cert) = &dtls.0 {
             config = config.set_dtls_cert(cert.clone());
         }
-        if role == PeerRole::Subscriber {
+        if role.subscribes() {
             config = config
                 .enable_bwe(Some(Bitrate::kbps(1_500)))
                 .set_send_buffer_video(SEND_BUFFER_VIDEO);
@@ -219,6 +221,7 @@ impl Peer {
             stop_mids: Vec::new(),
             needs_offer: false,
             mid_to_track: HashMap::new(),
+            sections: Default::default(),
             channels: HashMap::new(),
             reliable: None,
             lossy: None,
@@ -245,13 +248,20 @@ impl Peer {
     /// wait for the channel to open.
     pub fn send_data(&mut self, reliable: bool, data: &[u8]) {
         let slot = if reliable { self.reliable } else { self.lossy };
-        let Some((id, open)) = slot else { return };
+        // A single connection's channels come from the client: until it has
+        // opened them, reliable data waits as for a channel not yet open.
+        let open = match slot {
+            Some((_, open)) => open,
+            None if self.role == PeerRole::Single => false,
+            None => return,
+        };
         if !open {
             if reliable && self.queued_data.len() < MAX_QUEUED_DATA {
                 self.queued_data.push_back(data.to_vec());
             }
             return;
         }
+        let Some((id, _)) = slot else { return };
         if let Some(mut ch) = self.rtc.channel(id) {
             if let Err(e) = ch.write(true, data) {
                 tracing::debug!(peer = ?self.id, "data channel write failed: {e}");
@@ -261,6 +271,15 @@ impl Peer {
 
     /// Marks a channel open; flushes queued reliable data.
     pub fn channel_opened(&mut self, id: ChannelId, label: String) {
+        if self.role == PeerRole::Single {
+            // The client made the channels of a single connection: the
+            // server answers on the ones it opened (LiveKit's labels).
+            match label.as_str() {
+                "_reliable" if self.reliable.is_none() => self.reliable = Some((id, false)),
+                "_lossy" if self.lossy.is_none() => self.lossy = Some((id, false)),
+                _ => {}
+            }
+        }
         self.channels.insert(id, label);
         if let Some((rid, open)) = self.reliable.as_mut() {
             if *rid == id {

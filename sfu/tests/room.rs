@@ -1,6 +1,8 @@
 //! The sans-IO media core driven with real str0m peers in memory:
 //! deterministic simulated time, no sockets.
 
+// Shared by the test files; each uses part of it.
+#[allow(dead_code)]
 mod harness;
 
 use std::time::Duration;

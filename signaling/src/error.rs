@@ -127,6 +127,9 @@ pub enum Error {
     /// A request field is missing or out of range; the text names it.
     #[error("{0}")]
     InvalidArgument(&'static str),
+    /// A v1 `join_request` that does not decode; the text says where.
+    #[error("malformed join_request: {0}")]
+    BadJoinRequest(String),
     /// `/rtc` was requested without a WebSocket upgrade.
     #[error("expected a WebSocket upgrade")]
     NotWebSocket,
@@ -201,7 +204,9 @@ impl Error {
             | Error::Token(_)
             | Error::MissingGrant(_)
             | Error::NoAgentGrant => Kind::Unauthorized,
-            Error::InvalidArgument(_) | Error::Subscription(_) => Kind::BadRequest,
+            Error::InvalidArgument(_) | Error::BadJoinRequest(_) | Error::Subscription(_) => {
+                Kind::BadRequest
+            }
             Error::NotWebSocket
             | Error::RoomNotFound(_)
             | Error::ParticipantNotFound(_)
@@ -237,7 +242,9 @@ impl Error {
             | Error::Token(_)
             | Error::MissingGrant(_)
             | Error::NoAgentGrant => "unauthenticated",
-            Error::InvalidArgument(_) | Error::Subscription(_) => "invalid_argument",
+            Error::InvalidArgument(_) | Error::BadJoinRequest(_) | Error::Subscription(_) => {
+                "invalid_argument"
+            }
             Error::NotWebSocket
             | Error::RoomNotFound(_)
             | Error::ParticipantNotFound(_)

@@ -84,8 +84,8 @@ pub fn router(state: Arc<LiveKit>) -> Router {
     Router::new()
         .route("/rtc", get(rtc::connect))
         .route("/rtc/validate", get(rtc::validate))
-        .route("/rtc/v1", get(rtc::v1_not_found))
-        .route("/rtc/v1/validate", get(rtc::v1_not_found))
+        .route("/rtc/v1", get(rtc::connect_v1))
+        .route("/rtc/v1/validate", get(rtc::validate_v1))
         .route("/agent", get(agents::worker::connect))
         .route(
             "/twirp/livekit.RoomService/{method}",

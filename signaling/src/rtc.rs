@@ -1,5 +1,6 @@
-//! LiveKit client signaling: `/rtc` (v0, two peer connections) and
-//! `/rtc/validate`. `/rtc/v1` answers 404 so clients fall back to v0.
+//! LiveKit client signaling: `/rtc` (v0, two peer connections), `/rtc/v1`
+//! (one peer connection, the join in a `join_request` parameter) and their
+//! `validate` checks.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use tokio::sync::mpsc;
 use crate::auth::{bearer, Claims};
 use crate::error::Error;
 use crate::ids::{ParticipantSid, RoomName};
-use crate::room::{JoinOptions, RoomCmd, SIGNAL_QUEUE};
+use crate::room::{JoinOptions, RoomCmd, V1Join, SIGNAL_QUEUE};
 use crate::LiveKit;
 
 /// Largest signal frame accepted (LiveKit's `signal_message_size_limit`).
@@ -94,15 +95,106 @@ pub async fn validate(
     }
 }
 
-/// `/rtc/v1` and its validate: not implemented yet; a plain 404 makes
-/// livekit-client fall back to `/rtc` (v0).
-pub async fn v1_not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
-        "signaling v1 is not available on this server; use /rtc",
-    )
-        .into_response()
+/// Largest v1 `join_request` accepted, encoded or unpacked (LiveKit's cap).
+const MAX_JOIN_REQUEST: usize = 1024 * 1024;
+
+/// Decodes a v1 `join_request`: URL-safe base64 (padded or not; the
+/// standard alphabet is taken too) of a `WrappedJoinRequest`, whose
+/// `JoinRequest` may be gzip-compressed.
+pub fn decode_join_request(param: &str) -> Result<proto::JoinRequest, Error> {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::Engine as _;
+    use std::io::Read as _;
+    let bad = |m: &str| Error::BadJoinRequest(m.to_string());
+    if param.len() > MAX_JOIN_REQUEST * 2 {
+        return Err(bad("too large"));
+    }
+    let trimmed = param.trim_end_matches('=');
+    let bytes = URL_SAFE_NO_PAD
+        .decode(trimmed)
+        .or_else(|_| STANDARD.decode(param))
+        .map_err(|_| bad("not base64"))?;
+    let wrapped = proto::WrappedJoinRequest::decode(bytes.as_slice())
+        .map_err(|_| bad("not a WrappedJoinRequest"))?;
+    let raw = match proto::wrapped_join_request::Compression::try_from(wrapped.compression) {
+        Ok(proto::wrapped_join_request::Compression::None) => wrapped.join_request,
+        Ok(proto::wrapped_join_request::Compression::Gzip) => {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(wrapped.join_request.as_slice())
+                .take(MAX_JOIN_REQUEST as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|_| bad("gzip data does not inflate"))?;
+            if out.len() > MAX_JOIN_REQUEST {
+                return Err(bad("too large once inflated"));
+            }
+            out
+        }
+        Err(_) => return Err(bad("unknown compression")),
+    };
+    if raw.len() > MAX_JOIN_REQUEST {
+        return Err(bad("too large"));
+    }
+    proto::JoinRequest::decode(raw.as_slice()).map_err(|_| bad("not a JoinRequest"))
+}
+
+/// The join request of a v1 call, required as LiveKit requires it.
+fn v1_request(params: &Params) -> Result<proto::JoinRequest, Error> {
+    let param = params.get("join_request").ok_or(Error::InvalidArgument(
+        "join_request is required on /rtc/v1",
+    ))?;
+    decode_join_request(param)
+}
+
+/// `GET /rtc/v1/validate`: as `/rtc/validate`, with the join request checked.
+pub async fn validate_v1(
+    State(state): State<Arc<LiveKit>>,
+    headers: HeaderMap,
+    Query(params): Query<Params>,
+) -> Response {
+    let cors = [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")];
+    match v1_request(&params).and_then(|_| authorize(&state, &headers, &params)) {
+        Ok(_) => (StatusCode::OK, cors, "success").into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /rtc/v1`: signaling v1. The join (or resume) comes in the
+/// `join_request` parameter, possibly with the client's first offer; the
+/// participant gets one peer connection, which the client always offers.
+pub async fn connect_v1(
+    State(state): State<Arc<LiveKit>>,
+    headers: HeaderMap,
+    Query(params): Query<Params>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, Error> {
+    let Ok(ws) = ws else {
+        return Err(Error::NotWebSocket);
+    };
+    let req = v1_request(&params)?;
+    let (claims, room) = authorize(&state, &headers, &params)?;
+    if req.reconnect && req.participant_sid.is_empty() {
+        return Err(Error::InvalidArgument("reconnect without participant_sid"));
+    }
+    let settings = req.connection_settings.unwrap_or_default();
+    let client = req.client_info.unwrap_or_default();
+    let sdk = proto::client_info::Sdk::try_from(client.sdk)
+        .map(|s| s.as_str_name().to_ascii_lowercase())
+        .unwrap_or_default();
+    let options = JoinOptions {
+        auto_subscribe: settings.auto_subscribe,
+        resume_sid: req.reconnect.then_some(req.participant_sid),
+        protocol: client.protocol,
+        adaptive_stream: settings.adaptive_stream,
+        sdk,
+        single_pc: true,
+        v1: Some(Box::new(V1Join {
+            offer: req.publisher_offer,
+            add_tracks: req.add_track_requests,
+            metadata: req.metadata,
+            attributes: req.participant_attributes,
+        })),
+    };
+    join_and_upgrade(&state, ws, claims, room, options).await
 }
 
 /// `GET /rtc`: joins (or resumes) and upgrades to the signal WebSocket. The
@@ -131,10 +223,22 @@ pub async fn connect(
             .unwrap_or(0),
         adaptive_stream: flag(&params, "adaptive_stream").unwrap_or(false),
         sdk: params.get("sdk").cloned().unwrap_or_default(),
+        single_pc: false,
+        v1: None,
     };
     if resume && options.resume_sid.is_none() {
         return Err(Error::InvalidArgument("reconnect without sid"));
     }
+    join_and_upgrade(&state, ws, claims, room, options).await
+}
+
+async fn join_and_upgrade(
+    state: &LiveKit,
+    ws: WebSocketUpgrade,
+    claims: Claims,
+    room: RoomName,
+    options: JoinOptions,
+) -> Result<Response, Error> {
     let (tx, rx) = mpsc::channel(SIGNAL_QUEUE);
     let (handle, joined) = state.rooms.join(&room, claims, options, tx).await?;
     let room_tx = handle.tx.clone();
@@ -253,4 +357,82 @@ async fn send(
         Message::Binary(msg.encode_to_vec().into())
     };
     socket.send(frame).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
+    use base64::Engine as _;
+    use std::io::Write as _;
+
+    fn wrap(req: &proto::JoinRequest, gzip: bool) -> Vec<u8> {
+        let raw = req.encode_to_vec();
+        let (compression, join_request) = if gzip {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(&raw).expect("gzip");
+            (
+                proto::wrapped_join_request::Compression::Gzip,
+                enc.finish().expect("gzip"),
+            )
+        } else {
+            (proto::wrapped_join_request::Compression::None, raw)
+        };
+        proto::WrappedJoinRequest {
+            compression: compression as i32,
+            join_request,
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn join_requests_decode_in_every_encoding_clients_use() {
+        let req = proto::JoinRequest {
+            metadata: "m".repeat(100),
+            reconnect: true,
+            participant_sid: "PA_x".into(),
+            ..Default::default()
+        };
+        for gzip in [false, true] {
+            let bytes = wrap(&req, gzip);
+            for text in [
+                URL_SAFE.encode(&bytes),
+                URL_SAFE_NO_PAD.encode(&bytes),
+                STANDARD.encode(&bytes),
+            ] {
+                assert_eq!(decode_join_request(&text).expect("decodes"), req);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_join_requests_are_refused_with_a_reason() {
+        let bomb = {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            enc.write_all(&vec![0u8; 4 * MAX_JOIN_REQUEST])
+                .expect("gzip");
+            proto::WrappedJoinRequest {
+                compression: 1,
+                join_request: enc.finish().expect("gzip"),
+            }
+            .encode_to_vec()
+        };
+        let unknown = proto::WrappedJoinRequest {
+            compression: 7,
+            join_request: Vec::new(),
+        }
+        .encode_to_vec();
+        for (text, why) in [
+            ("***".to_string(), "not base64"),
+            (
+                URL_SAFE.encode([0xff, 0xff, 0xff]),
+                "not a WrappedJoinRequest",
+            ),
+            (URL_SAFE.encode(&bomb), "too large once inflated"),
+            (URL_SAFE.encode(&unknown), "unknown compression"),
+        ] {
+            let err = decode_join_request(&text).expect_err(why).to_string();
+            assert!(err.contains(why), "{err} lacks {why}");
+        }
+    }
 }

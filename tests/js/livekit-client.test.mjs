@@ -45,3 +45,29 @@ test('two pages publish camera+mic and each decodes the other', async () => {
   console.log(`# small element frameWidth=${small.frameWidth}, large element frameWidth=${large.frameWidth}`);
   for (const p of [a, b, c]) await p.ctx.close();
 });
+
+test('v1 (one connection) and v0 pages share a room, and a v1 page resumes after a signal drop', async () => {
+  const v1 = await openPage('v1page', 'mixed-room', { publish: true });
+  const v0 = await openPage('v0page', 'mixed-room', { publish: true, v0: true });
+  const joined = (id) => suite.node.lines.find((l) => l.includes('participant joined') && l.includes(`participant=${id} `));
+  assert.match(joined('v1page') || '', /single_pc=true/, 'livekit-client joined over /rtc/v1 by default');
+  assert.match(joined('v0page') || '', /single_pc=false/);
+  const decoding = async (p, other, more = 0) => poll(async () => {
+    const st = await p.page.evaluate((id) => window.nodo.videoStats(id), other);
+    return st && st.framesDecoded > more && st.playing ? st : null;
+  }, { what: `video from ${other}` });
+  await decoding(v1, 'v0page');
+  await decoding(v0, 'v1page');
+  // The signal socket drops; the client resumes on /rtc/v1 and media goes on.
+  await v1.page.evaluate(() => window.nodo.simulate('signal-reconnect'));
+  await poll(async () => (await v1.page.evaluate(() => window.nodo.reconnected)) || null, { what: 'Reconnected' });
+  assert.ok(suite.node.lines.some((l) => l.includes('signal resumed') && l.includes('v1page')), 'the session resumed');
+  const before = await v1.page.evaluate(() => window.nodo.videoStats('v0page'));
+  await decoding(v1, 'v0page', before.framesDecoded + 30);
+  const seen = await v0.page.evaluate(() => window.nodo.videoStats('v1page'));
+  await decoding(v0, 'v1page', seen.framesDecoded + 30);
+  // After the resume, a new publisher reaches the v1 page (a new offer).
+  const late = await openPage('latepage', 'mixed-room', { publish: true, v0: true });
+  await decoding(v1, 'latepage');
+  for (const p of [v1, v0, late]) await p.ctx.close();
+});

@@ -10,7 +10,7 @@ use str0m::media::{MediaKind, Mid};
 use str0m::{Event, IceConnectionState, Output};
 
 use super::{MediaRoom, SfuEvent};
-use crate::ids::{PeerId, PeerRole, TrackKind};
+use crate::ids::{PeerId, TrackKind};
 use crate::track::Track;
 
 impl MediaRoom {
@@ -102,17 +102,26 @@ impl MediaRoom {
                 self.events
                     .push_back(SfuEvent::Disconnected { participant, role });
             }
-            Event::MediaAdded(m) if role == PeerRole::Publisher => {
+            // On a single connection, the client's recvonly sections are
+            // ours to send on (see `single`), not tracks it publishes.
+            Event::MediaAdded(m) if role.publishes() && m.direction.is_receiving() => {
                 let simulcast = m
                     .simulcast
                     .as_ref()
                     .is_some_and(|s| s.recv.len() > 1 || s.send.len() > 1);
                 self.publisher_media_added(id, m.mid, m.kind, simulcast);
             }
-            Event::RtpPacket(pkt) if role == PeerRole::Publisher => {
+            Event::MediaChanged(m) if role.publishes() && !m.direction.is_receiving() => {
+                if let Some(track) = self.track_by_mid.get(&(id, m.mid)).cloned() {
+                    self.unpublish(&track);
+                    self.events
+                        .push_back(SfuEvent::TrackEnded { participant, track });
+                }
+            }
+            Event::RtpPacket(pkt) if role.publishes() => {
                 self.forward(id, pkt, now);
             }
-            Event::KeyframeRequest(req) if role == PeerRole::Subscriber => {
+            Event::KeyframeRequest(req) if role.subscribes() => {
                 if let Some(track) = peer.mid_to_track.get(&req.mid).cloned() {
                     let layer = self.tracks.get(&track).and_then(|t| {
                         t.subscribers
@@ -127,7 +136,7 @@ impl MediaRoom {
             Event::ChannelClose(cid) => {
                 peer.channels.remove(&cid);
             }
-            Event::ChannelData(d) if role == PeerRole::Publisher => {
+            Event::ChannelData(d) if role.publishes() => {
                 let reliable = peer.channels.get(&d.id).is_none_or(|l| l != "_lossy");
                 self.events.push_back(SfuEvent::Data {
                     participant,

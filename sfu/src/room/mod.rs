@@ -6,10 +6,9 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::Mid;
 use str0m::net::{Receive, Transmit};
-use str0m::{Candidate, Input};
+use str0m::Input;
 
 use crate::error::SfuError;
 use crate::ids::{Layer, ParticipantSid, PeerId, PeerIds, PeerRole, TrackKind, TrackSid};
@@ -24,7 +23,10 @@ mod forward;
 mod keyframes;
 mod negotiate;
 mod reports;
+mod single;
 pub(crate) use dynacast::Dynacast;
+pub use single::OfferAnswer;
+pub(crate) use single::Sections;
 #[cfg(test)]
 mod tests;
 
@@ -45,6 +47,12 @@ pub enum SfuEvent {
     Disconnected {
         participant: ParticipantSid,
         role: PeerRole,
+    },
+    /// The publisher stopped sending a track: its offer turned the track's
+    /// section inactive (the client unpublished it). The track is removed.
+    TrackEnded {
+        participant: ParticipantSid,
+        track: TrackSid,
     },
     /// Media of a published track started flowing.
     TrackMedia {
@@ -79,6 +87,15 @@ pub enum SfuEvent {
         /// Whether the track is sent in simulcast layers.
         simulcast: bool,
         max: Option<Layer>,
+    },
+    /// Signaling v1: the participant's single connection needs a new offer
+    /// from the client, with this many more recvonly sections of each kind
+    /// (both 0: an offer with none added). LiveKit's
+    /// `MediaSectionsRequirement`.
+    MediaSections {
+        participant: ParticipantSid,
+        audio: u32,
+        video: u32,
     },
     /// Subscribed video streams that stopped (no layer the publisher sends
     /// is arriving) or started again; told to the subscribers as LiveKit's
@@ -209,15 +226,31 @@ impl MediaRoom {
     /// queues the first subscriber offer (with the data channels), made at
     /// the next `poll_event`.
     pub fn add_participant(&mut self, sid: ParticipantSid, now: Instant) -> Result<(), SfuError> {
+        self.add_peers(sid, &[PeerRole::Publisher, PeerRole::Subscriber], now)
+    }
+
+    /// Creates the participant's one connection of signaling v1, which the
+    /// client offers (see `answer_offer`).
+    pub fn add_single_participant(
+        &mut self,
+        sid: ParticipantSid,
+        now: Instant,
+    ) -> Result<(), SfuError> {
+        self.add_peers(sid, &[PeerRole::Single], now)
+    }
+
+    fn add_peers(
+        &mut self,
+        sid: ParticipantSid,
+        roles: &[PeerRole],
+        now: Instant,
+    ) -> Result<(), SfuError> {
         self.advance(now);
         if self.participants.contains_key(&sid) {
             return Err(SfuError::DuplicateParticipant(sid));
         }
         let mut ids = [PeerId(0); 2];
-        for (i, role) in [PeerRole::Publisher, PeerRole::Subscriber]
-            .into_iter()
-            .enumerate()
-        {
+        for (i, &role) in roles.iter().enumerate() {
             let id = self.config.peer_ids.next();
             let mut peer = Peer::new(
                 id,
@@ -240,11 +273,13 @@ impl MediaRoom {
             self.mark_dirty(id);
             ids[i] = id;
         }
+        // A single connection is both.
+        let subscriber = if roles.len() == 1 { ids[0] } else { ids[1] };
         self.participants.insert(
             sid,
             ParticipantPeers {
                 publisher: ids[0],
-                subscriber: ids[1],
+                subscriber,
             },
         );
         self.drive(now);
@@ -285,149 +320,6 @@ impl MediaRoom {
         }
         self.speakers.remove(sid);
         owned
-    }
-
-    /// Answers a publisher offer. What accepting it made the publisher
-    /// connection send is queued on return.
-    pub fn publisher_offer(
-        &mut self,
-        sid: &ParticipantSid,
-        sdp: &str,
-        now: Instant,
-    ) -> Result<String, SfuError> {
-        self.advance(now);
-        let answer = self.accept_publisher_offer(sid, sdp);
-        self.drive(now);
-        answer
-    }
-
-    fn accept_publisher_offer(
-        &mut self,
-        sid: &ParticipantSid,
-        sdp: &str,
-    ) -> Result<String, SfuError> {
-        let id = self.peer_id(sid, PeerRole::Publisher)?;
-        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::BadSdp(e.to_string()))?;
-        // Drained whether or not str0m accepts the offer.
-        self.mark_dirty(id);
-        let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer)?;
-        let old_ufrag = peer.local_ufrag();
-        let answer = peer
-            .rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
-        let ufrag = peer.local_ufrag();
-        if ufrag != old_ufrag {
-            self.events.push_back(SfuEvent::Ufrag { peer: id, ufrag });
-        }
-        let preferred: HashMap<String, String> = self
-            .tracks
-            .values()
-            .filter(|t| &t.owner == sid)
-            .filter_map(|t| Some((t.cid.clone(), t.codec.clone()?)))
-            .collect();
-        Ok(crate::sdp_order::follow_offer_order(
-            sdp,
-            &answer.to_sdp_string(),
-            &preferred,
-        ))
-    }
-
-    /// Applies the client's answer to our last subscriber offer. Keyframe
-    /// requests for subscriptions it brings live are queued on return.
-    pub fn subscriber_answer(
-        &mut self,
-        sid: &ParticipantSid,
-        sdp: &str,
-        now: Instant,
-    ) -> Result<(), SfuError> {
-        self.advance(now);
-        let applied = self.accept_subscriber_answer(sid, sdp, now);
-        self.drive(now);
-        applied
-    }
-
-    fn accept_subscriber_answer(
-        &mut self,
-        sid: &ParticipantSid,
-        sdp: &str,
-        now: Instant,
-    ) -> Result<(), SfuError> {
-        let id = self.peer_id(sid, PeerRole::Subscriber)?;
-        let answer =
-            SdpAnswer::from_sdp_string(sdp).map_err(|e| SfuError::BadSdp(e.to_string()))?;
-        let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer)?;
-        let Some(pending) = peer.pending_offer.take() else {
-            return Err(SfuError::NoPendingOffer);
-        };
-        // Drained whether or not str0m accepts the answer.
-        self.mark_dirty(id);
-        let Some(peer) = self.peers.get_mut(&id) else {
-            return Err(SfuError::UnknownPeer);
-        };
-        peer.rtc
-            .sdp_api()
-            .accept_answer(pending, answer)
-            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
-        if peer.needs_offer {
-            // Changes that arrived while this offer was out.
-            self.negotiation_due = true;
-        }
-        // Subscriptions whose m-line is now live.
-        let mids: Vec<(Mid, TrackSid)> = peer
-            .mid_to_track
-            .iter()
-            .map(|(m, t)| (*m, t.clone()))
-            .collect();
-        for (mid, track) in mids {
-            let live = self
-                .tracks
-                .get(&track)
-                .and_then(|t| t.subscribers.iter().find(|s| s.peer == id))
-                .is_some_and(|s| s.mid == Some(mid) && s.rewriter.is_none());
-            if live {
-                self.init_subscription(id, &track, now);
-                self.events.push_back(SfuEvent::Subscribed {
-                    participant: sid.clone(),
-                    track,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// A trickled remote ICE candidate (`candidate:…` SDP attribute value).
-    /// What the new candidate pair makes the connection send is queued on return.
-    pub fn remote_candidate(
-        &mut self,
-        sid: &ParticipantSid,
-        role: PeerRole,
-        candidate: &str,
-        now: Instant,
-    ) -> Result<(), SfuError> {
-        self.advance(now);
-        let id = self.peer_id(sid, role)?;
-        let line = candidate.strip_prefix("a=").unwrap_or(candidate);
-        let c =
-            Candidate::from_sdp_string(line).map_err(|e| SfuError::BadCandidate(e.to_string()))?;
-        let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer)?;
-        peer.rtc.add_remote_candidate(c);
-        self.mark_dirty(id);
-        self.drive(now);
-        Ok(())
-    }
-
-    /// Restarts ICE on the subscriber connection (signal resume) with a new
-    /// offer, made at the next `poll_event`.
-    pub fn restart_subscriber_ice(&mut self, sid: &ParticipantSid) -> Result<(), SfuError> {
-        let id = self.peer_id(sid, PeerRole::Subscriber)?;
-        let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer)?;
-        peer.pending_offer = None;
-        peer.needs_offer = true;
-        peer.ice_restart = true;
-        self.negotiation_due = true;
-        Ok(())
     }
 
     /// Announces a track the participant is about to publish (LiveKit
@@ -755,7 +647,7 @@ impl MediaRoom {
             .get(sid)
             .ok_or_else(|| SfuError::UnknownParticipant(sid.clone()))?;
         Ok(match role {
-            PeerRole::Publisher => pp.publisher,
+            PeerRole::Publisher | PeerRole::Single => pp.publisher,
             PeerRole::Subscriber => pp.subscriber,
         })
     }
@@ -764,7 +656,11 @@ impl MediaRoom {
         if let Some(p) = self.peers.get_mut(&peer) {
             if let Some(mid) = mid {
                 p.mid_to_track.remove(&mid);
-                p.stop_mids.push(mid);
+                if p.role == PeerRole::Single {
+                    p.sections.release(mid);
+                } else {
+                    p.stop_mids.push(mid);
+                }
             }
             p.needs_offer = true;
             self.negotiation_due = true;

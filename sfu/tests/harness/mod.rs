@@ -50,6 +50,12 @@ pub struct Client {
     /// Layers this publisher does not send (as a client told by dynacast,
     /// or one whose camera stalled).
     pub paused_layers: [bool; 3],
+    /// Signaling v1: one connection (`publisher`) carries everything.
+    pub single: bool,
+    /// Single: the answers the room gave, with their `mid_to_track_id`.
+    pub answers: Vec<nodo_sfu::OfferAnswer>,
+    /// Single: the recvonly sections it offered.
+    pub recv_mids: Vec<Mid>,
 }
 
 /// Decides whether a packet on its way at the given instant is lost.
@@ -141,11 +147,78 @@ impl World {
 
     /// Adds a participant; returns its index.
     pub fn join(&mut self, name: &str) -> usize {
+        self.join_as(name, false)
+    }
+
+    /// Adds a participant with a single connection (signaling v1) and makes
+    /// its first offer: its data channels and one recvonly section of each
+    /// kind. Returns its index.
+    pub fn join_single(&mut self, name: &str) -> usize {
+        let i = self.join_as(name, true);
+        self.offer_single(i, 1, 1);
+        i
+    }
+
+    /// A single-connection client's new offer, with `audio` and `video`
+    /// more recvonly sections (and its data channels the first time), as
+    /// livekit-client makes on `MediaSectionsRequirement`.
+    pub fn offer_single(&mut self, i: usize, audio: u32, video: u32) {
+        let c = &mut self.clients[i];
+        let first = c.pub_channel.is_none();
+        let mut api = c.publisher.sdp_api();
+        // A browser's transceiver stays recvonly when an answer made it
+        // inactive; a str0m peer takes the answer's direction as its own.
+        for mid in &c.recv_mids {
+            api.set_direction(*mid, Direction::RecvOnly);
+        }
+        for (kind, n) in [(MediaKind::Audio, audio), (MediaKind::Video, video)] {
+            for _ in 0..n {
+                let mid = api.add_media(kind, Direction::RecvOnly, None, None, None);
+                c.recv_mids.push(mid);
+            }
+        }
+        if !api.has_changes() {
+            // A browser offers again with nothing changed; str0m makes an
+            // offer only for a change, and an ICE restart is the smallest.
+            api.ice_restart(true);
+        }
+        let mut channel = None;
+        if first {
+            channel = Some(api.add_channel("_reliable".into()));
+            api.add_channel("_lossy".into());
+        }
+        let Some((offer, pending)) = api.apply() else {
+            return;
+        };
+        if channel.is_some() {
+            c.pub_channel = channel;
+        }
+        let sid = c.sid.clone();
+        let answer = self
+            .room
+            .answer_offer(&sid, &offer.to_sdp_string(), self.now)
+            .expect("answer");
+        let parsed = SdpAnswer::from_sdp_string(&answer.sdp).expect("parse answer");
+        let c = &mut self.clients[i];
+        c.publisher
+            .sdp_api()
+            .accept_answer(pending, parsed)
+            .expect("accept answer");
+        c.answers.push(answer);
+    }
+
+    fn join_as(&mut self, name: &str, single: bool) -> usize {
         let i = self.clients.len();
         let sid = ParticipantSid::new(format!("PA_{name}"));
-        self.room
-            .add_participant(sid.clone(), self.now)
-            .expect("join");
+        if single {
+            self.room
+                .add_single_participant(sid.clone(), self.now)
+                .expect("join");
+        } else {
+            self.room
+                .add_participant(sid.clone(), self.now)
+                .expect("join");
+        }
         let ip = Ipv4Addr::new(10, 0, 1, i as u8 + 1);
         let pub_addr = SocketAddr::new(ip.into(), 5000);
         let sub_addr = SocketAddr::new(ip.into(), 6000);
@@ -173,6 +246,9 @@ impl World {
             video_mid: None,
             video_written: [0; 3],
             paused_layers: [false; 3],
+            single,
+            answers: Vec::new(),
+            recv_mids: Vec::new(),
         });
         i
     }
@@ -247,11 +323,17 @@ impl World {
             Some(format!("cid-video-{i}")),
             sim,
         );
-        let ch = api.add_channel("_reliable".into());
+        // A single connection made its channels with its first offer.
+        let ch = c
+            .pub_channel
+            .is_none()
+            .then(|| api.add_channel("_reliable".into()));
         let (offer, pending) = api.apply().expect("offer");
         c.audio_mid = Some(a);
         c.video_mid = Some(v);
-        c.pub_channel = Some(ch);
+        if ch.is_some() {
+            c.pub_channel = ch;
+        }
         let answer = self
             .room
             .publisher_offer(&sid, &offer.to_sdp_string(), self.now)
@@ -495,6 +577,18 @@ impl World {
                     .subscriber_answer(&sid, &answer.to_sdp_string(), self.now)
                     .expect("answer accepted");
             }
+            SfuEvent::MediaSections {
+                participant,
+                audio,
+                video,
+            } => {
+                let ci = self
+                    .clients
+                    .iter()
+                    .position(|c| &c.sid == participant)
+                    .expect("client");
+                self.offer_single(ci, *audio, *video);
+            }
             _ => {}
         }
         self.events.push(ev);
@@ -544,8 +638,9 @@ impl World {
                 }
                 Output::Event(e) => {
                     any = true;
+                    let receives = !publisher || c.single;
                     match e {
-                        Event::MediaData(d) if !publisher => {
+                        Event::MediaData(d) if receives => {
                             c.received.push((d.mid, d.data.to_vec()))
                         }
                         Event::KeyframeRequest(k) if publisher => {
@@ -555,11 +650,12 @@ impl World {
                         Event::ChannelOpen(id, label) => {
                             if publisher {
                                 c.pub_channel_open = true;
-                            } else {
+                            }
+                            if receives {
                                 c.sub_channels.insert(id, label);
                             }
                         }
-                        Event::ChannelData(d) if !publisher => {
+                        Event::ChannelData(d) if receives => {
                             let label = c.sub_channels.get(&d.id).cloned().unwrap_or_default();
                             c.data.push((label, d.data));
                         }

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use livekit_protocol as proto;
 use nodo_sfu::net::{NetPacket, ROOM_INBOX_CAPACITY};
 use nodo_sfu::str0m::net::Receive;
-use nodo_sfu::{MediaRoom, RoomConfig, SfuEvent};
+use nodo_sfu::{MediaRoom, RoomConfig};
+use proto::signal_request::Message as In;
 use proto::signal_response::Message as Out;
 use tokio::sync::{mpsc, oneshot};
 
@@ -18,7 +19,7 @@ use super::{Joined, RoomCmd, RoomManager, RoomSnapshot};
 use crate::auth::{unix_now, Claims};
 use crate::error::Error;
 use crate::ids::{ParticipantIdentity, ParticipantSid, RoomName, RoomSid};
-use crate::room::participant::JoinOptions;
+use crate::room::participant::{JoinOptions, V1Join};
 use crate::room::SignalSink;
 
 /// One input of the run loop.
@@ -325,14 +326,34 @@ impl RoomActor {
             return Err(Error::RoomFull);
         }
         let sid = ParticipantSid::new(crate::ids::new_sid("PA_"));
-        self.media
-            .add_participant(sid.clone(), Instant::now())
-            .map_err(Error::Media)?;
+        let mut options = options;
+        let v1 = options.v1.take();
+        let single = options.single_pc;
+        let added = if single {
+            self.media
+                .add_single_participant(sid.clone(), Instant::now())
+        } else {
+            self.media.add_participant(sid.clone(), Instant::now())
+        };
+        added.map_err(Error::Media)?;
         let session = self.next_session;
         self.next_session += 1;
         let mut p = Participant::new(&sid, claims, options, signal, session);
         p.info.client_protocol = 0;
-        let subscriber_primary = p.grant.can_subscribe();
+        if let Some(v1) = v1.as_deref() {
+            // As LiveKit does, only with the grant to change one's own.
+            if p.grant.can_update_own_metadata() {
+                if !v1.metadata.is_empty() {
+                    p.info.metadata = v1.metadata.clone();
+                }
+                for (k, v) in &v1.attributes {
+                    p.info.attributes.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        // A single connection is the client's to offer: nothing is primary
+        // on the server's side.
+        let subscriber_primary = !single && p.grant.can_subscribe();
         let others: Vec<proto::ParticipantInfo> = self
             .participants
             .values()
@@ -384,10 +405,23 @@ impl RoomActor {
                 let _ = self.subscribe_permitted(&sid, &t);
             }
         }
+        // v1: what came with the join, after the subscriptions so that the
+        // first answer already fills the client's recvonly sections.
+        if let Some(v1) = v1 {
+            let V1Join {
+                offer, add_tracks, ..
+            } = *v1;
+            for req in add_tracks {
+                self.on_signal(&sid, In::AddTrack(req));
+            }
+            if let Some(offer) = offer {
+                self.on_signal(&sid, In::Offer(offer));
+            }
+        }
         if !hidden {
             self.broadcast_update(&info, Some(&sid));
         }
-        tracing::info!(room = %self.name, participant = %info.identity, sid = %sid, "participant joined");
+        tracing::info!(room = %self.name, participant = %info.identity, sid = %sid, single_pc = single, "participant joined");
         self.manager.metrics().joined();
         self.manager.webhook(
             "participant_joined",
@@ -629,131 +663,5 @@ impl RoomActor {
         for done in self.close_waiters.drain(..) {
             let _ = done.send(());
         }
-    }
-
-    fn on_sfu_event(&mut self, ev: SfuEvent) {
-        match ev {
-            SfuEvent::Ufrag { peer, ufrag } => {
-                self.manager
-                    .transport()
-                    .register(&ufrag, peer, self.inbox.clone());
-            }
-            SfuEvent::SubscriberOffer { participant, sdp } => {
-                if let Some(p) = self.participants.get_mut(&participant) {
-                    p.send(Out::Offer(proto::SessionDescription {
-                        r#type: "offer".into(),
-                        sdp,
-                        id: 0,
-                        mid_to_track_id: HashMap::new(),
-                    }));
-                }
-            }
-            SfuEvent::TrackMedia { participant, track } => self.track_media(&participant, &track),
-            SfuEvent::Data {
-                participant,
-                reliable,
-                data,
-            } => self.route_data(&participant, reliable, &data),
-            SfuEvent::Speakers(list) => {
-                let speakers: Vec<proto::SpeakerInfo> = list
-                    .into_iter()
-                    .map(|(sid, level, active)| proto::SpeakerInfo {
-                        sid: sid.to_string(),
-                        level,
-                        active,
-                    })
-                    .collect();
-                for p in self.participants.values_mut() {
-                    p.send(Out::SpeakersChanged(proto::SpeakersChanged {
-                        speakers: speakers.clone(),
-                    }));
-                }
-            }
-            SfuEvent::Quality(list) => {
-                // As LiveKit does: each participant hears its own quality and
-                // that of the participants it receives, not everyone's (in a
-                // room of 1,000 idle participants, everyone's was 40 Mbit/s
-                // of signaling).
-                let by_sid: HashMap<ParticipantSid, proto::ConnectionQualityInfo> = list
-                    .into_iter()
-                    .map(|(sid, score)| {
-                        let info = proto::ConnectionQualityInfo {
-                            participant_sid: sid.to_string(),
-                            quality: quality_of(score) as i32,
-                            score,
-                        };
-                        (sid, info)
-                    })
-                    .collect();
-                let mut sources = self.media.publishers_by_subscriber();
-                for (sid, p) in self.participants.iter_mut() {
-                    let mut updates: Vec<proto::ConnectionQualityInfo> =
-                        by_sid.get(sid).cloned().into_iter().collect();
-                    for owner in sources.remove(sid).unwrap_or_default() {
-                        if &owner != sid {
-                            updates.extend(by_sid.get(&owner).cloned());
-                        }
-                    }
-                    if !updates.is_empty() {
-                        p.send(Out::ConnectionQuality(proto::ConnectionQualityUpdate {
-                            updates,
-                        }));
-                    }
-                }
-            }
-            SfuEvent::Connected { participant, .. } => {
-                if self.media.is_connected(&participant) {
-                    if let Some(p) = self.participants.get_mut(&participant) {
-                        if !p.active {
-                            p.active = true;
-                            p.info.state = proto::participant_info::State::Active as i32;
-                            p.touch();
-                            let info = p.info.clone();
-                            if !p.hidden() {
-                                self.broadcast_update(&info, Some(&participant));
-                            }
-                        }
-                    }
-                }
-            }
-            SfuEvent::Disconnected { participant, role } => {
-                tracing::debug!(%participant, ?role, "peer connection lost");
-            }
-            SfuEvent::Subscribed { participant, track } => {
-                let owner = self
-                    .participants
-                    .values()
-                    .find(|p| p.info.tracks.iter().any(|t| t.sid == track.as_str()))
-                    .map(|p| p.sid());
-                if let Some(owner) = owner.and_then(|o| self.participants.get_mut(&o)) {
-                    owner.send(Out::TrackSubscribed(proto::TrackSubscribed {
-                        track_sid: track.to_string(),
-                    }));
-                }
-                tracing::debug!(%participant, %track, "subscribed");
-            }
-            SfuEvent::SubscribedQuality {
-                publisher,
-                track,
-                codec,
-                simulcast,
-                max,
-            } => {
-                let update =
-                    super::streams::subscribed_quality_update(&track, codec, simulcast, max);
-                self.subscribed_quality(&publisher, update);
-            }
-            SfuEvent::StreamStates(changes) => self.stream_states(changes),
-        }
-    }
-}
-
-fn quality_of(score: f32) -> proto::ConnectionQuality {
-    if score >= 4.0 {
-        proto::ConnectionQuality::Excellent
-    } else if score >= 3.0 {
-        proto::ConnectionQuality::Good
-    } else {
-        proto::ConnectionQuality::Poor
     }
 }

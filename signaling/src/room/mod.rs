@@ -6,6 +6,7 @@
 mod actor;
 mod admin;
 mod crash;
+mod media_events;
 mod participant;
 mod permission;
 mod signal;
@@ -31,7 +32,7 @@ use crate::error::Error;
 use crate::ids::{ParticipantIdentity, ParticipantSid, RoomName, RoomSid};
 use crate::metrics::SignalMetrics;
 
-pub use participant::JoinOptions;
+pub use participant::{JoinOptions, V1Join};
 
 /// Messages a room's actor takes.
 pub(crate) enum RoomCmd {

@@ -2,7 +2,7 @@
 // Clients still read several fields the protocol marks deprecated.
 #![allow(deprecated)]
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use livekit_protocol as proto;
@@ -34,6 +34,25 @@ pub struct JoinOptions {
     pub adaptive_stream: bool,
     /// SDK name (`sdk`), for logs.
     pub sdk: String,
+    /// Signaling v1: one peer connection, always offered by the client.
+    pub single_pc: bool,
+    /// Signaling v1: what the join request carried beyond the options,
+    /// taken at the join.
+    pub v1: Option<Box<V1Join>>,
+}
+
+/// What a v1 `join_request` carries for the join itself.
+#[derive(Debug, Clone, Default)]
+pub struct V1Join {
+    /// The client's first offer, answered right after the join response.
+    pub offer: Option<proto::SessionDescription>,
+    /// Tracks announced with the join, as `add_track` requests.
+    pub add_tracks: Vec<proto::AddTrackRequest>,
+    /// Replaces the token's metadata when not empty (needs the grant to
+    /// update one's own metadata).
+    pub metadata: String,
+    /// Set over the token's attributes (same grant).
+    pub attributes: HashMap<String, String>,
 }
 
 pub(crate) struct Participant {

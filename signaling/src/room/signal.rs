@@ -2,7 +2,6 @@
 // Clients still read several fields the protocol marks deprecated.
 #![allow(deprecated)]
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use livekit_protocol as proto;
@@ -17,16 +16,16 @@ use crate::ids::{ParticipantSid, TrackSid};
 impl RoomActor {
     pub(crate) fn on_signal(&mut self, sid: &ParticipantSid, msg: In) {
         match msg {
-            In::Offer(sd) => match self.media.publisher_offer(sid, &sd.sdp, Instant::now()) {
+            In::Offer(sd) => match self.media.answer_offer(sid, &sd.sdp, Instant::now()) {
                 Ok(answer) => {
-                    tracing::trace!(%sid, offer = %sd.sdp, %answer, "publisher negotiation");
+                    tracing::trace!(%sid, offer = %sd.sdp, answer = %answer.sdp, "publisher negotiation");
                     self.send_to(
                         sid,
                         Out::Answer(proto::SessionDescription {
                             r#type: "answer".into(),
-                            sdp: answer,
+                            sdp: answer.sdp,
                             id: sd.id,
-                            mid_to_track_id: HashMap::new(),
+                            mid_to_track_id: answer.mid_to_track,
                         }),
                     )
                 }
@@ -242,6 +241,33 @@ impl RoomActor {
             let _ = self.subscribe_permitted(&s, track);
         }
         tracing::info!(room = %self.name, participant = %info.identity, %track, "track published");
+    }
+
+    /// The publisher stopped a track (its offer turned the section
+    /// inactive): unpublish it from the room.
+    pub(crate) fn track_ended(&mut self, owner: &ParticipantSid, track: &TrackSid) {
+        let Some(p) = self.participants.get_mut(owner) else {
+            return;
+        };
+        let Some(pos) = p.info.tracks.iter().position(|t| t.sid == track.as_str()) else {
+            return;
+        };
+        let track_info = p.info.tracks.remove(pos);
+        p.touch();
+        let info = p.info.clone();
+        let hidden = p.hidden();
+        self.manager.release_tracks(1);
+        let room = self.room_info();
+        self.manager.webhook(
+            "track_unpublished",
+            room,
+            Some(info.clone()),
+            Some(track_info),
+        );
+        if !hidden {
+            self.broadcast_update(&info, None);
+        }
+        tracing::info!(room = %self.name, participant = %info.identity, %track, "track unpublished");
     }
 
     fn mute(&mut self, sid: &ParticipantSid, m: &proto::MuteTrackRequest) {
