@@ -5,9 +5,9 @@ default mode and with signaling v0 forced. Rounds alternate the modes.
 
     .venv/bin/python bench/join_path.py [--rounds 10] [--bin target/release/nodo]
 
-The default mode of current SDKs tries signaling v1 (`/rtc/v1`) first; the
-difference between the two columns is what a client pays while Nodo does
-not serve v1.
+The default mode of current SDKs is signaling v1 (`/rtc/v1`, one peer
+connection, the first offer inside the join request); v0 is the older
+two-connection path.
 """
 
 import argparse
