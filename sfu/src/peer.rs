@@ -83,6 +83,8 @@ pub(crate) struct Peer {
     /// estimate cannot carry the redundancy on top of its lowest video (see
     /// `MediaRoom::apply_bandwidth_caps`).
     pub red_off: bool,
+    /// Subscriber: video may be paused for bandwidth (`set_allow_pause`).
+    pub allow_pause: bool,
     /// Subscriber: the bitrate (bits/s) the estimator was last told to probe
     /// up to; 0 before the first.
     pub probe_target: u64,
@@ -228,6 +230,7 @@ impl Peer {
             queued_data: VecDeque::new(),
             estimate: None,
             red_off: false,
+            allow_pause: false,
             probe_target: 0,
             probe_dip_at: None,
             next_probe: None,

@@ -129,6 +129,10 @@ pub(crate) struct Subscription {
     pub enabled_since: Instant,
     /// Whether the subscriber was last told the stream is paused.
     pub stream_paused: bool,
+    /// Paused for the subscriber's bandwidth: its estimate cannot carry even
+    /// the lowest layer, and the subscriber allows pausing (see
+    /// `MediaRoom::set_allow_pause`).
+    pub bwe_paused: bool,
 }
 
 impl Track {

@@ -186,6 +186,7 @@ pub async fn connect_v1(
         protocol: client.protocol,
         adaptive_stream: settings.adaptive_stream,
         sdk,
+        allow_pause: settings.subscriber_allow_pause.unwrap_or(false),
         single_pc: true,
         v1: Some(Box::new(V1Join {
             offer: req.publisher_offer,
@@ -223,6 +224,7 @@ pub async fn connect(
             .unwrap_or(0),
         adaptive_stream: flag(&params, "adaptive_stream").unwrap_or(false),
         sdk: params.get("sdk").cloned().unwrap_or_default(),
+        allow_pause: flag(&params, "subscriber_allow_pause").unwrap_or(false),
         single_pc: false,
         v1: None,
     };

@@ -63,7 +63,8 @@ async function callThrough(mode, relayProtocol, urlPrefix) {
       const servers = (await p.page.evaluate(() => window.turn.iceServers())).flat();
       assert.ok(servers.length > 0 && servers.every((u) => u.startsWith(urlPrefix)), JSON.stringify(servers));
       const sel = await p.page.evaluate(() => window.turn.selected());
-      assert.equal(sel.length, 2, `publisher and subscriber transports: ${JSON.stringify(sel)}`);
+      // One connection on signaling v1 (livekit-client's default), two on v0.
+      assert.ok(sel.length >= 1 && sel.length <= 2, `selected transports: ${JSON.stringify(sel)}`);
       for (const s of sel) {
         assert.equal(s.type, 'relay', JSON.stringify(sel));
         assert.equal(s.relayProtocol, relayProtocol, JSON.stringify(sel));

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use str0m::media::Mid;
+use str0m::media::{KeyframeRequestKind, Mid};
 
 use super::MediaRoom;
 use crate::ids::{Layer, PeerId, TrackKind};
@@ -128,6 +128,65 @@ impl MediaRoom {
                 s.bwe_cap = cap;
             }
         }
+        self.apply_bandwidth_pauses(now, &audio_bps, &video_subs);
+    }
+
+    /// Pauses a video subscription whose subscriber allows it when the
+    /// estimate, its audio set aside, cannot carry even the lowest layer, and
+    /// resumes it (at a keyframe) once that layer fits with 15 % to spare and
+    /// the hold after the pause is over. Probing goes on meanwhile (see
+    /// `set_probe_targets`), so the estimate can find the room again.
+    fn apply_bandwidth_pauses(
+        &mut self,
+        now: Instant,
+        audio_bps: &HashMap<PeerId, u64>,
+        video_subs: &HashMap<PeerId, u64>,
+    ) {
+        let mut keyframes = Vec::new();
+        for t in self.tracks.values_mut() {
+            if t.kind != TrackKind::Video {
+                continue;
+            }
+            let low = if t.simulcast {
+                t.rate[Layer::Low as usize]
+            } else {
+                t.rate[0]
+            };
+            let floor = low + low / 20;
+            for s in t.subscribers.iter_mut() {
+                let Some(p) = self.peers.get(&s.peer) else {
+                    continue;
+                };
+                let est = p.estimate.map(|e| e.as_u64());
+                let (Some(est), true, true) = (est, p.allow_pause, floor > 0) else {
+                    if s.bwe_paused && !p.allow_pause {
+                        s.bwe_paused = false;
+                        s.current = None;
+                        s.enabled_since = now;
+                        keyframes.push((t.sid.clone(), s.target));
+                    }
+                    continue;
+                };
+                let audio = audio_bps.get(&s.peer).copied().unwrap_or(0);
+                let videos = video_subs.get(&s.peer).copied().unwrap_or(1).max(1);
+                let share = est.saturating_sub(audio + audio / 4) / videos;
+                let held = s.bwe_hold_until.is_some_and(|h| now < h);
+                if !s.bwe_paused && floor > share && !s.settings.disabled {
+                    tracing::debug!(peer = ?s.peer, track = %t.sid, estimate = est, share, floor, "paused for bandwidth");
+                    s.bwe_paused = true;
+                    s.current = None;
+                    s.bwe_hold_until = Some(now + s.bwe_hold.max(BWE_HOLD));
+                } else if s.bwe_paused && !held && floor <= share * 85 / 100 {
+                    tracing::debug!(peer = ?s.peer, track = %t.sid, estimate = est, share, floor, "resumed after a bandwidth pause");
+                    s.bwe_paused = false;
+                    s.enabled_since = now;
+                    keyframes.push((t.sid.clone(), s.target));
+                }
+            }
+        }
+        for (track, layer) in keyframes {
+            self.request_keyframe(&track, Some(layer), KeyframeRequestKind::Pli, now);
+        }
     }
 
     /// RED doubles what a subscriber's audio costs. Where the estimate leaves
@@ -163,12 +222,25 @@ impl MediaRoom {
     /// the losses that moved it down again.
     pub(super) fn set_probe_targets(&mut self, now: Instant) {
         // Per subscriber connection: bits/s wanted, any subscription held
-        // down, any congested within the last `BWE_HOLD_MAX`.
-        let mut desired: HashMap<PeerId, (u64, bool, bool)> = HashMap::new();
+        // down, any congested lately, any paused for bandwidth.
+        let mut desired: HashMap<PeerId, (u64, bool, bool, bool)> = HashMap::new();
         for t in self.tracks.values() {
             let top = t.rate.iter().copied().max().unwrap_or(0);
             for s in t.subscribers.iter().filter(|s| !s.settings.disabled) {
                 let held = s.bwe_hold_until.is_some_and(|h| now < h);
+                if s.bwe_paused {
+                    // Probe for the lowest layer, hold or not: nothing else
+                    // would let the estimate grow back to it.
+                    let low = if t.simulcast {
+                        t.rate[Layer::Low as usize]
+                    } else {
+                        t.rate[0]
+                    };
+                    let e = desired.entry(s.peer).or_default();
+                    e.0 += low;
+                    e.3 = true;
+                    continue;
+                }
                 let bps = if t.simulcast {
                     let wanted = s.settings.max_layer;
                     let layer = if held {
@@ -196,7 +268,7 @@ impl MediaRoom {
                     .is_some_and(|c| now.saturating_duration_since(c) < BWE_HOLD_MAX);
             }
         }
-        for (peer, (bps, held, congested)) in desired {
+        for (peer, (bps, held, congested, paused)) in desired {
             let Some(p) = self.peers.get_mut(&peer) else {
                 continue;
             };
@@ -226,7 +298,10 @@ impl MediaRoom {
                 p.probe_dip_at = None;
                 p.next_probe = Some(now + PROBE_EVERY);
                 old
-            } else if !held && !congested && short && p.next_probe.is_none_or(|t| now >= t) {
+            } else if (paused || (!held && !congested))
+                && short
+                && p.next_probe.is_none_or(|t| now >= t)
+            {
                 p.probe_dip_at = Some(now);
                 old - old / 100
             } else {

@@ -148,7 +148,7 @@ impl MediaRoom {
                 // Within the grace a stream is neither called paused nor,
                 // before its media arrives, active again.
                 let starting = now.saturating_duration_since(s.enabled_since) < STREAM_START_GRACE;
-                let paused = !live && (!starting || s.stream_paused);
+                let paused = s.bwe_paused || (!live && (!starting || s.stream_paused));
                 if paused != s.stream_paused {
                     s.stream_paused = paused;
                     changes.push(StreamState {

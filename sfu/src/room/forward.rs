@@ -140,7 +140,7 @@ impl MediaRoom {
             let (Some(sub_mid), Some(rewriter)) = (sub.mid, sub.rewriter.as_mut()) else {
                 continue;
             };
-            if sub.settings.disabled {
+            if sub.settings.disabled || sub.bwe_paused {
                 continue;
             }
             if track.simulcast {

@@ -431,6 +431,7 @@ impl MediaRoom {
             bwe_hold: Duration::ZERO,
             enabled_since: self.now,
             stream_paused: false,
+            bwe_paused: false,
         });
         let track = track.clone();
         self.dynacast_track(&track, self.now);
@@ -494,6 +495,18 @@ impl MediaRoom {
         self.dynacast_track(track, now);
         self.retarget(track, now);
         self.drive(now);
+    }
+
+    /// Whether video the participant subscribes to may be paused when its
+    /// downlink estimate cannot carry even the lowest layer (LiveKit's
+    /// `subscriber_allow_pause`; off by default, as in LiveKit: the lowest
+    /// layer is then sent whatever the estimate).
+    pub fn set_allow_pause(&mut self, sid: &ParticipantSid, allow: bool) {
+        if let Ok(id) = self.peer_id(sid, PeerRole::Subscriber) {
+            if let Some(p) = self.peers.get_mut(&id) {
+                p.allow_pause = allow;
+            }
+        }
     }
 
     /// Sends a data message to one participant's subscriber connection. Once

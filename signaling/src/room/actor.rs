@@ -336,6 +336,7 @@ impl RoomActor {
             self.media.add_participant(sid.clone(), Instant::now())
         };
         added.map_err(Error::Media)?;
+        self.media.set_allow_pause(&sid, options.allow_pause);
         let session = self.next_session;
         self.next_session += 1;
         let mut p = Participant::new(&sid, claims, options, signal, session);

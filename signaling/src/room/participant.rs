@@ -34,6 +34,9 @@ pub struct JoinOptions {
     pub adaptive_stream: bool,
     /// SDK name (`sdk`), for logs.
     pub sdk: String,
+    /// Video the participant receives may be paused when its downlink
+    /// cannot carry the lowest layer (`subscriber_allow_pause`, default off).
+    pub allow_pause: bool,
     /// Signaling v1: one peer connection, always offered by the client.
     pub single_pc: bool,
     /// Signaling v1: what the join request carried beyond the options,
