@@ -272,14 +272,31 @@ impl Peer {
         }
     }
 
+    /// Forgets a closed channel; a single connection's data waits for the
+    /// client's next one of the same label.
+    pub fn channel_closed(&mut self, id: ChannelId) {
+        self.channels.remove(&id);
+        if self.role == PeerRole::Single {
+            if self.reliable.is_some_and(|(r, _)| r == id) {
+                self.reliable = None;
+            }
+            if self.lossy.is_some_and(|(l, _)| l == id) {
+                self.lossy = None;
+            }
+        }
+    }
+
     /// Marks a channel open; flushes queued reliable data.
     pub fn channel_opened(&mut self, id: ChannelId, label: String) {
         if self.role == PeerRole::Single {
             // The client made the channels of a single connection: the
             // server answers on the ones it opened (LiveKit's labels).
+            // The newest channel of a label wins: a client that made its
+            // channels again (livekit-client does on some resumes) is
+            // answered on the new ones.
             match label.as_str() {
-                "_reliable" if self.reliable.is_none() => self.reliable = Some((id, false)),
-                "_lossy" if self.lossy.is_none() => self.lossy = Some((id, false)),
+                "_reliable" => self.reliable = Some((id, false)),
+                "_lossy" => self.lossy = Some((id, false)),
                 _ => {}
             }
         }

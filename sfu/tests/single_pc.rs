@@ -145,10 +145,59 @@ fn more_sections_are_asked_for_and_ended_ones_go_inactive() {
     w.run(secs(1));
     assert_eq!(frames_on(&w, b, &carol_video), stopped);
     assert!(frames_on(&w, b, &alice_video) > before);
-    // A new subscription gets a new section, never the ended one.
+    let inactive = last
+        .sdp
+        .split("\r\nm=")
+        .find(|m| m.contains(&format!("a=mid:{carol_video}\r\n")))
+        .expect("the section is still in the answer");
+    assert!(inactive.contains("a=inactive"), "{inactive}");
+    // Answered inactive, the section is free again: the next subscription
+    // takes it rather than asking for one more.
+    let sections_asked = |w: &World| {
+        w.events
+            .iter()
+            .filter(
+                |e| matches!(e, SfuEvent::MediaSections { audio, video, .. } if audio + video > 0),
+            )
+            .count()
+    };
+    let asked = sections_asked(&w);
     w.room.subscribe(&bob, &c_video).expect("subscribe again");
     w.run(secs(1));
     let again = mid_of(&w, b, &c_video);
-    assert_ne!(again, carol_video);
-    assert!(frames_on(&w, b, &again) > 10);
+    assert_eq!(again, carol_video);
+    assert_eq!(sections_asked(&w), asked);
+    assert!(frames_on(&w, b, &again) > stopped + 10);
+}
+
+#[test]
+fn a_section_the_client_stops_offering_hands_its_track_to_another() {
+    let mut w = World::new();
+    let a = w.join_single("alice");
+    let b = w.join_single("bob");
+    let (audio, video) = w.publish(a, false);
+    w.run(secs(1));
+    let bob = w.clients[b].sid.clone();
+    w.room.subscribe(&bob, &audio).expect("subscribe audio");
+    w.room.subscribe(&bob, &video).expect("subscribe video");
+    w.run(secs(1));
+    let first = mid_of(&w, b, &video);
+    // Bob's client makes that section inactive on its side and offers one
+    // more video section: the track moves there.
+    let mid = w.clients[b]
+        .recv_mids
+        .iter()
+        .copied()
+        .find(|m| m.to_string() == first)
+        .expect("bob offered it");
+    w.clients[b].recv_mids.retain(|m| *m != mid);
+    w.clients[b].inactive_mids.push(mid);
+    w.offer_single(b, 0, 1);
+    w.run(secs(1));
+    let moved = mid_of(&w, b, &video);
+    assert_ne!(moved, first);
+    assert!(
+        frames_on(&w, b, &moved) > 10,
+        "video arrives on the new section"
+    );
 }

@@ -134,9 +134,10 @@ async def test_validate_endpoint_semantics(node):
             assert r.status == 200 and await r.text() == "success"
         async with s.get(f"{node.http_url}/rtc/validate") as r:
             assert r.status == 401
+        # v1 needs its join_request (test_signal_v1.py covers the rest).
         async with s.get(f"{node.http_url}/rtc/v1/validate", params={"access_token": token("a", "r")}) as r:
-            assert r.status == 404
-            assert "requested room does not exist" not in await r.text()
+            assert r.status == 400
+            assert "join_request" in await r.text()
         async with s.get(f"{node.http_url}/rtc", params={"access_token": token("a", "r")}) as r:
             assert r.status == 404  # not a WebSocket request
 

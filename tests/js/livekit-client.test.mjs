@@ -71,3 +71,24 @@ test('v1 (one connection) and v0 pages share a room, and a v1 page resumes after
   await decoding(v1, 'latepage');
   for (const p of [v1, v0, late]) await p.ctx.close();
 });
+
+test('v1: a camera unpublished and published again reaches the viewer each time (sections reused)', async () => {
+  const pub = await openPage('churner', 'churn-room', { publish: false });
+  const view = await openPage('viewer', 'churn-room', {});
+  for (let round = 0; round < 5; round++) {
+    await pub.page.evaluate(() => window.nodo.publishNewCamera());
+    await poll(async () => {
+      const st = await view.page.evaluate(() => window.nodo.videoStats('churner'));
+      return st && st.framesDecoded > 5 && st.playing ? st : null;
+    }, { what: `video of round ${round}` });
+    await pub.page.evaluate(() => window.nodo.unpublishCamera());
+    await poll(async () => (await view.page.evaluate(() => window.nodo.remoteVideoCount('churner'))) === 0 || null,
+      { what: `unpublish of round ${round}` });
+  }
+  // Five subscriptions came and went through the viewer's sections (its
+  // first offer had three for video): freed ones were taken again, and the
+  // node never asked it for more.
+  const asked = suite.node.lines.filter((l) => l.includes('more media sections') && l.includes(view.sid));
+  assert.equal(asked.length, 0, asked.join('\n'));
+  for (const p of [pub, view]) await p.ctx.close();
+});

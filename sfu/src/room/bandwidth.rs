@@ -172,15 +172,29 @@ impl MediaRoom {
                 let share = est.saturating_sub(audio + audio / 4) / videos;
                 let held = s.bwe_hold_until.is_some_and(|h| now < h);
                 if !s.bwe_paused && floor > share && !s.settings.disabled {
-                    tracing::debug!(peer = ?s.peer, track = %t.sid, estimate = est, share, floor, "paused for bandwidth");
+                    // A pause soon after the last congestion or pause holds
+                    // twice as long as that one did (up to `BWE_HOLD_MAX`),
+                    // so a marginal link does not pause and resume in turn.
+                    let again = s
+                        .congested_at
+                        .is_some_and(|c| now.saturating_duration_since(c) < BWE_HOLD_MAX);
+                    s.bwe_hold = if again {
+                        (s.bwe_hold * 2).clamp(BWE_HOLD, BWE_HOLD_MAX)
+                    } else {
+                        BWE_HOLD
+                    };
+                    tracing::debug!(peer = ?s.peer, track = %t.sid, estimate = est, share, floor, hold = ?s.bwe_hold, "paused for bandwidth");
                     s.bwe_paused = true;
                     s.current = None;
-                    s.bwe_hold_until = Some(now + s.bwe_hold.max(BWE_HOLD));
+                    s.congested_at = Some(now);
+                    s.bwe_hold_until = Some(now + s.bwe_hold);
                 } else if s.bwe_paused && !held && floor <= share * 85 / 100 {
                     tracing::debug!(peer = ?s.peer, track = %t.sid, estimate = est, share, floor, "resumed after a bandwidth pause");
                     s.bwe_paused = false;
                     s.enabled_since = now;
-                    keyframes.push((t.sid.clone(), s.target));
+                    if !s.settings.disabled {
+                        keyframes.push((t.sid.clone(), s.target));
+                    }
                 }
             }
         }

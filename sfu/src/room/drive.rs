@@ -133,9 +133,7 @@ impl MediaRoom {
                 }
             }
             Event::ChannelOpen(cid, label) => peer.channel_opened(cid, label),
-            Event::ChannelClose(cid) => {
-                peer.channels.remove(&cid);
-            }
+            Event::ChannelClose(cid) => peer.channel_closed(cid),
             Event::ChannelData(d) if role.publishes() => {
                 let reliable = peer.channels.get(&d.id).is_none_or(|l| l != "_lossy");
                 self.events.push_back(SfuEvent::Data {

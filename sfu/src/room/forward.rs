@@ -337,7 +337,11 @@ impl MediaRoom {
                 tracing::debug!(track = %t.sid, subscriber = %sub.subscriber, ?target, settings = ?sub.settings, cap = ?sub.bwe_cap, "layer target");
             }
             sub.target = target;
-            if sub.current != Some(target) && !sub.settings.disabled && sub.rewriter.is_some() {
+            if sub.current != Some(target)
+                && !sub.settings.disabled
+                && !sub.bwe_paused
+                && sub.rewriter.is_some()
+            {
                 want_keyframes.push(target);
             }
         }

@@ -14,6 +14,7 @@ use crate::error::SfuError;
 use crate::ids::{Layer, ParticipantSid, PeerId, PeerIds, PeerRole, TrackKind, TrackSid};
 use crate::metrics::{RoomMetrics, SfuMetrics};
 use crate::peer::{DtlsIdentity, LocalCandidates, Peer};
+use crate::rewrite::Rewriter;
 use crate::track::{LayerInfo, Subscription, SubscriptionSettings, Track};
 
 mod bandwidth;
@@ -378,7 +379,7 @@ impl MediaRoom {
             self.track_by_mid.remove(&src);
         }
         for sub in t.subscribers {
-            self.stop_sub_mline(sub.peer, sub.mid);
+            self.stop_sub_mline(sub.peer, sub.mid, sub.rewriter);
         }
     }
 
@@ -455,7 +456,7 @@ impl MediaRoom {
             return;
         };
         let sub = t.subscribers.swap_remove(pos);
-        self.stop_sub_mline(sub.peer, sub.mid);
+        self.stop_sub_mline(sub.peer, sub.mid, sub.rewriter);
     }
 
     /// Whether a participant is subscribed to a track.
@@ -665,12 +666,15 @@ impl MediaRoom {
         })
     }
 
-    fn stop_sub_mline(&mut self, peer: PeerId, mid: Option<Mid>) {
+    /// Stops a subscription's m-line at the next negotiation. On a single
+    /// connection its section is released, keeping the rewriter so that the
+    /// next subscription there continues its sequence numbers.
+    fn stop_sub_mline(&mut self, peer: PeerId, mid: Option<Mid>, rewriter: Option<Rewriter>) {
         if let Some(p) = self.peers.get_mut(&peer) {
             if let Some(mid) = mid {
                 p.mid_to_track.remove(&mid);
                 if p.role == PeerRole::Single {
-                    p.sections.release(mid);
+                    p.sections.release(mid, rewriter);
                 } else {
                     p.stop_mids.push(mid);
                 }

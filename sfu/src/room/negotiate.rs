@@ -178,7 +178,11 @@ impl MediaRoom {
         let id = self.peer_id(sid, PeerRole::Subscriber)?;
         let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer)?;
         if peer.role == PeerRole::Single {
-            // The client restarts ICE itself, in its next offer.
+            // The client restarts ICE itself, in its next offer. What was
+            // asked of it while the signal was down is asked again.
+            peer.sections.forget_requests();
+            peer.needs_offer = true;
+            self.negotiation_due = true;
             return Ok(());
         }
         peer.pending_offer = None;

@@ -4,10 +4,12 @@
 //! server asks for more (`MediaSectionsRequirement`), or for a new offer with
 //! none added when a section changes hands, and the client offers again.
 //!
-//! A section carries one subscription for its whole life: when that ends, the
-//! next answer turns it `inactive` and it is never reused. Handing it to
-//! another track would keep the SSRC and the receiver of the old one, and a
-//! browser fires no new `track` event for a section that stays sendonly.
+//! A section carries one subscription at a time. When that ends, the next
+//! answer turns it `inactive`; only after that may another subscription take
+//! it: a browser fires a new `track` event for a section that goes from
+//! inactive to sendonly, and none for one that stays sendonly while its msid
+//! changes. So a long meeting's churn does not grow the connection's SDP
+//! without end. At most `MAX_SECTIONS` are kept; more stay inactive.
 //!
 //! str0m answers a section with the msid of the client's offer ("MSID
 //! identity" in its `docs/SDP.md`) and the direction of the offer reversed,
@@ -26,6 +28,7 @@ use str0m::media::Mid;
 
 use super::{MediaRoom, SfuEvent};
 use crate::ids::{ParticipantSid, PeerId, TrackKind, TrackSid};
+use crate::rewrite::Rewriter;
 
 /// What a client's recvonly section carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,17 +37,26 @@ enum SectionUse {
     Free,
     /// A subscribed track.
     Track(TrackSid),
-    /// Its subscription ended; the next answer turns it inactive.
+    /// Its subscription ended; the next answer turns it inactive, and it is
+    /// free again after that.
     Released,
-    /// Answered inactive after its subscription ended; never used again.
-    Dead,
+    /// The client stopped offering it as recvonly: never used again.
+    Gone,
 }
+
+/// Most send sections one single connection keeps track of (a client that
+/// offers more gets the rest answered inactive).
+const MAX_SECTIONS: usize = 512;
 
 #[derive(Debug)]
 struct Section {
     mid: Mid,
     kind: TrackKind,
     used: SectionUse,
+    /// The rewriter of the subscription it last carried: the next one goes
+    /// on from its sequence numbers and timestamps (the section keeps its
+    /// SSRC, and a receiver drops a stream that jumps back).
+    handoff: Option<Rewriter>,
 }
 
 /// The send sections of a single connection (see the module docs).
@@ -59,10 +71,20 @@ pub(crate) struct Sections {
 
 impl Sections {
     /// Marks the section of an ended subscription for release.
-    pub(crate) fn release(&mut self, mid: Mid) {
+    pub(crate) fn release(&mut self, mid: Mid, rewriter: Option<Rewriter>) {
         if let Some(s) = self.list.iter_mut().find(|s| s.mid == mid) {
-            s.used = SectionUse::Released;
+            if s.used != SectionUse::Gone {
+                s.used = SectionUse::Released;
+                s.handoff = rewriter.or(s.handoff.take());
+            }
         }
+    }
+
+    /// After a signal resume: what was asked for may never have reached the
+    /// client, so it is asked for again.
+    pub(crate) fn forget_requests(&mut self) {
+        self.requested = [0, 0];
+        self.reoffer_asked = false;
     }
 }
 
@@ -148,16 +170,39 @@ impl MediaRoom {
             };
         };
         let mut added = [0u32; 2];
+        let mut offered: HashMap<Mid, TrackKind> = HashMap::new();
+        for s in &parsed {
+            let (Some(kind), Some(mid), true) = (s.kind, &s.mid, s.sendonly) else {
+                continue;
+            };
+            offered.insert(Mid::from(mid.as_str()), kind);
+        }
+        // Sections this offer no longer has as recvonly (of their kind) are
+        // gone; a subscription they carried waits for another.
+        let mut lost = Vec::new();
+        for x in &mut peer.sections.list {
+            if offered.get(&x.mid) == Some(&x.kind) || x.used == SectionUse::Gone {
+                continue;
+            }
+            if let SectionUse::Track(t) = &x.used {
+                lost.push(t.clone());
+                peer.mid_to_track.remove(&x.mid);
+            }
+            x.used = SectionUse::Gone;
+        }
         for s in &parsed {
             let (Some(kind), Some(mid), true) = (s.kind, &s.mid, s.sendonly) else {
                 continue;
             };
             let mid = Mid::from(mid.as_str());
-            if !peer.sections.list.iter().any(|x| x.mid == mid) {
+            if peer.sections.list.len() < MAX_SECTIONS
+                && !peer.sections.list.iter().any(|x| x.mid == mid)
+            {
                 peer.sections.list.push(Section {
                     mid,
                     kind,
                     used: SectionUse::Free,
+                    handoff: None,
                 });
                 added[kind_index(kind)] += 1;
             }
@@ -167,7 +212,24 @@ impl MediaRoom {
         }
         peer.sections.reoffer_asked = false;
         peer.needs_offer = false;
-        // Subscriptions waiting for a section, oldest track first.
+        for track in lost {
+            if let Some(sub) = self
+                .tracks
+                .get_mut(&track)
+                .and_then(|t| t.subscribers.iter_mut().find(|s| s.peer == id))
+            {
+                sub.mid = None;
+                sub.rewriter = None;
+                sub.current = None;
+            }
+        }
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return OfferAnswer {
+                sdp: answer,
+                mid_to_track: HashMap::new(),
+            };
+        };
+        // Subscriptions waiting for a section, in track order.
         let mut waiting: Vec<(TrackSid, TrackKind)> = self
             .tracks
             .values()
@@ -192,7 +254,7 @@ impl MediaRoom {
             };
             section.used = SectionUse::Track(track.clone());
             peer.mid_to_track.insert(section.mid, track.clone());
-            assigned.push((track, section.mid));
+            assigned.push((track, section.mid, section.handoff.take()));
         }
         let owners: HashMap<Mid, (ParticipantSid, TrackSid)> = peer
             .sections
@@ -207,9 +269,10 @@ impl MediaRoom {
             })
             .collect();
         let sdp = rewrite(&lines, &parsed, &owners);
+        // Answered inactive now: free for the next subscription.
         for s in &mut peer.sections.list {
             if s.used == SectionUse::Released {
-                s.used = SectionUse::Dead;
+                s.used = SectionUse::Free;
             }
         }
         let mid_to_track = owners
@@ -217,7 +280,7 @@ impl MediaRoom {
             .map(|(mid, (_, track))| (mid.to_string(), track.to_string()))
             .collect();
         let participant = peer.participant.clone();
-        for (track, mid) in assigned {
+        for (track, mid, handoff) in assigned {
             if let Some(s) = self
                 .tracks
                 .get_mut(&track)
@@ -226,6 +289,15 @@ impl MediaRoom {
                 s.mid = Some(mid);
             }
             self.init_subscription(id, &track, now);
+            if let Some(rw) = handoff {
+                if let Some(s) = self
+                    .tracks
+                    .get_mut(&track)
+                    .and_then(|t| t.subscribers.iter_mut().find(|s| s.peer == id))
+                {
+                    s.rewriter = Some(rw);
+                }
+            }
             self.events.push_back(SfuEvent::Subscribed {
                 participant: participant.clone(),
                 track,

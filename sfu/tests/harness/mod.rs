@@ -56,6 +56,8 @@ pub struct Client {
     pub answers: Vec<nodo_sfu::OfferAnswer>,
     /// Single: the recvonly sections it offered.
     pub recv_mids: Vec<Mid>,
+    /// Single: sections to offer inactive from the next offer on.
+    pub inactive_mids: Vec<Mid>,
 }
 
 /// Decides whether a packet on its way at the given instant is lost.
@@ -171,6 +173,9 @@ impl World {
         for mid in &c.recv_mids {
             api.set_direction(*mid, Direction::RecvOnly);
         }
+        for mid in &c.inactive_mids {
+            api.set_direction(*mid, Direction::Inactive);
+        }
         for (kind, n) in [(MediaKind::Audio, audio), (MediaKind::Video, video)] {
             for _ in 0..n {
                 let mid = api.add_media(kind, Direction::RecvOnly, None, None, None);
@@ -249,6 +254,7 @@ impl World {
             single,
             answers: Vec::new(),
             recv_mids: Vec::new(),
+            inactive_mids: Vec::new(),
         });
         i
     }

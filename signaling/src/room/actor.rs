@@ -309,6 +309,16 @@ impl RoomActor {
         if self.closing {
             return Err(Error::RoomClosing);
         }
+        if let Some(v1) = options.v1.as_deref() {
+            let attributes: usize = v1.attributes.iter().map(|(k, v)| k.len() + v.len()).sum();
+            if v1.metadata.len() > super::signal::MAX_METADATA
+                || attributes > super::signal::MAX_METADATA
+            {
+                return Err(Error::InvalidArgument(
+                    "join_request metadata or attributes too large",
+                ));
+            }
+        }
         let identity = ParticipantIdentity::new(claims.identity());
         if let Some(resume) = options.resume_sid.clone() {
             return self.resume(&identity, &resume, signal);
@@ -342,13 +352,18 @@ impl RoomActor {
         let mut p = Participant::new(&sid, claims, options, signal, session);
         p.info.client_protocol = 0;
         if let Some(v1) = v1.as_deref() {
-            // As LiveKit does, only with the grant to change one's own.
+            // As LiveKit does, only with the grant to change one's own, and
+            // within the limits of `update_metadata`.
             if p.grant.can_update_own_metadata() {
                 if !v1.metadata.is_empty() {
                     p.info.metadata = v1.metadata.clone();
                 }
                 for (k, v) in &v1.attributes {
-                    p.info.attributes.insert(k.clone(), v.clone());
+                    if v.is_empty() {
+                        p.info.attributes.remove(k);
+                    } else {
+                        p.info.attributes.insert(k.clone(), v.clone());
+                    }
                 }
             }
         }

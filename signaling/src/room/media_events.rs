@@ -33,6 +33,9 @@ impl RoomActor {
                 audio,
                 video,
             } => {
+                if audio + video > 0 {
+                    tracing::info!(%participant, audio, video, "asking for more media sections");
+                }
                 if let Some(p) = self.participants.get_mut(&participant) {
                     p.send(Out::MediaSectionsRequirement(
                         proto::MediaSectionsRequirement {

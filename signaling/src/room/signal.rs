@@ -264,9 +264,14 @@ impl RoomActor {
             Some(info.clone()),
             Some(track_info),
         );
+        for o in self.participants.values_mut() {
+            o.withheld.remove(track);
+        }
         if !hidden {
             self.broadcast_update(&info, None);
         }
+        // The publisher unpublished it itself: no `track_unpublished` back
+        // (that tells a client the server took its track away).
         tracing::info!(room = %self.name, participant = %info.identity, %track, "track unpublished");
     }
 
@@ -442,7 +447,7 @@ impl RoomActor {
 }
 
 /// Largest participant metadata accepted from a client (LiveKit's limit).
-const MAX_METADATA: usize = 512 * 1024;
+pub(crate) const MAX_METADATA: usize = 512 * 1024;
 const MAX_NAME: usize = 256;
 
 fn request_name(m: &In) -> &'static str {
