@@ -1,7 +1,8 @@
 """The join path, measured: how long a LiveKit Python SDK client takes from
 `Room.connect()` (the signal WebSocket opens at its start) to joined, and to
 its first decoded frame of a publisher already in the room, in the SDK's
-default mode and with signaling v0 forced. Rounds alternate the modes.
+default mode and with signaling v0 forced. Rounds alternate the modes (ABBA),
+half a second apart.
 
     .venv/bin/python bench/join_path.py [--rounds 10] [--bin target/release/nodo]
 
@@ -103,10 +104,16 @@ async def main() -> None:
             await asyncio.sleep(1)
             results = {m: ([], []) for m in MODES}
             for n in range(args.rounds):
-                for mode in MODES:
+                # ABBA order, and a pause between joins longer than the
+                # node's keyframe-request throttle (300 ms per publisher
+                # layer): otherwise the join that always comes second waits
+                # for the throttle the first one started.
+                order = list(MODES) if n % 2 == 0 else list(reversed(MODES))
+                for mode in order:
                     joined, frame = await one_join(url, mode, n)
                     results[mode][0].append(joined)
                     results[mode][1].append(frame)
+                    await asyncio.sleep(0.5)
             print(f"join path, {args.rounds} joins per mode (ms; median, p90)")
             print(f"{'mode':8} {'joined':>15} {'first frame':>15}")
             for mode, (joined, frame) in results.items():

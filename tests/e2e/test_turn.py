@@ -321,7 +321,8 @@ async def test_call_from_a_network_that_only_allows_tcp_to_the_https_port(tmp_pa
               f"{media['firstFrameMs']} ms after room.connect(); selected {media['selected']}")
         assert media["inbound"].get("video", {}).get("frames", 0) > 5, media
         assert media["inbound"].get("audio", {}).get("packets", 0) > 20, media
-        assert len(media["selected"]) == 2, media
+        # One transport in the default single-peer-connection mode (v1), two in v0.
+        assert len(media["selected"]) in (1, 2), media
         for s in media["selected"]:
             assert s["type"] == "relay" and s["relayProtocol"] == "tls", s
             assert s["url"] == f"turns:{net['name']}:{https_port}?transport=tcp", s
