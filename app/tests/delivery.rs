@@ -199,3 +199,88 @@ async fn attachments_live_as_long_as_their_message() {
         vec!["AT_fresh".to_string()]
     );
 }
+
+/// More confirmations than one statement takes (500): the transaction's
+/// statements bind their values in turn, and every one is stored.
+#[tokio::test]
+async fn confirmations_beyond_one_statement_are_all_stored() {
+    let (s, _dir) = store().await;
+    for u in ["a", "b", "c"] {
+        s.create_user(u, u, u, None).await.expect("user");
+    }
+    let group = s
+        .create_group("a", "team", &["b".into(), "c".into()])
+        .await
+        .expect("group");
+    let mut items = Vec::new();
+    for i in 0..620 {
+        let out = s
+            .send(message(&format!("m{i}"), &group, "a", None), nobody())
+            .await
+            .expect("send");
+        items.push(confirmed("b", &out.message));
+        items.push(confirmed("c", &out.message));
+    }
+    // 1,240 confirmations: three statements in one transaction.
+    let changed = s.confirm_delivered(&items).await.expect("confirm");
+    assert_eq!(changed.len(), items.len());
+    assert!(s.pending_for("b", 0, 1000).await.expect("b").is_empty());
+    assert!(s.pending_for("c", 0, 1000).await.expect("c").is_empty());
+    assert!(s.confirm_delivered(&items).await.expect("again").is_empty());
+}
+
+/// A confirmation batch the database refuses leaves no transaction open:
+/// the same batch is stored once the refusal is gone, and so are new
+/// messages.
+#[tokio::test]
+async fn a_refused_confirmation_batch_leaves_the_writer_usable() {
+    let (s, dir) = store().await;
+    for u in ["a", "b"] {
+        s.create_user(u, u, u, None).await.expect("user");
+    }
+    let group = s
+        .create_group("a", "team", &["b".into()])
+        .await
+        .expect("group");
+    let mut items = Vec::new();
+    for i in 0..3 {
+        let m = s
+            .send(message(&format!("m{i}"), &group, "a", None), nobody())
+            .await
+            .expect("send")
+            .message;
+        items.push(confirmed("b", &m));
+    }
+    // Another connection to the same file installs a trigger that aborts
+    // the UPDATE (SQLite undoes that statement and keeps the transaction
+    // open: it must be rolled back, not left to the next user of the
+    // writer).
+    let other = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("nodo.db").display()
+    ))
+    .await
+    .expect("second connection");
+    sqlx::query(
+        "CREATE TRIGGER refuse AFTER UPDATE ON message_status \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+    )
+    .execute(&other)
+    .await
+    .expect("trigger");
+    assert!(s.confirm_delivered(&items).await.is_err());
+    assert_eq!(s.pending_for("b", 0, 10).await.expect("pending").len(), 3);
+
+    sqlx::query("DROP TRIGGER refuse")
+        .execute(&other)
+        .await
+        .expect("drop trigger");
+    // Had the transaction stayed open, BEGIN would now fail ("cannot start
+    // a transaction within a transaction") and the send would wait on it.
+    let changed = s.confirm_delivered(&items).await.expect("confirm");
+    assert_eq!(changed.len(), 3);
+    s.send(message("m3", &group, "a", None), nobody())
+        .await
+        .expect("send after the refusal");
+    assert_eq!(s.pending_for("b", 0, 10).await.expect("pending").len(), 1);
+}
