@@ -28,6 +28,16 @@ fn message(id: &str, chat: &str, sender: &str, attachment: Option<&str>) -> NewM
     }
 }
 
+/// Users `a` and `others`, and a group `a` created with the others in it.
+async fn team(s: &Store, others: &[&str]) -> String {
+    s.create_user("a", "a", "a", None).await.expect("user");
+    for u in others {
+        s.create_user(u, u, u, None).await.expect("user");
+    }
+    let members: Vec<String> = others.iter().map(|u| u.to_string()).collect();
+    s.create_group("a", "team", &members).await.expect("group")
+}
+
 fn confirmed(recipient: &str, m: &nodo_app::store::Message) -> Confirmed {
     Confirmed {
         recipient: recipient.into(),
@@ -41,13 +51,7 @@ fn confirmed(recipient: &str, m: &nodo_app::store::Message) -> Confirmed {
 #[tokio::test]
 async fn pending_messages_page_in_order_until_confirmed_once() {
     let (s, _dir) = store().await;
-    for u in ["a", "b", "c"] {
-        s.create_user(u, u, u, None).await.expect("user");
-    }
-    let group = s
-        .create_group("a", "team", &["b".into(), "c".into()])
-        .await
-        .expect("group");
+    let group = team(&s, &["b", "c"]).await;
     let mut sent = Vec::new();
     for i in 0..5 {
         let out = s
@@ -200,18 +204,12 @@ async fn attachments_live_as_long_as_their_message() {
     );
 }
 
-/// More confirmations than one statement takes (500): the transaction's
-/// statements bind their values in turn, and every one is stored.
+/// More confirmations than one statement takes (500): every chunk's
+/// statement runs in the one transaction, and every confirmation is stored.
 #[tokio::test]
 async fn confirmations_beyond_one_statement_are_all_stored() {
     let (s, _dir) = store().await;
-    for u in ["a", "b", "c"] {
-        s.create_user(u, u, u, None).await.expect("user");
-    }
-    let group = s
-        .create_group("a", "team", &["b".into(), "c".into()])
-        .await
-        .expect("group");
+    let group = team(&s, &["b", "c"]).await;
     let mut items = Vec::new();
     for i in 0..620 {
         let out = s
@@ -221,7 +219,7 @@ async fn confirmations_beyond_one_statement_are_all_stored() {
         items.push(confirmed("b", &out.message));
         items.push(confirmed("c", &out.message));
     }
-    // 1,240 confirmations: three statements in one transaction.
+    // 1,240 confirmations: three statements.
     let changed = s.confirm_delivered(&items).await.expect("confirm");
     assert_eq!(changed.len(), items.len());
     assert!(s.pending_for("b", 0, 1000).await.expect("b").is_empty());
@@ -235,13 +233,7 @@ async fn confirmations_beyond_one_statement_are_all_stored() {
 #[tokio::test]
 async fn a_refused_confirmation_batch_leaves_the_writer_usable() {
     let (s, dir) = store().await;
-    for u in ["a", "b"] {
-        s.create_user(u, u, u, None).await.expect("user");
-    }
-    let group = s
-        .create_group("a", "team", &["b".into()])
-        .await
-        .expect("group");
+    let group = team(&s, &["b"]).await;
     let mut items = Vec::new();
     for i in 0..3 {
         let m = s
