@@ -32,8 +32,9 @@ fn mid_of(w: &World, i: usize, track: &TrackSid) -> String {
         .unwrap_or_else(|| panic!("{track} not in {:?}", answer.mid_to_track))
 }
 
-#[test]
-fn single_connection_publishes_receives_and_exchanges_data() {
+/// Alice and Bob on one connection each; Bob subscribes to Alice's audio
+/// and video (one layer). Returns the world, their indices and the tracks.
+fn alice_to_bob() -> (World, usize, usize, TrackSid, TrackSid) {
     let mut w = World::new();
     let a = w.join_single("alice");
     let b = w.join_single("bob");
@@ -42,6 +43,13 @@ fn single_connection_publishes_receives_and_exchanges_data() {
     let bob = w.clients[b].sid.clone();
     w.room.subscribe(&bob, &audio).expect("subscribe audio");
     w.room.subscribe(&bob, &video).expect("subscribe video");
+    (w, a, b, audio, video)
+}
+
+#[test]
+fn single_connection_publishes_receives_and_exchanges_data() {
+    let (mut w, a, b, _, _) = alice_to_bob();
+    let bob = w.clients[b].sid.clone();
     w.run(secs(2));
     // Bob's first offer had one free section of each kind: the room asked
     // for a new offer with none added, and filled them.
@@ -172,14 +180,7 @@ fn more_sections_are_asked_for_and_ended_ones_go_inactive() {
 
 #[test]
 fn a_section_the_client_stops_offering_hands_its_track_to_another() {
-    let mut w = World::new();
-    let a = w.join_single("alice");
-    let b = w.join_single("bob");
-    let (audio, video) = w.publish(a, false);
-    w.run(secs(1));
-    let bob = w.clients[b].sid.clone();
-    w.room.subscribe(&bob, &audio).expect("subscribe audio");
-    w.room.subscribe(&bob, &video).expect("subscribe video");
+    let (mut w, _, b, _, video) = alice_to_bob();
     w.run(secs(1));
     let first = mid_of(&w, b, &video);
     // Bob's client makes that section inactive on its side and offers one

@@ -4,7 +4,9 @@ import asyncio
 import math
 from datetime import timedelta
 
+import aiohttp
 from livekit import api, rtc
+from livekit.protocol import rtc as sig
 
 from conftest import API_KEY, API_SECRET
 
@@ -170,3 +172,12 @@ async def receives_av(room: rtc.Room, sender: str):
     assert await audible(audio), f"audio from {sender} is silent"
     vf = await first_frames(video, rtc.TrackKind.KIND_VIDEO, count=3)
     assert vf.width > 0 and vf.height > 0
+
+
+async def recv(ws, timeout=10.0) -> sig.SignalResponse:
+    """The next signal message on a raw signal WebSocket, decoded."""
+    msg = await asyncio.wait_for(ws.receive(), timeout)
+    assert msg.type == aiohttp.WSMsgType.BINARY, msg
+    r = sig.SignalResponse()
+    r.ParseFromString(msg.data)
+    return r

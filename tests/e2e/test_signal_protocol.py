@@ -8,15 +8,7 @@ from datetime import timedelta
 import aiohttp
 from livekit.protocol import models, rtc as sig
 
-from lk import token
-
-
-async def recv(ws, timeout=10.0) -> sig.SignalResponse:
-    msg = await asyncio.wait_for(ws.receive(), timeout)
-    assert msg.type == aiohttp.WSMsgType.BINARY, msg
-    r = sig.SignalResponse()
-    r.ParseFromString(msg.data)
-    return r
+from lk import recv, token
 
 
 async def recv_until(ws, kind: str, timeout=10.0) -> sig.SignalResponse:

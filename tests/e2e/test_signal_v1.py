@@ -9,7 +9,7 @@ import aiohttp
 from livekit import rtc
 from livekit.protocol import rtc as sig
 
-from lk import V0, connect, publish_av, receives_av, token, wait_for
+from lk import V0, connect, publish_av, receives_av, recv, token, wait_for
 
 V1 = rtc.RoomOptions(auto_subscribe=True)
 
@@ -156,14 +156,6 @@ def wrapped(req: sig.JoinRequest, compress=False) -> str:
         join_request=gzip.compress(raw) if compress else raw,
     )
     return base64.urlsafe_b64encode(w.SerializeToString()).decode()
-
-
-async def recv(ws, timeout=10.0) -> sig.SignalResponse:
-    msg = await asyncio.wait_for(ws.receive(), timeout)
-    assert msg.type == aiohttp.WSMsgType.BINARY, msg
-    r = sig.SignalResponse()
-    r.ParseFromString(msg.data)
-    return r
 
 
 async def test_raw_v1_join_plain_and_gzip(node):

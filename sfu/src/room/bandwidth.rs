@@ -172,22 +172,11 @@ impl MediaRoom {
                 let share = est.saturating_sub(audio + audio / 4) / videos;
                 let held = s.bwe_hold_until.is_some_and(|h| now < h);
                 if !s.bwe_paused && floor > share && !s.settings.disabled {
-                    // A pause soon after the last congestion or pause holds
-                    // twice as long as that one did (up to `BWE_HOLD_MAX`),
-                    // so a marginal link does not pause and resume in turn.
-                    let again = s
-                        .congested_at
-                        .is_some_and(|c| now.saturating_duration_since(c) < BWE_HOLD_MAX);
-                    s.bwe_hold = if again {
-                        (s.bwe_hold * 2).clamp(BWE_HOLD, BWE_HOLD_MAX)
-                    } else {
-                        BWE_HOLD
-                    };
+                    // A marginal link does not pause and resume in turn.
+                    s.start_hold(now);
                     tracing::debug!(peer = ?s.peer, track = %t.sid, estimate = est, share, floor, hold = ?s.bwe_hold, "paused for bandwidth");
                     s.bwe_paused = true;
                     s.current = None;
-                    s.congested_at = Some(now);
-                    s.bwe_hold_until = Some(now + s.bwe_hold);
                 } else if s.bwe_paused && !held && floor <= share * 85 / 100 {
                     tracing::debug!(peer = ?s.peer, track = %t.sid, estimate = est, share, floor, "resumed after a bandwidth pause");
                     s.bwe_paused = false;
@@ -337,5 +326,23 @@ impl MediaRoom {
                 self.dirty.push(peer);
             }
         }
+    }
+}
+
+impl crate::track::Subscription {
+    /// Starts a hold after congestion or a bandwidth pause: no step up
+    /// before it ends. One soon after the last (within `BWE_HOLD_MAX`) holds
+    /// twice as long as that one did, up to `BWE_HOLD_MAX`.
+    pub(super) fn start_hold(&mut self, now: Instant) {
+        let again = self
+            .congested_at
+            .is_some_and(|c| now.saturating_duration_since(c) < BWE_HOLD_MAX);
+        self.bwe_hold = if again {
+            (self.bwe_hold * 2).clamp(BWE_HOLD, BWE_HOLD_MAX)
+        } else {
+            BWE_HOLD
+        };
+        self.congested_at = Some(now);
+        self.bwe_hold_until = Some(now + self.bwe_hold);
     }
 }

@@ -6,9 +6,7 @@ use std::time::Instant;
 use str0m::media::{KeyframeRequestKind, Pt};
 use str0m::rtp::{RtpPacket, RtpWrite, SeqNo};
 
-use super::bandwidth::{
-    queue_delay, BWE_HOLD, BWE_HOLD_MAX, CONGESTION_REACT, MAX_QUEUE_DELAY, SEVERE_QUEUE_DELAY,
-};
+use super::bandwidth::{queue_delay, CONGESTION_REACT, MAX_QUEUE_DELAY, SEVERE_QUEUE_DELAY};
 use super::{MediaRoom, ACTIVE_LEVEL, LAYER_TICK};
 use crate::ids::{Layer, PeerId, TrackKind, TrackSid};
 use crate::keyframe::starts_keyframe;
@@ -185,18 +183,9 @@ impl MediaRoom {
                     // layer, the one most likely to fit; the estimate takes it
                     // back up once the hold is over. Audio is not paced and
                     // keeps flowing.
-                    let again = sub
-                        .congested_at
-                        .is_some_and(|t| now.saturating_duration_since(t) < BWE_HOLD_MAX);
-                    sub.bwe_hold = if again {
-                        (sub.bwe_hold * 2).clamp(BWE_HOLD, BWE_HOLD_MAX)
-                    } else {
-                        BWE_HOLD
-                    };
-                    sub.congested_at = Some(now);
+                    sub.start_hold(now);
                     sub.current = None;
                     sub.bwe_cap = Layer::Low;
-                    sub.bwe_hold_until = Some(now + sub.bwe_hold);
                     sub.target = Layer::Low;
                     tracing::debug!(subscriber = %sub.subscriber, ?delay, target = ?sub.target, "subscriber congested");
                     wants_keyframe = Some(sub.target);
