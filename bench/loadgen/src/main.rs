@@ -13,6 +13,7 @@ mod livekit;
 mod media;
 mod participant;
 mod report;
+mod rxstamp;
 mod scenario;
 mod signal;
 mod stats;

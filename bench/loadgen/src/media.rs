@@ -84,6 +84,8 @@ pub struct MediaPeer {
     feedback: HashMap<(Mid, Option<Rid>, bool), (u64, u64)>,
     out: Vec<OutPacket>,
     events: Vec<PeerEvent>,
+    /// How long the datagram being handled waited in our socket.
+    rx_lag_ns: u64,
 }
 
 fn bind(ip: IpAddr) -> io::Result<UdpSocket> {
@@ -94,7 +96,9 @@ fn bind(ip: IpAddr) -> io::Result<UdpSocket> {
     let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
     sock.set_nonblocking(true)?;
-    UdpSocket::from_std(sock.into())
+    let sock = UdpSocket::from_std(sock.into())?;
+    crate::rxstamp::enable(&sock)?;
+    Ok(sock)
 }
 
 impl MediaPeer {
@@ -136,6 +140,7 @@ impl MediaPeer {
             feedback: HashMap::new(),
             out: Vec::new(),
             events: Vec::new(),
+            rx_lag_ns: 0,
         })
     }
 
@@ -261,9 +266,11 @@ impl MediaPeer {
         }
     }
 
-    /// One datagram from the socket.
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, buf: &[u8]) {
+    /// One datagram from the socket, read `lag_ns` after the kernel queued
+    /// it (left out of the latency it carries).
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, buf: &[u8], lag_ns: u64) {
         Shared::inc(&self.shared.counters.datagrams_in);
+        self.rx_lag_ns = lag_ns;
         let Ok(receive) = Receive::new(Protocol::Udp, from, self.local, buf) else {
             return;
         };
@@ -462,9 +469,12 @@ impl MediaPeer {
                         2 => Shared::inc(&c.rx_f),
                         _ => {}
                     }
-                    let received = self.clock.ns(p.timestamp);
+                    // When the kernel queued it on our socket, not when we
+                    // got round to reading it.
+                    let received = self.clock.ns(p.timestamp).saturating_sub(self.rx_lag_ns);
                     self.shared
                         .record_latency_ns(received.saturating_sub(sent), video);
+                    self.shared.record_rx_lag_ns(self.rx_lag_ns);
                 }
                 None => Shared::inc(&c.no_probe),
             }

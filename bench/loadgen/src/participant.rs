@@ -3,7 +3,7 @@
 //! runtime until its lifetime ends or the run stops.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::media::{MediaPeer, PeerEvent, SendSpec};
+use crate::rxstamp::{self, Datagram};
 use crate::signal::{Conn, LayerChoice, Signal, SignalEvent, Target, TrackSpec};
 use crate::stats::Shared;
 use crate::synth::{LayerSpec, VideoParams};
@@ -92,32 +93,26 @@ struct Participant {
     recv: Option<MediaPeer>,
 }
 
-async fn recv_on(peer: Option<&MediaPeer>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+async fn recv_on(peer: Option<&MediaPeer>, buf: &mut [u8]) -> io::Result<Datagram> {
     match peer {
-        Some(p) => p.socket().recv_from(buf).await,
+        Some(p) => rxstamp::recv(p.socket(), buf).await,
         None => std::future::pending().await,
     }
 }
 
 /// Feeds one datagram and whatever else is already queued on the socket,
 /// dropping RTP at random with probability `loss`.
-fn feed(
-    peer: &mut MediaPeer,
-    first: (usize, SocketAddr),
-    buf: &mut [u8],
-    loss: f64,
-    shared: &Shared,
-) {
+fn feed(peer: &mut MediaPeer, first: Datagram, buf: &mut [u8], loss: f64, shared: &Shared) {
     let mut next = Some(first);
     for _ in 0..=RECV_BATCH {
-        let Some((n, from)) = next else { break };
-        let datagram = &buf[..n];
+        let Some(d) = next else { break };
+        let datagram = &buf[..d.len];
         if loss > 0.0 && is_rtp(datagram) && rand::random::<f64>() < loss {
             Shared::inc(&shared.counters.injected_loss);
         } else {
-            peer.handle_datagram(Instant::now(), from, datagram);
+            peer.handle_datagram(Instant::now(), d.from, datagram, d.lag_ns);
         }
-        next = peer.socket().try_recv_from(buf).ok();
+        next = rxstamp::try_recv(peer.socket(), buf).ok();
     }
 }
 

@@ -175,6 +175,7 @@ pub fn build(w: &Window) -> Value {
         "latency_audio_ms": percentiles_ms(&w.shared.latency_audio.borrow()),
         "first_media_ms": percentiles_ms(&w.shared.first_media.borrow()),
         "pacing_error_ms": percentiles_ms(&w.shared.pacing.borrow()),
+        "rx_lag_ms": percentiles_ms(&w.shared.rx_lag.borrow()),
         "injected_loss": d.injected_loss,
         "server_rss_kb": w.end.server_rss_kb,
         "server_rss_base_kb": w.base.server_rss_kb,

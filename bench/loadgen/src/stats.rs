@@ -101,6 +101,9 @@ pub struct Shared {
     pub first_media: RefCell<Histogram<u64>>,
     /// How late publishers' frames went out against their schedule, µs.
     pub pacing: RefCell<Histogram<u64>>,
+    /// How long probed packets waited in our sockets before we read them, µs
+    /// (the generator's own delay, left out of `latency`).
+    pub rx_lag: RefCell<Histogram<u64>>,
     /// First few errors, for the report (not per packet).
     pub errors: RefCell<Vec<String>>,
 }
@@ -116,6 +119,7 @@ impl Shared {
             latency_audio: RefCell::new(hist()?),
             first_media: RefCell::new(hist()?),
             pacing: RefCell::new(hist()?),
+            rx_lag: RefCell::new(hist()?),
             errors: RefCell::new(Vec::new()),
         })
     }
@@ -139,6 +143,13 @@ impl Shared {
         let _ = kind.borrow_mut().record(us);
     }
 
+    pub fn record_rx_lag_ns(&self, ns: u64) {
+        let _ = self
+            .rx_lag
+            .borrow_mut()
+            .record((ns / 1000).clamp(1, MAX_US));
+    }
+
     pub fn record_pacing(&self, late: Duration) {
         let us = u64::try_from(late.as_micros())
             .unwrap_or(MAX_US)
@@ -153,6 +164,7 @@ impl Shared {
             &self.latency_video,
             &self.latency_audio,
             &self.pacing,
+            &self.rx_lag,
         ] {
             if let Ok(mut h) = h.try_borrow_mut() {
                 h.reset();
