@@ -94,14 +94,22 @@ impl RoomActor {
             .webhook("room_started", self.room_info(), None, None);
         let mut housekeeping = tokio::time::interval(Duration::from_millis(500));
         loop {
-            let deadline = tokio::time::Instant::from_std(self.media.poll_timeout());
+            let due = self.media.poll_timeout();
+            let deadline = tokio::time::Instant::from_std(due);
+            // tokio's timer rounds a deadline up to its next millisecond, so
+            // a peer whose timer is already due (str0m's pacer asks for one
+            // a microsecond after each packet it releases) would wait up to
+            // 1 ms for it: a due timer is taken at once instead, still in
+            // turn with the other inputs.
+            let due_now = due <= Instant::now();
             let input = tokio::select! {
                 cmd = cmds.recv() => match cmd {
                     Some(cmd) => Input::Cmd(cmd),
                     None => break,
                 },
                 Some(pkt) = net_rx.recv() => Input::Packet(pkt),
-                _ = tokio::time::sleep_until(deadline) => Input::Timeout,
+                () = std::future::ready(()), if due_now => Input::Timeout,
+                _ = tokio::time::sleep_until(deadline), if !due_now => Input::Timeout,
                 _ = housekeeping.tick() => Input::Housekeeping,
             };
             // A panic here is a bug in this room's code: it must not take
