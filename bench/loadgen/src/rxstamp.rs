@@ -7,6 +7,11 @@
 //! queued on the socket; the gap between that stamp and the moment we read
 //! it (`lag`) is the generator's, and the probe subtracts it.
 //!
+//! Linux turns receive stamping on a moment after the first socket asks for
+//! it (a deferred static key); a datagram that arrives before that is
+//! stamped when it is read, so its lag counts as 0, as it did before stamps.
+//! Runs measure after a settle period, long after that moment.
+//!
 //! The kernel stamps with `CLOCK_REALTIME`, so the lag is measured against a
 //! `CLOCK_REALTIME` read taken right after the datagram is read, which needs
 //! no conversion between clocks.
@@ -108,6 +113,8 @@ mod tests {
     async fn a_datagram_read_late_reports_its_lag() {
         let rx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         enable(&rx).unwrap();
+        // Give the kernel its moment to turn stamping on (see above).
+        std::thread::sleep(std::time::Duration::from_millis(200));
         let tx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         tx.send_to(b"probe", rx.local_addr().unwrap())
             .await
