@@ -8,10 +8,21 @@ use rustix::time::{clock_gettime, ClockId};
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds.
 pub fn mono_ns() -> u64 {
-    let t = clock_gettime(ClockId::Monotonic);
-    (t.tv_sec as u64)
+    now_ns(ClockId::Monotonic)
+}
+
+/// `id` now, in nanoseconds.
+pub fn now_ns(id: ClockId) -> u64 {
+    let t = clock_gettime(id);
+    secs_nanos(t.tv_sec, t.tv_nsec)
+}
+
+/// Nanoseconds of a `timespec`'s two fields (negative ones count as 0).
+pub fn secs_nanos(secs: i64, nanos: i64) -> u64 {
+    u64::try_from(secs)
+        .unwrap_or(0)
         .saturating_mul(1_000_000_000)
-        .saturating_add(t.tv_nsec as u64)
+        .saturating_add(u64::try_from(nanos).unwrap_or(0))
 }
 
 /// Maps `Instant`s to `CLOCK_MONOTONIC` nanoseconds.

@@ -24,9 +24,11 @@ use nix::sys::socket::{
     recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage,
 };
 use nix::sys::time::TimeSpec;
-use rustix::time::{clock_gettime, ClockId};
+use rustix::time::ClockId;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
+
+use crate::clock::{now_ns, secs_nanos};
 
 /// One datagram read from a socket.
 #[derive(Debug, Clone, Copy)]
@@ -63,11 +65,11 @@ fn read(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Datagram> {
         MsgFlags::MSG_DONTWAIT,
     )
     .map_err(io::Error::from)?;
-    let now = realtime_ns();
+    let now = now_ns(ClockId::Realtime);
     let mut lag_ns = 0;
     for c in msg.cmsgs().map_err(io::Error::from)? {
         if let ControlMessageOwned::ScmTimestampns(ts) = c {
-            lag_ns = now.saturating_sub(timespec_ns(&ts));
+            lag_ns = now.saturating_sub(secs_nanos(ts.tv_sec(), ts.tv_nsec()));
         }
     }
     let from = msg
@@ -88,21 +90,6 @@ fn to_socket_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
     }
     let v6 = a.as_sockaddr_in6()?;
     Some(SocketAddr::from((v6.ip(), v6.port())))
-}
-
-fn timespec_ns(ts: &TimeSpec) -> u64 {
-    u64::try_from(ts.tv_sec())
-        .unwrap_or(0)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(u64::try_from(ts.tv_nsec()).unwrap_or(0))
-}
-
-fn realtime_ns() -> u64 {
-    let t = clock_gettime(ClockId::Realtime);
-    u64::try_from(t.tv_sec)
-        .unwrap_or(0)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(u64::try_from(t.tv_nsec).unwrap_or(0))
 }
 
 #[cfg(test)]
