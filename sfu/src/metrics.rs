@@ -200,9 +200,9 @@ impl SfuMetrics {
         self.inner.udp_rx_bytes.inc_by(bytes);
     }
 
-    /// Datagrams dropped for a full send buffer (or refused by the kernel).
-    pub fn udp_send_dropped(&self, n: usize) {
-        self.inner.udp_tx_dropped.inc_by(n as u64);
+    /// A datagram dropped for a full send buffer.
+    pub fn udp_send_dropped(&self) {
+        self.inner.udp_tx_dropped.inc();
     }
 
     /// A datagram no peer is known for.

@@ -2,7 +2,6 @@
 //! media port, and an ICE-TCP listener (RFC 4571 framing). Incoming packets
 //! are routed to the owning room by STUN ufrag, then by remote address.
 
-mod batch;
 mod tcp;
 #[cfg(feature = "test-util")]
 pub mod testing;
@@ -89,14 +88,6 @@ pub trait Transport: Send + Sync + 'static {
     /// Puts one packet on the wire (never blocks). A packet that cannot be
     /// sent at once is dropped, as a congested link would.
     fn send(&self, t: &Transmit);
-    /// Puts every packet on the wire, in order, as [`send`](Self::send)
-    /// would one by one. A room hands over what one turn produced, so the
-    /// network may batch it.
-    fn send_all(&self, ts: &[Transmit]) {
-        for t in ts {
-            self.send(t);
-        }
-    }
     /// Routes STUN for `ufrag` (then its source address) to `inbox` as packets of `peer`.
     fn register(&self, ufrag: &str, peer: PeerId, inbox: RoomInbox);
     /// Forgets every route to `peer`. When every room draws its ids from one
@@ -109,10 +100,6 @@ pub trait Transport: Send + Sync + 'static {
 impl Transport for Net {
     fn send(&self, t: &Transmit) {
         Net::send(self, t)
-    }
-
-    fn send_all(&self, ts: &[Transmit]) {
-        Net::send_all(self, ts)
     }
 
     fn register(&self, ufrag: &str, peer: PeerId, inbox: RoomInbox) {
@@ -301,56 +288,34 @@ impl Net {
     /// Puts one packet on the wire. Never blocks: a full socket buffer drops
     /// the packet, as a congested link would.
     pub fn send(&self, t: &Transmit) {
-        self.send_all(std::slice::from_ref(t));
-    }
-
-    /// Puts packets on the wire in order, UDP ones in batches per socket
-    /// (`sendmmsg`). Never blocks: a full socket buffer drops the rest of a
-    /// batch, as a congested link would.
-    pub fn send_all(&self, ts: &[Transmit]) {
-        let mut batch: Vec<(&[u8], SocketAddr)> = Vec::new();
-        let mut batch_port = 0;
-        for t in ts {
-            match t.proto {
-                Protocol::Udp => {
-                    if let Some(relay) = self.local_relay.get() {
-                        if relay.deliver(t.source, t.destination, &t.contents) {
-                            continue;
+        match t.proto {
+            Protocol::Udp => {
+                if let Some(relay) = self.local_relay.get() {
+                    if relay.deliver(t.source, t.destination, &t.contents) {
+                        return;
+                    }
+                }
+                let port = self
+                    .udp
+                    .iter()
+                    .find(|u| u.advertised == t.source)
+                    .or_else(|| self.udp.first());
+                if let Some(u) = port {
+                    if let Err(e) = u.socket.try_send_to(&t.contents, t.destination) {
+                        self.metrics.udp_send_dropped();
+                        if e.kind() != io::ErrorKind::WouldBlock {
+                            tracing::debug!(dst = %t.destination, "udp send: {e}");
                         }
                     }
-                    let port = self
-                        .udp
-                        .iter()
-                        .position(|u| u.advertised == t.source)
-                        .unwrap_or(0);
-                    if port != batch_port && !batch.is_empty() {
-                        self.send_udp(batch_port, &batch);
-                        batch.clear();
-                    }
-                    batch_port = port;
-                    batch.push((&t.contents, t.destination));
                 }
-                Protocol::Tcp => {
-                    let writer = self.routes().tcp.get(&t.destination).cloned();
-                    if let Some(w) = writer {
-                        let _ = w.try_send(t.contents.to_vec());
-                    }
-                }
-                _ => {}
             }
-        }
-        if !batch.is_empty() {
-            self.send_udp(batch_port, &batch);
-        }
-    }
-
-    fn send_udp(&self, port: usize, packets: &[(&[u8], SocketAddr)]) {
-        let Some(u) = self.udp.get(port) else {
-            return;
-        };
-        let r = batch::send_many(&u.socket, packets);
-        if r.dropped > 0 {
-            self.metrics.udp_send_dropped(r.dropped);
+            Protocol::Tcp => {
+                let writer = self.routes().tcp.get(&t.destination).cloned();
+                if let Some(w) = writer {
+                    let _ = w.try_send(t.contents.to_vec());
+                }
+            }
+            _ => {}
         }
     }
 

@@ -606,16 +606,6 @@ impl MediaRoom {
         Some(t)
     }
 
-    /// Every packet to put on the wire, appended to `out` in order (what
-    /// [`poll_transmit`](Self::poll_transmit) would give one by one), so the
-    /// network can send them as one batch.
-    pub fn poll_transmits(&mut self, out: &mut Vec<Transmit>) {
-        let bytes: usize = self.transmits.iter().map(|t| t.contents.len()).sum();
-        self.metrics.counts.sent += self.transmits.len() as u64;
-        self.metrics.counts.sent_bytes += bytes as u64;
-        out.extend(self.transmits.drain(..));
-    }
-
     /// Next event for signaling. Once every earlier event is taken, makes the
     /// offers for all subscriber changes of this turn (one per connection,
     /// however many subscribes led to it) and drains what that caused.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use livekit_protocol as proto;
 use nodo_sfu::net::{NetPacket, ROOM_INBOX_CAPACITY};
-use nodo_sfu::str0m::net::{Receive, Transmit};
+use nodo_sfu::str0m::net::Receive;
 use nodo_sfu::{MediaRoom, RoomConfig};
 use proto::signal_request::Message as In;
 use proto::signal_response::Message as Out;
@@ -30,9 +30,6 @@ enum Input {
     Housekeeping,
 }
 
-/// Capacity of the per-turn packet batch kept between turns.
-const OUTGOING_KEPT: usize = 256;
-
 pub(crate) struct RoomActor {
     pub name: RoomName,
     pub sid: RoomSid,
@@ -51,9 +48,6 @@ pub(crate) struct RoomActor {
     pub inbox: mpsc::Sender<NetPacket>,
     inbox_rx: Option<mpsc::Receiver<NetPacket>>,
     pub closing: bool,
-    /// Packets of the current turn, handed to the network as one batch
-    /// (kept to reuse its allocation).
-    outgoing: Vec<Transmit>,
     /// Who waits for the room to be closed (`RoomCmd::Close`).
     pub close_waiters: Vec<oneshot::Sender<()>>,
 }
@@ -84,7 +78,6 @@ impl RoomActor {
             empty_since: Some(now),
             ever_joined: false,
             next_session: 1,
-            outgoing: Vec::new(),
             inbox,
             inbox_rx: Some(inbox_rx),
             closing: false,
@@ -166,12 +159,8 @@ impl RoomActor {
         loop {
             // Polled first: `poll_event` may itself queue packets (a negotiation's drain).
             let event = self.media.poll_event();
-            self.media.poll_transmits(&mut self.outgoing);
-            if !self.outgoing.is_empty() {
-                self.manager.transport().send_all(&self.outgoing);
-                self.outgoing.clear();
-                // A keyframe burst to many subscribers should not pin its size.
-                self.outgoing.shrink_to(OUTGOING_KEPT);
+            while let Some(t) = self.media.poll_transmit() {
+                self.manager.transport().send(&t);
             }
             match event {
                 Some(ev) => self.on_sfu_event(ev),
