@@ -32,6 +32,25 @@ pub struct Config {
     pub log: LogConfig,
     pub tls: TlsConfig,
     pub turn: TurnConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// Several nodes sharing rooms through Redis. Off (one node, no Redis)
+/// unless `redis_url` is set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `redis://[user:password@]host:port[/db]`; empty = a single node.
+    /// The node refuses to start when it is set and Redis does not answer.
+    pub redis_url: String,
+    /// This node's id in the cluster; empty = the host name. Two live nodes
+    /// may not share one.
+    pub node_id: String,
+    /// Where the other nodes reach this node's HTTP port, e.g.
+    /// `http://10.0.0.2:7880` (a private address; signal connections and
+    /// server API calls for rooms served here are handed over to it).
+    /// Required with `redis_url`.
+    pub node_url: String,
 }
 
 /// The embedded TURN server.

@@ -19,7 +19,7 @@ use crate::Config;
 pub fn router(node: &Node) -> Router {
     let health = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ready" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(Metrics {
             exporter: Arc::new(Exporter::new(
@@ -28,6 +28,7 @@ pub fn router(node: &Node) -> Router {
                 node.app.clone(),
             )),
             token: Arc::from(node.config.server.metrics_token.as_str()),
+            cluster: node.cluster.clone(),
         });
     let idle = crate::conn::HttpLimits::from_config(&node.config.server).idle;
     Router::new()
@@ -112,6 +113,24 @@ fn cors(config: &Config) -> CorsLayer {
 struct Metrics {
     exporter: Arc<Exporter>,
     token: Arc<str>,
+    /// Readiness also needs the cluster's Redis, when there is one.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
+}
+
+/// `GET /readyz`: 200 `ready`, or 503 while this cluster node has lost Redis
+/// (its open calls go on; new rooms cannot be placed).
+async fn readyz(State(m): State<Metrics>) -> Response {
+    match &m.cluster {
+        Some(c) if !c.healthy() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({
+                "error": "unavailable",
+                "message": "this node cannot reach the cluster's Redis",
+            })),
+        )
+            .into_response(),
+        _ => "ready".into_response(),
+    }
 }
 
 /// Compares in time independent of where the first difference is.

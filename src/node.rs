@@ -38,6 +38,8 @@ pub struct Node {
     pub socket_layer: SocketIoLayer,
     /// The counters `/metrics` exports.
     pub metrics: NodeMetrics,
+    /// The cluster this node is part of (`[cluster]`), if any.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Node {
@@ -183,17 +185,14 @@ impl Node {
             io,
         }
         .attach();
-        let livekit = Arc::new(LiveKit {
-            keys,
-            rooms,
-            agents,
-        });
+        let livekit = Arc::new(LiveKit::new(keys, rooms, agents));
         Ok(Node {
             config,
             livekit,
             app,
             socket_layer,
             metrics,
+            cluster: None,
         })
     }
 }

@@ -9,6 +9,7 @@ use nodo_sfu::net::{Net, NetConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::cluster::Cluster;
 use crate::conn::{ConnLimits, HttpLimits};
 use crate::node::Node;
 use crate::tls::{serve_https, HttpsContext, Tls, TurnStreams};
@@ -218,6 +219,12 @@ pub async fn run(
 ) -> Result<(), String> {
     std::fs::create_dir_all(&config.data.dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", config.data.dir))?;
+    // A cluster node that cannot reach Redis refuses to start.
+    let cluster = if config.cluster.redis_url.is_empty() {
+        None
+    } else {
+        Some(Cluster::join(&config.cluster, 0).await?)
+    };
     let bind = config.server.bind;
     let http = bind_tcp(bind, config.server.http_port, "HTTP").await?;
     let tls_on = config.tls.enabled();
@@ -331,11 +338,30 @@ pub async fn run(
     let ice = turn
         .as_ref()
         .map(|(_, _, ice)| ice.clone() as Arc<dyn nodo_signaling::room::IceServers>);
-    let node = Node::build(config, net.clone(), ice, metrics).await?;
+    let mut node = Node::build(config, net.clone(), ice, metrics).await?;
     let rooms = node.livekit.rooms.clone();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut heartbeat = None;
+    if let Some(cluster) = &cluster {
+        let _ = node.livekit.placement.set(cluster.clone());
+        heartbeat = Some(cluster.start(rooms.clone(), stop_rx.clone()));
+        node.cluster = Some(cluster.clone());
+        let peers: Vec<String> = match cluster.nodes().await {
+            Ok(n) => n
+                .into_iter()
+                .map(|(id, url)| format!("{id}={url}"))
+                .collect(),
+            Err(e) => vec![format!("unknown ({e})")],
+        };
+        // Printed like the listening line: operators and tests read it.
+        println!(
+            "nodo cluster node={} peers=[{}]",
+            cluster.id(),
+            peers.join(",")
+        );
+    }
     let app = crate::http::router(&node);
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let limits = ConnLimits::new(http_limits);
     let mut servers = Vec::new();
     let mut plain = |listener: TcpListener, router: axum::Router| {
@@ -395,5 +421,11 @@ pub async fn run(
         tracing::warn!("the store did not close in time; its log is replayed at the next start");
     }
     net.shutdown();
+    if let Some(h) = heartbeat {
+        // Leaves the registry and frees this node's rooms for the others.
+        if tokio::time::timeout(SHUTDOWN_GRACE, h).await.is_err() {
+            tracing::warn!("cluster: could not leave the registry in time");
+        }
+    }
     Ok(())
 }

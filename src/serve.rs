@@ -87,6 +87,15 @@ pub struct ServeArgs {
     /// Turn the embedded TURN server off.
     #[arg(long)]
     pub no_turn: bool,
+    /// Redis shared by the nodes of a cluster (`redis://host:6379`); unset = one node.
+    #[arg(long)]
+    pub redis_url: Option<String>,
+    /// This node's id in the cluster (default: the host name).
+    #[arg(long)]
+    pub node_id: Option<String>,
+    /// Where the other nodes reach this node's HTTP port (`http://10.0.0.2:7880`).
+    #[arg(long)]
+    pub node_url: Option<String>,
 }
 
 pub fn main(args: ServeArgs) -> ExitCode {
@@ -191,6 +200,15 @@ pub fn resolve(args: &ServeArgs, env: &[(String, String)]) -> Result<Config, Str
     }
     if args.no_turn {
         c.turn.enabled = false;
+    }
+    for (flag, field) in [
+        (&args.redis_url, &mut c.cluster.redis_url),
+        (&args.node_id, &mut c.cluster.node_id),
+        (&args.node_url, &mut c.cluster.node_url),
+    ] {
+        if let Some(v) = flag {
+            *field = v.clone();
+        }
     }
     if c.dev && c.keys.is_empty() {
         c.keys.insert("devkey".into(), "secret".into());

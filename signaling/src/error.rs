@@ -156,6 +156,13 @@ pub enum Error {
     /// The room's actor is closing; a join retried now opens a fresh room.
     #[error("room is closing, try again")]
     RoomClosing,
+    /// Several nodes share the rooms and the shared registry (Redis) cannot
+    /// say, or could not be told, which node serves this room.
+    #[error("cluster unavailable: {0}")]
+    ClusterUnavailable(String),
+    /// The node serving the room could not be reached for this request.
+    #[error("the node serving this room is unreachable: {0}")]
+    NodeUnreachable(String),
     /// The media plane refused a subscription change (unknown track, own track).
     #[error("{0}")]
     Subscription(nodo_sfu::SfuError),
@@ -214,7 +221,10 @@ impl Error {
             | Error::TrackNotFound { .. } => Kind::NotFound,
             Error::RoomFull => Kind::Forbidden,
             Error::NoAgentWorker(_) => Kind::Conflict,
-            Error::RoomLimit(_) | Error::RoomClosing => Kind::Unavailable,
+            Error::RoomLimit(_)
+            | Error::RoomClosing
+            | Error::ClusterUnavailable(_)
+            | Error::NodeUnreachable(_) => Kind::Unavailable,
             Error::Media(_)
             | Error::UnexpectedReply(_)
             | Error::UnknownSigningKey(_)
@@ -256,7 +266,9 @@ impl Error {
             Error::RoomFull => "permission_denied",
             // A node at its room limit: LiveKit's resource_exhausted.
             Error::RoomLimit(_) => "resource_exhausted",
-            Error::RoomClosing => "unavailable",
+            Error::RoomClosing | Error::ClusterUnavailable(_) | Error::NodeUnreachable(_) => {
+                "unavailable"
+            }
             _ => "internal",
         }
     }

@@ -35,6 +35,7 @@ pub mod config;
 pub mod error;
 pub mod ids;
 pub mod metrics;
+pub mod placement;
 pub mod room;
 mod rtc;
 mod twirp;
@@ -62,6 +63,11 @@ pub struct LiveKit {
     pub rooms: Arc<RoomManager>,
     /// The agent dispatcher (workers on `/agent`).
     pub agents: agents::Agents,
+    /// Where rooms are served when several nodes share them (set once,
+    /// before serving); unset on a single node.
+    pub placement: std::sync::OnceLock<Arc<dyn placement::Placement>>,
+    /// The client requests for rooms served elsewhere are re-sent with.
+    pub http: reqwest::Client,
 }
 
 impl LiveKit {
@@ -69,11 +75,23 @@ impl LiveKit {
     /// (call inside a Tokio runtime).
     pub fn start(keys: auth::KeyStore, rooms: Arc<RoomManager>) -> LiveKit {
         let agents = agents::Agents::start(rooms.clone(), keys.clone());
+        LiveKit::new(keys, rooms, agents)
+    }
+
+    /// The LiveKit side over `rooms` and an already started dispatcher.
+    pub fn new(keys: auth::KeyStore, rooms: Arc<RoomManager>, agents: agents::Agents) -> LiveKit {
         LiveKit {
             keys,
             rooms,
             agents,
+            placement: std::sync::OnceLock::new(),
+            http: reqwest::Client::new(),
         }
+    }
+
+    /// The cluster's placement, when this node shares rooms with others.
+    pub fn placement(&self) -> Option<&Arc<dyn placement::Placement>> {
+        self.placement.get()
     }
 }
 

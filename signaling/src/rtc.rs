@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use livekit_protocol as proto;
 use prost::Message as _;
@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use crate::auth::{bearer, Claims};
 use crate::error::Error;
 use crate::ids::{ParticipantSid, RoomName};
+use crate::placement::{self, Location};
 use crate::room::{JoinOptions, RoomCmd, V1Join, SIGNAL_QUEUE};
 use crate::LiveKit;
 
@@ -76,10 +77,58 @@ fn authorize(
         return Err(Error::InvalidArgument("room name or identity too long"));
     }
     let room = RoomName::new(grant.room.clone());
-    if !state.rooms.defaults().auto_create && !grant.room_create && !state.rooms.exists(&room) {
+    // With several nodes the room may be open elsewhere: `route_join` asks.
+    if state.placement().is_none() && !may_open(state, &claims, &room) {
         return Err(Error::RoomNotFound(room));
     }
     Ok((claims, room))
+}
+
+/// Whether a join may go ahead on this node: the room is open here, or the
+/// join may open it.
+fn may_open(state: &LiveKit, claims: &Claims, room: &RoomName) -> bool {
+    state.rooms.defaults().auto_create || claims.video().room_create || state.rooms.exists(room)
+}
+
+/// What becomes of a join on a node that shares rooms with others.
+enum Routed {
+    /// Served here.
+    Local(WebSocketUpgrade),
+    /// Handed to the room's node: the answer for the client.
+    Remote(Response),
+}
+
+/// Sends a join for a room served by another node there; a room open here,
+/// or placed here, is served here.
+async fn route_join(
+    state: &LiveKit,
+    headers: &HeaderMap,
+    uri: &Uri,
+    claims: &Claims,
+    room: &RoomName,
+    ws: WebSocketUpgrade,
+) -> Result<Routed, Error> {
+    let Some(placement) = state.placement() else {
+        return Ok(Routed::Local(ws));
+    };
+    if !state.rooms.exists(room) {
+        let may_create = state.rooms.defaults().auto_create || claims.video().room_create;
+        if let Location::There { url, node } = placement.locate(room, may_create).await? {
+            if placement::forwarded(headers) {
+                // Handed over by a node that saw this one as the owner.
+                return Err(Error::ClusterUnavailable(format!(
+                    "room {room} moved to node {node} during the join; retry"
+                )));
+            }
+            let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+            let resp = placement::proxy_ws(ws, &url, path, headers, MAX_FRAME).await?;
+            return Ok(Routed::Remote(resp));
+        }
+    }
+    if !may_open(state, claims, room) {
+        return Err(Error::RoomNotFound(room.clone()));
+    }
+    Ok(Routed::Local(ws))
 }
 
 /// `GET /rtc/validate`: 200 `success` when a join would be accepted.
@@ -163,6 +212,7 @@ pub async fn validate_v1(
 /// participant gets one peer connection, which the client always offers.
 pub async fn connect_v1(
     State(state): State<Arc<LiveKit>>,
+    uri: Uri,
     headers: HeaderMap,
     Query(params): Query<Params>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
@@ -172,6 +222,10 @@ pub async fn connect_v1(
     };
     let req = v1_request(&params)?;
     let (claims, room) = authorize(&state, &headers, &params)?;
+    let ws = match route_join(&state, &headers, &uri, &claims, &room, ws).await? {
+        Routed::Local(ws) => ws,
+        Routed::Remote(resp) => return Ok(resp),
+    };
     if req.reconnect && req.participant_sid.is_empty() {
         return Err(Error::InvalidArgument("reconnect without participant_sid"));
     }
@@ -202,6 +256,7 @@ pub async fn connect_v1(
 /// join happens before the upgrade, so refusals are HTTP errors with a reason.
 pub async fn connect(
     State(state): State<Arc<LiveKit>>,
+    uri: Uri,
     headers: HeaderMap,
     Query(params): Query<Params>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
@@ -210,6 +265,10 @@ pub async fn connect(
         return Err(Error::NotWebSocket);
     };
     let (claims, room) = authorize(&state, &headers, &params)?;
+    let ws = match route_join(&state, &headers, &uri, &claims, &room, ws).await? {
+        Routed::Local(ws) => ws,
+        Routed::Remote(resp) => return Ok(resp),
+    };
     let resume = flag(&params, "reconnect").unwrap_or(false);
     let options = JoinOptions {
         auto_subscribe: flag(&params, "auto_subscribe").unwrap_or(true),

@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::auth::{bearer, VideoGrant};
 use crate::error::{Error, TwirpError};
 use crate::ids::RoomName;
+use crate::placement::{self, Location};
 use crate::room::{AdminOp, AdminReply, RoomSettings};
 use crate::LiveKit;
 
@@ -112,6 +113,118 @@ fn prelude(state: &LiveKit, headers: &HeaderMap) -> Result<(Format, VideoGrant),
     Ok((format, grant(state, headers)?))
 }
 
+/// The room a RoomService call acts on, when it names one (`None` also for
+/// a body that does not decode: the local call then reports it).
+fn room_of(method: &str, format: Format, body: &Bytes) -> Option<String> {
+    fn field<T: Message + Default + DeserializeOwned>(
+        format: Format,
+        body: &Bytes,
+        get: fn(T) -> String,
+    ) -> Option<String> {
+        decode::<T>(format, body).ok().map(get)
+    }
+    match method {
+        "CreateRoom" => field(format, body, |r: proto::CreateRoomRequest| r.name),
+        "DeleteRoom" => field(format, body, |r: proto::DeleteRoomRequest| r.room),
+        "UpdateRoomMetadata" => field(format, body, |r: proto::UpdateRoomMetadataRequest| r.room),
+        "ListParticipants" => field(format, body, |r: proto::ListParticipantsRequest| r.room),
+        "GetParticipant" | "RemoveParticipant" => {
+            field(format, body, |r: proto::RoomParticipantIdentity| r.room)
+        }
+        "MutePublishedTrack" => field(format, body, |r: proto::MuteRoomTrackRequest| r.room),
+        "UpdateParticipant" => field(format, body, |r: proto::UpdateParticipantRequest| r.room),
+        "UpdateSubscriptions" => field(format, body, |r: proto::UpdateSubscriptionsRequest| r.room),
+        "SendData" => field(format, body, |r: proto::SendDataRequest| r.room),
+        _ => None,
+    }
+}
+
+/// Re-sends a call for a room another node serves to that node; `None`
+/// serves it here (one node, a room open here or placed here, or no room
+/// named). A call handed over already is never sent on.
+async fn route_call(
+    state: &LiveKit,
+    method: &str,
+    format: Format,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Option<Response>, Error> {
+    let Some(placement) = state.placement() else {
+        return Ok(None);
+    };
+    let Some(room) = room_of(method, format, body).filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    let room = RoomName::new(room);
+    if state.rooms.exists(&room) {
+        return Ok(None);
+    }
+    match placement.locate(&room, method == "CreateRoom").await? {
+        Location::Here => Ok(None),
+        Location::There { node, .. } if placement::forwarded(headers) => {
+            // Handed over by a node that saw this one as the owner.
+            Err(Error::ClusterUnavailable(format!(
+                "room {room} moved to node {node} during the call; retry"
+            )))
+        }
+        Location::There { url, .. } => {
+            let path = format!("/twirp/livekit.RoomService/{method}");
+            placement::proxy_call(&state.http, &url, &path, headers, body.clone())
+                .await
+                .map(Some)
+        }
+    }
+}
+
+/// The rooms the other nodes serve (each asked with the caller's token); a
+/// node that does not answer is left out.
+async fn remote_rooms(
+    state: &LiveKit,
+    headers: &HeaderMap,
+    format: Format,
+    body: &Bytes,
+) -> Vec<proto::Room> {
+    let Some(placement) = state.placement() else {
+        return Vec::new();
+    };
+    if placement::forwarded(headers) {
+        return Vec::new();
+    }
+    let peers = match placement.peers().await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!("ListRooms: cannot list the other nodes: {e}");
+            return Vec::new();
+        }
+    };
+    let path = "/twirp/livekit.RoomService/ListRooms";
+    // Asked in protobuf whatever the caller used: one decoder here.
+    let mut h = headers.clone();
+    h.insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/protobuf"),
+    );
+    let req: proto::ListRoomsRequest = decode(format, body).unwrap_or_default();
+    let body = Bytes::from(req.encode_to_vec());
+    let mut out = Vec::new();
+    for url in peers {
+        match placement::proxy_call(&state.http, &url, path, &h, body.clone()).await {
+            Ok(resp) if resp.status().is_success() => {
+                let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20)
+                    .await
+                    .unwrap_or_default();
+                match proto::ListRoomsResponse::decode(bytes.as_ref()) {
+                    Ok(r) => out.extend(r.rooms),
+                    Err(e) => tracing::warn!(node = %url, "ListRooms: bad answer: {e}"),
+                }
+            }
+            Ok(resp) => tracing::warn!(node = %url, status = %resp.status(), "ListRooms refused"),
+            Err(e) => tracing::warn!(node = %url, "ListRooms: {e}"),
+        }
+    }
+    out
+}
+
 async fn call(
     state: &Arc<LiveKit>,
     method: &str,
@@ -119,6 +232,11 @@ async fn call(
     body: Bytes,
 ) -> Result<Response, TwirpError> {
     let (format, g) = prelude(state, headers)?;
+    if method != "ListRooms" {
+        if let Some(resp) = route_call(state, method, format, headers, &body).await? {
+            return Ok(resp);
+        }
+    }
     let rooms = &state.rooms;
     match method {
         "CreateRoom" => {
@@ -147,10 +265,12 @@ async fn call(
                 .snapshots()
                 .await
                 .into_iter()
-                .filter(|s| r.names.is_empty() || r.names.iter().any(|n| n == s.name.as_str()))
                 .map(|s| s.room)
+                .chain(remote_rooms(state, headers, format, &body).await)
+                .filter(|room| r.names.is_empty() || r.names.contains(&room.name))
                 .collect();
             list.sort_by(|a, b| a.name.cmp(&b.name));
+            list.dedup_by(|a, b| a.name == b.name);
             Ok(encode(format, &proto::ListRoomsResponse { rooms: list }))
         }
         "DeleteRoom" => {

@@ -52,10 +52,10 @@ class Node:
         return self.proc.returncode
 
 
-def start_node(tmp_path: Path, *extra: str, env: dict | None = None) -> Node:
+def start_node(tmp_path: Path, *extra: str, env: dict | None = None, http_port: int = 0) -> Node:
     cmd = [
         str(nodo_binary()), "serve", "--dev",
-        "--http-port", "0", "--rtc-udp-port", "0", "--rtc-tcp-port", "0",
+        "--http-port", str(http_port), "--rtc-udp-port", "0", "--rtc-tcp-port", "0",
         "--turn-udp-port", "0", "--turn-tls-port", "0",
         "--data-dir", str(tmp_path / "data"), *extra,
     ]

@@ -436,6 +436,11 @@ impl RoomManager {
         self.table().len()
     }
 
+    /// The names of the rooms open on this node.
+    pub fn room_names(&self) -> Vec<RoomName> {
+        self.table().keys().cloned().collect()
+    }
+
     /// The room, created (and its actor started) if needed.
     pub(crate) fn get_or_create(
         self: &Arc<Self>,

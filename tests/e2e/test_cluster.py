@@ -1,0 +1,250 @@
+"""Two `nodo serve` processes sharing rooms through a real Debian `redis-server`:
+official LiveKit SDK clients on different nodes meet in one room, the server API
+acts on either node's rooms from either node, a killed node's rooms move to the
+survivor, and a lost Redis shows on /readyz without stopping calls."""
+
+import asyncio
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from livekit import api, rtc
+
+from conftest import API_KEY, API_SECRET, nodo_binary, start_node
+from lk import Tone, connect, publish_av, receives_av, remote_track, first_frames, wait_for
+from tlsutil import free_port
+
+
+class Redis:
+    def __init__(self, directory, port=None):
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.proc = None
+        self.start()
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), 0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def redis(tmp_path):
+    r = Redis(tmp_path / "redis")
+    yield r
+    r.stop()
+
+
+def cluster_node(tmp_path, redis, node_id):
+    port = free_port()
+    return start_node(tmp_path / node_id, "--redis-url", redis.url, "--node-id", node_id,
+                      "--node-url", f"http://127.0.0.1:{port}", http_port=port)
+
+
+@pytest.fixture
+def two(tmp_path, redis):
+    a = cluster_node(tmp_path, redis, "node-a")
+    b = cluster_node(tmp_path, redis, "node-b")
+    yield a, b
+    for n in (a, b):
+        n.stop()
+
+
+def lkapi(node):
+    return api.LiveKitAPI(url=node.http_url, api_key=API_KEY, api_secret=API_SECRET)
+
+
+def readyz(node):
+    try:
+        with urllib.request.urlopen(node.http_url + "/readyz", timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+async def rooms_via(node):
+    lk = lkapi(node)
+    try:
+        return {r.name: r.num_participants for r in (await lk.room.list_rooms(api.ListRoomsRequest())).rooms}
+    finally:
+        await lk.aclose()
+
+
+def test_start_is_refused_without_redis(tmp_path):
+    port = free_port()  # nothing listens there
+    r = subprocess.run(
+        [str(nodo_binary()), "serve", "--dev", "--http-port", "0", "--data-dir", str(tmp_path / "d"),
+         "--redis-url", f"redis://127.0.0.1:{port}", "--node-url", "http://127.0.0.1:1"],
+        capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert "cannot reach Redis" in r.stderr, r.stderr
+    assert "nodo listening" not in r.stdout
+
+
+def test_node_url_is_required(tmp_path, redis):
+    r = subprocess.run(
+        [str(nodo_binary()), "serve", "--dev", "--http-port", "0", "--data-dir", str(tmp_path / "d"),
+         "--redis-url", redis.url],
+        capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "node_url" in r.stderr, r.stderr
+
+
+def test_a_live_node_id_is_not_taken_twice(tmp_path, redis):
+    a = cluster_node(tmp_path, redis, "same")
+    try:
+        with pytest.raises(RuntimeError, match="in use by a live node"):
+            cluster_node(tmp_path / "second", redis, "same")
+    finally:
+        a.stop()
+
+
+async def test_clients_on_two_nodes_meet_in_one_room(two):
+    a, b = two
+    await wait_for(lambda: any("nodo cluster node=node-b" in l and "node-a=" in l for l in b.lines),
+                   10, "node-b's cluster line naming node-a")
+    alice = await connect(a, "alice", "meet")
+    tone, frames = await publish_av(alice)
+    bob = await connect(b, "bob", "meet")
+    try:
+        # Both ended up in the same room, served once.
+        await wait_for(lambda: "alice" in bob.remote_participants, 10, "bob sees alice")
+        await wait_for(lambda: "bob" in alice.remote_participants, 10, "alice sees bob")
+        await receives_av(bob, "alice")
+
+        # Bob's audio and data reach Alice.
+        tone_b = Tone()
+        tone_b.start()
+        await bob.local_participant.publish_track(tone_b.track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
+        audio_b = await remote_track(alice, "bob", rtc.TrackKind.KIND_AUDIO)
+        fb = await first_frames(audio_b, rtc.TrackKind.KIND_AUDIO, count=20)
+        assert max(abs(s) for s in fb.data) > 1000
+        got = []
+        alice.on("data_received", lambda p: got.append(p.data))
+        for _ in range(100):
+            await bob.local_participant.publish_data(b"across nodes", reliable=True)
+            await asyncio.sleep(0.1)
+            if got:
+                break
+        assert b"across nodes" in got
+        tone_b.stop()
+
+        # Either node's API sees the one room with both participants.
+        assert await rooms_via(a) == {"meet": 2}
+        assert await rooms_via(b) == {"meet": 2}
+        for n in (a, b):
+            lk = lkapi(n)
+            try:
+                parts = await lk.room.list_participants(api.ListParticipantsRequest(room="meet"))
+                assert sorted(p.identity for p in parts.participants) == ["alice", "bob"]
+            finally:
+                await lk.aclose()
+    finally:
+        tone.stop()
+        frames.stop()
+        await bob.disconnect()
+        await alice.disconnect()
+
+
+async def test_the_server_api_acts_on_rooms_of_the_other_node(two):
+    a, b = two
+    la, lb = lkapi(a), lkapi(b)
+    try:
+        # Created through B, placed on the less loaded node; visible and deletable through A.
+        created = await lb.room.create_room(api.CreateRoomRequest(name="svc-x", metadata="m1"))
+        assert created.name == "svc-x" and created.metadata == "m1"
+        again = await la.room.create_room(api.CreateRoomRequest(name="svc-x"))
+        assert again.sid == created.sid, "the second create reached another copy of the room"
+        await la.room.update_room_metadata(api.UpdateRoomMetadataRequest(room="svc-x", metadata="m2"))
+        listed = (await lb.room.list_rooms(api.ListRoomsRequest(names=["svc-x"]))).rooms
+        assert [(r.name, r.metadata) for r in listed] == [("svc-x", "m2")]
+        await la.room.delete_room(api.DeleteRoomRequest(room="svc-x"))
+        assert "svc-x" not in await rooms_via(b)
+        with pytest.raises(api.TwirpError) as e:
+            await lb.room.list_participants(api.ListParticipantsRequest(room="svc-x"))
+        assert e.value.code == "not_found"
+    finally:
+        await la.aclose()
+        await lb.aclose()
+
+
+async def test_a_killed_nodes_rooms_move_to_the_survivor(tmp_path, redis):
+    a = cluster_node(tmp_path, redis, "node-a")
+    b = cluster_node(tmp_path, redis, "node-b")
+    try:
+        # Joined through A first: A holds the room (equal load, the deciding node wins).
+        alice = await connect(a, "alice", "doomed")
+        bob = await connect(b, "bob", "doomed")
+        await wait_for(lambda: "alice" in bob.remote_participants, 10, "bob sees alice")
+        a.stop(signal.SIGKILL)
+        await alice.disconnect()
+        await bob.disconnect()
+        # Rejoining through the survivor lands in a fresh room there once A's entry lapses.
+        start = time.monotonic()
+        carol = None
+        while time.monotonic() - start < 30:
+            try:
+                carol = await connect(b, "carol", "doomed")
+                break
+            except Exception:
+                await asyncio.sleep(0.5)
+        assert carol is not None, "no rejoin through the survivor within 30 s"
+        try:
+            assert await rooms_via(b) == {"doomed": 1}
+            assert readyz(b) == 200
+        finally:
+            await carol.disconnect()
+    finally:
+        a.stop()
+        b.stop()
+
+
+async def test_losing_redis_fails_readyz_and_calls_go_on(tmp_path, redis):
+    b = cluster_node(tmp_path, redis, "node-b")
+    try:
+        alice = await connect(b, "alice", "steady")
+        tone, frames = await publish_av(alice)
+        bob = await connect(b, "bob", "steady")
+        try:
+            await receives_av(bob, "alice")
+            assert readyz(b) == 200
+            redis.stop()
+            await wait_for(lambda: readyz(b) == 503, 15, "/readyz to fail without Redis")
+            # The call on the node keeps its media.
+            await receives_av(bob, "alice")
+            # A room the node cannot place is refused with a reason, not hung.
+            with pytest.raises(Exception):
+                await connect(b, "carol", "new-room")
+            redis.start()
+            await wait_for(lambda: readyz(b) == 200, 20, "/readyz to recover with Redis")
+        finally:
+            tone.stop()
+            frames.stop()
+            await bob.disconnect()
+            await alice.disconnect()
+    finally:
+        b.stop()
