@@ -115,6 +115,9 @@ const SWEEP_EVERY: u32 = 1024;
 pub struct ConnLimits {
     limits: HttpLimits,
     counts: Mutex<Counts>,
+    /// Addresses the per-address caps do not apply to: the other nodes of
+    /// a cluster, which hand over many clients' connections each.
+    trusted: std::sync::RwLock<Vec<IpAddr>>,
 }
 
 /// One open connection's place in the counts; released on drop.
@@ -128,11 +131,28 @@ impl ConnLimits {
         Arc::new(ConnLimits {
             limits,
             counts: Mutex::new(Counts::default()),
+            trusted: std::sync::RwLock::new(Vec::new()),
         })
     }
 
     pub fn limits(&self) -> HttpLimits {
         self.limits
+    }
+
+    /// Exempts `ips` (and only them, replacing the earlier set) from the
+    /// per-address caps; the total cap still counts them.
+    pub fn trust(&self, ips: Vec<IpAddr>) {
+        *self
+            .trusted
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = ips;
+    }
+
+    fn trusted(&self, ip: IpAddr) -> bool {
+        self.trusted
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&ip)
     }
 
     /// Counts a connection from `ip`, or says why it can't be taken.
@@ -141,7 +161,10 @@ impl ConnLimits {
     }
 
     fn admit_at(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<Permit, Refusal> {
-        let l = self.limits;
+        let mut l = self.limits;
+        if self.trusted(ip) {
+            l.max_per_ip = 0;
+        }
         let key = ClientKey::from(ip);
         // A poisoned lock still holds valid counts (they are plain numbers
         // updated in one step), so carry on with them rather than fail open.
@@ -460,6 +483,25 @@ mod tests {
             new_per_ip_burst: 0,
             idle: Duration::from_secs(1),
         })
+    }
+
+    #[test]
+    fn trusted_addresses_skip_the_per_address_caps_but_not_the_total() {
+        let l = limits(5, 2);
+        let peer: IpAddr = "10.0.0.2".parse().expect("ip");
+        let other: IpAddr = "203.0.113.9".parse().expect("ip");
+        l.trust(vec![peer]);
+        let held: Vec<Permit> = (0..4).map(|_| l.admit(peer).expect("trusted")).collect();
+        let one = l.admit(other).expect("first");
+        assert!(matches!(l.admit(other), Err(Refusal::Total)));
+        drop(one);
+        assert!(l.admit(other).is_ok());
+        drop(held);
+        // Trust is replaced, not added to: the peer is capped again.
+        l.trust(Vec::new());
+        let _a = l.admit(peer).expect("one");
+        let _b = l.admit(peer).expect("two");
+        assert!(matches!(l.admit(peer), Err(Refusal::PerClient)));
     }
 
     #[test]

@@ -108,6 +108,44 @@ async fn bind_tcp(bind: IpAddr, port: u16, what: &str) -> Result<TcpListener, St
         .map_err(|e| format!("cannot bind the {what} port {bind}:{port}/tcp: {e}"))
 }
 
+/// Keeps `limits` trusting the addresses of the cluster's live nodes.
+async fn trust_peers(
+    cluster: Arc<Cluster>,
+    limits: Arc<ConnLimits>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        if let Ok(nodes) = cluster.nodes().await {
+            let mut ips = Vec::new();
+            for (_, url) in nodes {
+                let hostport = url
+                    .split("://")
+                    .nth(1)
+                    .unwrap_or_default()
+                    .split('/')
+                    .next()
+                    .unwrap_or_default();
+                let hostport = if hostport.contains(':') {
+                    hostport.to_string()
+                } else {
+                    let port = if url.starts_with("https://") { 443 } else { 80 };
+                    format!("{hostport}:{port}")
+                };
+                if let Ok(addrs) = tokio::net::lookup_host(hostport).await {
+                    ips.extend(addrs.map(|a| a.ip()));
+                }
+            }
+            ips.sort();
+            ips.dedup();
+            limits.trust(ips);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(crate::cluster::HEARTBEAT * 5) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 /// Logs SIGHUP instead of dying of it.
 fn ignore_hangup() {
     #[cfg(unix)]
@@ -363,6 +401,15 @@ pub async fn run(
     let app = crate::http::router(&node);
 
     let limits = ConnLimits::new(http_limits);
+    if let Some(cluster) = &cluster {
+        // The other nodes hand over many clients' connections each: the
+        // per-address caps do not apply to them.
+        tokio::spawn(trust_peers(
+            cluster.clone(),
+            limits.clone(),
+            stop_rx.clone(),
+        ));
+    }
     let mut servers = Vec::new();
     let mut plain = |listener: TcpListener, router: axum::Router| {
         servers.push(tokio::spawn(crate::conn::serve_plain(

@@ -113,7 +113,7 @@ fn prelude(state: &LiveKit, headers: &HeaderMap) -> Result<(Format, VideoGrant),
     Ok((format, grant(state, headers)?))
 }
 
-/// The room a RoomService call acts on, when it names one (`None` also for
+/// The room a RoomService or AgentDispatchService call acts on, when it names one (`None` also for
 /// a body that does not decode: the local call then reports it).
 fn room_of(method: &str, format: Format, body: &Bytes) -> Option<String> {
     fn field<T: Message + Default + DeserializeOwned>(
@@ -135,6 +135,9 @@ fn room_of(method: &str, format: Format, body: &Bytes) -> Option<String> {
         "UpdateParticipant" => field(format, body, |r: proto::UpdateParticipantRequest| r.room),
         "UpdateSubscriptions" => field(format, body, |r: proto::UpdateSubscriptionsRequest| r.room),
         "SendData" => field(format, body, |r: proto::SendDataRequest| r.room),
+        "CreateDispatch" => field(format, body, |r: proto::CreateAgentDispatchRequest| r.room),
+        "ListDispatch" => field(format, body, |r: proto::ListAgentDispatchRequest| r.room),
+        "DeleteDispatch" => field(format, body, |r: proto::DeleteAgentDispatchRequest| r.room),
         _ => None,
     }
 }
@@ -144,6 +147,7 @@ fn room_of(method: &str, format: Format, body: &Bytes) -> Option<String> {
 /// named). A call handed over already is never sent on.
 async fn route_call(
     state: &LiveKit,
+    service: &str,
     method: &str,
     format: Format,
     headers: &HeaderMap,
@@ -159,7 +163,8 @@ async fn route_call(
     if state.rooms.exists(&room) {
         return Ok(None);
     }
-    match placement.locate(&room, method == "CreateRoom").await? {
+    let opens = matches!(method, "CreateRoom" | "CreateDispatch");
+    match placement.locate(&room, opens).await? {
         Location::Here => Ok(None),
         Location::There { node, .. } if placement::forwarded(headers) => {
             // Handed over by a node that saw this one as the owner.
@@ -168,7 +173,7 @@ async fn route_call(
             )))
         }
         Location::There { url, .. } => {
-            let path = format!("/twirp/livekit.RoomService/{method}");
+            let path = format!("/twirp/livekit.{service}/{method}");
             placement::proxy_call(&state.http, &url, &path, headers, body.clone())
                 .await
                 .map(Some)
@@ -233,7 +238,8 @@ async fn call(
 ) -> Result<Response, TwirpError> {
     let (format, g) = prelude(state, headers)?;
     if method != "ListRooms" {
-        if let Some(resp) = route_call(state, method, format, headers, &body).await? {
+        if let Some(resp) = route_call(state, "RoomService", method, format, headers, &body).await?
+        {
             return Ok(resp);
         }
     }
@@ -418,6 +424,18 @@ async fn dispatch_call(
     body: Bytes,
 ) -> Result<Response, TwirpError> {
     let (format, g) = prelude(state, headers)?;
+    if let Some(resp) = route_call(
+        state,
+        "AgentDispatchService",
+        method,
+        format,
+        headers,
+        &body,
+    )
+    .await?
+    {
+        return Ok(resp);
+    }
     let (rooms, agents) = (&state.rooms, &state.agents);
     match method {
         "CreateDispatch" => {
