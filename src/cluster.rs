@@ -59,8 +59,13 @@ pub struct Cluster {
     /// Rooms this node renewed at the last heartbeat.
     pinned: Mutex<HashSet<String>>,
     claim: Script,
+    /// `claim` over many keys in one call (the heartbeat's renewals).
+    claim_all: Script,
     release: Script,
 }
+
+/// Rooms renewed per Redis call at a heartbeat.
+const RENEW_CHUNK: usize = 256;
 
 fn node_key(id: &str) -> String {
     format!("nodo:node:{id}")
@@ -123,6 +128,18 @@ impl Cluster {
                     return ARGV[1]
                   end
                   return v",
+            ),
+            claim_all: Script::new(
+                r"local owners = {}
+                  for i, k in ipairs(KEYS) do
+                    local v = redis.call('GET', k)
+                    if v == false or v == ARGV[1] then
+                      redis.call('SET', k, ARGV[1], 'PX', ARGV[2])
+                      v = ARGV[1]
+                    end
+                    owners[i] = v
+                  end
+                  return owners",
             ),
             // Deletes the pin only when it is still the given node's.
             release: Script::new(
@@ -292,8 +309,26 @@ impl Cluster {
             .map(|r| r.as_str().to_string())
             .collect();
         self.register(open.len()).await?;
-        for room in &open {
-            self.pin(room).await?;
+        let open_list: Vec<&String> = open.iter().collect();
+        let mut conn = self.redis.clone();
+        for chunk in open_list.chunks(RENEW_CHUNK) {
+            let mut call = self.claim_all.prepare_invoke();
+            for room in chunk {
+                call.key(room_key(room));
+            }
+            let owners: Vec<String> = call
+                .arg(&self.id)
+                .arg(ROOM_TTL.as_millis() as u64)
+                .invoke_async(&mut conn)
+                .await?;
+            let mut pinned = self.pinned.lock().unwrap_or_else(PoisonError::into_inner);
+            for (room, owner) in chunk.iter().zip(owners) {
+                if owner == self.id {
+                    pinned.insert((*room).clone());
+                } else {
+                    tracing::warn!(%room, %owner, "cluster: room is open here but pinned to another node");
+                }
+            }
         }
         let closed: Vec<String> = self
             .pinned

@@ -248,3 +248,31 @@ async def test_losing_redis_fails_readyz_and_calls_go_on(tmp_path, redis):
             await alice.disconnect()
     finally:
         b.stop()
+
+
+async def test_hundreds_of_rooms_stay_pinned_past_the_pin_lifetime(tmp_path, redis):
+    a = cluster_node(tmp_path, redis, "node-a")
+    lk = lkapi(a)
+    try:
+        names = [f"many-{i}" for i in range(600)]
+        await asyncio.gather(*(lk.room.create_room(api.CreateRoomRequest(name=n, empty_timeout=300)) for n in names))
+
+        def owners():
+            out = subprocess.run(["redis-cli", "-p", str(redis.port), "--raw", "MGET",
+                                  *(f"nodo:room:{n}" for n in names)], capture_output=True, text=True, check=True)
+            return out.stdout.split("\n")[:len(names)]
+
+        assert set(owners()) == {"node-a"}
+        # A pin lives 15 s unless renewed: the heartbeat renews all of them (in chunks).
+        await asyncio.sleep(17)
+        assert set(owners()) == {"node-a"}
+        ttl = subprocess.run(["redis-cli", "-p", str(redis.port), "PTTL", "nodo:room:many-599"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        assert 10_000 < int(ttl) <= 15_000, ttl
+        # Closing rooms frees their pins.
+        await asyncio.gather(*(lk.room.delete_room(api.DeleteRoomRequest(room=n)) for n in names[:100]))
+        await wait_for(lambda: owners()[:100] == [""] * 100, 10, "pins of deleted rooms released")
+        assert set(owners()[100:]) == {"node-a"}
+    finally:
+        await lk.aclose()
+        a.stop()
