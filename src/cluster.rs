@@ -34,7 +34,7 @@ use crate::config::ClusterConfig;
 /// How often a node renews its registry entry and its rooms.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
 /// How long a node's entry outlives its last heartbeat.
-const NODE_TTL: Duration = Duration::from_secs(6);
+const NODE_TTL: Duration = Duration::from_secs(10);
 /// How long a room's pin outlives its owner's last renewal.
 const ROOM_TTL: Duration = Duration::from_secs(15);
 /// Longest a Redis command may take before the node counts Redis as lost.
@@ -47,6 +47,10 @@ struct NodeInfo {
     url: String,
     /// Rooms open on the node: what placement balances.
     rooms: usize,
+    /// Serving requests (rooms are placed only on such nodes): false from
+    /// the id's reservation at start-up until the listeners run.
+    #[serde(default)]
+    ready: bool,
 }
 
 /// This node's membership of the cluster.
@@ -77,8 +81,10 @@ fn room_key(room: &str) -> String {
 
 const NODES: &str = "nodo:nodes";
 
+/// The refusal while Redis fails: the error itself goes to the log.
 fn unavailable(e: redis::RedisError) -> Error {
-    Error::ClusterUnavailable(format!("redis: {e}"))
+    tracing::warn!("cluster: Redis: {e}");
+    Error::ClusterUnavailable("the cluster's registry does not answer; retry".into())
 }
 
 impl Cluster {
@@ -97,10 +103,11 @@ impl Cluster {
             ));
         }
         let url = config.node_url.trim_end_matches('/').to_string();
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
+        if !url.starts_with("http://") || url.len() <= "http://".len() {
             return Err(
-                "cluster: set cluster.node_url (--node-url) to where the other nodes reach \
-                 this node's HTTP port, e.g. http://10.0.0.2:7880"
+                "cluster: set cluster.node_url (--node-url) to the plain-HTTP address where the \
+                 other nodes reach this node's HTTP port, e.g. http://10.0.0.2:7880 (nodes talk \
+                 HTTP to each other on a private network)"
                     .into(),
             );
         }
@@ -149,28 +156,48 @@ impl Cluster {
                   return 0",
             ),
         });
+        // Reserve the id: a live node with another URL keeps it.
+        let reached = |e: redis::RedisError| {
+            format!("cluster: cannot reach Redis at {}: {e}", config.redis_url)
+        };
         let mut conn = cluster.redis.clone();
-        let existing: Option<String> = conn
-            .get(node_key(&cluster.id))
+        let reserved: Option<String> = redis::cmd("SET")
+            .arg(node_key(&cluster.id))
+            .arg(cluster.info(0, false))
+            .arg("NX")
+            .arg("PX")
+            .arg(NODE_TTL.as_millis() as u64)
+            .query_async(&mut conn)
             .await
-            .map_err(|e| format!("cluster: cannot reach Redis at {}: {e}", config.redis_url))?;
-        if let Some(raw) = existing {
-            if let Ok(info) = serde_json::from_str::<NodeInfo>(&raw) {
-                if info.url != cluster.url {
-                    return Err(format!(
-                        "cluster: node id {} is in use by a live node at {}; give this node \
-                         another --node-id",
-                        cluster.id, info.url
-                    ));
-                }
+            .map_err(reached)?;
+        if reserved.is_none() {
+            let existing: Option<String> =
+                conn.get(node_key(&cluster.id)).await.map_err(reached)?;
+            let holder = existing.and_then(|raw| serde_json::from_str::<NodeInfo>(&raw).ok());
+            if let Some(info) = holder.filter(|i| i.url != cluster.url) {
+                return Err(format!(
+                    "cluster: node id {} is in use by a live node at {}; give this node \
+                     another --node-id",
+                    cluster.id, info.url
+                ));
             }
         }
         cluster
-            .register(rooms_open)
+            .register(rooms_open, false)
             .await
             .map_err(|e| format!("cluster: cannot register with Redis: {e}"))?;
         cluster.healthy.store(true, Ordering::Relaxed);
         Ok(cluster)
+    }
+
+    fn info(&self, rooms: usize, ready: bool) -> String {
+        let info = NodeInfo {
+            id: self.id.clone(),
+            url: self.url.clone(),
+            rooms,
+            ready,
+        };
+        serde_json::to_string(&info).unwrap_or_default()
     }
 
     /// This node's id.
@@ -229,7 +256,13 @@ impl Cluster {
                 };
                 let ok = match step {
                     Step::Beat => cluster.heartbeat(&rooms).await,
-                    Step::Opened(room) => cluster.pin(&room).await.map(|_| ()),
+                    Step::Opened(room) => match cluster.pin(&room).await {
+                        Ok(Some(owner)) => {
+                            close_lost(&rooms, &RoomName::new(room), &owner).await;
+                            Ok(())
+                        }
+                        r => r.map(|_| ()),
+                    },
                     // A room of that name may have opened again since.
                     Step::Closed(room) if !rooms.exists(&room) => {
                         cluster.unpin(room.as_str()).await
@@ -248,9 +281,9 @@ impl Cluster {
         })
     }
 
-    /// Pins `room` to this node when it is free or already ours; warns when
-    /// another node holds it.
-    async fn pin(&self, room: &str) -> redis::RedisResult<bool> {
+    /// Pins `room` to this node when it is free or already ours; otherwise
+    /// answers the node that holds it.
+    async fn pin(&self, room: &str) -> redis::RedisResult<Option<String>> {
         let mut conn = self.redis.clone();
         let owner: String = self
             .claim
@@ -260,14 +293,13 @@ impl Cluster {
             .invoke_async(&mut conn)
             .await?;
         if owner != self.id {
-            tracing::warn!(%room, %owner, "cluster: room is open here but pinned to another node");
-            return Ok(false);
+            return Ok(Some(owner));
         }
         self.pinned
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(room.to_string());
-        Ok(true)
+        Ok(None)
     }
 
     /// Frees this node's pin of `room`.
@@ -285,16 +317,15 @@ impl Cluster {
             .map(|_| ())
     }
 
-    async fn register(&self, rooms_open: usize) -> redis::RedisResult<()> {
-        let info = NodeInfo {
-            id: self.id.clone(),
-            url: self.url.clone(),
-            rooms: rooms_open,
-        };
-        let json = serde_json::to_string(&info).unwrap_or_default();
+    async fn register(&self, rooms_open: usize, ready: bool) -> redis::RedisResult<()> {
+        let json = self.info(rooms_open, ready);
         let mut conn = self.redis.clone();
         redis::pipe()
-            .set_ex(node_key(&self.id), json, NODE_TTL.as_secs())
+            .cmd("SET")
+            .arg(node_key(&self.id))
+            .arg(json)
+            .arg("PX")
+            .arg(NODE_TTL.as_millis() as u64)
             .ignore()
             .sadd(NODES, &self.id)
             .ignore()
@@ -308,7 +339,7 @@ impl Cluster {
             .into_iter()
             .map(|r| r.as_str().to_string())
             .collect();
-        self.register(open.len()).await?;
+        self.register(open.len(), true).await?;
         let open_list: Vec<&String> = open.iter().collect();
         let mut conn = self.redis.clone();
         for chunk in open_list.chunks(RENEW_CHUNK) {
@@ -321,13 +352,19 @@ impl Cluster {
                 .arg(ROOM_TTL.as_millis() as u64)
                 .invoke_async(&mut conn)
                 .await?;
-            let mut pinned = self.pinned.lock().unwrap_or_else(PoisonError::into_inner);
-            for (room, owner) in chunk.iter().zip(owners) {
-                if owner == self.id {
-                    pinned.insert((*room).clone());
-                } else {
-                    tracing::warn!(%room, %owner, "cluster: room is open here but pinned to another node");
+            let mut lost = Vec::new();
+            {
+                let mut pinned = self.pinned.lock().unwrap_or_else(PoisonError::into_inner);
+                for (room, owner) in chunk.iter().zip(owners) {
+                    if owner == self.id {
+                        pinned.insert((*room).clone());
+                    } else {
+                        lost.push((RoomName::new((*room).clone()), owner));
+                    }
                 }
+            }
+            for (room, owner) in lost {
+                close_lost(rooms, &room, &owner).await;
             }
         }
         let closed: Vec<String> = self
@@ -437,11 +474,13 @@ impl Cluster {
             let nodes = self.live_nodes().await?;
             let chosen = nodes
                 .into_iter()
+                .filter(|n| n.ready || n.id == self.id)
                 .min_by_key(|n| (n.rooms, n.id != self.id, n.id.clone()))
                 .unwrap_or(NodeInfo {
                     id: self.id.clone(),
                     url: self.url.clone(),
                     rooms: 0,
+                    ready: true,
                 });
             let set: Option<String> = redis::cmd("SET")
                 .arg(&key)
@@ -479,11 +518,19 @@ impl Placement for Cluster {
                 .await
                 .map_err(unavailable)?
                 .into_iter()
-                .filter(|n| n.id != self.id)
+                .filter(|n| n.id != self.id && n.ready)
                 .map(|n| n.url)
                 .collect())
         })
     }
+}
+
+/// Closes a room open here whose pin another node holds (this node lost it
+/// while Redis was out of reach, and the room was placed again): its
+/// participants reconnect and land in the one room of that name.
+async fn close_lost(rooms: &RoomManager, room: &RoomName, owner: &str) {
+    tracing::warn!(%room, %owner, "cluster: room is open here but pinned to another node; closing it here");
+    rooms.close_room(room).await;
 }
 
 /// The host name, for a default node id.

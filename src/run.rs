@@ -117,7 +117,8 @@ async fn trust_peers(
     loop {
         if let Ok(nodes) = cluster.nodes().await {
             let mut ips = Vec::new();
-            for (_, url) in nodes {
+            // Not this node's own address: clients may come from it (a local proxy).
+            for (_, url) in nodes.into_iter().filter(|(id, _)| id != cluster.id()) {
                 let hostport = url
                     .split("://")
                     .nth(1)
@@ -140,7 +141,7 @@ async fn trust_peers(
             limits.trust(ips);
         }
         tokio::select! {
-            _ = tokio::time::sleep(crate::cluster::HEARTBEAT * 5) => {}
+            _ = tokio::time::sleep(crate::cluster::HEARTBEAT) => {}
             _ = stop.changed() => return,
         }
     }
@@ -379,10 +380,8 @@ pub async fn run(
     let mut node = Node::build(config, net.clone(), ice, metrics).await?;
     let rooms = node.livekit.rooms.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut heartbeat = None;
     if let Some(cluster) = &cluster {
         let _ = node.livekit.placement.set(cluster.clone());
-        heartbeat = Some(cluster.start(rooms.clone(), stop_rx.clone()));
         node.cluster = Some(cluster.clone());
         let peers: Vec<String> = match cluster.nodes().await {
             Ok(n) => n
@@ -452,8 +451,22 @@ pub async fn run(
         servers.push(tokio::spawn(serve_https(listener, ctx, stop_rx.clone())));
     }
 
+    // Serving now: the node takes rooms from here on.
+    let (cluster_stop, cluster_stopped) = watch::channel(false);
+    let heartbeat = cluster
+        .as_ref()
+        .map(|c| c.start(rooms.clone(), cluster_stopped));
+
     shutdown.await;
     tracing::info!("shutting down");
+    if let Some(h) = heartbeat {
+        // Leaves the registry and frees this node's rooms first, so the
+        // participants told to leave below rejoin on another node.
+        let _ = cluster_stop.send(true);
+        if tokio::time::timeout(SHUTDOWN_GRACE, h).await.is_err() {
+            tracing::warn!("cluster: could not leave the registry in time");
+        }
+    }
     rooms.shutdown(SHUTDOWN_GRACE).await;
     let _ = stop_tx.send(true);
     let all = futures_util::future::join_all(servers);
@@ -468,11 +481,5 @@ pub async fn run(
         tracing::warn!("the store did not close in time; its log is replayed at the next start");
     }
     net.shutdown();
-    if let Some(h) = heartbeat {
-        // Leaves the registry and frees this node's rooms for the others.
-        if tokio::time::timeout(SHUTDOWN_GRACE, h).await.is_err() {
-            tracing::warn!("cluster: could not leave the registry in time");
-        }
-    }
     Ok(())
 }

@@ -84,6 +84,13 @@ fn target(base: &str, path_and_query: &str, ws: bool) -> String {
     format!("{base}{path_and_query}")
 }
 
+/// The refusal for a hand-over that failed: the details (addresses,
+/// transport errors) go to the log, not to the client.
+fn unreachable(base: &str, detail: impl std::fmt::Display) -> Error {
+    tracing::warn!(node = %base, "cluster: handing a request over failed: {detail}");
+    Error::NodeUnreachable("retry in a few seconds".into())
+}
+
 /// Pipes a client's signal WebSocket to the same path on the node at `base`.
 /// The owner is reached before the client's upgrade is accepted, so a refusal
 /// there (a bad token, a full room) reaches the client as the owner's own
@@ -99,7 +106,7 @@ pub async fn proxy_ws(
     let mut req = url
         .as_str()
         .into_client_request()
-        .map_err(|e| Error::NodeUnreachable(format!("{url}: {e}")))?;
+        .map_err(|e| unreachable(base, e))?;
     if let Some(auth) = headers.get(header::AUTHORIZATION) {
         req.headers_mut()
             .insert(header::AUTHORIZATION, auth.clone());
@@ -111,7 +118,7 @@ pub async fn proxy_ws(
         .max_frame_size(Some(max_message));
     let connect = tokio_tungstenite::connect_async_with_config(req, Some(config), true);
     let upstream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-        Err(_) => return Err(Error::NodeUnreachable(format!("{base}: timed out"))),
+        Err(_) => return Err(unreachable(base, "timed out")),
         Ok(Err(tg::Error::Http(resp))) => {
             // The owner refused the join: its answer is the client's.
             let (parts, body) = resp.into_parts();
@@ -119,7 +126,7 @@ pub async fn proxy_ws(
                 .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             return Ok((status, body.unwrap_or_default()).into_response());
         }
-        Ok(Err(e)) => return Err(Error::NodeUnreachable(format!("{base}: {e}"))),
+        Ok(Err(e)) => return Err(unreachable(base, e)),
         Ok(Ok((stream, _))) => stream,
     };
     Ok(ws
@@ -131,7 +138,12 @@ pub async fn proxy_ws(
 type Upstream =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Copies messages both ways until either side closes.
+/// Longest a hand-over waits for one side to take a message.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Copies messages both ways until either side closes. A close from the
+/// client goes to the owner, whose reply comes back to the client (a clean
+/// close handshake); a side that stops taking messages ends the pipe.
 async fn pipe(client: WebSocket, upstream: Upstream) {
     let (mut c_tx, mut c_rx) = client.split();
     let (mut u_tx, mut u_rx) = upstream.split();
@@ -142,31 +154,49 @@ async fn pipe(client: WebSocket, upstream: Upstream) {
                 ws::Message::Binary(b) => tg::Message::binary(b),
                 ws::Message::Ping(b) => tg::Message::Ping(b),
                 ws::Message::Pong(b) => tg::Message::Pong(b),
-                ws::Message::Close(_) => break,
+                ws::Message::Close(f) => tg::Message::Close(f.map(|f| tg::protocol::CloseFrame {
+                    code: f.code.into(),
+                    reason: f.reason.as_str().into(),
+                })),
             };
-            if u_tx.send(m).await.is_err() {
+            if !matches!(
+                tokio::time::timeout(SEND_TIMEOUT, u_tx.send(m)).await,
+                Ok(Ok(()))
+            ) {
                 break;
             }
         }
-        let _ = u_tx.close().await;
+        // The client closed or is gone: the owner is told, and its close
+        // reply (relayed by `down`) ends the pipe, or this wait does.
+        let _ = tokio::time::timeout(SEND_TIMEOUT, u_tx.close()).await;
+        tokio::time::sleep(SEND_TIMEOUT).await;
     };
     let down = async {
         while let Some(Ok(m)) = u_rx.next().await {
-            let m = match m {
-                tg::Message::Text(t) => ws::Message::text(t.as_str()),
-                tg::Message::Binary(b) => ws::Message::binary(b),
-                tg::Message::Ping(b) => ws::Message::Ping(b),
-                tg::Message::Pong(b) => ws::Message::Pong(b),
-                tg::Message::Close(_) => break,
+            let (m, last) = match m {
+                tg::Message::Text(t) => (ws::Message::text(t.as_str()), false),
+                tg::Message::Binary(b) => (ws::Message::binary(b), false),
+                tg::Message::Ping(b) => (ws::Message::Ping(b), false),
+                tg::Message::Pong(b) => (ws::Message::Pong(b), false),
+                tg::Message::Close(f) => (
+                    ws::Message::Close(f.map(|f| ws::CloseFrame {
+                        code: f.code.into(),
+                        reason: f.reason.as_str().into(),
+                    })),
+                    true,
+                ),
                 tg::Message::Frame(_) => continue,
             };
-            if c_tx.send(m).await.is_err() {
+            let sent = tokio::time::timeout(SEND_TIMEOUT, c_tx.send(m)).await;
+            if last || !matches!(sent, Ok(Ok(()))) {
                 break;
             }
         }
-        let _ = c_tx.close().await;
+        let _ = tokio::time::timeout(SEND_TIMEOUT, c_tx.close()).await;
     };
-    // Either direction ending ends both: the other side learns by its close.
+    // The owner's side ending (its close relayed, or the connection lost)
+    // ends the pipe; the client's ends it once the owner has answered its
+    // close, or after `SEND_TIMEOUT`.
     tokio::select! {
         _ = up => {}
         _ = down => {}
@@ -193,19 +223,13 @@ pub async fn proxy_call(
             req = req.header(name.as_str(), v.as_bytes());
         }
     }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| Error::NodeUnreachable(format!("{base}: {e}")))?;
+    let resp = req.send().await.map_err(|e| unreachable(base, e))?;
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = resp
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| Error::NodeUnreachable(format!("{base}: {e}")))?;
+    let bytes = resp.bytes().await.map_err(|e| unreachable(base, e))?;
     let mut out = (status, bytes).into_response();
     if let Some(ct) = content_type {
         out.headers_mut().insert(header::CONTENT_TYPE, ct);

@@ -138,9 +138,29 @@ pub async fn validate(
     Query(params): Query<Params>,
 ) -> Response {
     let cors = [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")];
-    match authorize(&state, &headers, &params) {
-        Ok(_) => (StatusCode::OK, cors, "success").into_response(),
+    let checked = match authorize(&state, &headers, &params) {
+        Ok((claims, room)) => open_somewhere(&state, &claims, &room).await,
+        Err(e) => Err(e),
+    };
+    match checked {
+        Ok(()) => (StatusCode::OK, cors, "success").into_response(),
         Err(e) => e.into_response(),
+    }
+}
+
+/// With several nodes: whether the join could go ahead on some node (the
+/// room is open on one, or the join may open it). `authorize` checks this
+/// on a single node.
+async fn open_somewhere(state: &LiveKit, claims: &Claims, room: &RoomName) -> Result<(), Error> {
+    let Some(placement) = state.placement() else {
+        return Ok(());
+    };
+    if may_open(state, claims, room) {
+        return Ok(());
+    }
+    match placement.locate(room, false).await? {
+        Location::Here => Err(Error::RoomNotFound(room.clone())),
+        Location::There { .. } => Ok(()),
     }
 }
 
@@ -201,8 +221,12 @@ pub async fn validate_v1(
     Query(params): Query<Params>,
 ) -> Response {
     let cors = [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")];
-    match v1_request(&params).and_then(|_| authorize(&state, &headers, &params)) {
-        Ok(_) => (StatusCode::OK, cors, "success").into_response(),
+    let checked = match v1_request(&params).and_then(|_| authorize(&state, &headers, &params)) {
+        Ok((claims, room)) => open_somewhere(&state, &claims, &room).await,
+        Err(e) => Err(e),
+    };
+    match checked {
+        Ok(()) => (StatusCode::OK, cors, "success").into_response(),
         Err(e) => e.into_response(),
     }
 }

@@ -147,18 +147,32 @@ fn room_of(method: &str, format: Format, body: &Bytes) -> Option<String> {
 /// named). A call handed over already is never sent on.
 async fn route_call(
     state: &LiveKit,
-    service: &str,
-    method: &str,
+    call: (&str, &str),
+    grant: &VideoGrant,
     format: Format,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Option<Response>, Error> {
+    let (service, method) = call;
     let Some(placement) = state.placement() else {
         return Ok(None);
     };
     let Some(room) = room_of(method, format, body).filter(|r| !r.is_empty()) else {
         return Ok(None);
     };
+    // The caller's rights and the name are checked before the cluster is
+    // asked (or told) anything; the room's node checks them again.
+    match method {
+        "CreateRoom" | "DeleteRoom" => need(grant.room_create, "roomCreate")?,
+        _ => {
+            admin_of(grant, &room)?;
+        }
+    }
+    if room.len() > 256 {
+        return Err(Error::InvalidArgument(
+            "room name must be 1 to 256 characters",
+        ));
+    }
     let room = RoomName::new(room);
     if state.rooms.exists(&room) {
         return Ok(None);
@@ -211,24 +225,48 @@ async fn remote_rooms(
     );
     let req: proto::ListRoomsRequest = decode(format, body).unwrap_or_default();
     let body = Bytes::from(req.encode_to_vec());
-    let mut out = Vec::new();
-    for url in peers {
-        match placement::proxy_call(&state.http, &url, path, &h, body.clone()).await {
-            Ok(resp) if resp.status().is_success() => {
-                let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20)
-                    .await
-                    .unwrap_or_default();
-                match proto::ListRoomsResponse::decode(bytes.as_ref()) {
-                    Ok(r) => out.extend(r.rooms),
-                    Err(e) => tracing::warn!(node = %url, "ListRooms: bad answer: {e}"),
+    // Every node at once, each given a few seconds: one slow node delays
+    // the answer by that much at most, and is left out of it.
+    let asks = peers.into_iter().map(|url| {
+        let (h, body) = (&h, body.clone());
+        async move {
+            let ask = placement::proxy_call(&state.http, &url, path, h, body);
+            let resp = match tokio::time::timeout(PEER_LIST_TIMEOUT, ask).await {
+                Ok(Ok(resp)) if resp.status().is_success() => resp,
+                Ok(Ok(resp)) => {
+                    tracing::warn!(node = %url, status = %resp.status(), "ListRooms refused");
+                    return Vec::new();
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(node = %url, "ListRooms: {e}");
+                    return Vec::new();
+                }
+                Err(_) => {
+                    tracing::warn!(node = %url, "ListRooms: no answer in time");
+                    return Vec::new();
+                }
+            };
+            let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20)
+                .await
+                .unwrap_or_default();
+            match proto::ListRoomsResponse::decode(bytes.as_ref()) {
+                Ok(r) => r.rooms,
+                Err(e) => {
+                    tracing::warn!(node = %url, "ListRooms: bad answer: {e}");
+                    Vec::new()
                 }
             }
-            Ok(resp) => tracing::warn!(node = %url, status = %resp.status(), "ListRooms refused"),
-            Err(e) => tracing::warn!(node = %url, "ListRooms: {e}"),
         }
-    }
-    out
+    });
+    futures_util::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
+
+/// How long ListRooms waits for another node's rooms.
+const PEER_LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 async fn call(
     state: &Arc<LiveKit>,
@@ -238,7 +276,8 @@ async fn call(
 ) -> Result<Response, TwirpError> {
     let (format, g) = prelude(state, headers)?;
     if method != "ListRooms" {
-        if let Some(resp) = route_call(state, "RoomService", method, format, headers, &body).await?
+        if let Some(resp) =
+            route_call(state, ("RoomService", method), &g, format, headers, &body).await?
         {
             return Ok(resp);
         }
@@ -426,8 +465,8 @@ async fn dispatch_call(
     let (format, g) = prelude(state, headers)?;
     if let Some(resp) = route_call(
         state,
-        "AgentDispatchService",
-        method,
+        ("AgentDispatchService", method),
+        &g,
         format,
         headers,
         &body,

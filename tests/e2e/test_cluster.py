@@ -15,7 +15,7 @@ import pytest
 from livekit import api, rtc
 
 from conftest import API_KEY, API_SECRET, nodo_binary, start_node
-from lk import Tone, connect, publish_av, receives_av, remote_track, first_frames, wait_for
+from lk import Tone, connect, first_frames, publish_av, receives_av, remote_track, token, wait_for
 from tlsutil import free_port
 
 
@@ -95,6 +95,15 @@ async def rooms_via(node):
         await lk.aclose()
 
 
+async def participants_via(node, room):
+    lk = lkapi(node)
+    try:
+        parts = await lk.room.list_participants(api.ListParticipantsRequest(room=room))
+        return sorted(p.identity for p in parts.participants)
+    finally:
+        await lk.aclose()
+
+
 def test_start_is_refused_without_redis(tmp_path):
     port = free_port()  # nothing listens there
     r = subprocess.run(
@@ -106,12 +115,61 @@ def test_start_is_refused_without_redis(tmp_path):
     assert "nodo listening" not in r.stdout
 
 
-def test_node_url_is_required(tmp_path, redis):
+@pytest.mark.parametrize("extra", [[], ["--node-url", "https://10.0.0.2"], ["--node-url", "10.0.0.2:7880"]])
+def test_a_plain_http_node_url_is_required(tmp_path, redis, extra):
     r = subprocess.run(
         [str(nodo_binary()), "serve", "--dev", "--http-port", "0", "--data-dir", str(tmp_path / "d"),
-         "--redis-url", redis.url],
+         "--redis-url", redis.url, *extra],
         capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and "node_url" in r.stderr, r.stderr
+
+
+def redis_cli(redis, *args):
+    return subprocess.run(["redis-cli", "-p", str(redis.port), "--raw", *args],
+                          capture_output=True, text=True, check=True).stdout
+
+
+async def test_callers_without_the_grant_leave_no_trace_in_redis(two, redis):
+    a, b = two
+    # A participant's join token may not create rooms through the API.
+    lk = api.LiveKitAPI(url=b.http_url, api_key=API_KEY, api_secret=API_SECRET)
+    joiner = token("mallory", "lobby")
+    try:
+        for name in ["evil", "x" * 5000]:
+            req = api.CreateRoomRequest(name=name)
+            with pytest.raises(api.TwirpError) as e:
+                await lk.room._client.request("RoomService", "CreateRoom", req,
+                                              {"Authorization": f"Bearer {joiner}"}, api.Room)
+            assert e.value.code in ("unauthenticated", "invalid_argument"), e.value
+        assert redis_cli(redis, "KEYS", "nodo:room:*").strip() == ""
+    finally:
+        await lk.aclose()
+
+
+async def test_a_node_stopped_cleanly_hands_its_rooms_on_at_once(tmp_path, redis):
+    a = cluster_node(tmp_path, redis, "node-a")
+    b = cluster_node(tmp_path, redis, "node-b")
+    try:
+        alice = await connect(a, "alice", "handover")
+        assert redis_cli(redis, "GET", "nodo:room:handover").strip() == "node-a"
+        assert a.stop(signal.SIGTERM) == 0
+        # SIGTERM left the registry and freed the pin before the node went away
+        # (Alice's SDK, told the server is going away, may already have
+        # rejoined through A and been handed to B).
+        assert redis_cli(redis, "GET", "nodo:room:handover").strip() in ("", "node-b")
+        assert redis_cli(redis, "EXISTS", "nodo:node:node-a").strip() == "0"
+        start = time.monotonic()
+        bob = await connect(b, "bob", "handover")
+        assert time.monotonic() - start < 5
+        try:
+            assert "bob" in (await participants_via(b, "handover"))
+            assert redis_cli(redis, "GET", "nodo:room:handover").strip() == "node-b"
+        finally:
+            await bob.disconnect()
+            await alice.disconnect()
+    finally:
+        a.stop()
+        b.stop()
 
 
 def test_a_live_node_id_is_not_taken_twice(tmp_path, redis):
