@@ -100,8 +100,12 @@ pub async fn proxy_ws(
     base: &str,
     path_and_query: &str,
     headers: &HeaderMap,
-    max_message: usize,
+    limits: (usize, usize),
 ) -> Result<Response, Error> {
+    // The largest message, and the read buffer each side holds for the
+    // connection's life (tungstenite's default, 128 KiB, made a handed-over
+    // connection cost ~270 KB on the handing node).
+    let (max_message, read_buffer) = limits;
     let url = target(base, path_and_query, true);
     let mut req = url
         .as_str()
@@ -115,7 +119,9 @@ pub async fn proxy_ws(
         .insert(FORWARDED, HeaderValue::from_static("1"));
     let config = tg::protocol::WebSocketConfig::default()
         .max_message_size(Some(max_message))
-        .max_frame_size(Some(max_message));
+        .max_frame_size(Some(max_message))
+        .read_buffer_size(read_buffer)
+        .write_buffer_size(0);
     let connect = tokio_tungstenite::connect_async_with_config(req, Some(config), true);
     let upstream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
         Err(_) => return Err(unreachable(base, "timed out")),
@@ -132,6 +138,8 @@ pub async fn proxy_ws(
     Ok(ws
         .max_message_size(max_message)
         .max_frame_size(max_message)
+        .read_buffer_size(read_buffer)
+        .write_buffer_size(0)
         .on_upgrade(move |client| pipe(client, upstream)))
 }
 

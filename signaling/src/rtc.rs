@@ -121,7 +121,9 @@ async fn route_join(
                 )));
             }
             let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-            let resp = placement::proxy_ws(ws, &url, path, headers, MAX_FRAME).await?;
+            let resp =
+                placement::proxy_ws(ws, &url, path, headers, (MAX_FRAME, SIGNAL_READ_BUFFER))
+                    .await?;
             return Ok(Routed::Remote(resp));
         }
     }
