@@ -60,6 +60,8 @@ pub struct Cluster {
     redis: ConnectionManager,
     /// Whether the last heartbeat reached Redis (`/readyz`).
     healthy: AtomicBool,
+    /// Live nodes (this one included) at the last heartbeat.
+    nodes_seen: std::sync::atomic::AtomicUsize,
     /// Rooms this node renewed at the last heartbeat.
     pinned: Mutex<HashSet<String>>,
     claim: Script,
@@ -126,6 +128,7 @@ impl Cluster {
             url,
             redis,
             healthy: AtomicBool::new(false),
+            nodes_seen: std::sync::atomic::AtomicUsize::new(0),
             pinned: Mutex::new(HashSet::new()),
             // Sets the pin when it is free or already this node's; answers the owner.
             claim: Script::new(
@@ -203,6 +206,11 @@ impl Cluster {
     /// This node's id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Live nodes, this one included, at the last heartbeat.
+    pub fn nodes_seen(&self) -> usize {
+        self.nodes_seen.load(Ordering::Relaxed)
     }
 
     /// Whether Redis answered the last heartbeat.
@@ -340,6 +348,8 @@ impl Cluster {
             .map(|r| r.as_str().to_string())
             .collect();
         self.register(open.len(), true).await?;
+        let live = self.live_nodes().await?;
+        self.nodes_seen.store(live.len(), Ordering::Relaxed);
         let open_list: Vec<&String> = open.iter().collect();
         let mut conn = self.redis.clone();
         for chunk in open_list.chunks(RENEW_CHUNK) {

@@ -26,6 +26,7 @@ pub fn router(node: &Node) -> Router {
                 &node.metrics,
                 node.livekit.rooms.clone(),
                 node.app.clone(),
+                node.cluster.clone(),
             )),
             token: Arc::from(node.config.server.metrics_token.as_str()),
             cluster: node.cluster.clone(),

@@ -31,6 +31,8 @@ struct Present {
     chat_sockets: Gauge,
     chat_send_queue: Gauge,
     wal_bytes: Gauge<u64, AtomicU64>,
+    cluster_redis_up: Gauge,
+    cluster_nodes: Gauge,
 }
 
 /// The registry and what fills the gauges.
@@ -39,10 +41,16 @@ pub struct Exporter {
     present: Present,
     rooms: Arc<RoomManager>,
     app: Arc<App>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Exporter {
-    pub fn new(metrics: &NodeMetrics, rooms: Arc<RoomManager>, app: Arc<App>) -> Exporter {
+    pub fn new(
+        metrics: &NodeMetrics,
+        rooms: Arc<RoomManager>,
+        app: Arc<App>,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
+    ) -> Exporter {
         let mut registry = Registry::with_prefix("nodo");
         metrics.media.register(&mut registry);
         metrics.signal.register(&mut registry);
@@ -75,11 +83,24 @@ impl Exporter {
             "Size of the SQLite write-ahead log",
             present.wal_bytes.clone(),
         );
+        if cluster.is_some() {
+            r.register(
+                "cluster_redis_up",
+                "1 while the last heartbeat reached the cluster's Redis",
+                present.cluster_redis_up.clone(),
+            );
+            r.register(
+                "cluster_nodes",
+                "Live nodes of the cluster, this one included, at the last heartbeat",
+                present.cluster_nodes.clone(),
+            );
+        }
         Exporter {
             registry,
             present,
             rooms,
             app,
+            cluster,
         }
     }
 
@@ -101,6 +122,10 @@ impl Exporter {
         p.chat_send_queue
             .set(self.app.store.send_queue_depth() as i64);
         p.wal_bytes.set(self.app.store.wal_size());
+        if let Some(c) = &self.cluster {
+            p.cluster_redis_up.set(i64::from(c.healthy()));
+            p.cluster_nodes.set(c.nodes_seen() as i64);
+        }
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!("encoding metrics: {e}");

@@ -1,4 +1,5 @@
-//! LiveKit-side counters for `/metrics`: joins and webhook deliveries.
+//! LiveKit-side counters for `/metrics`: joins, webhook deliveries and
+//! requests handed to another node.
 //! Cheap to clone (shared atomics); the default is a detached set.
 
 use std::sync::Arc;
@@ -14,6 +15,15 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+/// A request handed to the room's node: which kind, and how it went.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct HandoverLabel {
+    /// `signal` (a `/rtc` WebSocket piped) or `api` (a Twirp call re-sent).
+    pub kind: &'static str,
+    /// `ok`, or `unreachable` when the room's node could not be reached.
+    pub outcome: &'static str,
+}
+
 #[derive(Clone, Default)]
 pub struct SignalMetrics {
     inner: Arc<Inner>,
@@ -23,6 +33,7 @@ pub struct SignalMetrics {
 struct Inner {
     joins: Counter,
     webhooks: Family<OutcomeLabel, Counter>,
+    handovers: Family<HandoverLabel, Counter>,
 }
 
 impl std::fmt::Debug for SignalMetrics {
@@ -44,6 +55,19 @@ impl SignalMetrics {
             "Webhook delivery attempts, by outcome: delivered, retry",
             self.inner.webhooks.clone(),
         );
+        r.register(
+            "cluster_handovers",
+            "Requests handed to the node serving their room, by kind (signal, api) and outcome (ok, unreachable)",
+            self.inner.handovers.clone(),
+        );
+    }
+
+    pub fn handover(&self, kind: &'static str, ok: bool) {
+        let outcome = if ok { "ok" } else { "unreachable" };
+        self.inner
+            .handovers
+            .get_or_create(&HandoverLabel { kind, outcome })
+            .inc();
     }
 
     pub fn joined(&self) {

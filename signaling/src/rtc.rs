@@ -121,10 +121,10 @@ async fn route_join(
                 )));
             }
             let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-            let resp =
-                placement::proxy_ws(ws, &url, path, headers, (MAX_FRAME, SIGNAL_READ_BUFFER))
-                    .await?;
-            return Ok(Routed::Remote(resp));
+            let handed =
+                placement::proxy_ws(ws, &url, path, headers, (MAX_FRAME, SIGNAL_READ_BUFFER)).await;
+            state.rooms.metrics().handover("signal", handed.is_ok());
+            return Ok(Routed::Remote(handed?));
         }
     }
     if !may_open(state, claims, room) {

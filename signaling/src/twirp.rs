@@ -188,9 +188,10 @@ async fn route_call(
         }
         Location::There { url, .. } => {
             let path = format!("/twirp/livekit.{service}/{method}");
-            placement::proxy_call(&state.http, &url, &path, headers, body.clone())
-                .await
-                .map(Some)
+            let handed =
+                placement::proxy_call(&state.http, &url, &path, headers, body.clone()).await;
+            state.rooms.metrics().handover("api", handed.is_ok());
+            handed.map(Some)
         }
     }
 }

@@ -16,6 +16,7 @@ from livekit import api, rtc
 
 from conftest import API_KEY, API_SECRET, nodo_binary, start_node
 from lk import Tone, connect, first_frames, publish_av, receives_av, remote_track, token, wait_for
+from test_metrics import scrape_until
 from tlsutil import free_port
 
 
@@ -210,6 +211,11 @@ async def test_clients_on_two_nodes_meet_in_one_room(two):
                 break
         assert b"across nodes" in got
         tone_b.stop()
+
+        # B's /metrics counts the hand-over and sees both nodes.
+        m = await scrape_until(b, lambda m: m.get("nodo_cluster_nodes") == 2, "B to see two nodes")
+        assert m["nodo_cluster_redis_up"] == 1
+        assert m["nodo_cluster_handovers_total|kind=signal|outcome=ok"] >= 1
 
         # Either node's API sees the one room with both participants.
         assert await rooms_via(a) == {"meet": 2}
