@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 
+import aiohttp
 import pytest
 from livekit import api, rtc
 
@@ -61,10 +62,10 @@ def redis(tmp_path):
     r.stop()
 
 
-def cluster_node(tmp_path, redis, node_id):
+def cluster_node(tmp_path, redis, node_id, env=None):
     port = free_port()
     return start_node(tmp_path / node_id, "--redis-url", redis.url, "--node-id", node_id,
-                      "--node-url", f"http://127.0.0.1:{port}", http_port=port)
+                      "--node-url", f"http://127.0.0.1:{port}", http_port=port, env=env)
 
 
 @pytest.fixture
@@ -340,3 +341,30 @@ async def test_hundreds_of_rooms_stay_pinned_past_the_pin_lifetime(tmp_path, red
     finally:
         await lk.aclose()
         a.stop()
+
+
+async def test_without_auto_create_a_room_open_on_the_other_node_is_joinable(tmp_path, redis):
+    env = {"NODO_ROOM__AUTO_CREATE": "false"}
+    a = cluster_node(tmp_path, redis, "node-a", env)
+    b = cluster_node(tmp_path, redis, "node-b", env)
+    la = lkapi(a)
+    try:
+        await la.room.create_room(api.CreateRoomRequest(name="made"))
+        async with aiohttp.ClientSession() as s:
+            for room, status in [("made", 200), ("missing", 404)]:
+                url = f"{b.http_url}/rtc/validate?access_token={token('vic', room)}"
+                async with s.get(url) as r:
+                    assert r.status == status, (room, await r.text())
+        # A join token without roomCreate, through B, lands in A's room.
+        vic = await connect(b, "vic", "made")
+        try:
+            assert await participants_via(a, "made") == ["vic"]
+        finally:
+            await vic.disconnect()
+        with pytest.raises(Exception):
+            await connect(b, "vic", "missing")
+        assert redis_cli(redis, "GET", "nodo:room:missing").strip() == ""
+    finally:
+        await la.aclose()
+        a.stop()
+        b.stop()
