@@ -148,30 +148,25 @@ async def test_callers_without_the_grant_leave_no_trace_in_redis(two, redis):
         await lk.aclose()
 
 
-async def test_a_node_stopped_cleanly_hands_its_rooms_on_at_once(tmp_path, redis):
-    a = cluster_node(tmp_path, redis, "node-a")
-    b = cluster_node(tmp_path, redis, "node-b")
+async def test_a_node_stopped_cleanly_hands_its_rooms_on_at_once(two, redis):
+    a, b = two
+    alice = await connect(a, "alice", "handover")
+    assert redis_cli(redis, "GET", "nodo:room:handover").strip() == "node-a"
+    assert a.stop(signal.SIGTERM) == 0
+    # SIGTERM left the registry and freed the pin before the node went away
+    # (Alice's SDK, told the server is going away, may already have
+    # rejoined through A and been handed to B).
+    assert redis_cli(redis, "GET", "nodo:room:handover").strip() in ("", "node-b")
+    assert redis_cli(redis, "EXISTS", "nodo:node:node-a").strip() == "0"
+    start = time.monotonic()
+    bob = await connect(b, "bob", "handover")
+    assert time.monotonic() - start < 5
     try:
-        alice = await connect(a, "alice", "handover")
-        assert redis_cli(redis, "GET", "nodo:room:handover").strip() == "node-a"
-        assert a.stop(signal.SIGTERM) == 0
-        # SIGTERM left the registry and freed the pin before the node went away
-        # (Alice's SDK, told the server is going away, may already have
-        # rejoined through A and been handed to B).
-        assert redis_cli(redis, "GET", "nodo:room:handover").strip() in ("", "node-b")
-        assert redis_cli(redis, "EXISTS", "nodo:node:node-a").strip() == "0"
-        start = time.monotonic()
-        bob = await connect(b, "bob", "handover")
-        assert time.monotonic() - start < 5
-        try:
-            assert "bob" in (await participants_via(b, "handover"))
-            assert redis_cli(redis, "GET", "nodo:room:handover").strip() == "node-b"
-        finally:
-            await bob.disconnect()
-            await alice.disconnect()
+        assert "bob" in (await participants_via(b, "handover"))
+        assert redis_cli(redis, "GET", "nodo:room:handover").strip() == "node-b"
     finally:
-        a.stop()
-        b.stop()
+        await bob.disconnect()
+        await alice.disconnect()
 
 
 def test_a_live_node_id_is_not_taken_twice(tmp_path, redis):
@@ -257,35 +252,30 @@ async def test_the_server_api_acts_on_rooms_of_the_other_node(two):
         await lb.aclose()
 
 
-async def test_a_killed_nodes_rooms_move_to_the_survivor(tmp_path, redis):
-    a = cluster_node(tmp_path, redis, "node-a")
-    b = cluster_node(tmp_path, redis, "node-b")
-    try:
-        # Joined through A first: A holds the room (equal load, the deciding node wins).
-        alice = await connect(a, "alice", "doomed")
-        bob = await connect(b, "bob", "doomed")
-        await wait_for(lambda: "alice" in bob.remote_participants, 10, "bob sees alice")
-        a.stop(signal.SIGKILL)
-        await alice.disconnect()
-        await bob.disconnect()
-        # Rejoining through the survivor lands in a fresh room there once A's entry lapses.
-        start = time.monotonic()
-        carol = None
-        while time.monotonic() - start < 30:
-            try:
-                carol = await connect(b, "carol", "doomed")
-                break
-            except Exception:
-                await asyncio.sleep(0.5)
-        assert carol is not None, "no rejoin through the survivor within 30 s"
+async def test_a_killed_nodes_rooms_move_to_the_survivor(two, redis):
+    a, b = two
+    # Joined through A first: A holds the room (equal load, the deciding node wins).
+    alice = await connect(a, "alice", "doomed")
+    bob = await connect(b, "bob", "doomed")
+    await wait_for(lambda: "alice" in bob.remote_participants, 10, "bob sees alice")
+    a.stop(signal.SIGKILL)
+    await alice.disconnect()
+    await bob.disconnect()
+    # Rejoining through the survivor lands in a fresh room there once A's entry lapses.
+    start = time.monotonic()
+    carol = None
+    while time.monotonic() - start < 30:
         try:
-            assert await rooms_via(b) == {"doomed": 1}
-            assert readyz(b) == 200
-        finally:
-            await carol.disconnect()
+            carol = await connect(b, "carol", "doomed")
+            break
+        except Exception:
+            await asyncio.sleep(0.5)
+    assert carol is not None, "no rejoin through the survivor within 30 s"
+    try:
+        assert await rooms_via(b) == {"doomed": 1}
+        assert readyz(b) == 200
     finally:
-        a.stop()
-        b.stop()
+        await carol.disconnect()
 
 
 async def test_losing_redis_fails_readyz_and_calls_go_on(tmp_path, redis):
