@@ -93,7 +93,7 @@ impl Cluster {
     /// Connects to Redis and registers this node. Refuses (with the reason)
     /// when Redis does not answer, the config is incomplete, or a live node
     /// already has this id.
-    pub async fn join(config: &ClusterConfig, rooms_open: usize) -> Result<Arc<Cluster>, String> {
+    pub async fn join(config: &ClusterConfig) -> Result<Arc<Cluster>, String> {
         let id = if config.node_id.is_empty() {
             hostname()
         } else {
@@ -185,8 +185,10 @@ impl Cluster {
                 ));
             }
         }
+        // The entry proper (and the id in the set of nodes); placement
+        // takes the node once `start` marks it ready.
         cluster
-            .register(rooms_open, false)
+            .register(0, false)
             .await
             .map_err(|e| format!("cluster: cannot register with Redis: {e}"))?;
         cluster.healthy.store(true, Ordering::Relaxed);

@@ -262,7 +262,7 @@ pub async fn run(
     let cluster = if config.cluster.redis_url.is_empty() {
         None
     } else {
-        Some(Cluster::join(&config.cluster, 0).await?)
+        Some(Cluster::join(&config.cluster).await?)
     };
     let bind = config.server.bind;
     let http = bind_tcp(bind, config.server.http_port, "HTTP").await?;
