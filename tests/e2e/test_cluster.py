@@ -358,3 +358,45 @@ async def test_without_auto_create_a_room_open_on_the_other_node_is_joinable(tmp
         await la.aclose()
         a.stop()
         b.stop()
+
+
+async def test_a_signal_drop_resumes_through_the_other_node(two):
+    """The raw signal protocol through a hand-over: join through B (room on A),
+    drop the socket, resume through A itself, then again through B; pings pass."""
+    from livekit.protocol import rtc as sig
+    from lk import recv
+    from test_signal_protocol import recv_until, send
+
+    a, b = two
+    async with aiohttp.ClientSession() as s:
+        owner = await s.ws_connect(f"{a.url}/rtc", params={"access_token": token("host", "resume")})
+        assert (await recv(owner)).WhichOneof("message") == "join"
+        ws = await s.ws_connect(f"{b.url}/rtc", params={"access_token": token("raw", "resume"), "protocol": "16"})
+        j = (await recv(ws)).join
+        assert [p.identity for p in j.other_participants] == ["host"]
+        await send(ws, sig.SignalRequest(ping_req=sig.Ping(timestamp=42, rtt=1)))
+        assert (await recv_until(ws, "pong_resp")).pong_resp.last_ping_timestamp == 42
+        sid = j.participant.sid
+        for via in (a, b):
+            await ws.close()
+            await asyncio.sleep(0.3)
+            ws = await s.ws_connect(f"{via.url}/rtc", params={"access_token": token("raw", "resume"),
+                                                              "reconnect": "1", "sid": sid})
+            assert (await recv(ws)).WhichOneof("message") == "reconnect", via.http
+            await recv_until(ws, "offer")
+        # A clean leave through the hand-over reaches the owner.
+        await send(ws, sig.SignalRequest(leave=sig.LeaveRequest()))
+        await wait_for_async(lambda: participants_via(a, "resume"), ["host"], 10)
+        await ws.close()
+        await owner.close()
+
+
+async def wait_for_async(get, want, timeout):
+    deadline = time.monotonic() + timeout
+    got = None
+    while time.monotonic() < deadline:
+        got = await get()
+        if got == want:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"wanted {want}, last {got}")
