@@ -60,8 +60,8 @@ pub struct Cluster {
     redis: ConnectionManager,
     /// Whether the last heartbeat reached Redis (`/readyz`).
     healthy: AtomicBool,
-    /// Live nodes (this one included) at the last heartbeat.
-    nodes_seen: std::sync::atomic::AtomicUsize,
+    /// Live nodes (this one included) at the last heartbeat: id and URL.
+    seen: Mutex<Vec<(String, String)>>,
     /// Rooms this node renewed at the last heartbeat.
     pinned: Mutex<HashSet<String>>,
     claim: Script,
@@ -128,7 +128,7 @@ impl Cluster {
             url,
             redis,
             healthy: AtomicBool::new(false),
-            nodes_seen: std::sync::atomic::AtomicUsize::new(0),
+            seen: Mutex::new(Vec::new()),
             pinned: Mutex::new(HashSet::new()),
             // Sets the pin when it is free or already this node's; answers the owner.
             claim: Script::new(
@@ -212,7 +212,21 @@ impl Cluster {
 
     /// Live nodes, this one included, at the last heartbeat.
     pub fn nodes_seen(&self) -> usize {
-        self.nodes_seen.load(Ordering::Relaxed)
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// The URLs of the other live nodes at the last heartbeat.
+    pub fn peer_urls(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(id, _)| *id != self.id)
+            .map(|(_, url)| url.clone())
+            .collect()
     }
 
     /// Whether Redis answered the last heartbeat.
@@ -351,7 +365,8 @@ impl Cluster {
             .collect();
         self.register(open.len(), true).await?;
         let live = self.live_nodes().await?;
-        self.nodes_seen.store(live.len(), Ordering::Relaxed);
+        *self.seen.lock().unwrap_or_else(PoisonError::into_inner) =
+            live.into_iter().map(|n| (n.id, n.url)).collect();
         let open_list: Vec<&String> = open.iter().collect();
         let mut conn = self.redis.clone();
         for chunk in open_list.chunks(RENEW_CHUNK) {

@@ -108,37 +108,42 @@ async fn bind_tcp(bind: IpAddr, port: u16, what: &str) -> Result<TcpListener, St
         .map_err(|e| format!("cannot bind the {what} port {bind}:{port}/tcp: {e}"))
 }
 
-/// Keeps `limits` trusting the addresses of the cluster's live nodes.
+/// Keeps `limits` trusting the addresses of the cluster's other nodes (as
+/// the heartbeat last saw them; resolved again when that list changes).
+/// Not this node's own address: clients may come from it (a local proxy).
 async fn trust_peers(
     cluster: Arc<Cluster>,
     limits: Arc<ConnLimits>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut trusted_for = None;
     loop {
-        if let Ok(nodes) = cluster.nodes().await {
+        let urls = cluster.peer_urls();
+        if trusted_for.as_ref() != Some(&urls) {
             let mut ips = Vec::new();
-            // Not this node's own address: clients may come from it (a local proxy).
-            for (_, url) in nodes.into_iter().filter(|(id, _)| id != cluster.id()) {
+            let mut resolved = true;
+            for url in &urls {
+                // Node URLs are `http://host[:port][/...]` (checked at start).
                 let hostport = url
-                    .split("://")
-                    .nth(1)
-                    .unwrap_or_default()
+                    .trim_start_matches("http://")
                     .split('/')
                     .next()
                     .unwrap_or_default();
                 let hostport = if hostport.contains(':') {
                     hostport.to_string()
                 } else {
-                    let port = if url.starts_with("https://") { 443 } else { 80 };
-                    format!("{hostport}:{port}")
+                    format!("{hostport}:80")
                 };
-                if let Ok(addrs) = tokio::net::lookup_host(hostport).await {
-                    ips.extend(addrs.map(|a| a.ip()));
+                match tokio::net::lookup_host(hostport).await {
+                    Ok(addrs) => ips.extend(addrs.map(|a| a.ip())),
+                    Err(_) => resolved = false,
                 }
             }
             ips.sort();
             ips.dedup();
             limits.trust(ips);
+            // A name that did not resolve is tried again next time.
+            trusted_for = resolved.then_some(urls);
         }
         tokio::select! {
             _ = tokio::time::sleep(crate::cluster::HEARTBEAT) => {}

@@ -86,7 +86,7 @@ fn target(base: &str, path_and_query: &str, ws: bool) -> String {
 
 /// The refusal for a hand-over that failed: the details (addresses,
 /// transport errors) go to the log, not to the client.
-fn unreachable(base: &str, detail: impl std::fmt::Display) -> Error {
+fn handover_failed(base: &str, detail: impl std::fmt::Display) -> Error {
     tracing::warn!(node = %base, "cluster: handing a request over failed: {detail}");
     Error::NodeUnreachable("retry in a few seconds".into())
 }
@@ -110,7 +110,7 @@ pub async fn proxy_ws(
     let mut req = url
         .as_str()
         .into_client_request()
-        .map_err(|e| unreachable(base, e))?;
+        .map_err(|e| handover_failed(base, e))?;
     if let Some(auth) = headers.get(header::AUTHORIZATION) {
         req.headers_mut()
             .insert(header::AUTHORIZATION, auth.clone());
@@ -124,7 +124,7 @@ pub async fn proxy_ws(
         .write_buffer_size(0);
     let connect = tokio_tungstenite::connect_async_with_config(req, Some(config), true);
     let upstream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-        Err(_) => return Err(unreachable(base, "timed out")),
+        Err(_) => return Err(handover_failed(base, "timed out")),
         Ok(Err(tg::Error::Http(resp))) => {
             // The owner refused the join: its answer is the client's.
             let (parts, body) = resp.into_parts();
@@ -132,7 +132,7 @@ pub async fn proxy_ws(
                 .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             return Ok((status, body.unwrap_or_default()).into_response());
         }
-        Ok(Err(e)) => return Err(unreachable(base, e)),
+        Ok(Err(e)) => return Err(handover_failed(base, e)),
         Ok(Ok((stream, _))) => stream,
     };
     Ok(ws
@@ -231,13 +231,13 @@ pub async fn proxy_call(
             req = req.header(name.as_str(), v.as_bytes());
         }
     }
-    let resp = req.send().await.map_err(|e| unreachable(base, e))?;
+    let resp = req.send().await.map_err(|e| handover_failed(base, e))?;
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = resp
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
-    let bytes = resp.bytes().await.map_err(|e| unreachable(base, e))?;
+    let bytes = resp.bytes().await.map_err(|e| handover_failed(base, e))?;
     let mut out = (status, bytes).into_response();
     if let Some(ct) = content_type {
         out.headers_mut().insert(header::CONTENT_TYPE, ct);

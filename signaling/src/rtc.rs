@@ -36,7 +36,7 @@ const WS_PING: Duration = Duration::from_secs(10);
 /// Twice the `ping_timeout` the join response announces.
 const SILENCE_LIMIT: Duration = Duration::from_secs(30);
 /// Longest name or identity accepted.
-const MAX_NAME_LEN: usize = 256;
+pub(crate) const MAX_NAME_LEN: usize = 256;
 
 type Params = HashMap<String, String>;
 
@@ -87,7 +87,12 @@ fn authorize(
 /// Whether a join may go ahead on this node: the room is open here, or the
 /// join may open it.
 fn may_open(state: &LiveKit, claims: &Claims, room: &RoomName) -> bool {
-    state.rooms.defaults().auto_create || claims.video().room_create || state.rooms.exists(room)
+    may_create(state, claims) || state.rooms.exists(room)
+}
+
+/// Whether a join may open its room.
+fn may_create(state: &LiveKit, claims: &Claims) -> bool {
+    state.rooms.defaults().auto_create || claims.video().room_create
 }
 
 /// What becomes of a join on a node that shares rooms with others.
@@ -112,8 +117,9 @@ async fn route_join(
         return Ok(Routed::Local(ws));
     };
     if !state.rooms.exists(room) {
-        let may_create = state.rooms.defaults().auto_create || claims.video().room_create;
-        if let Location::There { url, node } = placement.locate(room, may_create).await? {
+        if let Location::There { url, node } =
+            placement.locate(room, may_create(state, claims)).await?
+        {
             if placement::forwarded(headers) {
                 // Handed over by a node that saw this one as the owner.
                 return Err(Error::ClusterUnavailable(format!(
@@ -139,11 +145,16 @@ pub async fn validate(
     headers: HeaderMap,
     Query(params): Query<Params>,
 ) -> Response {
-    let cors = [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")];
-    let checked = match authorize(&state, &headers, &params) {
-        Ok((claims, room)) => open_somewhere(&state, &claims, &room).await,
+    validation(&state, authorize(&state, &headers, &params)).await
+}
+
+/// The answer of a validate endpoint for an authorized (or refused) join.
+async fn validation(state: &LiveKit, authorized: Result<(Claims, RoomName), Error>) -> Response {
+    let checked = match authorized {
+        Ok((claims, room)) => open_somewhere(state, &claims, &room).await,
         Err(e) => Err(e),
     };
+    let cors = [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")];
     match checked {
         Ok(()) => (StatusCode::OK, cors, "success").into_response(),
         Err(e) => e.into_response(),
@@ -222,15 +233,8 @@ pub async fn validate_v1(
     headers: HeaderMap,
     Query(params): Query<Params>,
 ) -> Response {
-    let cors = [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")];
-    let checked = match v1_request(&params).and_then(|_| authorize(&state, &headers, &params)) {
-        Ok((claims, room)) => open_somewhere(&state, &claims, &room).await,
-        Err(e) => Err(e),
-    };
-    match checked {
-        Ok(()) => (StatusCode::OK, cors, "success").into_response(),
-        Err(e) => e.into_response(),
-    }
+    let authorized = v1_request(&params).and_then(|_| authorize(&state, &headers, &params));
+    validation(&state, authorized).await
 }
 
 /// `GET /rtc/v1`: signaling v1. The join (or resume) comes in the

@@ -18,6 +18,7 @@ use crate::error::{Error, TwirpError};
 use crate::ids::RoomName;
 use crate::placement::{self, Location};
 use crate::room::{AdminOp, AdminReply, RoomSettings};
+use crate::rtc::MAX_NAME_LEN;
 use crate::LiveKit;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -168,7 +169,7 @@ async fn route_call(
             admin_of(grant, &room)?;
         }
     }
-    if room.len() > 256 {
+    if room.len() > MAX_NAME_LEN {
         return Err(Error::InvalidArgument(
             "room name must be 1 to 256 characters",
         ));
@@ -288,7 +289,7 @@ async fn call(
         "CreateRoom" => {
             need(g.room_create, "roomCreate")?;
             let r: proto::CreateRoomRequest = decode(format, &body)?;
-            if r.name.is_empty() || r.name.len() > 256 {
+            if r.name.is_empty() || r.name.len() > MAX_NAME_LEN {
                 return Err(Error::InvalidArgument("room name must be 1 to 256 characters").into());
             }
             let name = RoomName::new(r.name.clone());
