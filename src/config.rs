@@ -237,6 +237,10 @@ pub struct DataConfig {
     /// writer checkpoints and restarts the log once it passes half of this,
     /// so sustained load cannot fill the disk with it. At least 1.
     pub wal_limit_mib: u64,
+    /// A PostgreSQL database for the store instead of `<dir>/nodo.db`
+    /// (`postgres://user:password@host:5432/nodo`), which several nodes can
+    /// share. Empty = SQLite. Attachments and avatars stay files in `dir`.
+    pub database_url: String,
 }
 
 /// Logging.
@@ -286,6 +290,7 @@ impl Default for DataConfig {
         DataConfig {
             dir: "./nodo-data".into(),
             wal_limit_mib: 64,
+            database_url: String::new(),
         }
     }
 }
@@ -330,6 +335,13 @@ impl Config {
                 .any(|p| self.server.public_url.starts_with(p))
         {
             problems.push("server.public_url must start with http(s):// or ws(s)://".into());
+        }
+        let db = &self.data.database_url;
+        if !(db.is_empty() || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            problems.push(
+                "data.database_url must be empty (SQLite) or start with postgres:// or postgresql://"
+                    .into(),
+            );
         }
         if self.data.wal_limit_mib == 0 {
             problems.push("data.wal_limit_mib must be at least 1".into());

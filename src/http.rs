@@ -30,6 +30,7 @@ pub fn router(node: &Node) -> Router {
             )),
             token: Arc::from(node.config.server.metrics_token.as_str()),
             cluster: node.cluster.clone(),
+            store: node.app.store.clone(),
         });
     let idle = crate::conn::HttpLimits::from_config(&node.config.server).idle;
     Router::new()
@@ -116,22 +117,30 @@ struct Metrics {
     token: Arc<str>,
     /// Readiness also needs the cluster's Redis, when there is one.
     cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// And the database, when it is PostgreSQL (a server that can be lost).
+    store: nodo_app::store::Store,
 }
 
 /// `GET /readyz`: 200 `ready`, or 503 while this cluster node has lost Redis
 /// (its open calls go on; new rooms cannot be placed).
 async fn readyz(State(m): State<Metrics>) -> Response {
-    match &m.cluster {
-        Some(c) if !c.healthy() => (
+    let unready = |message: &str| {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({
-                "error": "unavailable",
-                "message": "this node cannot reach the cluster's Redis",
-            })),
+            axum::Json(serde_json::json!({ "error": "unavailable", "message": message })),
         )
-            .into_response(),
-        _ => "ready".into_response(),
+            .into_response()
+    };
+    if m.cluster.as_ref().is_some_and(|c| !c.healthy()) {
+        return unready("this node cannot reach the cluster's Redis");
     }
+    if m.store.backend() == nodo_app::store::Backend::Postgres {
+        let ping = tokio::time::timeout(std::time::Duration::from_secs(3), m.store.ping()).await;
+        if !matches!(ping, Ok(Ok(()))) {
+            return unready("this node cannot reach its PostgreSQL database");
+        }
+    }
+    "ready".into_response()
 }
 
 /// Compares in time independent of where the first difference is.

@@ -68,14 +68,23 @@ impl Node {
         rooms.set_token_keys(keys.clone());
 
         // Store, then push (it reads subscriptions from the store).
-        let store = Store::open_with(
-            data_dir,
-            StoreOptions {
-                wal_limit: config.data.wal_limit_mib << 20,
-            },
-        )
-        .await
-        .map_err(|e| format!("cannot open the store in {}: {e}", config.data.dir))?;
+        let options = StoreOptions {
+            wal_limit: config.data.wal_limit_mib << 20,
+        };
+        let store = if config.data.database_url.is_empty() {
+            Store::open_with(data_dir, options)
+                .await
+                .map_err(|e| format!("cannot open the store in {}: {e}", config.data.dir))?
+        } else {
+            Store::open_postgres(&config.data.database_url, options)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "cannot open the store on PostgreSQL at {}: {e}",
+                        redact_password(&config.data.database_url)
+                    )
+                })?
+        };
         let push = Push::start(
             store.clone(),
             config.push.clone(),
@@ -195,4 +204,18 @@ impl Node {
             cluster: None,
         })
     }
+}
+
+/// A database URL fit for a log line: its password, if any, replaced.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(not a URL)".to_string();
+    };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some((auth, host)) => (auth, host),
+        None => return url.to_string(),
+    };
+    let user = auth.split_once(':').map_or(auth, |(user, _)| user);
+    let hidden = if auth.contains(':') { ":***" } else { "" };
+    format!("{scheme}://{user}{hidden}@{host}")
 }

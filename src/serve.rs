@@ -87,6 +87,10 @@ pub struct ServeArgs {
     /// Turn the embedded TURN server off.
     #[arg(long)]
     pub no_turn: bool,
+    /// PostgreSQL for the store (`postgres://user:password@host/nodo`), shared
+    /// by the nodes of a cluster; unset = SQLite in the data dir.
+    #[arg(long)]
+    pub database_url: Option<String>,
     /// Redis shared by the nodes of a cluster (`redis://host:6379`); unset = one node.
     #[arg(long)]
     pub redis_url: Option<String>,
@@ -163,6 +167,9 @@ pub fn resolve(args: &ServeArgs, env: &[(String, String)]) -> Result<Config, Str
     }
     if let Some(d) = &args.data_dir {
         c.data.dir = d.clone();
+    }
+    if let Some(u) = &args.database_url {
+        c.data.database_url = u.clone();
     }
     if !args.webhook_url.is_empty() {
         c.webhook.urls = args.webhook_url.clone();

@@ -116,6 +116,9 @@ pub enum Error {
     /// harmed; writes work again once space is freed.
     #[error("the server's storage is full: nothing was stored, try again later")]
     StorageFull,
+    /// The database (PostgreSQL) could not be reached: nothing was written.
+    #[error("the database is unreachable: nothing was stored, try again later")]
+    DatabaseUnreachable(Arc<sqlx::Error>),
     /// A database operation failed (shared: one failed commit fails a whole batch).
     #[error("database: {0}")]
     Database(Arc<sqlx::Error>),
@@ -160,8 +163,33 @@ impl From<sqlx::Error> for Error {
 /// SQLite's primary result code of a database error (`SQLITE_FULL` is 13).
 pub(crate) fn sqlite_code(e: &sqlx::Error) -> Option<i32> {
     match e {
-        sqlx::Error::Database(d) => d.code()?.parse::<i32>().ok().map(|c| c & 0xff),
+        sqlx::Error::Database(d) if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() => {
+            d.code()?.parse::<i32>().ok().map(|c| c & 0xff)
+        }
         _ => None,
+    }
+}
+
+/// PostgreSQL's SQLSTATE of a database error (`23505` a unique violation).
+pub(crate) fn sqlstate(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(d) => d
+            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .map(|p| p.code().to_string()),
+        _ => None,
+    }
+}
+
+/// Whether the database could not be reached: the connection failed or was
+/// lost, no connection came free in time, or the server is shutting down or
+/// out of connections (SQLSTATE classes 08, 53300, 57P).
+fn unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(_) => {
+            sqlstate(e).is_some_and(|s| s.starts_with("08") || s.starts_with("57P") || s == "53300")
+        }
+        _ => false,
     }
 }
 
@@ -172,7 +200,10 @@ fn disk_full(e: &sqlx::Error) -> bool {
     const SQLITE_IOERR_SHMSIZE: &str = "4874";
     match e {
         sqlx::Error::Database(d) => {
-            sqlite_code(e) == Some(SQLITE_FULL) || d.code().as_deref() == Some(SQLITE_IOERR_SHMSIZE)
+            sqlite_code(e) == Some(SQLITE_FULL)
+                || (sqlite_code(e).is_some() && d.code().as_deref() == Some(SQLITE_IOERR_SHMSIZE))
+                // PostgreSQL: disk_full.
+                || sqlstate(e).as_deref() == Some("53100")
         }
         sqlx::Error::Io(io) => io.kind() == std::io::ErrorKind::StorageFull,
         _ => false,
@@ -194,6 +225,8 @@ impl Error {
             Error::StorageFull
         } else if matches!(**e, sqlx::Error::PoolClosed) {
             Error::ShuttingDown
+        } else if unreachable(e) {
+            Error::DatabaseUnreachable(e.clone())
         } else {
             Error::Database(e.clone())
         }
@@ -253,7 +286,9 @@ impl Error {
             | Error::Conflict(_) => Kind::Conflict,
             Error::TooLarge(_) => Kind::TooLarge,
             Error::RateLimited(_) => Kind::RateLimited,
-            Error::ShuttingDown | Error::StorageFull => Kind::Unavailable,
+            Error::ShuttingDown | Error::StorageFull | Error::DatabaseUnreachable(_) => {
+                Kind::Unavailable
+            }
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
                 Kind::Unavailable
             }

@@ -6,7 +6,7 @@
 //! - Domain services, one per concern, each told what it needs when built:
 //!   [`access`] (who gets a token for which room; the one place tokens are
 //!   minted), [`accounts`], [`chat`], [`calls`], [`meetings`] and [`push`].
-//! - [`store`]: the SQLite store. Every SQL statement lives under it.
+//! - [`store`]: the store, on SQLite or PostgreSQL. Every SQL statement lives under it.
 //! - Two transports over the services: the REST API ([`router`], in `http`)
 //!   and the Socket.IO chat socket ([`chat::socket`]). Neither holds rules of
 //!   its own, and neither calls into the other.

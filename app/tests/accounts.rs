@@ -3,6 +3,8 @@
 //! accounts, sessions that end, and the migration's handling of accounts
 //! that already differ only in case.
 
+mod common;
+
 use nodo_app::error::Error;
 use nodo_app::store::{AppUser, Store};
 use sqlx::sqlite::SqliteConnectOptions;
@@ -10,7 +12,7 @@ use sqlx::{Connection, Executor, SqliteConnection};
 
 async fn store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).await.expect("open");
+    let store = common::open(dir.path()).await;
     (store, dir)
 }
 

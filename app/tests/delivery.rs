@@ -2,13 +2,15 @@
 //! has not confirmed, confirmations stored once, and attachments that live
 //! only as long as their message.
 
+mod common;
+
 use std::sync::Arc;
 
 use nodo_app::store::{Attachment, Confirmed, NewMessage, Online, Store};
 
 async fn store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).await.expect("open");
+    let store = common::open(dir.path()).await;
     (store, dir)
 }
 
@@ -243,30 +245,29 @@ async fn a_refused_confirmation_batch_leaves_the_writer_usable() {
             .message;
         items.push(confirmed("b", &m));
     }
-    // Another connection to the same file installs a trigger that aborts
-    // the UPDATE (SQLite undoes that statement and keeps the transaction
-    // open: it must be rolled back, not left to the next user of the
-    // writer).
-    let other = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("nodo.db").display()
-    ))
-    .await
-    .expect("second connection");
-    sqlx::query(
+    // Another connection to the same database installs a trigger that
+    // aborts the UPDATE (SQLite undoes that statement and keeps the
+    // transaction open, PostgreSQL refuses everything after it: either way
+    // it must be rolled back, not left to the next user of the connection).
+    common::execute_beside(
+        dir.path(),
         "CREATE TRIGGER refuse AFTER UPDATE ON message_status \
          BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$; \
+         CREATE TRIGGER refuse AFTER UPDATE ON message_status \
+         FOR EACH ROW EXECUTE FUNCTION refuse();",
     )
-    .execute(&other)
-    .await
-    .expect("trigger");
+    .await;
     assert!(s.confirm_delivered(&items).await.is_err());
     assert_eq!(s.pending_for("b", 0, 10).await.expect("pending").len(), 3);
 
-    sqlx::query("DROP TRIGGER refuse")
-        .execute(&other)
-        .await
-        .expect("drop trigger");
+    common::execute_beside(
+        dir.path(),
+        "DROP TRIGGER refuse",
+        "DROP TRIGGER refuse ON message_status",
+    )
+    .await;
     // Had the transaction stayed open, BEGIN would now fail ("cannot start
     // a transaction within a transaction") and the send would wait on it.
     let changed = s.confirm_delivered(&items).await.expect("confirm");

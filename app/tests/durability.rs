@@ -66,7 +66,11 @@ async fn integrity(dir: &Path) -> String {
 async fn every_commit_is_fsynced_in_wal_mode() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Store::open(dir.path()).await.expect("open");
-    let d = s.durability().await.expect("durability");
+    let d = s
+        .durability()
+        .await
+        .expect("durability")
+        .expect("SQLite reports its settings");
     assert_eq!(d.journal_mode, "wal");
     assert_eq!(d.synchronous, 2, "PRAGMA synchronous is FULL (2)");
     assert_eq!(d.wal_limit, 64 << 20);

@@ -1,5 +1,7 @@
 //! The SQLite store on a real database file in a temporary directory.
 
+mod common;
+
 use std::sync::Arc;
 
 use nodo_app::calls::machine::Status;
@@ -11,7 +13,7 @@ use nodo_signaling::webhook::WebhookQueue;
 
 async fn store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).await.expect("open");
+    let store = common::open(dir.path()).await;
     (store, dir)
 }
 
@@ -136,7 +138,7 @@ async fn sends_are_durable_idempotent_and_carry_receipts() {
     );
     // Reopening the file finds everything.
     drop(s);
-    let s = Store::open(dir.path()).await.expect("reopen");
+    let s = common::open(dir.path()).await;
     let m = s.message_by_id("m1").await.expect("load").expect("kept");
     assert_eq!(m.status.get("b").map(String::as_str), Some("read"));
     assert_eq!(m.status.get("c").map(String::as_str), Some("delivered"));
@@ -561,7 +563,7 @@ async fn the_webhook_queue_keeps_order_per_url_across_restarts() {
     assert_eq!((head.body.as_str(), head.attempts), ("first", 0));
     q.retry_at(head.seq, i64::MAX).await.expect("retry");
     drop((q, s));
-    let s = Store::open(dir.path()).await.expect("reopen");
+    let s = common::open(dir.path()).await;
     let q = s.webhook_queue();
     let head = q
         .head("http://a".into())

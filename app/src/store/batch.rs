@@ -4,9 +4,10 @@
 //! its reply only after the commit that holds its message.
 
 use std::collections::HashMap;
+use std::fmt::Write;
 use std::sync::Arc;
 
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{AnyConnection, AnyPool, Row};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -42,7 +43,7 @@ const MAX_BATCH: usize = 256;
 const QUEUE: usize = 4096;
 
 pub(super) fn spawn(
-    writer: SqlitePool,
+    writer: AnyPool,
     stop: watch::Receiver<bool>,
 ) -> (mpsc::Sender<SendJob>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE);
@@ -52,7 +53,7 @@ pub(super) fn spawn(
 /// Stores batches until `stop` turns true; then refuses new sends, stores
 /// the ones already queued, and ends. A failed batch (a full disk, an I/O
 /// error) fails its senders and the loop goes on with the next one.
-async fn run(writer: SqlitePool, mut rx: mpsc::Receiver<SendJob>, mut stop: watch::Receiver<bool>) {
+async fn run(writer: AnyPool, mut rx: mpsc::Receiver<SendJob>, mut stop: watch::Receiver<bool>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut closing = false;
     let mut full = false;
@@ -92,7 +93,7 @@ async fn run(writer: SqlitePool, mut rx: mpsc::Receiver<SendJob>, mut stop: watc
     }
 }
 
-async fn store_batch(writer: &SqlitePool, batch: &[SendJob]) -> Vec<Result<Stored, Error>> {
+async fn store_batch(writer: &AnyPool, batch: &[SendJob]) -> Vec<Result<Stored, Error>> {
     let fail = |e: sqlx::Error| {
         let e = Arc::new(e);
         batch.iter().map(|_| Err(Error::from_shared(&e))).collect()
@@ -104,19 +105,41 @@ async fn store_batch(writer: &SqlitePool, batch: &[SendJob]) -> Vec<Result<Store
     let out = match store_many(&mut tx, batch).await {
         Ok(stored) => stored.into_iter().map(Ok).collect(),
         // SQLite may have rolled the whole transaction back on its own
-        // (later statements would then commit one by one): nothing of this
-        // batch may be committed.
+        // (later statements would then commit one by one), or the database
+        // is gone: nothing of this batch may be committed.
         Err(e) if ends_transaction(&e) => return fail(e),
-        // One message broke a constraint and took its statement down with
-        // it (SQLite undid that statement only): store them one by one, so
-        // that only the bad one is refused.
+        // One message broke a constraint. PostgreSQL refuses everything
+        // after that in this transaction, and SQLite keeps what the
+        // statements before the failed one did: start again, each message
+        // under a savepoint of its own, so that only the bad one is refused.
         Err(_) => {
+            if let Err(e) = tx.rollback().await {
+                return fail(e);
+            }
+            tx = match writer.begin().await {
+                Ok(t) => t,
+                Err(e) => return fail(e),
+            };
             let mut out = Vec::with_capacity(batch.len());
             for job in batch {
-                match store_many(&mut tx, std::slice::from_ref(job)).await {
-                    Ok(one) => out.extend(one.into_iter().map(Ok)),
+                let mut one = match sqlx::Acquire::begin(&mut *tx).await {
+                    Ok(sp) => sp,
+                    Err(e) => return fail(e),
+                };
+                match store_many(&mut one, std::slice::from_ref(job)).await {
+                    Ok(stored) => {
+                        if let Err(e) = one.commit().await {
+                            return fail(e);
+                        }
+                        out.extend(stored.into_iter().map(Ok));
+                    }
                     Err(e) if ends_transaction(&e) => return fail(e),
-                    Err(e) => out.push(Err(e.into())),
+                    Err(e) => {
+                        if let Err(e) = one.rollback().await {
+                            return fail(e);
+                        }
+                        out.push(Err(e.into()));
+                    }
                 }
             }
             out
@@ -133,7 +156,7 @@ async fn store_batch(writer: &SqlitePool, batch: &[SendJob]) -> Vec<Result<Store
 /// recipient's pending status. Each statement is a hand-off to the
 /// connection's thread and back; per message, that was four of them.
 async fn store_many(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     batch: &[SendJob],
 ) -> Result<Vec<Stored>, sqlx::Error> {
     let now = now_ms();
@@ -141,11 +164,20 @@ async fn store_many(
         "INSERT INTO messages (id, chat_id, sender_id, content, content_type, reply_to, attachment_id, created_at) VALUES ",
     );
     for i in 0..batch.len() {
-        sql.push_str(if i == 0 {
-            "(?, ?, ?, ?, ?, ?, ?, ?)"
-        } else {
-            ", (?, ?, ?, ?, ?, ?, ?, ?)"
-        });
+        let k = i * 8;
+        let sep = if i == 0 { "" } else { ", " };
+        let _ = write!(
+            sql,
+            "{sep}(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            k + 1,
+            k + 2,
+            k + 3,
+            k + 4,
+            k + 5,
+            k + 6,
+            k + 7,
+            k + 8
+        );
     }
     sql.push_str(" ON CONFLICT(id) DO NOTHING RETURNING seq, id");
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -191,7 +223,7 @@ async fn store_many(
     let sql = format!(
         "SELECT c.id, c.type, cm.user_id FROM chats c LEFT JOIN chat_members cm ON cm.chat_id = c.id \
          WHERE c.id IN ({}) ORDER BY cm.user_id",
-        placeholders(chats.len())
+        placeholders(1, chats.len())
     );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for c in &chats {
@@ -210,9 +242,9 @@ async fn store_many(
 
     let sql = format!(
         "INSERT INTO message_status (message_seq, user_id, status, updated_at) \
-         SELECT m.seq, cm.user_id, 'sent', ? FROM messages m JOIN chat_members cm ON cm.chat_id = m.chat_id \
+         SELECT m.seq, cm.user_id, 'sent', $1 FROM messages m JOIN chat_members cm ON cm.chat_id = m.chat_id \
          WHERE m.seq IN ({}) AND cm.user_id <> m.sender_id",
-        placeholders(new.len())
+        placeholders(2, new.len())
     );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
     for s in &new {
@@ -243,7 +275,7 @@ async fn store_many(
 /// written): `delivered` for those `online` says are connected (their rows
 /// updated), `sent` for the others.
 async fn statuses(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     seq: i64,
     members: &[String],
     sender: &str,
@@ -254,7 +286,7 @@ async fn statuses(
         let st = if online(u) { "delivered" } else { "sent" };
         if st == "delivered" {
             sqlx::query(
-                "UPDATE message_status SET status = 'delivered' WHERE message_seq = ? AND user_id = ?",
+                "UPDATE message_status SET status = 'delivered' WHERE message_seq = $1 AND user_id = $2",
             )
             .bind(seq)
             .bind(u)
@@ -266,17 +298,27 @@ async fn statuses(
     Ok(status)
 }
 
-/// `?, ?, …` for `n` values.
-fn placeholders(n: usize) -> String {
-    let mut s = String::with_capacity(n * 3);
+/// `$first, $first+1, …` for `n` values.
+pub(super) fn placeholders(first: usize, n: usize) -> String {
+    let mut s = String::with_capacity(n * 5);
     for i in 0..n {
-        s.push_str(if i == 0 { "?" } else { ", ?" });
+        let sep = if i == 0 { "" } else { ", " };
+        let _ = write!(s, "{sep}${}", first + i);
     }
     s
 }
 
-/// Whether SQLite may have rolled the transaction back on its own after this
-/// error: `SQLITE_FULL`, `SQLITE_IOERR`, `SQLITE_BUSY`, `SQLITE_NOMEM`.
+/// Whether the transaction cannot go on after this error: on SQLite,
+/// `SQLITE_FULL`, `SQLITE_IOERR`, `SQLITE_BUSY` or `SQLITE_NOMEM` (SQLite may
+/// have rolled it back on its own); on PostgreSQL, anything but a refused
+/// row (SQLSTATE classes 22 and 23: bad data, a broken constraint); and a
+/// lost connection on either.
 fn ends_transaction(e: &sqlx::Error) -> bool {
-    matches!(crate::error::sqlite_code(e), Some(13 | 10 | 5 | 7))
+    if let Some(code) = crate::error::sqlite_code(e) {
+        return matches!(code, 13 | 10 | 5 | 7);
+    }
+    match crate::error::sqlstate(e) {
+        Some(state) => !(state.starts_with("22") || state.starts_with("23")),
+        None => !matches!(e, sqlx::Error::Database(_)),
+    }
 }

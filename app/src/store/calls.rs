@@ -101,20 +101,20 @@ impl Store {
 
     /// A call by id.
     pub async fn call(&self, id: &str) -> Result<Option<Call>, Error> {
-        self.call_where("SELECT * FROM calls WHERE id = ?", id)
+        self.call_where("SELECT * FROM calls WHERE id = $1", id)
             .await
     }
 
     /// The call that owns a media room.
     pub async fn call_by_room(&self, room: &str) -> Result<Option<Call>, Error> {
-        self.call_where("SELECT * FROM calls WHERE room_name = ?", room)
+        self.call_where("SELECT * FROM calls WHERE room_name = $1", room)
             .await
     }
 
     /// The caller's or callee's active call, if any.
     pub async fn active_call_of(&self, user: &str) -> Result<Option<Call>, Error> {
         self.call_where(
-            "SELECT * FROM calls WHERE (from_user = ?1 OR to_user = ?1) AND status IN ('ringing', 'accepted', 'connected') ORDER BY seq DESC LIMIT 1",
+            "SELECT * FROM calls WHERE (from_user = $1 OR to_user = $1) AND status IN ('ringing', 'accepted', 'connected') ORDER BY seq DESC LIMIT 1",
             user,
         )
         .await
@@ -127,7 +127,7 @@ impl Store {
         callee: &str,
     ) -> Result<Option<Call>, Error> {
         Ok(sqlx::query_as::<_, CallRow>(
-            "SELECT * FROM calls WHERE from_user = ? AND to_user = ? AND status = 'ringing' ORDER BY seq DESC LIMIT 1",
+            "SELECT * FROM calls WHERE from_user = $1 AND to_user = $2 AND status = 'ringing' ORDER BY seq DESC LIMIT 1",
         )
         .bind(caller)
         .bind(callee)
@@ -141,7 +141,7 @@ impl Store {
         let now = now_ms();
         let busy = c.status == Status::Busy;
         sqlx::query(
-            "INSERT INTO calls (id, from_user, to_user, call_type, status, room_name, created_at, ended_at, end_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO calls (id, from_user, to_user, call_type, status, room_name, created_at, ended_at, end_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(c.id)
         .bind(c.caller)
@@ -164,12 +164,12 @@ impl Store {
         let now = now_ms();
         let done = !t.to.is_active();
         let updated = sqlx::query(
-            "UPDATE calls SET status = ?, \
-             answered_at = CASE WHEN ? THEN ? ELSE answered_at END, \
-             connected_at = CASE WHEN ? THEN ? ELSE connected_at END, \
-             ended_at = CASE WHEN ? THEN ? ELSE ended_at END, \
-             end_reason = COALESCE(?, end_reason) \
-             WHERE id = ? AND status = ?",
+            "UPDATE calls SET status = $1, \
+             answered_at = CASE WHEN $2 THEN $3 ELSE answered_at END, \
+             connected_at = CASE WHEN $4 THEN $5 ELSE connected_at END, \
+             ended_at = CASE WHEN $6 THEN $7 ELSE ended_at END, \
+             end_reason = COALESCE($8, end_reason) \
+             WHERE id = $9 AND status = $10",
         )
         .bind(t.to.as_str())
         .bind(t.to == Status::Accepted)
@@ -198,8 +198,8 @@ impl Store {
         Ok(sqlx::query(
             "UPDATE calls SET \
              status = CASE status WHEN 'ringing' THEN 'missed' ELSE 'ended' END, \
-             ended_at = ?, end_reason = 'node_restarted' \
-             WHERE status IN ('ringing', 'accepted', 'connected') AND created_at < ?",
+             ended_at = $1, end_reason = 'node_restarted' \
+             WHERE status IN ('ringing', 'accepted', 'connected') AND created_at < $2",
         )
         .bind(now_ms())
         .bind(before_ms)
@@ -217,7 +217,7 @@ impl Store {
     ) -> Result<(Vec<Call>, Option<String>), Error> {
         let limit = limit.clamp(1, 100);
         let rows = sqlx::query_as::<_, CallRow>(
-            "SELECT * FROM calls WHERE (from_user = ?1 OR to_user = ?1) AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+            "SELECT * FROM calls WHERE (from_user = $1 OR to_user = $1) AND seq < $2 ORDER BY seq DESC LIMIT $3",
         )
         .bind(user)
         .bind(before.unwrap_or(i64::MAX))
@@ -227,7 +227,7 @@ impl Store {
         let oldest = rows.last().map(|r| r.seq);
         let more = match oldest {
             Some(seq) => sqlx::query(
-                "SELECT 1 FROM calls WHERE (from_user = ?1 OR to_user = ?1) AND seq < ?2 LIMIT 1",
+                "SELECT 1 FROM calls WHERE (from_user = $1 OR to_user = $1) AND seq < $2 LIMIT 1",
             )
             .bind(user)
             .bind(seq)

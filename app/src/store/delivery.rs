@@ -3,6 +3,7 @@
 //! attachments, which are served only while their message exists.
 
 use std::collections::HashSet;
+use std::fmt::Write;
 
 use sqlx::Row;
 
@@ -35,8 +36,8 @@ impl Store {
     ) -> Result<Vec<Message>, Error> {
         let rows = sqlx::query_as::<_, MessageRow>(
             "SELECT m.* FROM message_status s JOIN messages m ON m.seq = s.message_seq \
-             WHERE s.user_id = ? AND s.status = 'sent' AND s.message_seq > ? AND m.deleted = 0 \
-             ORDER BY s.message_seq LIMIT ?",
+             WHERE s.user_id = $1 AND s.status = 'sent' AND s.message_seq > $2 AND m.deleted = 0 \
+             ORDER BY s.message_seq LIMIT $3",
         )
         .bind(user)
         .bind(after)
@@ -60,11 +61,12 @@ impl Store {
         // hand-off to the connection's thread and back.
         for chunk in items.chunks(CONFIRM_CHUNK) {
             let mut sql = String::from(
-                "UPDATE message_status SET status = 'delivered', updated_at = ? \
+                "UPDATE message_status SET status = 'delivered', updated_at = $1 \
                  WHERE status = 'sent' AND (message_seq, user_id) IN (VALUES ",
             );
             for i in 0..chunk.len() {
-                sql.push_str(if i == 0 { "(?, ?)" } else { ", (?, ?)" });
+                let sep = if i == 0 { "" } else { ", " };
+                let _ = write!(sql, "{sep}(${}, ${})", 2 + 2 * i, 3 + 2 * i);
             }
             sql.push_str(") RETURNING message_seq, user_id");
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
@@ -104,7 +106,7 @@ impl Store {
             let row = sqlx::query(
                 "SELECT m.seq, m.id, m.chat_id, m.sender_id FROM messages m \
                  JOIN message_status s ON s.message_seq = m.seq \
-                 WHERE m.id = ? AND s.user_id = ? AND s.status = 'sent'",
+                 WHERE m.id = $1 AND s.user_id = $2 AND s.status = 'sent'",
             )
             .bind(id)
             .bind(user)
@@ -128,7 +130,7 @@ impl Store {
     pub async fn live_attachment(&self, id: &str) -> Result<Option<Attachment>, Error> {
         Ok(sqlx::query_as::<_, Attachment>(
             "SELECT a.id, a.chat_id, a.file_name, a.content_type, a.size FROM attachments a \
-             WHERE a.id = ? AND a.removed_at IS NULL AND EXISTS \
+             WHERE a.id = $1 AND a.removed_at IS NULL AND EXISTS \
              (SELECT 1 FROM messages m WHERE m.attachment_id = a.id AND m.deleted = 0)",
         )
         .bind(id)
@@ -140,7 +142,7 @@ impl Store {
     /// deleted); returns its id so the file can go too.
     pub async fn remove_attachment_of(&self, message_seq: i64) -> Result<Option<String>, Error> {
         let Some(id) = sqlx::query_scalar::<_, Option<String>>(
-            "SELECT attachment_id FROM messages WHERE seq = ?",
+            "SELECT attachment_id FROM messages WHERE seq = $1",
         )
         .bind(message_seq)
         .fetch_optional(self.pool())
@@ -148,7 +150,7 @@ impl Store {
         .flatten() else {
             return Ok(None);
         };
-        sqlx::query("UPDATE attachments SET removed_at = ? WHERE id = ? AND removed_at IS NULL")
+        sqlx::query("UPDATE attachments SET removed_at = $1 WHERE id = $2 AND removed_at IS NULL")
             .bind(now_ms())
             .bind(&id)
             .execute(self.writer())
@@ -160,8 +162,8 @@ impl Store {
     /// resend); false when a message does refer to it (it is kept).
     pub async fn forget_upload(&self, id: &str) -> Result<bool, Error> {
         Ok(sqlx::query(
-            "DELETE FROM attachments WHERE id = ? AND NOT EXISTS \
-             (SELECT 1 FROM messages WHERE attachment_id = ?)",
+            "DELETE FROM attachments WHERE id = $1 AND NOT EXISTS \
+             (SELECT 1 FROM messages WHERE attachment_id = $2)",
         )
         .bind(id)
         .bind(id)
@@ -175,7 +177,7 @@ impl Store {
     /// between the file and the message), forgotten; returns their ids.
     pub async fn forget_orphan_uploads(&self, before_ms: i64) -> Result<Vec<String>, Error> {
         let ids: Vec<String> = sqlx::query_scalar(
-            "DELETE FROM attachments WHERE created_at < ? AND NOT EXISTS \
+            "DELETE FROM attachments WHERE created_at < $1 AND NOT EXISTS \
              (SELECT 1 FROM messages m WHERE m.attachment_id = attachments.id) RETURNING id",
         )
         .bind(before_ms)
@@ -188,11 +190,12 @@ impl Store {
     pub async fn kept_attachments(&self, ids: &[String]) -> Result<HashSet<String>, Error> {
         let mut kept = HashSet::new();
         for id in ids {
-            let keep = sqlx::query("SELECT 1 FROM attachments WHERE id = ? AND removed_at IS NULL")
-                .bind(id)
-                .fetch_optional(self.pool())
-                .await?
-                .is_some();
+            let keep =
+                sqlx::query("SELECT 1 FROM attachments WHERE id = $1 AND removed_at IS NULL")
+                    .bind(id)
+                    .fetch_optional(self.pool())
+                    .await?
+                    .is_some();
             if keep {
                 kept.insert(id.clone());
             }

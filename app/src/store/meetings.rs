@@ -63,7 +63,7 @@ impl Store {
     /// A meeting by id.
     pub async fn meeting(&self, id: &str) -> Result<Option<MeetingRecord>, Error> {
         Ok(
-            sqlx::query_as::<_, MeetingRecord>("SELECT * FROM meetings WHERE id = ?")
+            sqlx::query_as::<_, MeetingRecord>("SELECT * FROM meetings WHERE id = $1")
                 .bind(id)
                 .fetch_optional(self.pool())
                 .await?,
@@ -73,7 +73,7 @@ impl Store {
     /// The meeting that owns a media room.
     pub async fn meeting_by_room(&self, room: &str) -> Result<Option<MeetingRecord>, Error> {
         Ok(
-            sqlx::query_as::<_, MeetingRecord>("SELECT * FROM meetings WHERE room_name = ?")
+            sqlx::query_as::<_, MeetingRecord>("SELECT * FROM meetings WHERE room_name = $1")
                 .bind(room)
                 .fetch_optional(self.pool())
                 .await?,
@@ -89,7 +89,7 @@ impl Store {
     ) -> Result<MeetingRecord, Error> {
         let mut tx = self.writer().begin().await?;
         sqlx::query(
-            "INSERT INTO meetings (id, name, room_name, created_by, max_participants, empty_timeout, metadata, is_open, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO meetings (id, name, room_name, created_by, max_participants, empty_timeout, metadata, is_open, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(m.id)
         .bind(m.name)
@@ -98,12 +98,12 @@ impl Store {
         .bind(i64::from(m.max_participants))
         .bind(i64::from(m.empty_timeout))
         .bind(m.metadata)
-        .bind(m.open)
+        .bind(i64::from(m.open))
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT INTO meeting_members (meeting_id, user_id, role) VALUES (?, ?, 'moderator')",
+            "INSERT INTO meeting_members (meeting_id, user_id, role) VALUES ($1, $2, 'moderator')",
         )
         .bind(m.id)
         .bind(m.created_by)
@@ -111,7 +111,7 @@ impl Store {
         .await?;
         for u in members.iter().filter(|u| u.as_str() != m.created_by) {
             sqlx::query(
-                "INSERT OR IGNORE INTO meeting_members (meeting_id, user_id, role) VALUES (?, ?, 'member')",
+                "INSERT INTO meeting_members (meeting_id, user_id, role) VALUES ($1, $2, 'member') ON CONFLICT DO NOTHING",
             )
             .bind(m.id)
             .bind(u)
@@ -126,7 +126,7 @@ impl Store {
     pub async fn meetings_of(&self, user: &str, limit: u32) -> Result<Vec<MeetingRecord>, Error> {
         Ok(sqlx::query_as::<_, MeetingRecord>(
             "SELECT m.* FROM meetings m JOIN meeting_members mm ON mm.meeting_id = m.id \
-             WHERE mm.user_id = ? ORDER BY m.created_at DESC LIMIT ?",
+             WHERE mm.user_id = $1 ORDER BY m.created_at DESC LIMIT $2",
         )
         .bind(user)
         .bind(i64::from(limit))
@@ -137,7 +137,7 @@ impl Store {
     /// A user's role in a meeting, if a member.
     pub async fn meeting_role(&self, meeting: &str, user: &str) -> Result<Option<Role>, Error> {
         Ok(
-            sqlx::query("SELECT role FROM meeting_members WHERE meeting_id = ? AND user_id = ?")
+            sqlx::query("SELECT role FROM meeting_members WHERE meeting_id = $1 AND user_id = $2")
                 .bind(meeting)
                 .bind(user)
                 .fetch_optional(self.pool())
@@ -155,8 +155,8 @@ impl Store {
         role: Role,
     ) -> Result<(), Error> {
         sqlx::query(
-            "INSERT INTO meeting_members (meeting_id, user_id, role) VALUES (?, ?, ?) \
-             ON CONFLICT(meeting_id, user_id) DO UPDATE SET role = CASE WHEN excluded.role = 'moderator' THEN 'moderator' ELSE role END",
+            "INSERT INTO meeting_members (meeting_id, user_id, role) VALUES ($1, $2, $3) \
+             ON CONFLICT(meeting_id, user_id) DO UPDATE SET role = CASE WHEN excluded.role = 'moderator' THEN 'moderator' ELSE meeting_members.role END",
         )
         .bind(meeting)
         .bind(user)
@@ -169,7 +169,7 @@ impl Store {
     /// Every member of a meeting with their role, by user id.
     pub async fn meeting_members(&self, meeting: &str) -> Result<Vec<(String, Role)>, Error> {
         Ok(sqlx::query(
-            "SELECT user_id, role FROM meeting_members WHERE meeting_id = ? ORDER BY user_id",
+            "SELECT user_id, role FROM meeting_members WHERE meeting_id = $1 ORDER BY user_id",
         )
         .bind(meeting)
         .fetch_all(self.pool())
@@ -181,7 +181,7 @@ impl Store {
 
     /// Records that a meeting started now (and is no longer ended).
     pub async fn meeting_started(&self, id: &str) -> Result<(), Error> {
-        sqlx::query("UPDATE meetings SET started_at = ?, ended_at = NULL WHERE id = ?")
+        sqlx::query("UPDATE meetings SET started_at = $1, ended_at = NULL WHERE id = $2")
             .bind(now_ms())
             .bind(id)
             .execute(self.writer())
@@ -191,7 +191,7 @@ impl Store {
 
     /// Records that a meeting ended at `at` (unix ms).
     pub async fn meeting_ended(&self, id: &str, at: i64) -> Result<(), Error> {
-        sqlx::query("UPDATE meetings SET ended_at = ? WHERE id = ?")
+        sqlx::query("UPDATE meetings SET ended_at = $1 WHERE id = $2")
             .bind(at)
             .bind(id)
             .execute(self.writer())

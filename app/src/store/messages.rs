@@ -159,7 +159,7 @@ impl Store {
         if let Some(id) = self.known_direct_chat(a, b) {
             return Ok((id, false));
         }
-        if let Some(row) = sqlx::query("SELECT id FROM chats WHERE direct_key = ?")
+        if let Some(row) = sqlx::query("SELECT id FROM chats WHERE direct_key = $1")
             .bind(&key)
             .fetch_optional(self.pool())
             .await?
@@ -172,7 +172,7 @@ impl Store {
         let now = now_ms();
         let mut tx = self.writer().begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO chats (id, type, name, direct_key, created_by, created_at) VALUES (?, 'direct', '', ?, ?, ?) ON CONFLICT(direct_key) DO NOTHING",
+            "INSERT INTO chats (id, type, name, direct_key, created_by, created_at) VALUES ($1, 'direct', '', $2, $3, $4) ON CONFLICT(direct_key) DO NOTHING",
         )
         .bind(&id)
         .bind(&key)
@@ -184,7 +184,7 @@ impl Store {
             == 1;
         if inserted {
             for u in [a, b] {
-                sqlx::query("INSERT OR IGNORE INTO chat_members (chat_id, user_id, role, joined_at) VALUES (?, ?, 'member', ?)")
+                sqlx::query("INSERT INTO chat_members (chat_id, user_id, role, joined_at) VALUES ($1, $2, 'member', $3) ON CONFLICT DO NOTHING")
                     .bind(&id)
                     .bind(u)
                     .bind(now)
@@ -210,21 +210,21 @@ impl Store {
         let id = nodo_signaling::ids::new_sid("CH_");
         let now = now_ms();
         let mut tx = self.writer().begin().await?;
-        sqlx::query("INSERT INTO chats (id, type, name, direct_key, created_by, created_at) VALUES (?, 'group', ?, NULL, ?, ?)")
+        sqlx::query("INSERT INTO chats (id, type, name, direct_key, created_by, created_at) VALUES ($1, 'group', $2, NULL, $3, $4)")
             .bind(&id)
             .bind(name)
             .bind(owner)
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO chat_members (chat_id, user_id, role, joined_at) VALUES (?, ?, 'owner', ?)")
+        sqlx::query("INSERT INTO chat_members (chat_id, user_id, role, joined_at) VALUES ($1, $2, 'owner', $3)")
             .bind(&id)
             .bind(owner)
             .bind(now)
             .execute(&mut *tx)
             .await?;
         for m in members.iter().filter(|m| m.as_str() != owner) {
-            sqlx::query("INSERT OR IGNORE INTO chat_members (chat_id, user_id, role, joined_at) VALUES (?, ?, 'member', ?)")
+            sqlx::query("INSERT INTO chat_members (chat_id, user_id, role, joined_at) VALUES ($1, $2, 'member', $3) ON CONFLICT DO NOTHING")
                 .bind(&id)
                 .bind(m)
                 .bind(now)
@@ -236,7 +236,7 @@ impl Store {
     }
 
     pub async fn chat_kind(&self, chat: &str) -> Result<Option<String>, Error> {
-        Ok(sqlx::query("SELECT type FROM chats WHERE id = ?")
+        Ok(sqlx::query("SELECT type FROM chats WHERE id = $1")
             .bind(chat)
             .fetch_optional(self.pool())
             .await?
@@ -245,7 +245,7 @@ impl Store {
 
     pub async fn members(&self, chat: &str) -> Result<Vec<String>, Error> {
         Ok(
-            sqlx::query("SELECT user_id FROM chat_members WHERE chat_id = ? ORDER BY user_id")
+            sqlx::query("SELECT user_id FROM chat_members WHERE chat_id = $1 ORDER BY user_id")
                 .bind(chat)
                 .fetch_all(self.pool())
                 .await?
@@ -257,7 +257,7 @@ impl Store {
 
     pub async fn member_role(&self, chat: &str, user: &str) -> Result<Option<String>, Error> {
         Ok(
-            sqlx::query("SELECT role FROM chat_members WHERE chat_id = ? AND user_id = ?")
+            sqlx::query("SELECT role FROM chat_members WHERE chat_id = $1 AND user_id = $2")
                 .bind(chat)
                 .bind(user)
                 .fetch_optional(self.pool())
@@ -278,7 +278,7 @@ impl Store {
     }
 
     pub async fn add_member(&self, chat: &str, user: &str) -> Result<(), Error> {
-        sqlx::query("INSERT OR IGNORE INTO chat_members (chat_id, user_id, role, joined_at) VALUES (?, ?, 'member', ?)")
+        sqlx::query("INSERT INTO chat_members (chat_id, user_id, role, joined_at) VALUES ($1, $2, 'member', $3) ON CONFLICT DO NOTHING")
             .bind(chat)
             .bind(user)
             .bind(now_ms())
@@ -289,7 +289,7 @@ impl Store {
 
     pub async fn remove_member(&self, chat: &str, user: &str) -> Result<bool, Error> {
         Ok(
-            sqlx::query("DELETE FROM chat_members WHERE chat_id = ? AND user_id = ?")
+            sqlx::query("DELETE FROM chat_members WHERE chat_id = $1 AND user_id = $2")
                 .bind(chat)
                 .bind(user)
                 .execute(self.writer())
@@ -301,7 +301,7 @@ impl Store {
 
     pub async fn chat_ids_of(&self, user: &str) -> Result<Vec<String>, Error> {
         Ok(
-            sqlx::query("SELECT chat_id FROM chat_members WHERE user_id = ?")
+            sqlx::query("SELECT chat_id FROM chat_members WHERE user_id = $1")
                 .bind(user)
                 .fetch_all(self.pool())
                 .await?
@@ -385,7 +385,7 @@ impl Store {
     }
 
     pub async fn message_by_id(&self, id: &str) -> Result<Option<Message>, Error> {
-        let row = sqlx::query_as::<_, MessageRow>("SELECT * FROM messages WHERE id = ?")
+        let row = sqlx::query_as::<_, MessageRow>("SELECT * FROM messages WHERE id = $1")
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
@@ -396,7 +396,7 @@ impl Store {
     }
 
     async fn message_by_seq(&self, seq: i64) -> Result<Option<Message>, Error> {
-        let row = sqlx::query_as::<_, MessageRow>("SELECT * FROM messages WHERE seq = ?")
+        let row = sqlx::query_as::<_, MessageRow>("SELECT * FROM messages WHERE seq = $1")
             .bind(seq)
             .fetch_optional(self.pool())
             .await?;
@@ -424,7 +424,7 @@ impl Store {
                 None
             };
             let status: HashMap<String, String> =
-                sqlx::query("SELECT user_id, status FROM message_status WHERE message_seq = ?")
+                sqlx::query("SELECT user_id, status FROM message_status WHERE message_seq = $1")
                     .bind(r.seq)
                     .fetch_all(self.pool())
                     .await?
@@ -432,7 +432,7 @@ impl Store {
                     .map(|row| (row.get::<String, _>(0), row.get::<String, _>(1)))
                     .collect();
             let reactions: Vec<Reaction> = sqlx::query(
-                "SELECT emoji, user_id FROM reactions WHERE message_seq = ? ORDER BY created_at, user_id",
+                "SELECT emoji, user_id FROM reactions WHERE message_seq = $1 ORDER BY created_at, user_id",
             )
             .bind(r.seq)
             .fetch_all(self.pool())
@@ -471,7 +471,7 @@ impl Store {
     /// Messages addressed to `user` not yet delivered, oldest first.
     pub async fn undelivered(&self, user: &str) -> Result<Vec<Message>, Error> {
         let rows = sqlx::query_as::<_, MessageRow>(
-            "SELECT m.* FROM messages m JOIN message_status s ON s.message_seq = m.seq WHERE s.user_id = ? AND s.status = 'sent' ORDER BY m.seq LIMIT 1000",
+            "SELECT m.* FROM messages m JOIN message_status s ON s.message_seq = m.seq WHERE s.user_id = $1 AND s.status = 'sent' ORDER BY m.seq LIMIT 1000",
         )
         .bind(user)
         .fetch_all(self.pool())
@@ -484,7 +484,7 @@ impl Store {
         let now = now_ms();
         for id in ids {
             sqlx::query(
-                "UPDATE message_status SET status = 'delivered', updated_at = ? WHERE user_id = ? AND status = 'sent' AND message_seq = (SELECT seq FROM messages WHERE id = ?)",
+                "UPDATE message_status SET status = 'delivered', updated_at = $1 WHERE user_id = $2 AND status = 'sent' AND message_seq = (SELECT seq FROM messages WHERE id = $3)",
             )
             .bind(now)
             .bind(user)
@@ -504,14 +504,14 @@ impl Store {
         let now = now_ms();
         let mut tx = self.writer().begin().await?;
         let rows = sqlx::query(
-            "SELECT m.id, m.sender_id FROM messages m JOIN message_status s ON s.message_seq = m.seq WHERE m.chat_id = ? AND s.user_id = ? AND s.status != 'read'",
+            "SELECT m.id, m.sender_id FROM messages m JOIN message_status s ON s.message_seq = m.seq WHERE m.chat_id = $1 AND s.user_id = $2 AND s.status != 'read'",
         )
         .bind(chat)
         .bind(reader)
         .fetch_all(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE message_status SET status = 'read', updated_at = ? WHERE user_id = ? AND status != 'read' AND message_seq IN (SELECT seq FROM messages WHERE chat_id = ?)",
+            "UPDATE message_status SET status = 'read', updated_at = $1 WHERE user_id = $2 AND status != 'read' AND message_seq IN (SELECT seq FROM messages WHERE chat_id = $3)",
         )
         .bind(now)
         .bind(reader)
@@ -541,7 +541,7 @@ impl Store {
         let rows = if let Some(after) = after {
             // Newer than the cursor: fetch ascending, then flip to newest first.
             let mut r = sqlx::query_as::<_, MessageRow>(
-                "SELECT * FROM messages WHERE chat_id = ? AND seq > ? ORDER BY seq ASC LIMIT ?",
+                "SELECT * FROM messages WHERE chat_id = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3",
             )
             .bind(chat)
             .bind(after)
@@ -552,7 +552,7 @@ impl Store {
             r
         } else {
             sqlx::query_as::<_, MessageRow>(
-                "SELECT * FROM messages WHERE chat_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+                "SELECT * FROM messages WHERE chat_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
             )
             .bind(chat)
             .bind(before.unwrap_or(i64::MAX))
@@ -563,7 +563,7 @@ impl Store {
         let oldest = rows.last().map(|r| r.seq);
         let more = match oldest {
             Some(seq) => {
-                sqlx::query("SELECT 1 FROM messages WHERE chat_id = ? AND seq < ? LIMIT 1")
+                sqlx::query("SELECT 1 FROM messages WHERE chat_id = $1 AND seq < $2 LIMIT 1")
                     .bind(chat)
                     .bind(seq)
                     .fetch_optional(self.pool())
@@ -586,7 +586,7 @@ impl Store {
     /// The user's chats, most recently active first.
     pub async fn chats_of(&self, user: &str) -> Result<Vec<ChatSummary>, Error> {
         let chats = sqlx::query_as::<_, ChatRow>(
-            "SELECT c.id, c.type, c.name FROM chats c JOIN chat_members cm ON cm.chat_id = c.id WHERE cm.user_id = ? \
+            "SELECT c.id, c.type, c.name FROM chats c JOIN chat_members cm ON cm.chat_id = c.id WHERE cm.user_id = $1 \
              ORDER BY COALESCE((SELECT MAX(seq) FROM messages WHERE chat_id = c.id), 0) DESC, c.created_at DESC",
         )
         .bind(user)
@@ -595,7 +595,7 @@ impl Store {
         let mut out = Vec::with_capacity(chats.len());
         for c in chats {
             let last = sqlx::query_as::<_, MessageRow>(
-                "SELECT * FROM messages WHERE chat_id = ? ORDER BY seq DESC LIMIT 1",
+                "SELECT * FROM messages WHERE chat_id = $1 ORDER BY seq DESC LIMIT 1",
             )
             .bind(&c.id)
             .fetch_optional(self.pool())
@@ -605,7 +605,7 @@ impl Store {
                 None => None,
             };
             let unread: i64 = sqlx::query(
-                "SELECT COUNT(*) FROM message_status s JOIN messages m ON m.seq = s.message_seq WHERE m.chat_id = ? AND s.user_id = ? AND s.status != 'read'",
+                "SELECT COUNT(*) FROM message_status s JOIN messages m ON m.seq = s.message_seq WHERE m.chat_id = $1 AND s.user_id = $2 AND s.status != 'read'",
             )
             .bind(&c.id)
             .bind(user)
@@ -637,7 +637,7 @@ impl Store {
             .await?
             .ok_or(Error::NotFound(Missing::Message))?;
         if add {
-            sqlx::query("INSERT OR IGNORE INTO reactions (message_seq, user_id, emoji, created_at) VALUES (?, ?, ?, ?)")
+            sqlx::query("INSERT INTO reactions (message_seq, user_id, emoji, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
                 .bind(m.seq)
                 .bind(user)
                 .bind(emoji)
@@ -646,7 +646,7 @@ impl Store {
                 .await?;
         } else {
             sqlx::query(
-                "DELETE FROM reactions WHERE message_seq = ? AND user_id = ? AND emoji = ?",
+                "DELETE FROM reactions WHERE message_seq = $1 AND user_id = $2 AND emoji = $3",
             )
             .bind(m.seq)
             .bind(user)
@@ -677,12 +677,14 @@ impl Store {
             return Err(Error::conflict("message was deleted"));
         }
         match content {
-            Some(c) => sqlx::query("UPDATE messages SET content = ?, edited_at = ? WHERE seq = ?")
-                .bind(c)
-                .bind(now_ms())
-                .bind(m.seq),
+            Some(c) => {
+                sqlx::query("UPDATE messages SET content = $1, edited_at = $2 WHERE seq = $3")
+                    .bind(c)
+                    .bind(now_ms())
+                    .bind(m.seq)
+            }
             None => sqlx::query(
-                "UPDATE messages SET content = '', deleted = 1, edited_at = ? WHERE seq = ?",
+                "UPDATE messages SET content = '', deleted = 1, edited_at = $1 WHERE seq = $2",
             )
             .bind(now_ms())
             .bind(m.seq),
@@ -704,22 +706,35 @@ impl Store {
         if fts.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query_as::<_, MessageRow>(
-            "SELECT m.* FROM messages_fts f JOIN messages m ON m.seq = f.rowid \
-             JOIN chat_members cm ON cm.chat_id = m.chat_id AND cm.user_id = ? \
-             WHERE messages_fts MATCH ? AND m.deleted = 0 ORDER BY m.seq DESC LIMIT ?",
-        )
-        .bind(user)
-        .bind(fts.join(" "))
-        .bind(limit.clamp(1, 100))
-        .fetch_all(self.pool())
-        .await?;
+        // PostgreSQL: every word must match, as with FTS5's implicit AND;
+        // `plainto_tsquery` reads no operators either.
+        let (sql, words) = match self.backend() {
+            super::Backend::Sqlite => (
+                "SELECT m.* FROM messages_fts f JOIN messages m ON m.seq = f.rowid \
+                 JOIN chat_members cm ON cm.chat_id = m.chat_id AND cm.user_id = $1 \
+                 WHERE messages_fts MATCH $2 AND m.deleted = 0 ORDER BY m.seq DESC LIMIT $3",
+                fts.join(" "),
+            ),
+            super::Backend::Postgres => (
+                "SELECT m.* FROM messages m \
+                 JOIN chat_members cm ON cm.chat_id = m.chat_id AND cm.user_id = $1 \
+                 WHERE to_tsvector('simple', m.content) @@ plainto_tsquery('simple', $2) \
+                 AND m.deleted = 0 ORDER BY m.seq DESC LIMIT $3",
+                query.split_whitespace().collect::<Vec<_>>().join(" "),
+            ),
+        };
+        let rows = sqlx::query_as::<_, MessageRow>(sql)
+            .bind(user)
+            .bind(words)
+            .bind(limit.clamp(1, 100))
+            .fetch_all(self.pool())
+            .await?;
         self.hydrate(rows).await
     }
 
     pub async fn add_attachment(&self, a: &Attachment, uploader: &str) -> Result<(), Error> {
         sqlx::query(
-            "INSERT INTO attachments (id, chat_id, uploader_id, file_name, content_type, size, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO attachments (id, chat_id, uploader_id, file_name, content_type, size, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&a.id)
         .bind(&a.chat_id)
@@ -740,7 +755,7 @@ impl Store {
         since_ms: i64,
     ) -> Result<i64, Error> {
         Ok(sqlx::query_scalar::<_, Option<i64>>(
-            "SELECT SUM(size) FROM attachments WHERE uploader_id = ? AND created_at >= ?",
+            "SELECT CAST(SUM(size) AS BIGINT) FROM attachments WHERE uploader_id = $1 AND created_at >= $2",
         )
         .bind(uploader)
         .bind(since_ms)
@@ -752,7 +767,7 @@ impl Store {
     /// How many chats `user` is a member of (limits).
     pub async fn chat_count(&self, user: &str) -> Result<i64, Error> {
         Ok(
-            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM chat_members WHERE user_id = ?")
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM chat_members WHERE user_id = $1")
                 .bind(user)
                 .fetch_one(self.pool())
                 .await?,
@@ -761,7 +776,7 @@ impl Store {
 
     /// Whether the direct chat between two users exists (limits: creating one counts).
     pub async fn direct_chat_exists(&self, a: &str, b: &str) -> Result<bool, Error> {
-        Ok(sqlx::query("SELECT 1 FROM chats WHERE direct_key = ?")
+        Ok(sqlx::query("SELECT 1 FROM chats WHERE direct_key = $1")
             .bind(direct_key(a, b))
             .fetch_optional(self.pool())
             .await?
@@ -770,7 +785,7 @@ impl Store {
 
     pub async fn attachment(&self, id: &str) -> Result<Option<Attachment>, Error> {
         Ok(sqlx::query_as::<_, Attachment>(
-            "SELECT id, chat_id, file_name, content_type, size FROM attachments WHERE id = ?",
+            "SELECT id, chat_id, file_name, content_type, size FROM attachments WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.pool())

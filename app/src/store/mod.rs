@@ -18,8 +18,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::postgres::PgConnection;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -32,7 +34,7 @@ pub use messages::{
 };
 pub use push::StoredSubscription;
 pub use users::{AppUser, User};
-pub use webhooks::SqliteWebhookQueue;
+pub use webhooks::StoreWebhookQueue;
 
 use crate::error::Error;
 
@@ -66,19 +68,34 @@ pub struct Durability {
     pub wal_limit: u64,
 }
 
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `<data_dir>/nodo.db`, the default.
+    Sqlite,
+    /// A PostgreSQL database (`--database-url`), which several nodes share.
+    Postgres,
+}
+
+/// Connections a node keeps to PostgreSQL.
+const PG_CONNECTIONS: u32 = 16;
+
 /// Handle to the database.
 #[derive(Clone)]
 pub struct Store {
     /// Readers.
-    pool: SqlitePool,
-    /// The one writer connection: writes queue here instead of spinning in
-    /// SQLite's busy handler against each other.
-    writer: SqlitePool,
+    pool: AnyPool,
+    /// Writes. On SQLite, the one writer connection: writes queue here
+    /// instead of spinning in SQLite's busy handler against each other. On
+    /// PostgreSQL, the same pool as `pool`.
+    writer: AnyPool,
+    backend: Backend,
     /// The group-commit queue for messages (owned by a task on `writer`).
     sends: tokio::sync::mpsc::Sender<batch::SendJob>,
     /// The background tasks, stopped by [`Store::close`].
     tasks: Arc<Tasks>,
-    wal: wal::WalBound,
+    /// The log bound (SQLite only).
+    wal: Option<wal::WalBound>,
     options: StoreOptions,
     /// What every message would otherwise read again (see `Caches`).
     caches: Arc<Caches>,
@@ -87,13 +104,23 @@ pub struct Store {
 /// Facts the send path reads for every message, kept in memory. Each is
 /// either immutable once true (a direct chat's id: chats and users are
 /// never deleted) or changed only through this store, which updates the
-/// cache in the same call (a user's name and picture).
-#[derive(Default)]
+/// cache in the same call (a user's name and picture). A database shared
+/// with other nodes can change under the second kind, so there only the
+/// first is kept.
 struct Caches {
     /// `direct_key` -> chat id.
     direct: std::sync::Mutex<std::collections::HashMap<String, String>>,
-    /// user id -> (name, avatar).
-    profiles: std::sync::Mutex<std::collections::HashMap<String, (String, String)>>,
+    /// user id -> (name, avatar); `None` when the database is shared.
+    profiles: Option<std::sync::Mutex<std::collections::HashMap<String, (String, String)>>>,
+}
+
+impl Caches {
+    fn new(sole_writer: bool) -> Caches {
+        Caches {
+            direct: Default::default(),
+            profiles: sole_writer.then(Default::default),
+        }
+    }
 }
 
 /// Entries a cache holds before it is emptied and refilled from the database.
@@ -138,46 +165,56 @@ impl Store {
 
     /// [`Store::open`] with explicit options.
     pub async fn open_with(dir: &Path, options: StoreOptions) -> Result<Store, Error> {
+        install_drivers();
         std::fs::create_dir_all(dir).map_err(|source| Error::Io {
             context: "creating the data dir",
             source,
         })?;
         let db = dir.join("nodo.db");
-        // WAL with synchronous=FULL: every commit is fsynced before a sender
-        // gets its ack, so an acknowledged message survives a power loss, not
-        // only a crash of the process. Group commit (batch.rs) pays one fsync
-        // per batch of messages.
-        let opts = SqliteConnectOptions::new()
+        // `to_url_lossy` percent-encodes the path; `mode=rwc` creates the file.
+        let url = SqliteConnectOptions::new()
             .filename(&db)
             .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5))
-            .pragma(
-                "journal_size_limit",
-                wal::WalBound::journal_size_limit(options.wal_limit).to_string(),
-            );
+            .to_url_lossy();
+        let read_url = SqliteConnectOptions::new()
+            .filename(&db)
+            .read_only(true)
+            .to_url_lossy();
         let wal = wal::WalBound::new(&db, options.wal_limit);
+        let size_limit = wal::WalBound::journal_size_limit(options.wal_limit);
         // The writer never checkpoints on commit (SQLite's autocheckpoint);
         // it restarts the log when it passes its threshold (wal.rs).
         let bound = wal.clone();
-        let writer = SqlitePoolOptions::new()
+        let writer = AnyPoolOptions::new()
             .max_connections(1)
+            .after_connect(move |conn, _| {
+                Box::pin(async move { sqlite_pragmas(conn, size_limit, Some(0)).await })
+            })
             .after_release(move |conn, _| {
                 let bound = bound.clone();
                 Box::pin(async move { bound.after_release(conn).await })
             })
-            .connect_with(opts.clone().pragma("wal_autocheckpoint", "0"))
+            .connect_with(AnyConnectOptions::from_url(&url)?)
             .await?;
         sqlx::migrate!("./migrations").run(&writer).await?;
-        let checkpointer = SqlitePoolOptions::new()
+        let checkpointer = AnyPoolOptions::new()
             .max_connections(1)
-            .connect_with(opts.clone())
+            .after_connect(move |conn, _| {
+                Box::pin(async move { sqlite_pragmas(conn, size_limit, None).await })
+            })
+            .connect_with(AnyConnectOptions::from_url(&url)?)
             .await?;
-        let pool = SqlitePoolOptions::new()
+        let pool = AnyPoolOptions::new()
             .max_connections(4)
-            .connect_with(opts.read_only(true))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql("PRAGMA busy_timeout = 5000")
+                        .execute(conn)
+                        .await
+                        .map(drop)
+                })
+            })
+            .connect_with(AnyConnectOptions::from_url(&read_url)?)
             .await?;
         let (stop, stopped) = watch::channel(false);
         let (sends, batch_task) = batch::spawn(writer.clone(), stopped.clone());
@@ -185,19 +222,76 @@ impl Store {
         Ok(Store {
             pool,
             writer,
+            backend: Backend::Sqlite,
             sends,
             tasks: Arc::new(Tasks {
                 stop,
                 handles: std::sync::Mutex::new(vec![batch_task, checkpoints]),
             }),
-            wal,
+            wal: Some(wal),
             options,
-            caches: Arc::default(),
+            caches: Arc::new(Caches::new(true)),
         })
     }
 
-    /// The settings the writer runs with (journal mode, fsync level, log bound).
-    pub async fn durability(&self) -> Result<Durability, Error> {
+    /// Opens the store on the PostgreSQL database at `url`
+    /// (`postgres://user:password@host/db`) and runs its migrations. Several
+    /// nodes may share it: whatever one node caches another could change is
+    /// read from the database instead.
+    pub async fn open_postgres(url: &str, options: StoreOptions) -> Result<Store, Error> {
+        install_drivers();
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(Error::invalid(
+                "the database URL must start with postgres:// or postgresql://",
+            ));
+        }
+        // Migrations run on a connection of their own: the PostgreSQL driver
+        // takes an advisory lock, so nodes starting together migrate once.
+        let mut conn = PgConnection::connect(url).await?;
+        sqlx::migrate!("./migrations-pg").run(&mut conn).await?;
+        conn.close().await?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(PG_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(AnyConnectOptions::from_url(&url.parse().map_err(
+                |_| Error::invalid("the database URL is not a valid URL"),
+            )?)?)
+            .await?;
+        let (stop, stopped) = watch::channel(false);
+        let (sends, batch_task) = batch::spawn(pool.clone(), stopped);
+        Ok(Store {
+            pool: pool.clone(),
+            writer: pool,
+            backend: Backend::Postgres,
+            sends,
+            tasks: Arc::new(Tasks {
+                stop,
+                handles: std::sync::Mutex::new(vec![batch_task]),
+            }),
+            wal: None,
+            options,
+            caches: Arc::new(Caches::new(false)),
+        })
+    }
+
+    /// The database this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Whether the database answers (PostgreSQL can be lost while the node
+    /// runs; a local SQLite file cannot).
+    pub async fn ping(&self) -> Result<(), Error> {
+        sqlx::raw_sql("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The settings the writer runs with (journal mode, fsync level, log
+    /// bound); `None` on PostgreSQL, whose server owns them.
+    pub async fn durability(&self) -> Result<Option<Durability>, Error> {
+        if self.backend != Backend::Sqlite {
+            return Ok(None);
+        }
         let mut conn = self.writer.acquire().await?;
         let journal_mode = sqlx::query_scalar("PRAGMA journal_mode")
             .fetch_one(&mut *conn)
@@ -208,12 +302,12 @@ impl Store {
         let journal_size_limit = sqlx::query_scalar("PRAGMA journal_size_limit")
             .fetch_one(&mut *conn)
             .await?;
-        Ok(Durability {
+        Ok(Some(Durability {
             journal_mode,
             synchronous,
             journal_size_limit,
             wal_limit: self.options.wal_limit,
-        })
+        }))
     }
 
     /// Messages waiting for the group-commit writer.
@@ -221,9 +315,10 @@ impl Store {
         self.sends.max_capacity() - self.sends.capacity()
     }
 
-    /// The size of `nodo.db-wal` now, in bytes (0 when there is none).
+    /// The size of `nodo.db-wal` now, in bytes (0 when there is none, and
+    /// on PostgreSQL).
     pub fn wal_size(&self) -> u64 {
-        self.wal.size()
+        self.wal.as_ref().map_or(0, wal::WalBound::size)
     }
 
     /// Closes the store for a clean shutdown: queued messages are committed,
@@ -245,6 +340,10 @@ impl Store {
             }
         }
         self.pool.close().await;
+        if self.backend != Backend::Sqlite {
+            self.writer.close().await;
+            return;
+        }
         // The writer closes last: the last connection to close removes the log.
         match self.writer.acquire().await {
             Ok(mut conn) => match wal::checkpoint(&mut conn, wal::Mode::Truncate).await {
@@ -257,15 +356,48 @@ impl Store {
         self.writer.close().await;
     }
 
-    pub(crate) fn pool(&self) -> &SqlitePool {
+    pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
-    pub(crate) fn writer(&self) -> &SqlitePool {
+    pub(crate) fn writer(&self) -> &AnyPool {
         &self.writer
     }
 
     fn sends(&self) -> &tokio::sync::mpsc::Sender<batch::SendJob> {
         &self.sends
     }
+}
+
+/// Registers the SQLite and PostgreSQL drivers with sqlx's `Any` (once per
+/// process; later calls do nothing).
+fn install_drivers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        sqlx::any::install_drivers(&[sqlx::sqlite::any::DRIVER, sqlx::postgres::any::DRIVER])
+            .expect("sqlx drivers are installed once");
+    });
+}
+
+/// The settings every SQLite connection runs with. WAL with
+/// synchronous=FULL: every commit is fsynced before a sender gets its ack,
+/// so an acknowledged message survives a power loss, not only a crash of the
+/// process. Group commit (batch.rs) pays one fsync per batch of messages.
+/// `autocheckpoint` 0 leaves checkpoints to the log bound (wal.rs).
+async fn sqlite_pragmas(
+    conn: &mut AnyConnection,
+    journal_size_limit: u64,
+    autocheckpoint: Option<u32>,
+) -> Result<(), sqlx::Error> {
+    let mut sql = format!(
+        "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+         PRAGMA foreign_keys = ON; PRAGMA journal_size_limit = {journal_size_limit};"
+    );
+    if let Some(n) = autocheckpoint {
+        sql.push_str(&format!(" PRAGMA wal_autocheckpoint = {n};"));
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(conn)
+        .await?;
+    Ok(())
 }

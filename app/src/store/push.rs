@@ -35,7 +35,7 @@ impl Store {
         // subscription follows. Knowing an endpoint URL alone takes nothing.
         let stored = sqlx::query(
             "INSERT INTO push_subscriptions (endpoint, user_id, p256dh, auth, created_at, seen_at) \
-             VALUES (?, ?, ?, ?, ?, ?) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT(endpoint) DO UPDATE SET user_id = excluded.user_id, \
              p256dh = excluded.p256dh, auth = excluded.auth, seen_at = excluded.seen_at \
              WHERE push_subscriptions.user_id = excluded.user_id \
@@ -56,9 +56,9 @@ impl Store {
             ));
         }
         let evicted = sqlx::query(
-            "DELETE FROM push_subscriptions WHERE user_id = ? AND endpoint NOT IN \
-             (SELECT endpoint FROM push_subscriptions WHERE user_id = ? \
-              ORDER BY seen_at DESC, rowid DESC LIMIT ?)",
+            "DELETE FROM push_subscriptions WHERE user_id = $1 AND endpoint NOT IN \
+             (SELECT endpoint FROM push_subscriptions WHERE user_id = $2 \
+              ORDER BY seen_at DESC, rowid DESC LIMIT $3)",
         )
         .bind(user)
         .bind(user)
@@ -77,7 +77,7 @@ impl Store {
         endpoint: &str,
     ) -> Result<bool, Error> {
         Ok(
-            sqlx::query("DELETE FROM push_subscriptions WHERE endpoint = ? AND user_id = ?")
+            sqlx::query("DELETE FROM push_subscriptions WHERE endpoint = $1 AND user_id = $2")
                 .bind(endpoint)
                 .bind(user)
                 .execute(self.writer())
@@ -89,7 +89,7 @@ impl Store {
 
     /// Removes a subscription the push service says is gone.
     pub async fn forget_push_endpoint(&self, endpoint: &str) -> Result<(), Error> {
-        sqlx::query("DELETE FROM push_subscriptions WHERE endpoint = ?")
+        sqlx::query("DELETE FROM push_subscriptions WHERE endpoint = $1")
             .bind(endpoint)
             .execute(self.writer())
             .await?;
@@ -99,7 +99,7 @@ impl Store {
     /// How many subscriptions a user has.
     pub async fn push_subscription_count(&self, user: &str) -> Result<i64, Error> {
         Ok(
-            sqlx::query("SELECT COUNT(*) FROM push_subscriptions WHERE user_id = ?")
+            sqlx::query("SELECT COUNT(*) FROM push_subscriptions WHERE user_id = $1")
                 .bind(user)
                 .fetch_one(self.pool())
                 .await?
@@ -114,8 +114,8 @@ impl Store {
         max: usize,
     ) -> Result<Vec<StoredSubscription>, Error> {
         Ok(sqlx::query(
-            "SELECT endpoint, p256dh, auth FROM push_subscriptions WHERE user_id = ? \
-                 ORDER BY seen_at DESC, rowid DESC LIMIT ?",
+            "SELECT endpoint, p256dh, auth FROM push_subscriptions WHERE user_id = $1 \
+                 ORDER BY seen_at DESC, rowid DESC LIMIT $2",
         )
         .bind(user)
         .bind(i64::try_from(max).unwrap_or(i64::MAX))

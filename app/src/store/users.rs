@@ -56,8 +56,8 @@ impl Store {
         let key = name_key(username);
         let r = sqlx::query(
             "INSERT INTO users (id, username, name, avatar, password_hash, created_at, name_key) \
-             SELECT ?1, ?2, ?3, '', ?4, ?5, ?6 \
-             WHERE NOT EXISTS (SELECT 1 FROM users WHERE id = ?1 OR name_key = ?6)",
+             SELECT $1, $2, $3, '', $4, $5, $6 \
+             WHERE NOT EXISTS (SELECT 1 FROM users WHERE id = $1 OR name_key = $6)",
         )
         .bind(id)
         .bind(username)
@@ -80,7 +80,7 @@ impl Store {
 
     pub async fn user(&self, id: &str) -> Result<Option<User>, Error> {
         Ok(
-            sqlx::query_as::<_, User>("SELECT * FROM users WHERE id = ?")
+            sqlx::query_as::<_, User>("SELECT * FROM users WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?,
@@ -90,7 +90,7 @@ impl Store {
     /// Whether any user holds this username key (or this exact id).
     pub async fn name_taken(&self, id: &str, key: &str) -> Result<bool, Error> {
         Ok(
-            sqlx::query("SELECT 1 FROM users WHERE id = ? OR name_key = ? LIMIT 1")
+            sqlx::query("SELECT 1 FROM users WHERE id = $1 OR name_key = $2 LIMIT 1")
                 .bind(id)
                 .bind(key)
                 .fetch_optional(&self.pool)
@@ -101,7 +101,7 @@ impl Store {
 
     pub async fn user_by_username(&self, username: &str) -> Result<Option<User>, Error> {
         Ok(
-            sqlx::query_as::<_, User>("SELECT * FROM users WHERE username = ?")
+            sqlx::query_as::<_, User>("SELECT * FROM users WHERE username = $1")
                 .bind(username)
                 .fetch_optional(&self.pool)
                 .await?,
@@ -112,8 +112,8 @@ impl Store {
     /// one holding its key.
     pub async fn local_user(&self, username: &str, key: &str) -> Result<Option<User>, Error> {
         Ok(sqlx::query_as::<_, User>(
-            "SELECT * FROM users WHERE password_hash IS NOT NULL AND (username = ?1 OR name_key = ?2) \
-             ORDER BY username = ?1 DESC LIMIT 1",
+            "SELECT * FROM users WHERE password_hash IS NOT NULL AND (username = $1 OR name_key = $2) \
+             ORDER BY username = $1 DESC LIMIT 1",
         )
         .bind(username)
         .bind(key)
@@ -148,12 +148,12 @@ impl Store {
         // With the guard, not over a local account's key.
         let sql = if guard {
             "INSERT INTO users (id, username, name, avatar, password_hash, created_at, name_key) \
-             SELECT ?1, ?2, ?3, '', NULL, ?4, ?5 WHERE NOT EXISTS \
-             (SELECT 1 FROM users WHERE password_hash IS NOT NULL AND name_key = ?5) \
+             SELECT $1, $2, $3, '', NULL, $4, $5 WHERE NOT EXISTS \
+             (SELECT 1 FROM users WHERE password_hash IS NOT NULL AND name_key = $5) \
              ON CONFLICT DO NOTHING"
         } else {
             "INSERT INTO users (id, username, name, avatar, password_hash, created_at, name_key) \
-             VALUES (?1, ?2, ?3, '', NULL, ?4, ?5) ON CONFLICT DO NOTHING"
+             VALUES ($1, $2, $3, '', NULL, $4, $5) ON CONFLICT DO NOTHING"
         };
         let r = sqlx::query(sql)
             .bind(identity)
@@ -175,13 +175,14 @@ impl Store {
     /// A user by id, and whether a local account other than it holds its key.
     async fn app_user(&self, id: &str) -> Result<Option<(User, bool)>, Error> {
         let row = sqlx::query(
-            "SELECT u.*, EXISTS (SELECT 1 FROM users l WHERE l.password_hash IS NOT NULL \
-             AND l.name_key = u.name_key AND l.id <> u.id) AS shadowed FROM users u WHERE u.id = ?",
+            "SELECT u.*, CASE WHEN EXISTS (SELECT 1 FROM users l WHERE l.password_hash IS NOT NULL \
+             AND l.name_key = u.name_key AND l.id <> u.id) THEN 1 ELSE 0 END AS shadowed \
+             FROM users u WHERE u.id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| Ok((User::from_row(&r)?, r.try_get::<bool, _>("shadowed")?)))
+        row.map(|r| Ok((User::from_row(&r)?, r.try_get::<i64, _>("shadowed")? != 0)))
             .transpose()
             .map_err(|e: sqlx::Error| e.into())
     }
@@ -196,7 +197,7 @@ impl Store {
         .await?;
         let mut n = 0;
         for id in ids {
-            n += sqlx::query("UPDATE users SET name_key = ? WHERE id = ? AND name_key IS NULL")
+            n += sqlx::query("UPDATE users SET name_key = $1 WHERE id = $2 AND name_key IS NULL")
                 .bind(name_key(&id))
                 .bind(&id)
                 .execute(&self.writer)
@@ -208,7 +209,7 @@ impl Store {
 
     pub async fn set_password_hash(&self, id: &str, hash: &str) -> Result<(), Error> {
         sqlx::query(
-            "UPDATE users SET password_hash = ? WHERE id = ? AND password_hash IS NOT NULL",
+            "UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash IS NOT NULL",
         )
         .bind(hash)
         .bind(id)
@@ -227,14 +228,17 @@ impl Store {
 
     /// A user's `(name, avatar)`, from memory once read.
     pub async fn profile(&self, id: &str) -> Result<Option<(String, String)>, Error> {
-        if let Some(p) = super::cache_get(&self.caches.profiles, id) {
+        let cache = self.caches.profiles.as_ref();
+        if let Some(p) = cache.and_then(|c| super::cache_get(c, id)) {
             return Ok(Some(p));
         }
         let Some(u) = self.user(id).await? else {
             return Ok(None);
         };
         let p = (u.name, u.avatar);
-        super::cache_put(&self.caches.profiles, id.to_string(), p.clone());
+        if let Some(c) = cache {
+            super::cache_put(c, id.to_string(), p.clone());
+        }
         Ok(Some(p))
     }
 
@@ -245,15 +249,15 @@ impl Store {
         avatar: Option<&str>,
     ) -> Result<User, Error> {
         let forget = || {
-            self.caches
-                .profiles
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(id);
+            if let Some(c) = &self.caches.profiles {
+                c.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(id);
+            }
         };
         forget();
         sqlx::query(
-            "UPDATE users SET name = COALESCE(?, name), avatar = COALESCE(?, avatar) WHERE id = ?",
+            "UPDATE users SET name = COALESCE($1, name), avatar = COALESCE($2, avatar) WHERE id = $3",
         )
         .bind(name)
         .bind(avatar)
@@ -281,7 +285,7 @@ impl Store {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
         sqlx::query(
-            "INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(id)
         .bind(user)
@@ -290,9 +294,9 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let dropped: Vec<String> = sqlx::query_scalar(
-            "DELETE FROM sessions WHERE user_id = ?1 AND (expires_at < ?2 OR id IN \
-             (SELECT id FROM sessions WHERE user_id = ?1 ORDER BY created_at DESC, rowid DESC \
-              LIMIT -1 OFFSET ?3)) RETURNING id",
+            "DELETE FROM sessions WHERE user_id = $1 AND (expires_at < $2 OR id IN \
+             (SELECT id FROM sessions WHERE user_id = $1 ORDER BY created_at DESC, rowid DESC \
+              LIMIT 9223372036854775807 OFFSET $3)) RETURNING id",
         )
         .bind(user)
         .bind(now)
@@ -306,7 +310,7 @@ impl Store {
     /// A session's user and expiry (unix ms), if it exists.
     pub async fn session(&self, id: &str) -> Result<Option<(String, i64)>, Error> {
         Ok(sqlx::query_as::<_, (String, i64)>(
-            "SELECT user_id, expires_at FROM sessions WHERE id = ?",
+            "SELECT user_id, expires_at FROM sessions WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -315,7 +319,7 @@ impl Store {
 
     /// Deletes one session; false when there was none.
     pub async fn delete_session(&self, id: &str) -> Result<bool, Error> {
-        Ok(sqlx::query("DELETE FROM sessions WHERE id = ?")
+        Ok(sqlx::query("DELETE FROM sessions WHERE id = $1")
             .bind(id)
             .execute(&self.writer)
             .await?
@@ -330,7 +334,7 @@ impl Store {
         except: Option<&str>,
     ) -> Result<Vec<String>, Error> {
         Ok(sqlx::query_scalar(
-            "DELETE FROM sessions WHERE user_id = ? AND id <> COALESCE(?, '') RETURNING id",
+            "DELETE FROM sessions WHERE user_id = $1 AND id <> COALESCE($2, '') RETURNING id",
         )
         .bind(user)
         .bind(except)

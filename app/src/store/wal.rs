@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
+use sqlx::{AnyConnection as SqliteConnection, AnyPool as SqlitePool, Connection, Row};
 use tokio::sync::watch;
 
 /// The default bound on `nodo.db-wal`.

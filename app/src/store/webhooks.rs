@@ -1,4 +1,4 @@
-//! The durable webhook queue: the LiveKit side's `WebhookQueue` on SQLite.
+//! The durable webhook queue: the LiveKit side's `WebhookQueue` in the store.
 
 use futures_util::future::BoxFuture;
 use nodo_signaling::webhook::{QueueError, QueuedDelivery, WebhookQueue};
@@ -8,26 +8,26 @@ use super::{now_ms, Store};
 
 /// The webhook queue in the node's database: queued deliveries survive restarts.
 #[derive(Clone)]
-pub struct SqliteWebhookQueue {
+pub struct StoreWebhookQueue {
     store: Store,
 }
 
 impl Store {
     /// The webhook queue kept in this store.
-    pub fn webhook_queue(&self) -> SqliteWebhookQueue {
-        SqliteWebhookQueue {
+    pub fn webhook_queue(&self) -> StoreWebhookQueue {
+        StoreWebhookQueue {
             store: self.clone(),
         }
     }
 }
 
-impl WebhookQueue for SqliteWebhookQueue {
+impl WebhookQueue for StoreWebhookQueue {
     fn push(&self, urls: Vec<String>, body: String) -> BoxFuture<'_, Result<(), QueueError>> {
         Box::pin(async move {
             let now = now_ms();
             let mut tx = self.store.writer().begin().await?;
             for url in &urls {
-                sqlx::query("INSERT INTO webhook_queue (url, body, attempts, next_attempt_at, created_at) VALUES (?, ?, 0, ?, ?)")
+                sqlx::query("INSERT INTO webhook_queue (url, body, attempts, next_attempt_at, created_at) VALUES ($1, $2, 0, $3, $4)")
                     .bind(url)
                     .bind(&body)
                     .bind(now)
@@ -42,7 +42,7 @@ impl WebhookQueue for SqliteWebhookQueue {
 
     fn head(&self, url: String) -> BoxFuture<'_, Result<Option<QueuedDelivery>, QueueError>> {
         Box::pin(async move {
-            let row = sqlx::query("SELECT seq, body, attempts, next_attempt_at FROM webhook_queue WHERE url = ? ORDER BY seq LIMIT 1")
+            let row = sqlx::query("SELECT seq, body, attempts, next_attempt_at FROM webhook_queue WHERE url = $1 ORDER BY seq LIMIT 1")
                 .bind(&url)
                 .fetch_optional(self.store.pool())
                 .await?;
@@ -57,7 +57,7 @@ impl WebhookQueue for SqliteWebhookQueue {
 
     fn delivered(&self, seq: i64) -> BoxFuture<'_, Result<(), QueueError>> {
         Box::pin(async move {
-            sqlx::query("DELETE FROM webhook_queue WHERE seq = ?")
+            sqlx::query("DELETE FROM webhook_queue WHERE seq = $1")
                 .bind(seq)
                 .execute(self.store.writer())
                 .await?;
@@ -67,7 +67,7 @@ impl WebhookQueue for SqliteWebhookQueue {
 
     fn retry_at(&self, seq: i64, due_ms: i64) -> BoxFuture<'_, Result<(), QueueError>> {
         Box::pin(async move {
-            sqlx::query("UPDATE webhook_queue SET attempts = attempts + 1, next_attempt_at = ? WHERE seq = ?")
+            sqlx::query("UPDATE webhook_queue SET attempts = attempts + 1, next_attempt_at = $1 WHERE seq = $2")
                 .bind(due_ms)
                 .bind(seq)
                 .execute(self.store.writer())

@@ -1,0 +1,170 @@
+//! Two stores on one PostgreSQL database, as two nodes share it: what one
+//! node writes the other reads, and races between them resolve once. These
+//! run when `NODO_TEST_PG` names a server (`scripts/test` starts one); a
+//! SQLite file has one node by design, so without it they do nothing.
+
+mod common;
+
+use std::sync::Arc;
+
+use nodo_app::calls::machine::Status;
+use nodo_app::error::Error;
+use nodo_app::store::{CallTransition, NewCall, NewMessage, Online, Store};
+
+/// Two stores on one fresh database, or `None` when no server is given.
+async fn two_nodes() -> Option<(Store, Store, tempfile::TempDir)> {
+    if common::postgres().is_none() {
+        eprintln!("skipped: NODO_TEST_PG names no PostgreSQL server");
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = common::open(dir.path()).await;
+    let b = common::open(dir.path()).await;
+    Some((a, b, dir))
+}
+
+fn nobody() -> Online {
+    Arc::new(|_: &str| false)
+}
+
+fn message(id: &str, chat: &str, sender: &str) -> NewMessage {
+    NewMessage {
+        id: id.into(),
+        chat_id: chat.into(),
+        sender: sender.into(),
+        content: format!("body of {id}"),
+        content_type: "text".into(),
+        reply_to: None,
+        attachment_id: None,
+    }
+}
+
+#[tokio::test]
+async fn a_resend_through_another_node_is_stored_once() {
+    let Some((a, b, _dir)) = two_nodes().await else {
+        return;
+    };
+    for u in ["ana", "bo"] {
+        a.create_user(u, u, u, None).await.expect("user");
+    }
+    let (chat, _) = b.direct_chat("ana", "bo").await.expect("chat");
+    // The same ids sent through both nodes at once: each is stored once,
+    // and exactly one of the two sends reports it as new.
+    let mut firsts = 0;
+    for round in 0..50 {
+        let id = format!("m{round}");
+        let (x, y) = tokio::join!(
+            a.send(message(&id, &chat, "ana"), nobody()),
+            b.send(message(&id, &chat, "ana"), nobody()),
+        );
+        let (x, y) = (x.expect("send via a"), y.expect("send via b"));
+        assert_eq!(x.message.seq, y.message.seq, "{id}: one row");
+        firsts += usize::from(x.inserted) + usize::from(y.inserted);
+    }
+    assert_eq!(firsts, 50);
+    let page = a.history(&chat, 100, None, None).await.expect("history");
+    assert_eq!(page.messages.len(), 50);
+    // bo's pending messages are the same seen from either node.
+    assert_eq!(
+        b.pending_for("bo", 0, 100).await.expect("pending").len(),
+        50
+    );
+    assert_eq!(a.search("bo", "m7", 10).await.expect("search").len(), 1);
+}
+
+#[tokio::test]
+async fn a_call_answered_on_one_node_cannot_be_missed_on_the_other() {
+    let Some((a, b, _dir)) = two_nodes().await else {
+        return;
+    };
+    for u in ["ana", "bo"] {
+        a.create_user(u, u, u, None).await.expect("user");
+    }
+    for round in 0..20 {
+        let id = format!("CA_{round}");
+        let room = format!("call-{id}");
+        a.insert_call(NewCall {
+            id: &id,
+            caller: "ana",
+            callee: "bo",
+            call_type: "audio",
+            room_name: &room,
+            status: Status::Ringing,
+        })
+        .await
+        .expect("ring");
+        let accept = CallTransition {
+            id: &id,
+            from: Status::Ringing,
+            to: Status::Accepted,
+            reason: None,
+        };
+        let timeout = CallTransition {
+            id: &id,
+            from: Status::Ringing,
+            to: Status::Missed,
+            reason: Some("missed"),
+        };
+        let (x, y) = tokio::join!(a.transition_call(accept), b.transition_call(timeout));
+        let (x, y) = (x.expect("accept"), y.expect("timeout"));
+        assert!(
+            x.is_some() != y.is_some(),
+            "{id}: exactly one transition wins"
+        );
+        let status = b.call(&id).await.expect("read").expect("call").status;
+        assert_eq!(
+            status,
+            if x.is_some() {
+                Status::Accepted
+            } else {
+                Status::Missed
+            }
+        );
+        let end = CallTransition {
+            id: &id,
+            from: status,
+            to: Status::Ended,
+            reason: Some("done"),
+        };
+        a.transition_call(end).await.expect("end");
+    }
+}
+
+#[tokio::test]
+async fn names_and_profiles_are_one_across_nodes() {
+    let Some((a, b, _dir)) = two_nodes().await else {
+        return;
+    };
+    // One username registered through both nodes at once: one wins.
+    let (x, y) = tokio::join!(
+        a.create_user("u1", "Zoe", "Zoe", Some("h1")),
+        b.create_user("u2", "zoe", "Zoe", Some("h2")),
+    );
+    assert!(
+        matches!(
+            (&x, &y),
+            (Ok(_), Err(Error::UsernameTaken)) | (Err(Error::UsernameTaken), Ok(_))
+        ),
+        "{x:?} {y:?}"
+    );
+    let winner = if x.is_ok() { "u1" } else { "u2" };
+    // A profile read (and cached) on b, changed on a, reads new on b.
+    assert_eq!(
+        b.profile(winner).await.expect("profile").map(|p| p.0),
+        Some("Zoe".to_string())
+    );
+    a.update_profile(winner, Some("Zoé"), None)
+        .await
+        .expect("update");
+    assert_eq!(
+        b.profile(winner).await.expect("profile").map(|p| p.0),
+        Some("Zoé".to_string())
+    );
+    // A session made on a is known on b, and revoked there for both.
+    a.create_session("S1", winner, i64::MAX, 5)
+        .await
+        .expect("session");
+    assert!(b.session("S1").await.expect("session").is_some());
+    assert!(b.delete_session("S1").await.expect("revoke"));
+    assert!(a.session("S1").await.expect("session").is_none());
+}
