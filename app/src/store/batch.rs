@@ -163,21 +163,11 @@ async fn store_many(
     let mut sql = String::from(
         "INSERT INTO messages (id, chat_id, sender_id, content, content_type, reply_to, attachment_id, created_at) VALUES ",
     );
+    let mut marks = Marks::for_conn(conn);
     for i in 0..batch.len() {
-        let k = i * 8;
-        let sep = if i == 0 { "" } else { ", " };
-        let _ = write!(
-            sql,
-            "{sep}(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-            k + 1,
-            k + 2,
-            k + 3,
-            k + 4,
-            k + 5,
-            k + 6,
-            k + 7,
-            k + 8
-        );
+        sql.push_str(if i == 0 { "(" } else { ", (" });
+        marks.list(&mut sql, 8);
+        sql.push(')');
     }
     sql.push_str(" ON CONFLICT(id) DO NOTHING RETURNING seq, id");
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -220,11 +210,13 @@ async fn store_many(
         .collect();
     chats.sort_unstable();
     chats.dedup();
-    let sql = format!(
+    let mut sql = String::from(
         "SELECT c.id, c.type, cm.user_id FROM chats c LEFT JOIN chat_members cm ON cm.chat_id = c.id \
-         WHERE c.id IN ({}) ORDER BY cm.user_id",
-        placeholders(1, chats.len())
+         WHERE c.id IN (",
     );
+    let mut marks = Marks::for_conn(conn);
+    marks.list(&mut sql, chats.len());
+    sql.push_str(") ORDER BY cm.user_id");
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for c in &chats {
         q = q.bind(*c);
@@ -240,12 +232,16 @@ async fn store_many(
         }
     }
 
-    let sql = format!(
-        "INSERT INTO message_status (message_seq, user_id, status, updated_at) \
-         SELECT m.seq, cm.user_id, 'sent', $1 FROM messages m JOIN chat_members cm ON cm.chat_id = m.chat_id \
-         WHERE m.seq IN ({}) AND cm.user_id <> m.sender_id",
-        placeholders(2, new.len())
+    let mut sql = String::from(
+        "INSERT INTO message_status (message_seq, user_id, status, updated_at) SELECT m.seq, cm.user_id, 'sent', ",
     );
+    let mut marks = Marks::for_conn(conn);
+    marks.list(&mut sql, 1);
+    sql.push_str(
+        " FROM messages m JOIN chat_members cm ON cm.chat_id = m.chat_id WHERE m.seq IN (",
+    );
+    marks.list(&mut sql, new.len());
+    sql.push_str(") AND cm.user_id <> m.sender_id");
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
     for s in &new {
         q = q.bind(*s);
@@ -298,14 +294,39 @@ async fn statuses(
     Ok(status)
 }
 
-/// `$first, $first+1, …` for `n` values.
-pub(super) fn placeholders(first: usize, n: usize) -> String {
-    let mut s = String::with_capacity(n * 5);
-    for i in 0..n {
-        let sep = if i == 0 { "" } else { ", " };
-        let _ = write!(s, "{sep}${}", first + i);
+/// Bind markers for a statement built at run time, in the order values are
+/// bound. SQLite gets anonymous `?`s: it finds a numbered `$N` by name in a
+/// list, once per value bound, which made the 2,048-value insert of a full
+/// batch quadratic (~12 % of the node's CPU at saturation). PostgreSQL reads
+/// only `$N`.
+pub(super) struct Marks {
+    numbered: bool,
+    next: usize,
+}
+
+impl Marks {
+    /// Markers for `conn`'s database, starting from the first value.
+    pub(super) fn for_conn(conn: &AnyConnection) -> Marks {
+        Marks {
+            numbered: conn.backend_name() != "SQLite",
+            next: 1,
+        }
     }
-    s
+
+    /// Appends `n` markers separated by commas.
+    pub(super) fn list(&mut self, sql: &mut String, n: usize) {
+        for i in 0..n {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            if self.numbered {
+                let _ = write!(sql, "${}", self.next);
+            } else {
+                sql.push('?');
+            }
+            self.next += 1;
+        }
+    }
 }
 
 /// Whether the transaction cannot go on after this error: on SQLite,

@@ -3,7 +3,6 @@
 //! attachments, which are served only while their message exists.
 
 use std::collections::HashSet;
-use std::fmt::Write;
 
 use sqlx::Row;
 
@@ -60,13 +59,15 @@ impl Store {
         // One statement per chunk, not per confirmation: each statement is a
         // hand-off to the connection's thread and back.
         for chunk in items.chunks(CONFIRM_CHUNK) {
-            let mut sql = String::from(
-                "UPDATE message_status SET status = 'delivered', updated_at = $1 \
-                 WHERE status = 'sent' AND (message_seq, user_id) IN (VALUES ",
-            );
+            let mut sql =
+                String::from("UPDATE message_status SET status = 'delivered', updated_at = ");
+            let mut marks = super::batch::Marks::for_conn(&tx);
+            marks.list(&mut sql, 1);
+            sql.push_str(" WHERE status = 'sent' AND (message_seq, user_id) IN (VALUES ");
             for i in 0..chunk.len() {
-                let sep = if i == 0 { "" } else { ", " };
-                let _ = write!(sql, "{sep}(${}, ${})", 2 + 2 * i, 3 + 2 * i);
+                sql.push_str(if i == 0 { "(" } else { ", (" });
+                marks.list(&mut sql, 2);
+                sql.push(')');
             }
             sql.push_str(") RETURNING message_seq, user_id");
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
