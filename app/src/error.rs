@@ -117,7 +117,7 @@ pub enum Error {
     #[error("the server's storage is full: nothing was stored, try again later")]
     StorageFull,
     /// The database (PostgreSQL) could not be reached: nothing was written.
-    #[error("the database is unreachable: nothing was stored, try again later")]
+    #[error("the database is unreachable: nothing was changed, try again later")]
     DatabaseUnreachable(Arc<sqlx::Error>),
     /// A database operation failed (shared: one failed commit fails a whole batch).
     #[error("database: {0}")]
