@@ -57,6 +57,8 @@ struct NodeInfo {
 pub struct Cluster {
     id: String,
     url: String,
+    /// For connections of their own (the bus's subscription).
+    client: redis::Client,
     redis: ConnectionManager,
     /// Whether the last heartbeat reached Redis (`/readyz`).
     healthy: AtomicBool,
@@ -94,11 +96,7 @@ impl Cluster {
     /// when Redis does not answer, the config is incomplete, or a live node
     /// already has this id.
     pub async fn join(config: &ClusterConfig) -> Result<Arc<Cluster>, String> {
-        let id = if config.node_id.is_empty() {
-            hostname()
-        } else {
-            config.node_id.clone()
-        };
+        let id = node_id(config);
         if id.is_empty() || id.len() > 128 || id.contains(char::is_whitespace) {
             return Err(format!(
                 "cluster: node id {id:?} must be 1 to 128 characters without spaces"
@@ -120,12 +118,13 @@ impl Cluster {
             .set_response_timeout(Some(REDIS_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(2));
-        let redis = ConnectionManager::new_with_config(client, manager_config)
+        let redis = ConnectionManager::new_with_config(client.clone(), manager_config)
             .await
             .map_err(|e| format!("cluster: cannot reach Redis at {}: {e}", config.redis_url))?;
         let cluster = Arc::new(Cluster {
             id,
             url,
+            client,
             redis,
             healthy: AtomicBool::new(false),
             seen: Mutex::new(Vec::new()),
@@ -208,6 +207,22 @@ impl Cluster {
     /// This node's id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The Redis client and shared connection (the bus uses both).
+    pub fn redis(&self) -> (redis::Client, ConnectionManager) {
+        (self.client.clone(), self.redis.clone())
+    }
+
+    /// The ids of the other live nodes at the last heartbeat.
+    pub fn peer_ids(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(id, _)| *id != self.id)
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// Live nodes, this one included, at the last heartbeat.
@@ -561,6 +576,15 @@ async fn close_lost(rooms: &RoomManager, room: &RoomName, owner: &str) {
 }
 
 /// The host name, for a default node id.
+/// This node's id: `node_id`, or the host name.
+pub fn node_id(config: &ClusterConfig) -> String {
+    if config.node_id.is_empty() {
+        hostname()
+    } else {
+        config.node_id.clone()
+    }
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())

@@ -12,6 +12,7 @@
 //!   routes (nodo-app), the chat socket, the web demo, health and metrics.
 //! - [`serve`]: binds the listeners and runs until a shutdown signal.
 
+pub mod bus;
 pub mod cluster;
 pub mod config;
 pub mod conn;

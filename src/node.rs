@@ -11,6 +11,7 @@ use nodo_app::accounts::avatars::Avatars;
 use nodo_app::accounts::Accounts;
 use nodo_app::calls::Calls;
 use nodo_app::chat::{Chat, Outlets, Presence};
+use nodo_app::fanout::Fanout;
 use nodo_app::meetings::Meetings;
 use nodo_app::push::Push;
 use nodo_app::store::{Store, StoreOptions};
@@ -97,7 +98,14 @@ impl Node {
         let webhooks = Webhooks::start(
             keys.clone(),
             &config.webhook,
-            Arc::new(store.webhook_queue()),
+            // Several nodes on one database: each delivers what it queued.
+            Arc::new(
+                store.webhook_queue(&if config.data.database_url.is_empty() {
+                    String::new()
+                } else {
+                    crate::cluster::node_id(&config.cluster)
+                }),
+            ),
             rooms.subscribe(),
             metrics.signal.clone(),
         );
@@ -136,11 +144,12 @@ impl Node {
             },
         ));
         let presence = Presence::new();
+        let fanout = Fanout::new(io.clone());
         let accounts = Accounts::start(
             store.clone(),
             access.clone(),
             presence.clone(),
-            io.clone(),
+            fanout.clone(),
             webhooks.clone(),
             config.accounts.clone(),
         )
@@ -151,7 +160,7 @@ impl Node {
         let agents = Agents::start(rooms.clone(), keys.clone());
         let calls = Calls::start(
             store.clone(),
-            io.clone(),
+            fanout.clone(),
             rooms.clone(),
             push.clone(),
             webhooks.clone(),
@@ -162,14 +171,14 @@ impl Node {
             store.clone(),
             rooms.clone(),
             access.clone(),
-            io.clone(),
+            fanout.clone(),
             webhooks.clone(),
             config.calls.meeting_create_rate,
             config.calls.action_rate,
         );
         let chat = Chat::new(
             store.clone(),
-            io.clone(),
+            fanout.clone(),
             presence,
             Outlets {
                 push: push.clone(),
@@ -192,6 +201,7 @@ impl Node {
                 config.accounts.max_avatar_bytes,
             )),
             io,
+            fanout,
         }
         .attach();
         let livekit = Arc::new(LiveKit::new(keys, rooms, agents));

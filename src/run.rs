@@ -152,6 +152,42 @@ async fn trust_peers(
     }
 }
 
+/// Tells the app which nodes are gone, so the users of a node that died or
+/// left stop counting as online. A node counts as gone when two heartbeats
+/// in a row missed it: one that just started may speak on the bus before
+/// this node's heartbeat has seen it.
+async fn follow_peers(
+    cluster: Arc<Cluster>,
+    app: Arc<nodo_app::App>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut missed: std::collections::HashMap<String, u32> = Default::default();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(crate::cluster::HEARTBEAT) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if !cluster.healthy() {
+            continue;
+        }
+        let live = cluster.peer_ids();
+        let mut gone = Vec::new();
+        for node in app.chat.presence().nodes_elsewhere() {
+            if live.contains(&node) {
+                missed.remove(&node);
+                continue;
+            }
+            let n = missed.entry(node.clone()).or_default();
+            *n += 1;
+            if *n >= 2 {
+                missed.remove(&node);
+                gone.push(node);
+            }
+        }
+        app.forget_nodes(&gone).await;
+    }
+}
+
 /// Logs SIGHUP instead of dying of it.
 fn ignore_hangup() {
     #[cfg(unix)]
@@ -460,7 +496,24 @@ pub async fn run(
     let (cluster_stop, cluster_stopped) = watch::channel(false);
     let heartbeat = cluster
         .as_ref()
-        .map(|c| c.start(rooms.clone(), cluster_stopped));
+        .map(|c| c.start(rooms.clone(), cluster_stopped.clone()));
+    if let Some(cluster) = &cluster {
+        // Chat, receipts, rings and presence reach the other nodes' sockets.
+        let (client, conn) = cluster.redis();
+        let bus = crate::bus::start(
+            cluster.id().to_string(),
+            client,
+            conn,
+            node.app.clone(),
+            cluster_stopped.clone(),
+        );
+        node.app.fanout.set_bus(bus);
+        tokio::spawn(follow_peers(
+            cluster.clone(),
+            node.app.clone(),
+            cluster_stopped,
+        ));
+    }
 
     shutdown.await;
     tracing::info!("shutting down");

@@ -17,11 +17,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::fanout::Fanout;
 use argon2::password_hash::{self, Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use nodo_signaling::webhook::Webhooks;
 use serde_json::{json, Value};
-use socketioxide::SocketIo;
 
 pub use guard::{client_ip, parse_cidr, Cidr};
 pub use names::{key as name_key, username as check_username, Username};
@@ -57,7 +57,7 @@ pub struct Accounts {
     store: Store,
     access: Arc<Access>,
     presence: Arc<Presence>,
-    io: SocketIo,
+    fanout: Arc<Fanout>,
     webhooks: Arc<Webhooks>,
     config: AccountsConfig,
     trusted_proxies: Vec<Cidr>,
@@ -151,7 +151,7 @@ impl Accounts {
         store: Store,
         access: Arc<Access>,
         presence: Arc<Presence>,
-        io: SocketIo,
+        fanout: Arc<Fanout>,
         webhooks: Arc<Webhooks>,
         config: AccountsConfig,
     ) -> Result<Arc<Accounts>, Error> {
@@ -175,7 +175,7 @@ impl Accounts {
             store,
             access,
             presence,
-            io,
+            fanout,
             webhooks,
             trusted_proxies: config
                 .trusted_proxies
@@ -389,9 +389,7 @@ impl Accounts {
     /// Disconnects every socket of these sessions.
     async fn disconnect(&self, sessions: &[SessionId]) {
         for s in sessions {
-            if let Err(e) = self.io.to(s.room()).disconnect().await {
-                tracing::warn!("disconnecting the sockets of an ended session: {e}");
-            }
+            self.fanout.disconnect(s.room()).await;
         }
     }
 
@@ -455,9 +453,8 @@ impl Accounts {
     async fn announce(&self, user: &User) {
         self.webhooks
             .app_event("user_registered", json!({"user": user}));
-        let _ = self
-            .io
-            .emit("user.registered", &json!({"data": user}))
+        self.fanout
+            .emit_all("user.registered", &json!({"data": user}))
             .await;
     }
 

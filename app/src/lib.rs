@@ -27,6 +27,7 @@ pub mod calls;
 pub mod chat;
 pub mod config;
 pub mod error;
+pub mod fanout;
 mod http;
 pub mod limits;
 pub mod meetings;
@@ -53,6 +54,8 @@ pub struct App {
     pub avatars: Arc<accounts::avatars::Avatars>,
     /// The Socket.IO server handle the services emit through.
     pub io: SocketIo,
+    /// The same, for events every node's sockets get.
+    pub fanout: Arc<fanout::Fanout>,
 }
 
 impl App {
@@ -62,6 +65,33 @@ impl App {
         let app = Arc::new(self);
         chat::socket::attach(&app.io, app.clone());
         app
+    }
+
+    /// Applies what another node (`from`) asks of this node's sockets.
+    pub async fn on_shared(&self, from: &str, event: fanout::Shared) {
+        use fanout::Shared;
+        let presence = self.chat.presence();
+        match event {
+            Shared::Deliver { .. } => self.chat.deliver_relayed(&event),
+            Shared::Presence { user, online } => presence.set_elsewhere(from, &user, online),
+            Shared::Present { users } => presence.replace_elsewhere(from, users),
+            Shared::Hello => self.fanout.publish(Shared::Present {
+                users: presence.here(),
+            }),
+            Shared::Emit { .. } | Shared::Disconnect { .. } => self.fanout.apply(event).await,
+        }
+    }
+
+    /// These nodes are gone (dead or left): what they said about presence is
+    /// dropped, and their users online nowhere now are announced offline to
+    /// this node's sockets (every node does the same for its own).
+    pub async fn forget_nodes(&self, nodes: &[String]) {
+        let presence = self.chat.presence();
+        for node in nodes {
+            for user in presence.forget_node(node) {
+                let _ = self.io.emit("contact_offline", &user).await;
+            }
+        }
     }
 }
 

@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
+use crate::fanout::Fanout;
 use nodo_signaling::ids::RoomName;
 use nodo_signaling::room::{RoomGate, RoomManager, RoomSettings};
 use nodo_signaling::webhook::Webhooks;
 use serde::Serialize;
 use serde_json::{json, Value};
-use socketioxide::SocketIo;
 
 use crate::access::{Access, RoomToken};
 use crate::error::{to_json, Error, Missing};
@@ -67,7 +67,7 @@ pub struct Meetings {
     store: Store,
     rooms: Arc<RoomManager>,
     access: Arc<Access>,
-    io: SocketIo,
+    fanout: Arc<Fanout>,
     webhooks: Arc<Webhooks>,
     /// Meetings created per user.
     creations: Limiter<String>,
@@ -145,7 +145,7 @@ impl Meetings {
         store: Store,
         rooms: Arc<RoomManager>,
         access: Arc<Access>,
-        io: SocketIo,
+        fanout: Arc<Fanout>,
         webhooks: Arc<Webhooks>,
         create_rate: Rate,
         action_rate: Rate,
@@ -157,7 +157,7 @@ impl Meetings {
             store,
             rooms,
             access,
-            io,
+            fanout,
             webhooks,
             creations: Limiter::new("new rooms", create_rate),
             actions: Limiter::new("room actions", action_rate),
@@ -225,7 +225,7 @@ impl Meetings {
             .into_iter()
             .map(|(u, _)| u)
             .collect();
-        let _ = self.io.to(members).emit(event, &data).await;
+        self.fanout.emit(members, event, &data).await;
         Ok(())
     }
 

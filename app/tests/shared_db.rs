@@ -168,3 +168,35 @@ async fn names_and_profiles_are_one_across_nodes() {
     assert!(b.delete_session("S1").await.expect("revoke"));
     assert!(a.session("S1").await.expect("session").is_none());
 }
+
+#[tokio::test]
+async fn each_node_delivers_the_webhooks_it_queued() {
+    use nodo_signaling::webhook::WebhookQueue;
+    let Some((a, b, _dir)) = two_nodes().await else {
+        return;
+    };
+    let (qa, qb) = (a.webhook_queue("node-a"), b.webhook_queue("node-b"));
+    qa.push(vec!["http://hook".into()], "from a".into())
+        .await
+        .expect("push a");
+    qb.push(vec!["http://hook".into()], "from b".into())
+        .await
+        .expect("push b");
+    let head_a = qa
+        .head("http://hook".into())
+        .await
+        .expect("head")
+        .expect("a's");
+    let head_b = qb
+        .head("http://hook".into())
+        .await
+        .expect("head")
+        .expect("b's");
+    assert_eq!(
+        (head_a.body.as_str(), head_b.body.as_str()),
+        ("from a", "from b")
+    );
+    qa.delivered(head_a.seq).await.expect("delivered");
+    assert!(qa.head("http://hook".into()).await.expect("head").is_none());
+    assert!(qb.head("http://hook".into()).await.expect("head").is_some());
+}

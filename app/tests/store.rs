@@ -548,7 +548,7 @@ async fn a_user_over_the_subscription_cap_loses_the_least_recently_sent() {
 #[tokio::test]
 async fn the_webhook_queue_keeps_order_per_url_across_restarts() {
     let (s, dir) = store().await;
-    let q = s.webhook_queue();
+    let q = s.webhook_queue("");
     q.push(vec!["http://a".into(), "http://b".into()], "first".into())
         .await
         .expect("push");
@@ -564,7 +564,7 @@ async fn the_webhook_queue_keeps_order_per_url_across_restarts() {
     q.retry_at(head.seq, i64::MAX).await.expect("retry");
     drop((q, s));
     let s = common::open(dir.path()).await;
-    let q = s.webhook_queue();
+    let q = s.webhook_queue("");
     let head = q
         .head("http://a".into())
         .await

@@ -9,12 +9,12 @@ pub mod machine;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::fanout::Fanout;
 use nodo_signaling::agents::Agents;
 use nodo_signaling::ids::RoomName;
 use nodo_signaling::room::{RoomEvent, RoomManager, RoomSettings};
 use nodo_signaling::webhook::Webhooks;
 use serde_json::{json, Value};
-use socketioxide::SocketIo;
 
 use crate::config::CallsConfig;
 use crate::error::{Error, Missing};
@@ -26,7 +26,7 @@ use machine::{Action, Party, Status};
 /// The call service: one per node.
 pub struct Calls {
     store: Store,
-    io: SocketIo,
+    fanout: Arc<Fanout>,
     rooms: Arc<RoomManager>,
     push: Arc<Push>,
     webhooks: Arc<Webhooks>,
@@ -47,6 +47,11 @@ pub struct Calls {
 /// worker taking the job over) before it ends.
 const ASSISTANT_RETURN: Duration = Duration::from_secs(15);
 
+/// On a shared database, how often calls left waiting by a lost node are
+/// looked for, and how long past their timeouts they may wait.
+const STALE_SWEEP: Duration = Duration::from_secs(30);
+const STALE_MARGIN: Duration = Duration::from_secs(30);
+
 /// Media rooms of calls are named with this prefix.
 const ROOM_PREFIX: &str = "call-";
 
@@ -55,7 +60,7 @@ impl Calls {
     /// people joined its media room and ends when both left.
     pub fn start(
         store: Store,
-        io: SocketIo,
+        fanout: Arc<Fanout>,
         rooms: Arc<RoomManager>,
         push: Arc<Push>,
         webhooks: Arc<Webhooks>,
@@ -64,7 +69,7 @@ impl Calls {
     ) -> Arc<Calls> {
         let calls = Arc::new(Calls {
             store,
-            io,
+            fanout,
             rooms,
             push,
             webhooks,
@@ -78,16 +83,35 @@ impl Calls {
             assistants: config.assistants.clone(),
             agents,
         });
-        // Calls a previous run left active end now; those made from here on are not touched.
         let store = calls.store.clone();
         let started = crate::store::now_ms();
-        tokio::spawn(async move {
-            match store.end_calls_left_active(started).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!("ended {n} calls left active by the previous run"),
-                Err(e) => e.log_if_internal(),
-            }
-        });
+        if store.backend() == crate::store::Backend::Sqlite {
+            // Calls a previous run left active end now; those made from here on are not touched.
+            tokio::spawn(async move {
+                match store.end_calls_left_active(started).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!("ended {n} calls left active by the previous run"),
+                    Err(e) => e.log_if_internal(),
+                }
+            });
+        } else {
+            // The database is shared: the other nodes' calls go on. Those
+            // whose ring or connect timer died with its node end once they
+            // are past both timeouts, whichever node sees them first.
+            let waited = calls.ring_timeout + calls.connect_timeout + STALE_MARGIN;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(STALE_SWEEP);
+                loop {
+                    tick.tick().await;
+                    let before = crate::store::now_ms() - waited.as_millis() as i64;
+                    match store.end_calls_left_waiting(before).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!("ended {n} calls whose node was lost"),
+                        Err(e) => e.log_if_internal(),
+                    }
+                }
+            });
+        }
         // Each assistant gets its user record now, so nobody can register
         // an account under its name later (registration finds it taken).
         let (store, assistants) = (calls.store.clone(), calls.assistants.clone());
@@ -202,10 +226,8 @@ impl Calls {
             "roomName": call.room_name, "callerId": caller.id, "callerInfo": caller_info,
             "callId": call.id, "callType": call.call_type,
         });
-        let _ = self
-            .io
-            .to(callee.to_string())
-            .emit("incomingCall", &payload)
+        self.fanout
+            .emit(vec![callee.to_string()], "incomingCall", &payload)
             .await;
         // Rings the callee's devices even when the app is closed.
         self.push.notify(
@@ -437,7 +459,7 @@ impl Calls {
         }
         let both = vec![call.from_user_id.clone(), call.to_user_id.clone()];
         let emit = |to: Vec<String>, event: &'static str, data: Value| async move {
-            let _ = self.io.to(to).emit(event, &data).await;
+            self.fanout.emit(to, event, &data).await;
         };
         match call.status {
             Status::Accepted => {

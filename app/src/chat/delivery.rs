@@ -24,12 +24,13 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::{json, Value};
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
-use socketioxide::{AckError, SendError, SocketError, SocketIo};
+use socketioxide::{AckError, SendError, SocketError};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::Chat;
 use crate::error::{to_json, Error};
+use crate::fanout::{Fanout, Shared};
 use crate::metrics::AppMetrics;
 use crate::push::Priority;
 use crate::store::{Confirmed, Message, Store};
@@ -73,12 +74,12 @@ pub(super) struct Delivery {
 impl Delivery {
     pub(super) fn start(
         store: Store,
-        io: SocketIo,
+        fanout: Arc<Fanout>,
         ack_timeout: Duration,
         metrics: AppMetrics,
     ) -> Delivery {
         let (confirms, rx) = mpsc::channel(1024);
-        tokio::spawn(confirmer(store, io, rx, metrics.clone()));
+        tokio::spawn(confirmer(store, fanout, rx, metrics.clone()));
         Delivery {
             confirms,
             ack_timeout,
@@ -90,15 +91,36 @@ impl Delivery {
 /// A socket was written to and the client asked to confirm.
 type Ack = socketioxide::ack::AckStream<Value>;
 
+/// The message a confirmation refers to.
+struct Target<'a> {
+    pub seq: i64,
+    pub id: &'a str,
+    pub chat_id: &'a str,
+    pub sender: &'a str,
+}
+
+impl Target<'_> {
+    /// What confirming it means for `recipient`.
+    fn confirmation(&self, recipient: &str) -> Confirmed {
+        Confirmed {
+            recipient: recipient.to_string(),
+            seq: self.seq,
+            id: self.id.to_string(),
+            chat_id: self.chat_id.to_string(),
+            sender: self.sender.to_string(),
+        }
+    }
+}
+
 /// What confirming `m` means for `recipient`.
 fn confirmation(m: &Message, recipient: &str) -> Confirmed {
-    Confirmed {
-        recipient: recipient.to_string(),
+    Target {
         seq: m.seq,
-        id: m.id.clone(),
-        chat_id: m.chat_id.clone(),
-        sender: m.sender_chat_path.clone(),
+        id: &m.id,
+        chat_id: &m.chat_id,
+        sender: &m.sender_chat_path,
     }
+    .confirmation(recipient)
 }
 
 /// A message as `receiveMessage` carries it. In a group the per-recipient
@@ -122,8 +144,9 @@ fn live_payload(m: &Message, extra: Option<&Value>) -> Result<Value, Error> {
 impl Chat {
     /// Hands a stored message to its members: `receiveMessage` to each of
     /// their sockets (but `except_socket`, whose ack carries the result),
-    /// confirmations collected in the background; a webhook app event; a push
-    /// to recipients with no socket.
+    /// here and on the other nodes, confirmations collected in the
+    /// background where each socket is; a webhook app event; a push to
+    /// recipients with no socket on any node.
     pub(super) async fn deliver(
         &self,
         message: &Message,
@@ -131,46 +154,23 @@ impl Chat {
         extra: Option<&Value>,
         except_socket: Option<Sid>,
     ) -> Result<(), Error> {
-        let started = Instant::now();
         let payload = live_payload(message, extra)?;
-        let mut acks = Vec::new();
-        let mut offline = Vec::new();
-        for member in members {
-            let recipient = *member != message.sender_chat_path;
-            // A socket being disconnected for being too slow gets nothing more.
-            let sockets: Vec<SocketRef> = self
-                .io
-                .to(member.clone())
-                .sockets()
-                .into_iter()
-                .filter(|s| s.extensions.get::<Evicting>().is_none())
-                .collect();
-            if recipient && sockets.is_empty() {
-                offline.push(member);
-            }
-            for s in sockets.into_iter().filter(|s| Some(s.id) != except_socket) {
-                // The sender's other tabs get it too, with an ack request so
-                // that clients see one shape; their acks confirm nothing.
-                match s
-                    .timeout(self.delivery.ack_timeout)
-                    .emit_with_ack::<_, Value>("receiveMessage", &payload)
-                {
-                    Ok(ack) if recipient => acks.push((confirmation(message, member), ack)),
-                    Ok(_) => {}
-                    Err(e) => self.unreachable(&s, &e),
-                }
-            }
-        }
-        tracing::debug!(
-            message = %message.id,
-            members = members.len(),
-            sockets = acks.len(),
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "message handed to its members' sockets"
-        );
-        self.delivery.metrics.delivered(acks.len() as u64);
-        if !acks.is_empty() {
-            tokio::spawn(collect(acks, self.delivery.confirms.clone()));
+        let target = Target {
+            seq: message.seq,
+            id: &message.id,
+            chat_id: &message.chat_id,
+            sender: &message.sender_chat_path,
+        };
+        let absent = self.deliver_here(&target, &payload, members, except_socket);
+        if self.fanout.clustered() {
+            self.fanout.publish(Shared::Deliver {
+                payload,
+                seq: message.seq,
+                id: message.id.clone(),
+                chat_id: message.chat_id.clone(),
+                sender: message.sender_chat_path.clone(),
+                members: members.to_vec(),
+            });
         }
         self.webhooks
             .app_event("message_sent", json!({"message": message}));
@@ -180,7 +180,11 @@ impl Chat {
             .and_then(|e| e.pointer("/senderProfile/name"))
             .cloned()
             .unwrap_or(Value::Null);
-        for to in offline {
+        for to in absent {
+            // Connected to another node: it delivers there.
+            if self.presence.is_online_elsewhere(to) {
+                continue;
+            }
             self.push.notify(
                 to,
                 &json!({"type": "message", "chatId": message.chat_id, "messageId": message.id,
@@ -189,6 +193,81 @@ impl Chat {
             );
         }
         Ok(())
+    }
+
+    /// A message another node stored (`Shared::Deliver`), for its members'
+    /// sockets on this node.
+    pub(crate) fn deliver_relayed(&self, relayed: &Shared) {
+        if let Shared::Deliver {
+            payload,
+            seq,
+            id,
+            chat_id,
+            sender,
+            members,
+        } = relayed
+        {
+            let target = Target {
+                seq: *seq,
+                id,
+                chat_id,
+                sender,
+            };
+            self.deliver_here(&target, payload, members, None);
+        }
+    }
+
+    /// Writes `receiveMessage` to the members' sockets on this node; returns
+    /// the recipients (not the sender) with no socket here.
+    fn deliver_here<'m>(
+        &self,
+        target: &Target<'_>,
+        payload: &Value,
+        members: &'m [String],
+        except_socket: Option<Sid>,
+    ) -> Vec<&'m String> {
+        let started = Instant::now();
+        let mut acks = Vec::new();
+        let mut absent = Vec::new();
+        for member in members {
+            let recipient = member != target.sender;
+            // A socket being disconnected for being too slow gets nothing more.
+            let sockets: Vec<SocketRef> = self
+                .fanout
+                .io()
+                .to(member.clone())
+                .sockets()
+                .into_iter()
+                .filter(|s| s.extensions.get::<Evicting>().is_none())
+                .collect();
+            if recipient && sockets.is_empty() {
+                absent.push(member);
+            }
+            for s in sockets.into_iter().filter(|s| Some(s.id) != except_socket) {
+                // The sender's other tabs get it too, with an ack request so
+                // that clients see one shape; their acks confirm nothing.
+                match s
+                    .timeout(self.delivery.ack_timeout)
+                    .emit_with_ack::<_, Value>("receiveMessage", payload)
+                {
+                    Ok(ack) if recipient => acks.push((target.confirmation(member), ack)),
+                    Ok(_) => {}
+                    Err(e) => self.unreachable(&s, &e),
+                }
+            }
+        }
+        tracing::debug!(
+            message = %target.id,
+            members = members.len(),
+            sockets = acks.len(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "message handed to its members' sockets"
+        );
+        self.delivery.metrics.delivered(acks.len() as u64);
+        if !acks.is_empty() {
+            tokio::spawn(collect(acks, self.delivery.confirms.clone()));
+        }
+        absent
     }
 
     /// Sends a newly connected socket of `user` every message no client of
@@ -272,7 +351,7 @@ impl Chat {
             return;
         }
         tracing::info!(sid = %s.id, "socket too slow (its queue is full): disconnecting it");
-        let (presence, io) = (self.presence.clone(), self.io.clone());
+        let (presence, fanout) = (self.presence.clone(), self.fanout.clone());
         tokio::spawn(async move {
             let deadline = Instant::now() + EVICT_GRACE;
             loop {
@@ -286,7 +365,7 @@ impl Chat {
             }
             tracing::warn!(sid = %s.id, "socket stalled (its peer reads nothing): counted offline");
             if let Some((who, true)) = presence.forget_socket(s.id) {
-                let _ = io.emit("contact_offline", &who).await;
+                super::presence::went_offline(&fanout, &presence, &who).await;
             }
         });
     }
@@ -321,7 +400,7 @@ impl Chat {
         // A node still starting has no namespace yet (the socket handlers
         // are attached after the services are built): nothing to reconcile.
         // `io.sockets()` would panic without one, ending this task.
-        let Some(ns) = self.io.of("/") else {
+        let Some(ns) = self.fanout.io().of("/") else {
             return;
         };
         let live: HashSet<Sid> = ns
@@ -332,7 +411,7 @@ impl Chat {
             .collect();
         for gone in self.presence.retain(|sid| live.contains(&sid)) {
             tracing::info!(user = %gone, "presence: no socket left, counted offline");
-            let _ = self.io.emit("contact_offline", &gone).await;
+            super::presence::went_offline(&self.fanout, &self.presence, &gone).await;
         }
     }
 
@@ -464,7 +543,7 @@ async fn collect(acks: Vec<(Confirmed, Ack)>, confirms: mpsc::Sender<Vec<Confirm
 /// logged; its messages stay pending and come again on the next connection.
 async fn confirmer(
     store: Store,
-    io: SocketIo,
+    fanout: Arc<Fanout>,
     mut rx: mpsc::Receiver<Vec<Confirmed>>,
     metrics: AppMetrics,
 ) {
@@ -477,7 +556,7 @@ async fn confirmer(
         }
         metrics.confirmed(batch.len() as u64);
         match store.confirm_delivered(&batch).await {
-            Ok(done) => tell_senders(&io, done, &metrics).await,
+            Ok(done) => tell_senders(&fanout, done, &metrics).await,
             Err(e) => e.log_if_internal(),
         }
     }
@@ -489,7 +568,7 @@ type Receipt = (String, String, Vec<String>);
 /// One `messageDelivered` per sender: `{id, chatId, to, recipients}` of its
 /// first message, and `receipts` with every message of the batch in that
 /// shape (`to` is the first of `recipients`, for clients of direct chats).
-async fn tell_senders(io: &SocketIo, done: Vec<Confirmed>, metrics: &AppMetrics) {
+async fn tell_senders(fanout: &Fanout, done: Vec<Confirmed>, metrics: &AppMetrics) {
     let mut by_sender: BTreeMap<String, BTreeMap<i64, Receipt>> = BTreeMap::new();
     for c in done {
         by_sender
@@ -513,6 +592,6 @@ async fn tell_senders(io: &SocketIo, done: Vec<Confirmed>, metrics: &AppMetrics)
         };
         event["receipts"] = Value::Array(receipts);
         metrics.receipt();
-        let _ = io.to(sender).emit("messageDelivered", &event).await;
+        fanout.emit(vec![sender], "messageDelivered", &event).await;
     }
 }

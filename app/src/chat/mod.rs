@@ -13,9 +13,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
+use crate::fanout::Fanout;
 use nodo_signaling::webhook::Webhooks;
 use serde_json::{json, Value};
-use socketioxide::SocketIo;
 
 use crate::config::ChatConfig;
 use crate::error::{to_json, Error, Missing};
@@ -114,7 +114,7 @@ struct TypingEntry {
 /// The chat service: one per node.
 pub struct Chat {
     store: Store,
-    io: SocketIo,
+    fanout: Arc<Fanout>,
     presence: Arc<Presence>,
     push: Arc<Push>,
     webhooks: Arc<Webhooks>,
@@ -157,7 +157,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Chat {
     pub fn new(
         store: Store,
-        io: SocketIo,
+        fanout: Arc<Fanout>,
         presence: Arc<Presence>,
         outlets: Outlets,
         config: ChatConfig,
@@ -171,12 +171,12 @@ impl Chat {
         let chat = Arc::new(Chat {
             delivery: delivery::Delivery::start(
                 store.clone(),
-                io.clone(),
+                fanout.clone(),
                 Duration::from_secs(config.delivery_ack_timeout_secs),
                 metrics,
             ),
             store,
-            io,
+            fanout,
             presence,
             push,
             webhooks,
@@ -304,7 +304,8 @@ impl Chat {
     /// Makes members' sockets follow a chat's Socket.IO room.
     async fn follow(&self, chat_id: &str, members: &[String]) {
         let _ = self
-            .io
+            .fanout
+            .io()
             .to(members.to_vec())
             .join(format!("chat:{chat_id}"))
             .await;
@@ -355,9 +356,7 @@ impl Chat {
     /// Sends `event` with `data` to every member of a chat.
     async fn to_members(&self, chat: &str, event: &'static str, data: &Value) -> Result<(), Error> {
         let members = self.store.members(chat).await?;
-        if let Err(e) = self.io.to(members).emit(event, data).await {
-            tracing::debug!("{event} emit: {e}");
-        }
+        self.fanout.emit(members, event, data).await;
         Ok(())
     }
 
@@ -373,7 +372,9 @@ impl Chat {
                 "chatId": chat_id,
                 "messageIds": ids,
             });
-            let _ = self.io.to(sender).emit("messagesRead", &payload).await;
+            self.fanout
+                .emit(vec![sender], "messagesRead", &payload)
+                .await;
         }
         Ok(())
     }
@@ -428,7 +429,7 @@ impl Chat {
                 t.remove(&key);
             }
         }
-        let _ = self.io.to(others).emit("typing", &payload).await;
+        self.fanout.emit(others, "typing", &payload).await;
         Ok(())
     }
 
@@ -653,16 +654,15 @@ impl Chat {
             return Err(Error::NotFound(Missing::Member));
         }
         let _ = self
-            .io
+            .fanout
+            .io()
             .to(user.to_string())
             .leave(format!("chat:{chat_id}"))
             .await;
         let members = self.store.members(chat_id).await?;
         let payload = json!({"chatId": chat_id, "members": members, "removed": [user], "by": me});
-        let _ = self
-            .io
-            .to(before)
-            .emit("chatMembersChanged", &payload)
+        self.fanout
+            .emit(before, "chatMembersChanged", &payload)
             .await;
         Ok(payload)
     }
@@ -683,7 +683,7 @@ async fn typing_expiry(chat: Weak<Chat>, tick: Duration) {
         let Some(chat) = chat.upgrade() else { return };
         for ((chat_id, me), others) in chat.expired_typing(Instant::now()) {
             let stop = json!({"chatId": chat_id, "userId": me, "senderChatPath": me, "isTyping": false, "expired": true});
-            let _ = chat.io.to(others).emit("typing", &stop).await;
+            chat.fanout.emit(others, "typing", &stop).await;
         }
     }
 }

@@ -7,16 +7,24 @@
 //! socket down twice is harmless. `retain` drops sockets the Socket.IO server
 //! no longer holds (a periodic reconcile), so no path can leave a user online
 //! forever.
+//!
+//! With several nodes, each counts its own sockets and tells the others when
+//! a user's first socket comes or last goes (`fanout::Shared::Presence`);
+//! `elsewhere` is what they said, per node, dropped when a node leaves.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use socketioxide::socket::Sid;
 
+use crate::fanout::{Fanout, Shared};
+
 /// Connected sockets per identity.
 #[derive(Default)]
 pub struct Presence {
     online: Mutex<HashMap<String, HashSet<Sid>>>,
+    /// node id -> users with a socket there.
+    elsewhere: Mutex<HashMap<String, HashSet<String>>>,
 }
 
 impl Presence {
@@ -82,8 +90,58 @@ impl Presence {
         gone
     }
 
+    /// Whether `identity` has a socket on any node.
     pub fn is_online(&self, identity: &str) -> bool {
-        self.map().contains_key(identity)
+        self.map().contains_key(identity) || self.is_online_elsewhere(identity)
+    }
+
+    /// Whether `identity` has a socket on another node.
+    pub fn is_online_elsewhere(&self, identity: &str) -> bool {
+        self.others().values().any(|users| users.contains(identity))
+    }
+
+    fn others(&self) -> MutexGuard<'_, HashMap<String, HashSet<String>>> {
+        self.elsewhere
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Node `node` says `identity` came online there or left it.
+    pub fn set_elsewhere(&self, node: &str, identity: &str, online: bool) {
+        let mut o = self.others();
+        if online {
+            o.entry(node.to_string())
+                .or_default()
+                .insert(identity.to_string());
+        } else if let Some(users) = o.get_mut(node) {
+            users.remove(identity);
+        }
+    }
+
+    /// Node `node` says these are all its users online.
+    pub fn replace_elsewhere(&self, node: &str, users: Vec<String>) {
+        self.others()
+            .insert(node.to_string(), users.into_iter().collect());
+    }
+
+    /// Node `node` is gone: returns its users who are now online nowhere.
+    pub fn forget_node(&self, node: &str) -> Vec<String> {
+        let Some(users) = self.others().remove(node) else {
+            return Vec::new();
+        };
+        let mut gone: Vec<String> = users.into_iter().filter(|u| !self.is_online(u)).collect();
+        gone.sort();
+        gone
+    }
+
+    /// The nodes presence was heard from.
+    pub fn nodes_elsewhere(&self) -> Vec<String> {
+        self.others().keys().cloned().collect()
+    }
+
+    /// Users with a socket on this node.
+    pub fn here(&self) -> Vec<String> {
+        self.map().keys().cloned().collect()
     }
 
     /// Sockets counted in all.
@@ -91,11 +149,54 @@ impl Presence {
         self.map().values().map(HashSet::len).sum()
     }
 
-    /// Everyone online, sorted.
+    /// Everyone online on any node, sorted.
     pub fn online_users(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.map().keys().cloned().collect();
+        let mut v: HashSet<String> = self.map().keys().cloned().collect();
+        for users in self.others().values() {
+            v.extend(users.iter().cloned());
+        }
+        let mut v: Vec<String> = v.into_iter().collect();
         v.sort();
         v
+    }
+}
+
+/// `user`'s first socket on this node is up: the other nodes hear it, and
+/// everyone but `socket` hears `contact_online` unless the user was already
+/// online on another node.
+pub async fn went_online(
+    fanout: &Fanout,
+    presence: &Presence,
+    user: &str,
+    socket: &socketioxide::extract::SocketRef,
+) {
+    fanout.publish(Shared::Presence {
+        user: user.to_string(),
+        online: true,
+    });
+    if presence.is_online_elsewhere(user) {
+        return;
+    }
+    let _ = socket.broadcast().emit("contact_online", user).await;
+    if let Ok(data) = serde_json::to_value(user) {
+        fanout.publish(Shared::Emit {
+            rooms: Vec::new(),
+            event: "contact_online".into(),
+            data,
+        });
+    }
+}
+
+/// `user`'s last socket on this node is gone: the other nodes hear it, and
+/// everyone hears `contact_offline` unless the user is still online on
+/// another node.
+pub async fn went_offline(fanout: &Fanout, presence: &Presence, user: &str) {
+    fanout.publish(Shared::Presence {
+        user: user.to_string(),
+        online: false,
+    });
+    if !presence.is_online(user) {
+        fanout.emit_all("contact_offline", user).await;
     }
 }
 
@@ -139,5 +240,23 @@ mod tests {
         assert_eq!(gone, vec!["bo".to_string()]);
         assert_eq!(p.online_users(), vec!["ana".to_string()]);
         assert_eq!(p.sockets(), 1);
+    }
+
+    #[test]
+    fn users_on_other_nodes_count_until_their_node_leaves() {
+        let p = Presence::new();
+        p.socket_up("ana", Sid::new());
+        p.set_elsewhere("n2", "bo", true);
+        p.set_elsewhere("n2", "ana", true);
+        p.replace_elsewhere("n3", vec!["cy".into(), "bo".into()]);
+        assert!(p.is_online("bo") && p.is_online_elsewhere("bo"));
+        assert!(!p.is_online_elsewhere("dee"));
+        assert_eq!(p.online_users(), vec!["ana", "bo", "cy"]);
+        p.set_elsewhere("n3", "bo", false);
+        assert!(p.is_online("bo"), "still on n2");
+        // n2 leaves: bo is online nowhere now, ana still here.
+        assert_eq!(p.forget_node("n2"), vec!["bo".to_string()]);
+        assert_eq!(p.online_users(), vec!["ana", "cy"]);
+        assert!(p.forget_node("n2").is_empty());
     }
 }

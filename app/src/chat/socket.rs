@@ -290,7 +290,8 @@ async fn on_connect(s: SocketRef, app: Weak<App>) {
     s.on_disconnect(move |s: SocketRef| async move {
         if let (Ok(me), Some(app)) = (session(&s), gone.upgrade()) {
             if app.chat.presence().socket_down(&me.identity, s.id) {
-                let _ = s.broadcast().emit("contact_offline", &me.identity).await;
+                let presence = app.chat.presence();
+                super::presence::went_offline(&app.fanout, presence, &me.identity).await;
             }
         }
     });
@@ -327,7 +328,7 @@ async fn on_connect(s: SocketRef, app: Weak<App>) {
     // Not announced when it closed meanwhile (its disconnect handler told
     // the others it went offline).
     if first && s.connected() {
-        let _ = s.broadcast().emit("contact_online", &me.identity).await;
+        super::presence::went_online(&app.fanout, app.chat.presence(), &me.identity, &s).await;
     }
     if let Err(socketioxide::SendError::Socket(socketioxide::SocketError::Closed)) =
         s.emit("online_users", &app.chat.presence().online_users())

@@ -208,6 +208,24 @@ impl Store {
         .rows_affected())
     }
 
+    /// Ends the calls still ringing or accepted though created before
+    /// `before_ms`: the node whose timers would have ended them is gone (a
+    /// database shared by several nodes, where a starting node must not end
+    /// the others' calls). Ringing ones count as missed. Returns how many.
+    pub async fn end_calls_left_waiting(&self, before_ms: i64) -> Result<u64, Error> {
+        Ok(sqlx::query(
+            "UPDATE calls SET \
+             status = CASE status WHEN 'ringing' THEN 'missed' ELSE 'ended' END, \
+             ended_at = $1, end_reason = 'node_lost' \
+             WHERE status IN ('ringing', 'accepted') AND created_at < $2",
+        )
+        .bind(now_ms())
+        .bind(before_ms)
+        .execute(self.writer())
+        .await?
+        .rows_affected())
+    }
+
     /// The user's calls, newest first, with a cursor for older ones.
     pub async fn call_history(
         &self,

@@ -6,17 +6,20 @@ use sqlx::Row;
 
 use super::{now_ms, Store};
 
-/// The webhook queue in the node's database: queued deliveries survive restarts.
+/// The webhook queue in the node's database: queued deliveries survive
+/// restarts. Each node of a shared database has a queue of its own.
 #[derive(Clone)]
 pub struct StoreWebhookQueue {
     store: Store,
+    node: String,
 }
 
 impl Store {
-    /// The webhook queue kept in this store.
-    pub fn webhook_queue(&self) -> StoreWebhookQueue {
+    /// The webhook queue of node `node` ("" for a node alone) in this store.
+    pub fn webhook_queue(&self, node: &str) -> StoreWebhookQueue {
         StoreWebhookQueue {
             store: self.clone(),
+            node: node.to_string(),
         }
     }
 }
@@ -27,7 +30,8 @@ impl WebhookQueue for StoreWebhookQueue {
             let now = now_ms();
             let mut tx = self.store.writer().begin().await?;
             for url in &urls {
-                sqlx::query("INSERT INTO webhook_queue (url, body, attempts, next_attempt_at, created_at) VALUES ($1, $2, 0, $3, $4)")
+                sqlx::query("INSERT INTO webhook_queue (node, url, body, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, 0, $4, $5)")
+                    .bind(&self.node)
                     .bind(url)
                     .bind(&body)
                     .bind(now)
@@ -42,7 +46,8 @@ impl WebhookQueue for StoreWebhookQueue {
 
     fn head(&self, url: String) -> BoxFuture<'_, Result<Option<QueuedDelivery>, QueueError>> {
         Box::pin(async move {
-            let row = sqlx::query("SELECT seq, body, attempts, next_attempt_at FROM webhook_queue WHERE url = $1 ORDER BY seq LIMIT 1")
+            let row = sqlx::query("SELECT seq, body, attempts, next_attempt_at FROM webhook_queue WHERE node = $1 AND url = $2 ORDER BY seq LIMIT 1")
+                .bind(&self.node)
                 .bind(&url)
                 .fetch_optional(self.store.pool())
                 .await?;

@@ -1,0 +1,170 @@
+//! The cluster's event bus: what one node's services tell users on other
+//! nodes (`nodo_app::fanout::Shared`) travels over one Redis pub/sub channel.
+//! Each node publishes from one task, in order, and applies what the others
+//! publish to its own sockets; a node hears nothing of its own. While Redis
+//! is lost, events queue up to [`QUEUE`] and are dropped beyond (counted and
+//! logged): live events only, since messages stay pending in the database
+//! and reach their recipients on their next connection.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use nodo_app::fanout::{Bus, Shared};
+use nodo_app::App;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+
+/// The channel every node publishes on and listens to.
+pub const CHANNEL: &str = "nodo:bus";
+/// Events waiting for Redis before new ones are dropped.
+const QUEUE: usize = 65_536;
+/// Wait before subscribing again after the subscription broke.
+const RESUBSCRIBE: Duration = Duration::from_secs(1);
+
+/// One event on the channel, with the node that sent it.
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    from: String,
+    event: Shared,
+}
+
+/// This node's end of the bus.
+pub struct RedisBus {
+    id: String,
+    queue: mpsc::Sender<Vec<u8>>,
+    dropped: AtomicU64,
+}
+
+impl Bus for RedisBus {
+    fn publish(&self, event: Shared) {
+        let envelope = Envelope {
+            from: self.id.clone(),
+            event,
+        };
+        let bytes = match serde_json::to_vec(&envelope) {
+            Ok(b) => b,
+            Err(e) => return tracing::warn!("bus: serializing an event: {e}"),
+        };
+        if self.queue.try_send(bytes).is_err() && self.dropped.fetch_add(1, Ordering::Relaxed) == 0
+        {
+            tracing::warn!("bus: Redis is not keeping up; events for other nodes are dropped");
+        }
+    }
+}
+
+impl RedisBus {
+    /// Events dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Starts the bus of node `id`: a publisher on `conn`, a subscriber on a
+/// connection of its own from `client` that hands each event to `app`.
+/// Both end when `stop` turns true.
+pub fn start(
+    id: String,
+    client: redis::Client,
+    conn: ConnectionManager,
+    app: Arc<App>,
+    stop: watch::Receiver<bool>,
+) -> Arc<RedisBus> {
+    let (queue, rx) = mpsc::channel(QUEUE);
+    let bus = Arc::new(RedisBus {
+        id,
+        queue,
+        dropped: AtomicU64::new(0),
+    });
+    tokio::spawn(publisher(conn, rx, stop.clone()));
+    tokio::spawn(subscriber(bus.clone(), client, app, stop));
+    bus
+}
+
+async fn publisher(
+    mut conn: ConnectionManager,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut failing = false;
+    loop {
+        let bytes = tokio::select! {
+            b = rx.recv() => match b {
+                Some(b) => b,
+                None => return,
+            },
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+            .arg(CHANNEL)
+            .arg(bytes)
+            .query_async(&mut conn)
+            .await;
+        match sent {
+            Err(e) if !failing => {
+                tracing::warn!("bus: publishing to Redis: {e}");
+                failing = true;
+            }
+            Ok(_) if failing => {
+                tracing::info!("bus: publishing to Redis works again");
+                failing = false;
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn subscriber(
+    bus: Arc<RedisBus>,
+    client: redis::Client,
+    app: Arc<App>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let mut pubsub = match client.get_async_pubsub().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!("bus: subscribing: {e}");
+                tokio::select! {
+                    _ = tokio::time::sleep(RESUBSCRIBE) => continue,
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        };
+        if let Err(e) = pubsub.subscribe(CHANNEL).await {
+            tracing::debug!("bus: subscribing: {e}");
+            tokio::time::sleep(RESUBSCRIBE).await;
+            continue;
+        }
+        // Joined (again): the others say who is online with them, and hear
+        // who is online here (what they knew may be stale after a break).
+        bus.publish(Shared::Hello);
+        bus.publish(Shared::Present {
+            users: app.chat.presence().here(),
+        });
+        let mut messages = pubsub.on_message();
+        loop {
+            let msg = tokio::select! {
+                m = messages.next() => match m {
+                    Some(m) => m,
+                    None => break,
+                },
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            let envelope: Envelope = match serde_json::from_slice(msg.get_payload_bytes()) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!("bus: an event this node cannot read: {e}");
+                    continue;
+                }
+            };
+            if envelope.from != bus.id {
+                app.on_shared(&envelope.from, envelope.event).await;
+            }
+        }
+        tracing::warn!("bus: the Redis subscription broke; subscribing again");
+        tokio::time::sleep(RESUBSCRIBE).await;
+    }
+}

@@ -1,0 +1,162 @@
+"""Chat across two nodes: Debian's `redis-server` and `postgresql`, two `nodo
+serve` processes sharing both, and socket.io clients (python-socketio)
+connected to different nodes. Messages, acks, receipts, typing, presence and
+rings cross nodes; a killed node leaves chat working on the other, with no
+acknowledged message lost."""
+
+import asyncio
+import signal
+import time
+
+import aiohttp
+import pytest
+import socketio
+
+from conftest import start_node
+from test_cluster import Redis
+from test_hostile_durability import history_ids, register
+from test_postgres import UNLIMITED, Postgres, pg  # noqa: F401  (fixture)
+from tlsutil import free_port
+
+
+@pytest.fixture
+def redis(tmp_path):
+    r = Redis(tmp_path / "redis")
+    yield r
+    r.stop()
+
+
+def node(tmp_path, redis, pg, node_id):
+    port = free_port()
+    return start_node(tmp_path / node_id, "--redis-url", redis.url, "--node-id", node_id,
+                      "--node-url", f"http://127.0.0.1:{port}", "--database-url", pg.url,
+                      http_port=port, env=UNLIMITED)
+
+
+@pytest.fixture
+def two(tmp_path, redis, pg):  # noqa: F811
+    a = node(tmp_path, redis, pg, "chat-a")
+    b = node(tmp_path, redis, pg, "chat-b")
+    yield a, b
+    for n in (a, b):
+        n.stop()
+
+
+class Client:
+    """A socket.io client that records every event it gets."""
+
+    def __init__(self, user):
+        self.user = user
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.events: list[tuple[str, object]] = []
+
+        @self.sio.on("*")
+        async def any_event(event, data=None):
+            self.events.append((event, data))
+            return True  # the ack of receiveMessage confirms it
+
+    async def connect(self, node):
+        await asyncio.wait_for(self.sio.connect(node.http_url, auth={"token": self.user["token"]},
+                                                transports=["websocket"]), 10)
+        return self
+
+    async def call(self, event, data):
+        return await self.sio.call(event, data, timeout=10)
+
+    async def wait(self, event, pred=lambda d: True, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for e, d in self.events:
+                if e == event and pred(d):
+                    return d
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{self.user['id']} got no {event}; got {[e for e, _ in self.events]}")
+
+
+async def test_chat_crosses_nodes(two):
+    a, b = two
+    async with aiohttp.ClientSession() as http:
+        alice = await Client(await register(http, a, "x_alice")).connect(a)
+        bob_user = await register(http, b, "x_bob")
+        bob = await Client(bob_user).connect(b)
+        # Presence: alice on a hears bob come online on b.
+        await alice.wait("contact_online", lambda d: d == bob_user["id"])
+
+        ack = await alice.call("sendMessage", {"id": "x-1", "recipientChatPath": bob_user["id"], "content": "hi"})
+        assert ack.get("ok") is True, ack
+        chat_id = ack["chatId"]
+        got = await bob.wait("receiveMessage", lambda d: d["id"] == "x-1")
+        assert got["content"] == "hi" and got["chatId"] == chat_id
+        # bob's client confirmed it on b: alice hears it on a.
+        receipt = await alice.wait("messageDelivered", lambda d: d["id"] == "x-1")
+        assert receipt["to"] == bob_user["id"]
+
+        # Typing and read receipts go the other way.
+        assert (await bob.call("typing", {"chatId": chat_id, "isTyping": True})).get("ok") is True
+        await alice.wait("typing", lambda d: d.get("isTyping") is True and d.get("chatId") == chat_id)
+        assert (await bob.call("markAsRead", {"chatId": chat_id})).get("ok") is True
+        read = await alice.wait("messagesRead", lambda d: d["chatId"] == chat_id)
+        assert read["messageIds"] == ["x-1"]
+
+        # A reply from b reaches alice's socket on a.
+        ack = await bob.call("sendMessage", {"id": "x-2", "chatId": chat_id, "content": "hello back"})
+        assert ack.get("ok") is True, ack
+        await alice.wait("receiveMessage", lambda d: d["id"] == "x-2")
+        await bob.wait("messageDelivered", lambda d: d["id"] == "x-2")
+
+        # A third user on a sees everyone online, wherever they are connected.
+        carol = await Client(await register(http, a, "x_carol")).connect(a)
+        online = await carol.wait("online_users")
+        assert {alice.user["id"], bob_user["id"], carol.user["id"]} <= set(online), online
+
+        # bob leaves b: alice hears it on a.
+        await bob.sio.disconnect()
+        await alice.wait("contact_offline", lambda d: d == bob_user["id"])
+        for c in (alice, carol):
+            await c.sio.disconnect()
+
+
+async def test_a_call_rings_across_nodes(two):
+    a, b = two
+    async with aiohttp.ClientSession() as http:
+        alice = await Client(await register(http, a, "r_alice")).connect(a)
+        bob_user = await register(http, b, "r_bob")
+        bob = await Client(bob_user).connect(b)
+        out = await alice.call("initiateCall", {"recipientId": bob_user["id"], "callType": "audio"})
+        assert out.get("ok") is True, out
+        ring = await bob.wait("incomingCall")
+        assert ring["callerId"] == alice.user["id"]
+        accepted = await bob.call("acceptCall", {"callId": ring["callId"]})
+        assert accepted.get("ok") is True, accepted
+        got = await alice.wait("callAccepted", lambda d: d["callId"] == ring["callId"])
+        assert got["recipientId"] == bob_user["id"]
+        for c in (alice, bob):
+            await c.sio.disconnect()
+
+
+async def test_a_killed_node_leaves_chat_working_and_loses_nothing(two):
+    a, b = two
+    async with aiohttp.ClientSession() as http:
+        alice_user = await register(http, a, "k_alice")
+        alice = await Client(alice_user).connect(a)
+        bob_user = await register(http, b, "k_bob")
+        bob = await Client(bob_user).connect(b)
+        acked = []
+        chat_id = ""
+        for i in range(20):
+            ack = await alice.call("sendMessage", {"id": f"k-{i}", "recipientChatPath": bob_user["id"],
+                                                   "content": f"m{i}"})
+            assert ack.get("ok") is True, ack
+            acked.append(ack["id"])
+            chat_id = ack["chatId"]
+        a.stop(signal.SIGKILL)
+        # alice comes back through b; chat goes on there.
+        alice2 = await Client(alice_user).connect(b)
+        ack = await alice2.call("sendMessage", {"id": "k-after", "chatId": chat_id, "content": "still here"})
+        assert ack.get("ok") is True, ack
+        acked.append("k-after")
+        await bob.wait("receiveMessage", lambda d: d["id"] == "k-after")
+        await alice2.wait("messageDelivered", lambda d: d["id"] == "k-after")
+        assert await history_ids(http, b, bob_user, chat_id) == set(acked)
+        for c in (alice2, bob):
+            await c.sio.disconnect()
