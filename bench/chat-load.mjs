@@ -8,8 +8,14 @@
 //        [--wal-log FILE]   one CSV line a second: t_s,wal_bytes,db_bytes,delivered
 //        [--max-wal-mb N]   stop early once the WAL passes N MiB (keeps an
 //                           unbounded build from filling the disk)
+//        [--database-url postgres://...]  the store on PostgreSQL
+//        [--redis-url redis://...]  two nodes in a cluster (with --database-url):
+//                           each pair's two clients on different nodes, so
+//                           every message crosses from one node to the other
+// chat-cluster.sh starts Redis and PostgreSQL and runs the three set-ups.
 // NODO_BIN picks the binary (default target/release/nodo).
 import { statSync, rmSync, writeFileSync, appendFileSync, existsSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { startNode } from '../tests/js/harness.mjs';
 import { register, connect, ack } from '../tests/js/chatlib.mjs';
@@ -20,19 +26,39 @@ const seconds = Number(arg('seconds', 15));
 const windowSize = Number(arg('window', 4));
 const walLog = arg('wal-log', null);
 const maxWalMb = Number(arg('max-wal-mb', 0));
+const databaseUrl = arg('database-url', null);
+const redisUrl = arg('redis-url', null);
+if (redisUrl && !databaseUrl) throw new Error('--redis-url needs --database-url (the nodes share the store)');
 
 const size = (f) => { try { return statSync(f).size; } catch { return 0; } };
 const mib = (b) => (b / 1048576).toFixed(1);
 
-const node = await startNode([], { NODO_CHAT__RATE_PER_SEC: '1000000', NODO_CHAT__RATE_BURST: '1000000', NODO_ACCOUNTS__REGISTER_RATE__BURST: '100000', RUST_LOG: 'warn' });
+const freePort = () => new Promise((resolve) => {
+  const srv = createServer();
+  srv.listen(0, '127.0.0.1', () => { const { port } = srv.address(); srv.close(() => resolve(port)); });
+});
+const env = { NODO_CHAT__RATE_PER_SEC: '1000000', NODO_CHAT__RATE_BURST: '1000000', NODO_ACCOUNTS__REGISTER_RATE__BURST: '100000', RUST_LOG: 'warn' };
+const store = databaseUrl ? ['--database-url', databaseUrl] : [];
+const nodes = [];
+if (redisUrl) {
+  for (const id of ['load-a', 'load-b']) {
+    const port = await freePort();
+    nodes.push(await startNode([...store, '--http-port', String(port), '--redis-url', redisUrl,
+      '--node-id', id, '--node-url', `http://127.0.0.1:${port}`], env));
+  }
+} else {
+  nodes.push(await startNode(store, env));
+}
+const node = nodes[0];
+const on = (i) => nodes[i % nodes.length];
 const db = join(node.dataDir, 'nodo.db');
 const wal = `${db}-wal`;
 let stopped = false;
 try {
   const users = [];
-  for (let i = 0; i < clients; i++) users.push(await register(node, `load${i}_`));
+  for (let i = 0; i < clients; i++) users.push(await register(on(i), `load${i}_`));
   const sockets = [];
-  for (const u of users) sockets.push(await connect(node, u));
+  for (let i = 0; i < clients; i++) sockets.push(await connect(on(i), users[i]));
   const latencies = [];
   const ackLatencies = [];
   let delivered = 0;
@@ -91,16 +117,19 @@ try {
   const pct = (xs, p) => xs[Math.min(xs.length - 1, Math.floor(xs.length * p))].toFixed(1);
   latencies.sort((a, b) => a - b);
   ackLatencies.sort((a, b) => a - b);
-  console.log(`clients: ${clients} (${clients / 2} pairs), ${windowSize} messages in flight per client, SQLite WAL persistence on`);
+  const where = redisUrl ? 'two nodes on Redis + PostgreSQL, every pair split across them' : databaseUrl ? 'one node, PostgreSQL' : 'one node, SQLite WAL';
+  console.log(`clients: ${clients} (${clients / 2} pairs), ${windowSize} messages in flight per client, ${where}`);
   console.log(`delivered: ${delivered} messages in ${elapsed.toFixed(1)} s = ${(delivered / elapsed).toFixed(0)} msg/s${refused ? ` (${refused} sends refused)` : ''}`);
   console.log(`latency send -> receiveMessage: p50 ${pct(latencies, 0.5)} ms, p99 ${pct(latencies, 0.99)} ms`);
   console.log(`latency send -> ack: p50 ${pct(ackLatencies, 0.5)} ms, p99 ${pct(ackLatencies, 0.99)} ms`);
-  console.log(`nodo.db-wal: max ${mib(maxWal)} MiB (sampled every 100 ms); nodo.db ${mib(size(db))} MiB`);
+  if (!databaseUrl) console.log(`nodo.db-wal: max ${mib(maxWal)} MiB (sampled every 100 ms); nodo.db ${mib(size(db))} MiB`);
   for (const s of sockets) s.close();
-  await node.stop();
+  for (const n of nodes) await n.stop();
   stopped = true;
-  console.log(`after a clean shutdown: nodo.db-wal ${existsSync(wal) ? `${mib(size(wal))} MiB` : 'removed'}, nodo.db ${mib(size(db))} MiB`);
+  if (!databaseUrl) console.log(`after a clean shutdown: nodo.db-wal ${existsSync(wal) ? `${mib(size(wal))} MiB` : 'removed'}, nodo.db ${mib(size(db))} MiB`);
 } finally {
-  if (!stopped) await node.stop();
-  rmSync(node.dataDir, { recursive: true, force: true });
+  for (const n of nodes) {
+    if (!stopped) await n.stop();
+    rmSync(n.dataDir, { recursive: true, force: true });
+  }
 }

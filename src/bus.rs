@@ -21,6 +21,8 @@ use tokio::sync::{mpsc, watch};
 pub const CHANNEL: &str = "nodo:bus";
 /// Events waiting for Redis before new ones are dropped.
 const QUEUE: usize = 65_536;
+/// Most events published in one round trip to Redis.
+const PIPELINE: usize = 256;
 /// Wait before subscribing again after the subscription broke.
 const RESUBSCRIBE: Duration = Duration::from_secs(1);
 
@@ -89,19 +91,21 @@ async fn publisher(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut failing = false;
+    let mut batch = Vec::with_capacity(PIPELINE);
     loop {
-        let bytes = tokio::select! {
-            b = rx.recv() => match b {
-                Some(b) => b,
-                None => return,
-            },
+        let got = tokio::select! {
+            n = rx.recv_many(&mut batch, PIPELINE) => n,
             _ = stop.wait_for(|s| *s) => return,
         };
-        let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-            .arg(CHANNEL)
-            .arg(bytes)
-            .query_async(&mut conn)
-            .await;
+        if got == 0 {
+            return;
+        }
+        // Whatever queued meanwhile goes in one round trip, in order.
+        let mut pipe = redis::pipe();
+        for bytes in batch.drain(..) {
+            pipe.cmd("PUBLISH").arg(CHANNEL).arg(bytes).ignore();
+        }
+        let sent: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
         match sent {
             Err(e) if !failing => {
                 tracing::warn!("bus: publishing to Redis: {e}");

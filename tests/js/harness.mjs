@@ -15,7 +15,9 @@ const root = join(here, '..', '..');
 export async function startNode(extraArgs = [], env = {}, dataDir = mkdtempSync(join(tmpdir(), 'nodo-test-'))) {
   const bin = process.env.NODO_BIN || join(root, 'target', 'release', 'nodo');
   if (!existsSync(bin)) throw new Error(`${bin} not found: run cargo build --release`);
-  const proc = spawn(bin, ['serve', '--dev', '--http-port', '0', '--rtc-udp-port', '0',
+  // An ephemeral HTTP port unless the caller names one (a cluster node's URL carries it).
+  const httpPort = extraArgs.includes('--http-port') ? [] : ['--http-port', '0'];
+  const proc = spawn(bin, ['serve', '--dev', ...httpPort, '--rtc-udp-port', '0',
     '--rtc-tcp-port', '0', '--turn-udp-port', '0', '--turn-tls-port', '0',
     '--data-dir', dataDir, ...extraArgs], {
     env: { ...process.env, RUST_LOG: process.env.NODO_TEST_LOG || 'info', NO_COLOR: '1', ...env },
