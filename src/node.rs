@@ -14,7 +14,7 @@ use nodo_app::chat::{Chat, Outlets, Presence};
 use nodo_app::fanout::Fanout;
 use nodo_app::meetings::Meetings;
 use nodo_app::push::Push;
-use nodo_app::store::{Store, StoreOptions};
+use nodo_app::store::{Backend, Store, StoreOptions};
 use nodo_app::App;
 use nodo_sfu::net::Transport;
 use nodo_signaling::agents::Agents;
@@ -86,13 +86,15 @@ impl Node {
                     )
                 })?
         };
-        let push = Push::start(
-            store.clone(),
-            config.push.clone(),
-            data_dir,
-            metrics.app.clone(),
-        )
-        .map_err(|e| format!("web push: {e}"))?;
+        let mut push_config = config.push.clone();
+        if store.backend() == Backend::Postgres && push_config.vapid_private_key.is_empty() {
+            // Browsers' subscriptions are bound to one key: every node signs with it.
+            push_config.vapid_private_key = nodo_app::push::shared_key(&store, data_dir)
+                .await
+                .map_err(|e| format!("web push: the shared VAPID key: {e}"))?;
+        }
+        let push = Push::start(store.clone(), push_config, data_dir, metrics.app.clone())
+            .map_err(|e| format!("web push: {e}"))?;
 
         // Webhooks: the LiveKit side's sender over the store's durable queue.
         let webhooks = Webhooks::start(

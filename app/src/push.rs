@@ -515,18 +515,35 @@ fn load_or_create_key(path: &Path) -> Result<String, Error> {
     if let Ok(k) = std::fs::read_to_string(path) {
         return Ok(k.trim().to_string());
     }
-    use openssl::ec::{EcGroup, EcKey};
-    use openssl::nid::Nid;
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
-    let key = EcKey::generate(&group)?;
-    let scalar = key.private_key().to_vec_padded(32)?;
-    let encoded = B64.encode(scalar);
+    let encoded = new_key()?;
     write_private(path, &encoded).map_err(|source| Error::Io {
         context: "writing the VAPID key",
         source,
     })?;
     tracing::info!(path = %path.display(), "generated VAPID keys");
     Ok(encoded)
+}
+
+/// A new VAPID private key: a P-256 scalar, base64url.
+fn new_key() -> Result<String, Error> {
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::nid::Nid;
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+    let key = EcKey::generate(&group)?;
+    let scalar = key.private_key().to_vec_padded(32)?;
+    Ok(B64.encode(scalar))
+}
+
+/// The VAPID key every node of a shared database signs with: the one stored
+/// there, else this node's file key (a node moving to the shared database
+/// keeps its browsers' subscriptions), else a new one. The first node to
+/// store one wins.
+pub async fn shared_key(store: &Store, data_dir: &Path) -> Result<String, Error> {
+    let candidate = match std::fs::read_to_string(data_dir.join("vapid_private_key")) {
+        Ok(k) => k.trim().to_string(),
+        Err(_) => new_key()?,
+    };
+    store.shared_setting("vapid_private_key", &candidate).await
 }
 
 #[cfg(unix)]

@@ -16,6 +16,7 @@ from conftest import start_node
 from test_cluster import Redis
 from test_hostile_durability import history_ids, register
 from test_postgres import UNLIMITED, Postgres, pg  # noqa: F401  (fixture)
+from test_web_push import Browser, unb64u
 from tlsutil import free_port
 
 
@@ -30,7 +31,7 @@ def node(tmp_path, redis, pg, node_id):
     port = free_port()
     return start_node(tmp_path / node_id, "--redis-url", redis.url, "--node-id", node_id,
                       "--node-url", f"http://127.0.0.1:{port}", "--database-url", pg.url,
-                      http_port=port, env=UNLIMITED)
+                      http_port=port, env={**UNLIMITED, "NODO_PUSH__ALLOW_INSECURE_ENDPOINTS": "true"})
 
 
 @pytest.fixture
@@ -160,3 +161,47 @@ async def test_a_killed_node_leaves_chat_working_and_loses_nothing(two):
         assert await history_ids(http, b, bob_user, chat_id) == set(acked)
         for c in (alice2, bob):
             await c.sio.disconnect()
+
+
+async def test_pushes_are_sent_once_with_the_key_every_node_shares(two):
+    a, b = two
+    browser = Browser()
+    await browser.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            keys = []
+            for n in (a, b):
+                async with http.get(f"{n.http_url}/api/push/vapid-public-key") as r:
+                    keys.append((await r.json())["publicKey"])
+            assert keys[0] == keys[1], "both nodes sign with one VAPID key"
+            alice = await Client(await register(http, a, "p_alice")).connect(a)
+            bob_user = await register(http, b, "p_bob")
+            async with http.post(f"{b.http_url}/api/push/subscribe", json=browser.subscription("bob"),
+                                 headers={"authorization": f"Bearer {bob_user['token']}"}) as r:
+                assert r.status == 201, await r.text()
+
+            # bob has no socket anywhere: one push for the message, signed with the shared key.
+            ack = await alice.call("sendMessage", {"id": "p-1", "recipientChatPath": bob_user["id"], "content": "ping"})
+            assert ack.get("ok") is True, ack
+            deadline = time.time() + 10
+            while not browser.received and time.time() < deadline:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.5)
+            assert len(browser.received) == 1, browser.received
+            assert browser.decrypt(browser.received[0]["body"])["messageId"] == "p-1"
+            auth = dict(p.strip().split("=", 1) for p in
+                        browser.received[0]["headers"]["Authorization"].partition(" ")[2].split(","))
+            assert unb64u(auth["k"]) == unb64u(keys[0])
+
+            # bob online on b: a message stored on a is delivered there, not pushed.
+            bob = await Client(bob_user).connect(b)
+            await alice.wait("contact_online", lambda d: d == bob_user["id"])
+            ack = await alice.call("sendMessage", {"id": "p-2", "recipientChatPath": bob_user["id"], "content": "pong"})
+            assert ack.get("ok") is True, ack
+            await bob.wait("receiveMessage", lambda d: d["id"] == "p-2")
+            await asyncio.sleep(1.5)
+            assert len(browser.received) == 1, "no push to a user online on another node"
+            for c in (alice, bob):
+                await c.sio.disconnect()
+    finally:
+        await browser.stop()

@@ -130,3 +130,23 @@ impl Store {
         .collect())
     }
 }
+
+impl Store {
+    /// The value of setting `name` all nodes share: `candidate` if none was
+    /// stored yet, else the stored one (whichever node stored first).
+    pub async fn shared_setting(&self, name: &str, candidate: &str) -> Result<String, Error> {
+        sqlx::query(
+            "INSERT INTO shared_settings (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(name)
+        .bind(candidate)
+        .execute(self.writer())
+        .await?;
+        Ok(
+            sqlx::query_scalar::<_, String>("SELECT value FROM shared_settings WHERE name = $1")
+                .bind(name)
+                .fetch_one(self.writer())
+                .await?,
+        )
+    }
+}
