@@ -178,6 +178,7 @@ impl Node {
             config.calls.meeting_create_rate,
             config.calls.action_rate,
         );
+        let webhooks_for_app = webhooks.clone();
         let chat = Chat::new(
             store.clone(),
             fanout.clone(),
@@ -204,6 +205,7 @@ impl Node {
             )),
             io,
             fanout,
+            webhooks: webhooks_for_app,
         }
         .attach();
         let livekit = Arc::new(LiveKit::new(keys, rooms, agents));

@@ -153,14 +153,16 @@ async fn trust_peers(
 }
 
 /// Tells the app which nodes are gone, so the users of a node that died or
-/// left stop counting as online. A node counts as gone when two heartbeats
-/// in a row missed it: one that just started may speak on the bus before
-/// this node's heartbeat has seen it.
+/// left stop counting as online and, on a shared database, the webhook
+/// deliveries it queued are taken over by one live node. A node counts as
+/// gone when two heartbeats in a row missed it: one that just started may
+/// speak on the bus before this node's heartbeat has seen it.
 async fn follow_peers(
     cluster: Arc<Cluster>,
     app: Arc<nodo_app::App>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let shared_store = app.store.backend() == nodo_app::store::Backend::Postgres;
     let mut missed: std::collections::HashMap<String, u32> = Default::default();
     loop {
         tokio::select! {
@@ -171,9 +173,18 @@ async fn follow_peers(
             continue;
         }
         let live = cluster.peer_ids();
+        let mut known = app.chat.presence().nodes_elsewhere();
+        if shared_store {
+            match app.store.webhook_nodes().await {
+                Ok(nodes) => known.extend(nodes),
+                Err(e) => e.log_if_internal(),
+            }
+        }
+        known.sort();
+        known.dedup();
         let mut gone = Vec::new();
-        for node in app.chat.presence().nodes_elsewhere() {
-            if live.contains(&node) {
+        for node in known {
+            if node == cluster.id() || live.contains(&node) {
                 missed.remove(&node);
                 continue;
             }
@@ -185,6 +196,17 @@ async fn follow_peers(
             }
         }
         app.forget_nodes(&gone).await;
+        if shared_store {
+            for node in &gone {
+                match app.take_over_webhooks(node, cluster.id()).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(%node, "took over {n} webhook deliveries of a node that is gone")
+                    }
+                    Err(e) => e.log_if_internal(),
+                }
+            }
+        }
     }
 }
 

@@ -56,6 +56,8 @@ pub struct App {
     pub io: SocketIo,
     /// The same, for events every node's sockets get.
     pub fanout: Arc<fanout::Fanout>,
+    /// The node's webhook sender.
+    pub webhooks: Arc<nodo_signaling::webhook::Webhooks>,
 }
 
 impl App {
@@ -80,6 +82,16 @@ impl App {
             }),
             Shared::Emit { .. } | Shared::Disconnect { .. } => self.fanout.apply(event).await,
         }
+    }
+
+    /// Node `to` (this one) takes over the webhook deliveries node `from`
+    /// queued (it is gone) and sends them now; returns how many.
+    pub async fn take_over_webhooks(&self, from: &str, to: &str) -> Result<u64, Error> {
+        let n = self.store.adopt_webhooks(from, to).await?;
+        if n > 0 {
+            self.webhooks.wake();
+        }
+        Ok(n)
     }
 
     /// These nodes are gone (dead or left): what they said about presence is

@@ -199,4 +199,30 @@ async fn each_node_delivers_the_webhooks_it_queued() {
     qa.delivered(head_a.seq).await.expect("delivered");
     assert!(qa.head("http://hook".into()).await.expect("head").is_none());
     assert!(qb.head("http://hook".into()).await.expect("head").is_some());
+    // node-a queues again, then is gone: node-b takes its queue over, once.
+    qa.push(vec!["http://hook".into()], "a again".into())
+        .await
+        .expect("push a");
+    let mut nodes = b.webhook_nodes().await.expect("nodes");
+    nodes.sort();
+    assert_eq!(nodes, vec!["node-a", "node-b"]);
+    let (x, y) = tokio::join!(
+        a.adopt_webhooks("node-a", "node-b"),
+        b.adopt_webhooks("node-a", "node-b")
+    );
+    assert_eq!(x.expect("adopt") + y.expect("adopt"), 1);
+    assert!(qa.head("http://hook".into()).await.expect("head").is_none());
+    let first = qb
+        .head("http://hook".into())
+        .await
+        .expect("head")
+        .expect("b's");
+    assert_eq!(first.body, "from b", "in queue order");
+    qb.delivered(first.seq).await.expect("delivered");
+    let next = qb
+        .head("http://hook".into())
+        .await
+        .expect("head")
+        .expect("adopted");
+    assert_eq!(next.body, "a again");
 }

@@ -170,6 +170,12 @@ impl Webhooks {
 
     /// Queues one of Nodo's app events (when enabled): a WebhookEvent-shaped
     /// body (`event`, `id`, `createdAt`) with the details under `data`.
+    /// Looks at the queue again now (deliveries were added to it from
+    /// elsewhere: another node's, taken over).
+    pub fn wake(&self) {
+        self.wake.notify_waiters();
+    }
+
     pub fn app_event(self: &Arc<Self>, event: &'static str, data: serde_json::Value) {
         if !self.app_events || self.urls.is_empty() {
             return;

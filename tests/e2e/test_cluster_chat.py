@@ -5,12 +5,14 @@ rings cross nodes; a killed node leaves chat working on the other, with no
 acknowledged message lost."""
 
 import asyncio
+import json
 import signal
 import time
 
 import aiohttp
 import pytest
 import socketio
+from aiohttp import web
 
 from conftest import start_node
 from test_cluster import Redis
@@ -27,11 +29,12 @@ def redis(tmp_path):
     r.stop()
 
 
-def node(tmp_path, redis, pg, node_id):
+def node(tmp_path, redis, pg, node_id, *extra):
     port = free_port()
     return start_node(tmp_path / node_id, "--redis-url", redis.url, "--node-id", node_id,
-                      "--node-url", f"http://127.0.0.1:{port}", "--database-url", pg.url,
-                      http_port=port, env={**UNLIMITED, "NODO_PUSH__ALLOW_INSECURE_ENDPOINTS": "true"})
+                      "--node-url", f"http://127.0.0.1:{port}", "--database-url", pg.url, *extra,
+                      http_port=port, env={**UNLIMITED, "NODO_PUSH__ALLOW_INSECURE_ENDPOINTS": "true",
+                                           "NODO_WEBHOOK__APP_EVENTS": "true"})
 
 
 @pytest.fixture
@@ -205,3 +208,60 @@ async def test_pushes_are_sent_once_with_the_key_every_node_shares(two):
                 await c.sio.disconnect()
     finally:
         await browser.stop()
+
+
+async def test_webhooks_are_delivered_once_and_survive_their_node(tmp_path, redis, pg):  # noqa: F811
+    got: list[dict] = []
+    status = {"code": 200}
+
+    async def hook(request):
+        body = json.loads(await request.text())
+        if status["code"] == 200:  # what the receiver accepted
+            got.append(body)
+        return web.Response(status=status["code"])
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"
+    a = node(tmp_path, redis, pg, "hook-a", "--webhook-url", url)
+    b = node(tmp_path, redis, pg, "hook-b", "--webhook-url", url)
+    try:
+        async with aiohttp.ClientSession() as http:
+            alice = await Client(await register(http, a, "h_alice")).connect(a)
+            bob_user = await register(http, b, "h_bob")
+
+            def sent(msg_id):
+                return [e for e in got if e.get("event") == "message_sent"
+                        and e.get("data", {}).get("message", {}).get("id") == msg_id]
+
+            ack = await alice.call("sendMessage", {"id": "h-1", "recipientChatPath": bob_user["id"], "content": "x"})
+            assert ack.get("ok") is True, ack
+            deadline = time.time() + 10
+            while not sent("h-1") and time.time() < deadline:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(2)
+            assert len(sent("h-1")) == 1, got
+
+            # The receiver fails while a queues; a dies; b takes a's queue over
+            # and delivers it once the receiver is back.
+            status["code"] = 503
+            ack = await alice.call("sendMessage", {"id": "h-2", "recipientChatPath": bob_user["id"], "content": "y"})
+            assert ack.get("ok") is True, ack
+            await asyncio.sleep(0.5)
+            a.stop(signal.SIGKILL)
+            status["code"] = 200
+            deadline = time.time() + 40
+            while not [e for e in sent("h-2")] and time.time() < deadline:
+                await asyncio.sleep(0.2)
+            assert len(sent("h-2")) >= 1, "the dead node's queued webhook is delivered by the survivor"
+            await asyncio.sleep(2)
+            assert pg.sql("SELECT count(*) FROM webhook_queue") == "0", (pg.sql("SELECT node, attempts, body FROM webhook_queue"), [e.get("event") for e in got])
+            assert any("webhook deliveries of a node that is gone" in line for line in b.lines)
+    finally:
+        for n in (a, b):
+            n.stop()
+        await runner.cleanup()

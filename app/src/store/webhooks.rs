@@ -5,6 +5,7 @@ use nodo_signaling::webhook::{QueueError, QueuedDelivery, WebhookQueue};
 use sqlx::Row;
 
 use super::{now_ms, Store};
+use crate::error::Error;
 
 /// The webhook queue in the node's database: queued deliveries survive
 /// restarts. Each node of a shared database has a queue of its own.
@@ -21,6 +22,30 @@ impl Store {
             store: self.clone(),
             node: node.to_string(),
         }
+    }
+}
+
+impl Store {
+    /// The nodes with webhook deliveries queued.
+    pub async fn webhook_nodes(&self) -> Result<Vec<String>, Error> {
+        Ok(
+            sqlx::query_scalar::<_, String>("SELECT DISTINCT node FROM webhook_queue")
+                .fetch_all(self.pool())
+                .await?,
+        )
+    }
+
+    /// Node `to` takes over the deliveries node `from` queued (it is gone);
+    /// returns how many. Two nodes adopting at once: one gets them.
+    pub async fn adopt_webhooks(&self, from: &str, to: &str) -> Result<u64, Error> {
+        Ok(
+            sqlx::query("UPDATE webhook_queue SET node = $1 WHERE node = $2")
+                .bind(to)
+                .bind(from)
+                .execute(self.writer())
+                .await?
+                .rows_affected(),
+        )
     }
 }
 
