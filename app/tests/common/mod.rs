@@ -3,6 +3,9 @@
 //! `scripts/pg-scratch start` prints), a database of its own on that server
 //! for each directory, so reopening a directory reopens its database.
 
+// Each test crate uses part of this module.
+#![allow(dead_code)]
+
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 
