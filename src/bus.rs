@@ -2,9 +2,11 @@
 //! nodes (`nodo_app::fanout::Shared`) travels over one Redis pub/sub channel.
 //! Each node publishes from one task, in order, and applies what the others
 //! publish to its own sockets; a node hears nothing of its own. While Redis
-//! is lost, events queue up to [`QUEUE`] and are dropped beyond (counted and
-//! logged): live events only, since messages stay pending in the database
-//! and reach their recipients on their next connection.
+//! is lost, events wait (a batch that failed is sent again) and new ones
+//! queue up to [`QUEUE`], dropped beyond (counted and logged): live events
+//! only, since messages stay pending in the database and reach their
+//! recipients on their next connection. Once Redis is back the node says
+//! hello again, so presence is mended on every node.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -80,12 +82,14 @@ pub fn start(
         queue,
         dropped: AtomicU64::new(0),
     });
-    tokio::spawn(publisher(conn, rx, stop.clone()));
+    tokio::spawn(publisher(bus.clone(), app.clone(), conn, rx, stop.clone()));
     tokio::spawn(subscriber(bus.clone(), client, app, stop));
     bus
 }
 
 async fn publisher(
+    bus: Arc<RedisBus>,
+    app: Arc<App>,
     mut conn: ConnectionManager,
     mut rx: mpsc::Receiver<Vec<u8>>,
     mut stop: watch::Receiver<bool>,
@@ -93,29 +97,48 @@ async fn publisher(
     let mut failing = false;
     let mut batch = Vec::with_capacity(PIPELINE);
     loop {
-        let got = tokio::select! {
-            n = rx.recv_many(&mut batch, PIPELINE) => n,
-            _ = stop.wait_for(|s| *s) => return,
-        };
-        if got == 0 {
-            return;
+        if batch.is_empty() {
+            let got = tokio::select! {
+                n = rx.recv_many(&mut batch, PIPELINE) => n,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            if got == 0 {
+                return;
+            }
         }
         // Whatever queued meanwhile goes in one round trip, in order.
         let mut pipe = redis::pipe();
-        for bytes in batch.drain(..) {
-            pipe.cmd("PUBLISH").arg(CHANNEL).arg(bytes).ignore();
+        for bytes in &batch {
+            pipe.cmd("PUBLISH")
+                .arg(CHANNEL)
+                .arg(bytes.as_slice())
+                .ignore();
         }
         let sent: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
         match sent {
-            Err(e) if !failing => {
-                tracing::warn!("bus: publishing to Redis: {e}");
-                failing = true;
+            Ok(()) => {
+                batch.clear();
+                if failing {
+                    tracing::info!("bus: publishing to Redis works again");
+                    failing = false;
+                    // What the others missed of this node meanwhile.
+                    bus.publish(Shared::Hello);
+                    bus.publish(Shared::Present {
+                        users: app.chat.presence().here(),
+                    });
+                }
             }
-            Ok(_) if failing => {
-                tracing::info!("bus: publishing to Redis works again");
-                failing = false;
+            Err(e) => {
+                if !failing {
+                    tracing::warn!("bus: publishing to Redis: {e}; retrying");
+                    failing = true;
+                }
+                // The same batch again, once Redis answers.
+                tokio::select! {
+                    _ = tokio::time::sleep(RESUBSCRIBE) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
             }
-            _ => {}
         }
     }
 }

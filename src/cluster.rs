@@ -111,8 +111,12 @@ impl Cluster {
                     .into(),
             );
         }
-        let client = redis::Client::open(config.redis_url.as_str())
-            .map_err(|e| format!("cluster: bad redis_url {:?}: {e}", config.redis_url))?;
+        let client = redis::Client::open(config.redis_url.as_str()).map_err(|e| {
+            format!(
+                "cluster: bad redis_url {:?}: {e}",
+                crate::node::redact_password(&config.redis_url)
+            )
+        })?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(REDIS_TIMEOUT))
             .set_response_timeout(Some(REDIS_TIMEOUT))
@@ -120,7 +124,12 @@ impl Cluster {
             .set_max_delay(Duration::from_secs(2));
         let redis = ConnectionManager::new_with_config(client.clone(), manager_config)
             .await
-            .map_err(|e| format!("cluster: cannot reach Redis at {}: {e}", config.redis_url))?;
+            .map_err(|e| {
+                format!(
+                    "cluster: cannot reach Redis at {}: {e}",
+                    crate::node::redact_password(&config.redis_url)
+                )
+            })?;
         let cluster = Arc::new(Cluster {
             id,
             url,
@@ -160,7 +169,10 @@ impl Cluster {
         });
         // Reserve the id: a live node with another URL keeps it.
         let reached = |e: redis::RedisError| {
-            format!("cluster: cannot reach Redis at {}: {e}", config.redis_url)
+            format!(
+                "cluster: cannot reach Redis at {}: {e}",
+                crate::node::redact_password(&config.redis_url)
+            )
         };
         let mut conn = cluster.redis.clone();
         let reserved: Option<String> = redis::cmd("SET")

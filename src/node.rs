@@ -169,6 +169,9 @@ impl Node {
             agents.clone(),
             &config.calls,
         );
+        calls.sweep_calls_left(
+            !config.data.database_url.is_empty() && !config.cluster.redis_url.is_empty(),
+        );
         let meetings = Meetings::new(
             store.clone(),
             rooms.clone(),
@@ -220,8 +223,30 @@ impl Node {
     }
 }
 
-/// A database URL fit for a log line: its password, if any, replaced.
-fn redact_password(url: &str) -> String {
+/// A database or Redis URL fit for a log line: its password (in the
+/// authority or a `password=` parameter) replaced.
+pub(crate) fn redact_password(url: &str) -> String {
+    let (url, query) = match url.split_once('?') {
+        Some((u, q)) => (u, Some(q)),
+        None => (url, None),
+    };
+    let query = query.map(|q| {
+        q.split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    });
+    let base = redact_authority(url);
+    match query {
+        Some(q) => format!("{base}?{q}"),
+        None => base,
+    }
+}
+
+fn redact_authority(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "(not a URL)".to_string();
     };
@@ -232,4 +257,30 @@ fn redact_password(url: &str) -> String {
     let user = auth.split_once(':').map_or(auth, |(user, _)| user);
     let hidden = if auth.contains(':') { ":***" } else { "" };
     format!("{scheme}://{user}{hidden}@{host}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_password;
+
+    #[test]
+    fn passwords_leave_urls_before_they_are_logged() {
+        assert_eq!(
+            redact_password("postgres://nodo:s3cret@db:5432/nodo"),
+            "postgres://nodo:***@db:5432/nodo"
+        );
+        assert_eq!(
+            redact_password("postgres://db/nodo?user=nodo&password=s3cret&sslmode=disable"),
+            "postgres://db/nodo?user=nodo&password=***&sslmode=disable"
+        );
+        assert_eq!(
+            redact_password("redis://:s3cret@10.0.0.5:6379"),
+            "redis://:***@10.0.0.5:6379"
+        );
+        assert_eq!(
+            redact_password("redis://10.0.0.5:6379"),
+            "redis://10.0.0.5:6379"
+        );
+        assert_eq!(redact_password("no scheme"), "(not a URL)");
+    }
 }

@@ -15,6 +15,7 @@ use crate::node::Node;
 use crate::tls::{serve_https, HttpsContext, Tls, TurnStreams};
 use crate::turn::{self, HttpsTurn, RelayConfig, TurnActor, TurnIce, TurnSetup};
 use crate::Config;
+use nodo_app::fanout::Shared;
 
 /// How long rooms get to tell their participants the node is going away,
 /// and open HTTP connections get to finish.
@@ -152,6 +153,9 @@ async fn trust_peers(
     }
 }
 
+/// Heartbeats between two `Present` of this node's users on the bus.
+const PRESENT_EVERY: u64 = 5;
+
 /// Tells the app which nodes are gone, so the users of a node that died or
 /// left stop counting as online and, on a shared database, the webhook
 /// deliveries it queued are taken over by one live node. A node counts as
@@ -162,8 +166,8 @@ async fn follow_peers(
     app: Arc<nodo_app::App>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let shared_store = app.store.backend() == nodo_app::store::Backend::Postgres;
     let mut missed: std::collections::HashMap<String, u32> = Default::default();
+    let mut beats: u64 = 0;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(crate::cluster::HEARTBEAT) => {}
@@ -173,12 +177,23 @@ async fn follow_peers(
             continue;
         }
         let live = cluster.peer_ids();
-        let mut known = app.chat.presence().nodes_elsewhere();
-        if shared_store {
-            match app.store.webhook_nodes().await {
-                Ok(nodes) => known.extend(nodes),
-                Err(e) => e.log_if_internal(),
-            }
+        let heard = app.chat.presence().nodes_elsewhere();
+        beats += 1;
+        if live.iter().any(|n| !heard.contains(n)) {
+            // A node this one knows nothing of (new, or back after it was
+            // counted gone): every node says who is online with it.
+            app.fanout.publish(Shared::Hello);
+        }
+        if beats.is_multiple_of(PRESENT_EVERY) {
+            // Mends what a dropped event or a late snapshot left wrong.
+            app.fanout.publish(Shared::Present {
+                users: app.chat.presence().here(),
+            });
+        }
+        let mut known = heard;
+        match app.store.webhook_nodes().await {
+            Ok(nodes) => known.extend(nodes),
+            Err(e) => e.log_if_internal(),
         }
         known.sort();
         known.dedup();
@@ -196,15 +211,13 @@ async fn follow_peers(
             }
         }
         app.forget_nodes(&gone).await;
-        if shared_store {
-            for node in &gone {
-                match app.take_over_webhooks(node, cluster.id()).await {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        tracing::info!(%node, "took over {n} webhook deliveries of a node that is gone")
-                    }
-                    Err(e) => e.log_if_internal(),
+        for node in &gone {
+            match app.take_over_webhooks(node, cluster.id()).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(%node, "took over {n} webhook deliveries of a node that is gone")
                 }
+                Err(e) => e.log_if_internal(),
             }
         }
     }
@@ -519,8 +532,16 @@ pub async fn run(
     let heartbeat = cluster
         .as_ref()
         .map(|c| c.start(rooms.clone(), cluster_stopped.clone()));
-    if let Some(cluster) = &cluster {
-        // Chat, receipts, rings and presence reach the other nodes' sockets.
+    let shared_store = node.app.store.backend() == nodo_app::store::Backend::Postgres;
+    if let (Some(_), false) = (&cluster, shared_store) {
+        tracing::info!(
+            "cluster: chat, accounts and calls stay per node (each node has its own SQLite); \
+             give every node the same --database-url to share them"
+        );
+    }
+    if let (Some(cluster), true) = (&cluster, shared_store) {
+        // Chat, receipts, rings and presence reach the other nodes' sockets
+        // (only with a shared database: messages are rows of it).
         let (client, conn) = cluster.redis();
         let bus = crate::bus::start(
             cluster.id().to_string(),

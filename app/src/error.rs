@@ -227,6 +227,12 @@ impl Error {
             Error::ShuttingDown
         } else if unreachable(e) {
             Error::DatabaseUnreachable(e.clone())
+        } else if sqlstate(e).is_some_and(|s| s.starts_with("22")) {
+            // PostgreSQL refuses some values SQLite keeps (a NUL character
+            // in text): the client's input, not the server, is at fault.
+            Error::invalid(
+                "the request holds a value the database refuses, such as a NUL character",
+            )
         } else {
             Error::Database(e.clone())
         }

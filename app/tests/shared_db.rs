@@ -148,6 +148,24 @@ async fn names_and_profiles_are_one_across_nodes() {
         "{x:?} {y:?}"
     );
     let winner = if x.is_ok() { "u1" } else { "u2" };
+    // An account and an app identity of one name key, through both nodes at
+    // once: never both.
+    for round in 0..20 {
+        let (id, local, app) = (
+            format!("L{round}"),
+            format!("Max{round}"),
+            format!("max{round}"),
+        );
+        let (x, y) = tokio::join!(
+            a.create_user(&id, &local, "Max", Some("h")),
+            b.ensure_app_user(&app, "Max", true),
+        );
+        let app_ready = matches!(y.expect("ensure"), nodo_app::store::AppUser::Ready(..));
+        assert!(
+            x.is_ok() != app_ready,
+            "round {round}: {x:?}, app identity ready: {app_ready}"
+        );
+    }
     // A profile read (and cached) on b, changed on a, reads new on b.
     assert_eq!(
         b.profile(winner).await.expect("profile").map(|p| p.0),

@@ -168,14 +168,14 @@ impl Webhooks {
         self.enqueue_body(body).await
     }
 
-    /// Queues one of Nodo's app events (when enabled): a WebhookEvent-shaped
-    /// body (`event`, `id`, `createdAt`) with the details under `data`.
     /// Looks at the queue again now (deliveries were added to it from
     /// elsewhere: another node's, taken over).
     pub fn wake(&self) {
         self.wake.notify_waiters();
     }
 
+    /// Queues one of Nodo's app events (when enabled): a WebhookEvent-shaped
+    /// body (`event`, `id`, `createdAt`) with the details under `data`.
     pub fn app_event(self: &Arc<Self>, event: &'static str, data: serde_json::Value) {
         if !self.app_events || self.urls.is_empty() {
             return;
@@ -233,8 +233,9 @@ impl Webhooks {
             };
             let wait = head.due_ms - unix_now_ms();
             if wait > 0 {
-                // In order per URL: the head waits, everything behind it waits too.
-                tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+                // In order per URL: the head waits, everything behind it waits
+                // too (or the queue changed: deliveries taken over).
+                let _ = tokio::time::timeout(Duration::from_millis(wait as u64), queued).await;
                 continue;
             }
             let ok = match self.sign(&head.body) {

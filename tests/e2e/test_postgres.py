@@ -93,6 +93,16 @@ async def test_two_nodes_share_accounts_chats_and_history(tmp_path, pg):
                                 headers={"authorization": f"Bearer {alice['token']}"}) as r:
                 assert r.status == 200, await r.text()
                 assert (await r.json())["user"]["id"] == alice["id"]
+            # A session ended on one node is ended on the other, though b
+            # had just seen it live.
+            spare = await register(http, a, "pg_spare")
+            auth = {"authorization": f"Bearer {spare['token']}"}
+            async with http.get(f"{b.http_url}/api/users/me", headers=auth) as r:
+                assert r.status == 200
+            async with http.post(f"{a.http_url}/api/auth/logout", headers=auth) as r:
+                assert r.status in (200, 204), await r.text()
+            async with http.get(f"{b.http_url}/api/users/me", headers=auth) as r:
+                assert r.status == 401, await r.text()
             # alice sends on a while bob is offline.
             sio = await chat_socket(a, alice)
             acked = []

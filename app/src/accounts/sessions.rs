@@ -114,12 +114,17 @@ impl Sessions {
         Ok((id, dropped))
     }
 
-    /// Whether `id` is a live session of `user`.
+    /// Whether `id` is a live session of `user`. On a database other nodes
+    /// share, a session another node ended is gone from the database only:
+    /// there a live session is read again every time (an ended one never
+    /// comes back, so its tombstone is kept).
     pub async fn is_live(&self, id: &SessionId, user: &str) -> Result<bool, Error> {
         let cached = self.cache().get(id).cloned();
+        let shared = self.store.backend() == crate::store::Backend::Postgres;
         let entry = match cached {
-            Some(e) => e,
-            None => {
+            Some(e @ Entry::Revoked) => e,
+            Some(e) if !shared => e,
+            _ => {
                 let entry = match self.store.session(id.as_str()).await? {
                     Some((user, expires_at)) => Entry::Live { user, expires_at },
                     None => Entry::Revoked,

@@ -83,35 +83,6 @@ impl Calls {
             assistants: config.assistants.clone(),
             agents,
         });
-        let store = calls.store.clone();
-        let started = crate::store::now_ms();
-        if store.backend() == crate::store::Backend::Sqlite {
-            // Calls a previous run left active end now; those made from here on are not touched.
-            tokio::spawn(async move {
-                match store.end_calls_left_active(started).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!("ended {n} calls left active by the previous run"),
-                    Err(e) => e.log_if_internal(),
-                }
-            });
-        } else {
-            // The database is shared: the other nodes' calls go on. Those
-            // whose ring or connect timer died with its node end once they
-            // are past both timeouts, whichever node sees them first.
-            let waited = calls.ring_timeout + calls.connect_timeout + STALE_MARGIN;
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(STALE_SWEEP);
-                loop {
-                    tick.tick().await;
-                    let before = crate::store::now_ms() - waited.as_millis() as i64;
-                    match store.end_calls_left_waiting(before).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!("ended {n} calls whose node was lost"),
-                        Err(e) => e.log_if_internal(),
-                    }
-                }
-            });
-        }
         // Each assistant gets its user record now, so nobody can register
         // an account under its name later (registration finds it taken).
         let (store, assistants) = (calls.store.clone(), calls.assistants.clone());
@@ -141,6 +112,41 @@ impl Calls {
             }
         });
         calls
+    }
+
+    /// Ends the calls nobody will end: on a database of its own, those a
+    /// previous run left active; on one other nodes share
+    /// (`shared_with_nodes`), those left waiting by a node that is gone.
+    pub fn sweep_calls_left(&self, shared_with_nodes: bool) {
+        let store = self.store.clone();
+        let started = crate::store::now_ms();
+        if !shared_with_nodes {
+            // Calls a previous run left active end now; those made from here on are not touched.
+            tokio::spawn(async move {
+                match store.end_calls_left_active(started).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!("ended {n} calls left active by the previous run"),
+                    Err(e) => e.log_if_internal(),
+                }
+            });
+        } else {
+            // The database is shared: the other nodes' calls go on. Those
+            // whose ring or connect timer died with its node end once they
+            // are past both timeouts, whichever node sees them first.
+            let waited = self.ring_timeout + self.connect_timeout + STALE_MARGIN;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(STALE_SWEEP);
+                loop {
+                    tick.tick().await;
+                    let before = crate::store::now_ms() - waited.as_millis() as i64;
+                    match store.end_calls_left_waiting(before).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!("ended {n} calls whose node was lost"),
+                        Err(e) => e.log_if_internal(),
+                    }
+                }
+            });
+        }
     }
 
     /// A call by id.

@@ -42,18 +42,26 @@ const MAX_BATCH: usize = 256;
 /// Sends that may wait for the writer before senders wait to enqueue.
 const QUEUE: usize = 4096;
 
+/// `limit`: longest a batch may take before its senders are told the
+/// database is unreachable (a server that went silent; none for SQLite).
 pub(super) fn spawn(
     writer: AnyPool,
     stop: watch::Receiver<bool>,
+    limit: Option<std::time::Duration>,
 ) -> (mpsc::Sender<SendJob>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE);
-    (tx, tokio::spawn(run(writer, rx, stop)))
+    (tx, tokio::spawn(run(writer, rx, stop, limit)))
 }
 
 /// Stores batches until `stop` turns true; then refuses new sends, stores
 /// the ones already queued, and ends. A failed batch (a full disk, an I/O
 /// error) fails its senders and the loop goes on with the next one.
-async fn run(writer: AnyPool, mut rx: mpsc::Receiver<SendJob>, mut stop: watch::Receiver<bool>) {
+async fn run(
+    writer: AnyPool,
+    mut rx: mpsc::Receiver<SendJob>,
+    mut stop: watch::Receiver<bool>,
+    limit: Option<std::time::Duration>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut closing = false;
     let mut full = false;
@@ -77,7 +85,19 @@ async fn run(writer: AnyPool, mut rx: mpsc::Receiver<SendJob>, mut stop: watch::
                 Err(_) => break,
             }
         }
-        let results = store_batch(&writer, &batch).await;
+        let results = match limit {
+            None => store_batch(&writer, &batch).await,
+            Some(limit) => match tokio::time::timeout(limit, store_batch(&writer, &batch)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    let e = Arc::new(sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the database did not answer in time",
+                    )));
+                    batch.iter().map(|_| Err(Error::from_shared(&e))).collect()
+                }
+            },
+        };
         let now_full = results.iter().any(|r| matches!(r, Err(Error::StorageFull)));
         if now_full != full {
             if now_full {
@@ -93,7 +113,31 @@ async fn run(writer: AnyPool, mut rx: mpsc::Receiver<SendJob>, mut stop: watch::
     }
 }
 
+/// Stores a batch, again (at most [`CONFLICT_RETRIES`] times) when
+/// PostgreSQL gave it up for a deadlock or a serialization failure with
+/// another node's transaction: nothing of it was committed then.
 async fn store_batch(writer: &AnyPool, batch: &[SendJob]) -> Vec<Result<Stored, Error>> {
+    let mut tries = 0;
+    loop {
+        let out = store_batch_once(writer, batch).await;
+        let conflict = out.iter().any(|r| match r {
+            Err(Error::Database(e)) => {
+                crate::error::sqlstate(e).is_some_and(|s| s.starts_with("40"))
+            }
+            _ => false,
+        });
+        if !conflict || tries == CONFLICT_RETRIES {
+            return out;
+        }
+        tries += 1;
+        tracing::debug!("message batch lost a conflict with another transaction; storing it again");
+    }
+}
+
+/// Retries of a batch that lost a conflict.
+const CONFLICT_RETRIES: usize = 2;
+
+async fn store_batch_once(writer: &AnyPool, batch: &[SendJob]) -> Vec<Result<Stored, Error>> {
     let fail = |e: sqlx::Error| {
         let e = Arc::new(e);
         batch.iter().map(|_| Err(Error::from_shared(&e))).collect()

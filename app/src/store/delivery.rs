@@ -55,10 +55,14 @@ impl Store {
         }
         let now = now_ms();
         let mut changed = Vec::new();
+        // Rows in one order on every node, so two nodes confirming at once
+        // wait for each other instead of deadlocking.
+        let mut sorted: Vec<&Confirmed> = items.iter().collect();
+        sorted.sort_by(|a, b| (a.seq, &a.recipient).cmp(&(b.seq, &b.recipient)));
         let mut tx = self.writer().begin().await?;
         // One statement per chunk, not per confirmation: each statement is a
         // hand-off to the connection's thread and back.
-        for chunk in items.chunks(CONFIRM_CHUNK) {
+        for chunk in sorted.chunks(CONFIRM_CHUNK) {
             let mut sql =
                 String::from("UPDATE message_status SET status = 'delivered', updated_at = ");
             let mut marks = super::batch::Marks::for_conn(&tx);
@@ -84,7 +88,7 @@ impl Store {
             for c in chunk {
                 let key = (c.seq, c.recipient.clone());
                 if done.contains(&key) && told.insert(key) {
-                    changed.push(c.clone());
+                    changed.push((*c).clone());
                 }
             }
         }

@@ -146,6 +146,9 @@ fn direct_key(a: &str, b: &str) -> String {
     format!("{x}\n{y}")
 }
 
+/// Messages looked up per statement when a chat is marked read.
+const READ_CHUNK: usize = 500;
+
 impl Store {
     /// The direct chat between two users, created on first use.
     /// The direct chat of `a` and `b` when this store has seen it (no
@@ -503,29 +506,37 @@ impl Store {
     ) -> Result<HashMap<String, Vec<String>>, Error> {
         let now = now_ms();
         let mut tx = self.writer().begin().await?;
-        let rows = sqlx::query(
-            "SELECT m.id, m.sender_id FROM messages m JOIN message_status s ON s.message_seq = m.seq WHERE m.chat_id = $1 AND s.user_id = $2 AND s.status != 'read'",
-        )
-        .bind(chat)
-        .bind(reader)
-        .fetch_all(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE message_status SET status = 'read', updated_at = $1 WHERE user_id = $2 AND status != 'read' AND message_seq IN (SELECT seq FROM messages WHERE chat_id = $3)",
+        // The rows this statement changed, and only those: a message stored
+        // meanwhile by another connection (another node's) is either read
+        // here and reported, or left for the next mark.
+        let mut seqs: Vec<i64> = sqlx::query_scalar(
+            "UPDATE message_status SET status = 'read', updated_at = $1 WHERE user_id = $2 AND status != 'read' \
+             AND message_seq IN (SELECT seq FROM messages WHERE chat_id = $3) RETURNING message_seq",
         )
         .bind(now)
         .bind(reader)
         .bind(chat)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
-        tx.commit().await?;
+        seqs.sort_unstable();
         let mut by_sender: HashMap<String, Vec<String>> = HashMap::new();
-        for r in rows {
-            by_sender
-                .entry(r.get::<String, _>(1))
-                .or_default()
-                .push(r.get::<String, _>(0));
+        for chunk in seqs.chunks(READ_CHUNK) {
+            let mut sql = String::from("SELECT id, sender_id FROM messages WHERE seq IN (");
+            let mut marks = super::batch::Marks::for_conn(&tx);
+            marks.list(&mut sql, chunk.len());
+            sql.push_str(") ORDER BY seq");
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for s in chunk {
+                q = q.bind(*s);
+            }
+            for r in q.fetch_all(&mut *tx).await? {
+                by_sender
+                    .entry(r.get::<String, _>(1))
+                    .or_default()
+                    .push(r.get::<String, _>(0));
+            }
         }
+        tx.commit().await?;
         Ok(by_sender)
     }
 

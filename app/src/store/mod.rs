@@ -79,6 +79,10 @@ pub enum Backend {
 
 /// Connections a node keeps to PostgreSQL.
 const PG_CONNECTIONS: u32 = 16;
+/// Longest a batch of messages may take on PostgreSQL before its senders
+/// hear the database is unreachable (a server that went silent without
+/// closing its connections).
+const PG_BATCH_LIMIT: Duration = Duration::from_secs(20);
 
 /// Handle to the database.
 #[derive(Clone)]
@@ -217,7 +221,7 @@ impl Store {
             .connect_with(AnyConnectOptions::from_url(&read_url)?)
             .await?;
         let (stop, stopped) = watch::channel(false);
-        let (sends, batch_task) = batch::spawn(writer.clone(), stopped.clone());
+        let (sends, batch_task) = batch::spawn(writer.clone(), stopped.clone(), None);
         let checkpoints = tokio::spawn(wal::background(checkpointer, writer.clone(), stopped));
         Ok(Store {
             pool,
@@ -253,12 +257,24 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(PG_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(5))
+            // A statement or an open transaction never holds rows forever
+            // (a node that hung mid-transaction, a runaway query).
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql(
+                        "SET statement_timeout = 15000; SET idle_in_transaction_session_timeout = 60000",
+                    )
+                    .execute(conn)
+                    .await
+                    .map(drop)
+                })
+            })
             .connect_with(AnyConnectOptions::from_url(&url.parse().map_err(
                 |_| Error::invalid("the database URL is not a valid URL"),
             )?)?)
             .await?;
         let (stop, stopped) = watch::channel(false);
-        let (sends, batch_task) = batch::spawn(pool.clone(), stopped);
+        let (sends, batch_task) = batch::spawn(pool.clone(), stopped, Some(PG_BATCH_LIMIT));
         Ok(Store {
             pool: pool.clone(),
             writer: pool,

@@ -7,7 +7,7 @@
 //! to keep them and local accounts apart.
 
 use serde::Serialize;
-use sqlx::{FromRow, Row};
+use sqlx::{AnyConnection, FromRow, Row};
 
 use super::{now_ms, Store};
 use crate::accounts::name_key;
@@ -54,6 +54,8 @@ impl Store {
         password_hash: Option<&str>,
     ) -> Result<User, Error> {
         let key = name_key(username);
+        let mut tx = self.writer.begin().await?;
+        self.lock_name_key(&mut tx, &key).await?;
         let r = sqlx::query(
             "INSERT INTO users (id, username, name, avatar, password_hash, created_at, name_key) \
              SELECT $1, $2, $3, '', $4, $5, $6 \
@@ -65,10 +67,10 @@ impl Store {
         .bind(password_hash)
         .bind(now_ms())
         .bind(&key)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await;
         match r {
-            Ok(r) if r.rows_affected() == 1 => {}
+            Ok(r) if r.rows_affected() == 1 => tx.commit().await?,
             Ok(_) => return Err(Error::UsernameTaken),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 return Err(Error::UsernameTaken);
@@ -155,14 +157,17 @@ impl Store {
             "INSERT INTO users (id, username, name, avatar, password_hash, created_at, name_key) \
              VALUES ($1, $2, $3, '', NULL, $4, $5) ON CONFLICT DO NOTHING"
         };
+        let mut tx = self.writer.begin().await?;
+        self.lock_name_key(&mut tx, &key).await?;
         let r = sqlx::query(sql)
             .bind(identity)
             .bind(identity)
             .bind(name)
             .bind(now_ms())
             .bind(&key)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         match self.app_user(identity).await? {
             Some((u, shadowed)) if guard && (u.is_local() || shadowed) => Ok(AppUser::HeldLocally),
             Some((u, _)) => Ok(AppUser::Ready(u, r.rows_affected() == 1)),
@@ -170,6 +175,20 @@ impl Store {
             // The username (not the id) is another user's.
             None => Err(Error::IdentityTaken),
         }
+    }
+
+    /// Serialises the writes of one name key across the nodes of a shared
+    /// database, until the transaction ends: under PostgreSQL's READ
+    /// COMMITTED two `INSERT … WHERE NOT EXISTS` of the same key could both
+    /// pass. SQLite's one writer serialises them already.
+    async fn lock_name_key(&self, conn: &mut AnyConnection, key: &str) -> Result<(), Error> {
+        if self.backend() == super::Backend::Postgres {
+            sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtext($1))) AS held")
+                .bind(key)
+                .execute(conn)
+                .await?;
+        }
+        Ok(())
     }
 
     /// A user by id, and whether a local account other than it holds its key.
