@@ -12,6 +12,7 @@ use nodo_app::accounts::Accounts;
 use nodo_app::calls::Calls;
 use nodo_app::chat::{Chat, Outlets, Presence};
 use nodo_app::fanout::Fanout;
+use nodo_app::files::Files;
 use nodo_app::meetings::Meetings;
 use nodo_app::push::Push;
 use nodo_app::store::{Backend, Store, StoreOptions};
@@ -182,6 +183,7 @@ impl Node {
             config.calls.action_rate,
         );
         let webhooks_for_app = webhooks.clone();
+        let store_for_avatars = store.clone();
         let chat = Chat::new(
             store.clone(),
             fanout.clone(),
@@ -203,7 +205,7 @@ impl Node {
             meetings,
             push,
             avatars: Arc::new(Avatars::new(
-                data_dir.join("avatars"),
+                Files::new(data_dir.join("avatars"), &store_for_avatars, "avatar"),
                 config.accounts.max_avatar_bytes,
             )),
             io,

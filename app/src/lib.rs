@@ -28,6 +28,7 @@ pub mod chat;
 pub mod config;
 pub mod error;
 pub mod fanout;
+pub mod files;
 mod http;
 pub mod limits;
 pub mod meetings;

@@ -592,3 +592,40 @@ async fn the_webhook_queue_keeps_order_per_url_across_restarts() {
     );
     assert_eq!(q.head("http://c".into()).await.expect("head"), None);
 }
+
+#[tokio::test]
+async fn uploaded_bytes_kept_in_the_database_read_back_and_age() {
+    let (s, _dir) = store().await;
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    s.put_file("attachment", "AT_1", &bytes).await.expect("put");
+    s.put_file("avatar", "AT_1", b"other kind")
+        .await
+        .expect("put");
+    assert!(
+        s.put_file("attachment", "AT_1", b"again").await.is_err(),
+        "ids are unique per kind"
+    );
+    assert_eq!(
+        s.file("attachment", "AT_1").await.expect("get"),
+        Some(bytes)
+    );
+    assert_eq!(
+        s.file("avatar", "AT_1").await.expect("get"),
+        Some(b"other kind".to_vec())
+    );
+    assert_eq!(s.file("attachment", "AT_2").await.expect("get"), None);
+    assert!(s
+        .files_before("attachment", 0)
+        .await
+        .expect("old")
+        .is_empty());
+    assert_eq!(
+        s.files_before("attachment", i64::MAX).await.expect("old"),
+        vec!["AT_1".to_string()]
+    );
+    s.delete_file("attachment", "AT_1").await.expect("delete");
+    s.delete_file("attachment", "AT_1")
+        .await
+        .expect("delete twice");
+    assert_eq!(s.file("attachment", "AT_1").await.expect("get"), None);
+}

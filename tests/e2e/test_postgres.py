@@ -132,6 +132,29 @@ async def test_two_nodes_share_accounts_chats_and_history(tmp_path, pg):
                 await asyncio.sleep(0.1)
             await bob_sio.disconnect()
             assert set(got) == set(acked)
+            # An attachment uploaded through a, and a profile picture set
+            # through b, are served by the other node.
+            png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
+            form = aiohttp.FormData()
+            form.add_field("content", "the diagram")
+            form.add_field("file", png, filename="d.png", content_type="application/octet-stream")
+            async with http.post(f"{a.http_url}/api/chats/{chat_id}/messages", data=form,
+                                 headers={"authorization": f"Bearer {alice['token']}"}) as r:
+                assert r.status == 201, await r.text()
+                att = (await r.json())["message"]["attachment"]
+                acked.append((await r.json())["message"]["id"])
+            async with http.get(f"{b.http_url}/api/attachments/{att['id']}",
+                                headers={"authorization": f"Bearer {bob['token']}"}) as r:
+                assert r.status == 200, await r.text()
+                assert await r.read() == png
+            async with http.post(f"{b.http_url}/api/users/me/avatar", data=png,
+                                 headers={"authorization": f"Bearer {bob['token']}"}) as r:
+                assert r.status == 200, await r.text()
+                avatar = (await r.json())["user"]["avatar"]
+            async with http.get(f"{a.http_url}{avatar}") as r:
+                assert r.status == 200, await r.text()
+                assert await r.read() == png
+            assert pg.sql("SELECT count(*) FROM files") == "2"
             # History and search read the same rows through either node.
             assert await history_ids(http, b, bob, chat_id) == set(acked)
             async with http.get(f"{b.http_url}/api/messages/search?q=number+7+zebra",

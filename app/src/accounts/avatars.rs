@@ -1,26 +1,26 @@
 //! Profile pictures: uploaded as the body of `POST /api/users/me/avatar`,
-//! kept beside the database under a random name, and served to anyone who
-//! has the link at `GET /api/avatars/:id` (a directory shows them to every
-//! user, so they carry no access check; the random name keeps them from
-//! being listed). Only images are kept, typed by their first bytes.
-
-use std::path::PathBuf;
+//! kept under a random name (beside the database, or in it when nodes
+//! share one: `crate::files`), and served to anyone who has the link at
+//! `GET /api/avatars/:id` (a directory shows them to every user, so they
+//! carry no access check; the random name keeps them from being listed).
+//! Only images are kept, typed by their first bytes.
 
 use crate::chat::attachments::sniff;
 use crate::error::{Error, Missing};
+use crate::files::Files;
 
 /// The URL prefix of a stored picture, as saved in `users.avatar`.
 pub const URL_PREFIX: &str = "/api/avatars/";
 
 /// The store of profile pictures.
 pub struct Avatars {
-    dir: PathBuf,
+    files: Files,
     max_bytes: usize,
 }
 
 impl Avatars {
-    pub fn new(dir: PathBuf, max_bytes: usize) -> Avatars {
-        Avatars { dir, max_bytes }
+    pub fn new(files: Files, max_bytes: usize) -> Avatars {
+        Avatars { files, max_bytes }
     }
 
     pub fn max_bytes(&self) -> usize {
@@ -47,53 +47,35 @@ impl Avatars {
             ));
         }
         let id = nodo_signaling::ids::new_sid("AV_");
-        tokio::fs::create_dir_all(&self.dir)
-            .await
-            .map_err(|source| Error::Io {
-                context: "creating the avatars dir",
-                source,
-            })?;
-        let path = self.dir.join(&id);
-        if let Err(source) = tokio::fs::write(&path, data).await {
-            let _ = tokio::fs::remove_file(&path).await;
-            return Err(Error::Io {
-                context: "storing a profile picture",
-                source,
-            });
-        }
+        self.files.put(&id, data).await?;
         Ok(format!("{URL_PREFIX}{id}"))
     }
 
     /// The picture `id` (the last part of its URL) and its content type.
     pub async fn read(&self, id: &str) -> Result<(&'static str, Vec<u8>), Error> {
-        let path = self.path(id).ok_or(Error::NotFound(Missing::Avatar))?;
-        match tokio::fs::read(&path).await {
-            Ok(data) => Ok((sniff(&data), data)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(Error::NotFound(Missing::Avatar))
-            }
-            Err(source) => Err(Error::Io {
-                context: "reading a profile picture",
-                source,
-            }),
+        if !well_formed(id) {
+            return Err(Error::NotFound(Missing::Avatar));
+        }
+        match self.files.get(id).await? {
+            Some(data) => Ok((sniff(&data), data)),
+            None => Err(Error::NotFound(Missing::Avatar)),
         }
     }
 
     /// Removes the picture behind `url` when it is one of ours (a replaced
     /// picture); other URLs (an app's own) are left alone.
     pub async fn forget(&self, url: &str) {
-        if let Some(path) = url.strip_prefix(URL_PREFIX).and_then(|id| self.path(id)) {
-            let _ = tokio::fs::remove_file(path).await;
+        if let Some(id) = url.strip_prefix(URL_PREFIX).filter(|id| well_formed(id)) {
+            self.files.remove(id).await;
         }
     }
+}
 
-    /// The file of a well-formed id; `None` for anything else (no paths).
-    fn path(&self, id: &str) -> Option<PathBuf> {
-        let ok = id.len() <= 64
-            && id.starts_with("AV_")
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        ok.then(|| self.dir.join(id))
-    }
+/// Whether `id` is one the node made (`AV_…`); anything else (a path) is not.
+fn well_formed(id: &str) -> bool {
+    id.len() <= 64
+        && id.starts_with("AV_")
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 #[cfg(test)]
@@ -105,7 +87,7 @@ mod tests {
     #[tokio::test]
     async fn keeps_images_only_and_serves_them_back_by_their_url() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let avatars = Avatars::new(dir.path().join("avatars"), 64);
+        let avatars = Avatars::new(Files::Dir(dir.path().join("avatars")), 64);
         let url = avatars.store(PNG).await.expect("stored");
         let id = url.strip_prefix(URL_PREFIX).expect("our prefix");
         assert_eq!(

@@ -5,7 +5,6 @@
 
 use serde_json::Value;
 
-use super::delivery::remove_file;
 use super::{Chat, Outgoing};
 use crate::error::{Error, Missing};
 use crate::store::{Attachment, Message, SendOutcome};
@@ -71,20 +70,7 @@ impl Chat {
         upload: Upload,
     ) -> Result<(String, &'static str), Error> {
         let id = nodo_signaling::ids::new_sid("AT_");
-        tokio::fs::create_dir_all(&self.attachments_dir)
-            .await
-            .map_err(|source| Error::Io {
-                context: "creating the attachments dir",
-                source,
-            })?;
-        if let Err(source) = tokio::fs::write(self.attachments_dir.join(&id), &upload.data).await {
-            // A partly written file (a full disk) is not kept either.
-            remove_file(&self.attachments_dir, &id).await;
-            return Err(Error::Io {
-                context: "storing an attachment",
-                source,
-            });
-        }
+        self.attachments.put(&id, &upload.data).await?;
         let ct = sniff(&upload.data);
         let stored = self
             .store
@@ -100,7 +86,7 @@ impl Chat {
             )
             .await;
         if let Err(e) = stored {
-            remove_file(&self.attachments_dir, &id).await;
+            self.attachments.remove(&id).await;
             return Err(e);
         }
         let kind = if ct.starts_with("image/") {
@@ -135,7 +121,7 @@ impl Chat {
     /// Removes an upload no message refers to: its record, then its file.
     async fn discard_upload(&self, id: &str) {
         match self.store.forget_upload(id).await {
-            Ok(true) => remove_file(&self.attachments_dir, id).await,
+            Ok(true) => self.attachments.remove(id).await,
             // A message refers to it after all: it stays.
             Ok(false) => {}
             // The record stays; the hourly sweep removes both later.
@@ -147,7 +133,7 @@ impl Chat {
     /// deleted. Failures are logged; the file is no longer served either way.
     pub(super) async fn drop_attachment(&self, m: &Message) {
         match self.store.remove_attachment_of(m.seq).await {
-            Ok(Some(id)) => remove_file(&self.attachments_dir, &id).await,
+            Ok(Some(id)) => self.attachments.remove(&id).await,
             Ok(None) => {}
             Err(e) => e.log_if_internal(),
         }
@@ -162,9 +148,11 @@ impl Chat {
             .await?
             .ok_or(Error::NotFound(Missing::Attachment))?;
         self.store.require_member(&a.chat_id, me).await?;
-        let data = tokio::fs::read(self.attachments_dir.join(&a.id))
-            .await
-            .map_err(|_| Error::NotFound(Missing::AttachmentFile))?;
+        let data = self
+            .attachments
+            .get(&a.id)
+            .await?
+            .ok_or(Error::NotFound(Missing::AttachmentFile))?;
         Ok((a, data))
     }
 }

@@ -16,7 +16,6 @@
 //! confirmations go to one task that stores them in batches.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -423,48 +422,20 @@ impl Chat {
         match self.store.forget_orphan_uploads(cutoff).await {
             Ok(ids) => {
                 for id in ids {
-                    remove_file(&self.attachments_dir, &id).await;
+                    self.attachments.remove(&id).await;
                 }
             }
             Err(e) => e.log_if_internal(),
         }
-        let Ok(mut dir) = tokio::fs::read_dir(&self.attachments_dir).await else {
-            return;
-        };
-        let mut old = Vec::new();
-        while let Ok(Some(entry)) = dir.next_entry().await {
-            let fresh = entry
-                .metadata()
-                .await
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_none_or(|age| age < ORPHAN_AFTER);
-            if let (false, Some(name)) = (fresh, entry.file_name().to_str()) {
-                old.push(name.to_string());
-            }
-        }
+        let old = self.attachments.older_than(ORPHAN_AFTER).await;
         match self.store.kept_attachments(&old).await {
             Ok(kept) => {
                 for id in old.iter().filter(|id| !kept.contains(*id)) {
-                    remove_file(&self.attachments_dir, id).await;
+                    self.attachments.remove(id).await;
                 }
             }
             Err(e) => e.log_if_internal(),
         }
-    }
-}
-
-/// Removes an attachment's file; a file already gone is fine.
-pub(super) async fn remove_file(dir: &Path, id: &str) {
-    // Attachment ids are made by the node (`AT_...`); never a path.
-    if id.is_empty() || id.contains(['/', '\\']) || id.starts_with('.') {
-        return;
-    }
-    match tokio::fs::remove_file(dir.join(id)).await {
-        Ok(()) => tracing::debug!(attachment = %id, "attachment file removed"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!(attachment = %id, "removing an attachment file: {e}"),
     }
 }
 

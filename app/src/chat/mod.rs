@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use crate::fanout::Fanout;
+use crate::files::Files;
 use nodo_signaling::webhook::Webhooks;
 use serde_json::{json, Value};
 
@@ -119,8 +120,8 @@ pub struct Chat {
     push: Arc<Push>,
     webhooks: Arc<Webhooks>,
     config: ChatConfig,
-    /// Where attachment files are kept.
-    attachments_dir: PathBuf,
+    /// Where attachments' bytes are kept.
+    attachments: Files,
     /// Live typing indicators: (chat, user) -> expiry. One task (started
     /// with the service) tells who stopped typing; no task per event.
     typing: Mutex<HashMap<(String, String), TypingEntry>>,
@@ -168,6 +169,7 @@ impl Chat {
             webhooks,
             metrics,
         } = outlets;
+        let store_for_files = store.clone();
         let chat = Arc::new(Chat {
             delivery: delivery::Delivery::start(
                 store.clone(),
@@ -182,7 +184,7 @@ impl Chat {
             webhooks,
             limits: ChatLimits::new(&config),
             config,
-            attachments_dir,
+            attachments: Files::new(attachments_dir, &store_for_files, "attachment"),
             typing: Mutex::new(HashMap::new()),
         });
         let tick = Duration::from_millis((chat.config.typing_timeout_ms / 4).clamp(50, 1000));

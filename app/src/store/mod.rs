@@ -7,6 +7,7 @@
 mod batch;
 mod calls;
 mod delivery;
+mod files;
 mod meetings;
 mod messages;
 mod push;
