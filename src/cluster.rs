@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use nodo_signaling::agents::{AgentPeers, Agents};
 use nodo_signaling::ids::RoomName;
 use nodo_signaling::placement::{BoxFuture, Location, Placement};
 use nodo_signaling::room::RoomEvent;
@@ -51,6 +52,9 @@ struct NodeInfo {
     /// the id's reservation at start-up until the listeners run.
     #[serde(default)]
     ready: bool,
+    /// The agent names its workers serve.
+    #[serde(default)]
+    agents: Vec<String>,
 }
 
 /// This node's membership of the cluster.
@@ -66,6 +70,12 @@ pub struct Cluster {
     seen: Mutex<Vec<(String, String)>>,
     /// Rooms this node renewed at the last heartbeat.
     pinned: Mutex<HashSet<String>>,
+    /// The agent names this node's workers serve (read each heartbeat).
+    agents_here: Mutex<Vec<String>>,
+    /// The other ready nodes' URLs and agent names, at the last heartbeat.
+    agents_elsewhere: Mutex<Vec<(String, Vec<String>)>>,
+    /// Spreads forwarded dispatches over the nodes that serve an agent.
+    next_agent_node: std::sync::atomic::AtomicUsize,
     claim: Script,
     /// `claim` over many keys in one call (the heartbeat's renewals).
     claim_all: Script,
@@ -138,6 +148,9 @@ impl Cluster {
             healthy: AtomicBool::new(false),
             seen: Mutex::new(Vec::new()),
             pinned: Mutex::new(HashSet::new()),
+            agents_here: Mutex::new(Vec::new()),
+            agents_elsewhere: Mutex::new(Vec::new()),
+            next_agent_node: Default::default(),
             // Sets the pin when it is free or already this node's; answers the owner.
             claim: Script::new(
                 r"local v = redis.call('GET', KEYS[1])
@@ -212,6 +225,11 @@ impl Cluster {
             url: self.url.clone(),
             rooms,
             ready,
+            agents: self
+                .agents_here
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
         };
         serde_json::to_string(&info).unwrap_or_default()
     }
@@ -279,6 +297,7 @@ impl Cluster {
     pub fn start(
         self: &Arc<Self>,
         rooms: Arc<RoomManager>,
+        agents: Agents,
         mut stop: watch::Receiver<bool>,
     ) -> JoinHandle<()> {
         let cluster = self.clone();
@@ -306,7 +325,15 @@ impl Cluster {
                     },
                 };
                 let ok = match step {
-                    Step::Beat => cluster.heartbeat(&rooms).await,
+                    Step::Beat => {
+                        if let Ok(names) = agents.served().await {
+                            *cluster
+                                .agents_here
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner) = names;
+                        }
+                        cluster.heartbeat(&rooms).await
+                    }
                     Step::Opened(room) => match cluster.pin(&room).await {
                         Ok(Some(owner)) => {
                             close_lost(&rooms, &RoomName::new(room), &owner).await;
@@ -392,6 +419,14 @@ impl Cluster {
             .collect();
         self.register(open.len(), true).await?;
         let live = self.live_nodes().await?;
+        *self
+            .agents_elsewhere
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = live
+            .iter()
+            .filter(|n| n.id != self.id && n.ready && !n.agents.is_empty())
+            .map(|n| (n.url.clone(), n.agents.clone()))
+            .collect();
         *self.seen.lock().unwrap_or_else(PoisonError::into_inner) =
             live.into_iter().map(|n| (n.id, n.url)).collect();
         let open_list: Vec<&String> = open.iter().collect();
@@ -535,6 +570,7 @@ impl Cluster {
                     url: self.url.clone(),
                     rooms: 0,
                     ready: true,
+                    agents: Vec::new(),
                 });
             let set: Option<String> = redis::cmd("SET")
                 .arg(&key)
@@ -601,4 +637,23 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default()
+}
+
+impl AgentPeers for Cluster {
+    fn node_serving(&self, agent_name: &str) -> Option<String> {
+        let nodes = self
+            .agents_elsewhere
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let serving: Vec<&String> = nodes
+            .iter()
+            .filter(|(_, names)| names.iter().any(|n| n == agent_name))
+            .map(|(url, _)| url)
+            .collect();
+        if serving.is_empty() {
+            return None;
+        }
+        let i = self.next_agent_node.fetch_add(1, Ordering::Relaxed) % serving.len();
+        Some(serving[i].clone())
+    }
 }

@@ -529,9 +529,17 @@ pub async fn run(
 
     // Serving now: the node takes rooms from here on.
     let (cluster_stop, cluster_stopped) = watch::channel(false);
-    let heartbeat = cluster
-        .as_ref()
-        .map(|c| c.start(rooms.clone(), cluster_stopped.clone()));
+    let heartbeat = cluster.as_ref().map(|c| {
+        c.start(
+            rooms.clone(),
+            node.livekit.agents.clone(),
+            cluster_stopped.clone(),
+        )
+    });
+    if let Some(cluster) = &cluster {
+        // Dispatches no worker here serves go to the nodes whose workers do.
+        node.livekit.agents.set_peers(cluster.clone());
+    }
     let shared_store = node.app.store.backend() == nodo_app::store::Backend::Postgres;
     if let (Some(_), false) = (&cluster, shared_store) {
         tracing::info!(

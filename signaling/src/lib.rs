@@ -105,6 +105,8 @@ pub fn router(state: Arc<LiveKit>) -> Router {
         .route("/rtc/v1", get(rtc::connect_v1))
         .route("/rtc/v1/validate", get(rtc::validate_v1))
         .route("/agent", get(agents::worker::connect))
+        .route("/nodo/agents/dispatch", post(agents::peers::dispatch_here))
+        .route("/nodo/agents/closed", post(agents::peers::closed_here))
         .route(
             "/twirp/livekit.RoomService/{method}",
             post(twirp::room_service),

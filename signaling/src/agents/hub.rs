@@ -143,6 +143,18 @@ impl Hub {
         self.workers.values().any(|w| w.agent_name == agent_name)
     }
 
+    /// The agent names the registered workers serve, each once.
+    pub fn served_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .workers
+            .values()
+            .map(|w| w.agent_name.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Whether another worker may register.
     pub fn has_room_for_a_worker(&self) -> bool {
         self.workers.len() < MAX_WORKERS

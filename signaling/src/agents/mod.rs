@@ -5,9 +5,11 @@
 //! machine; connections and the API reach it through [`Agents`].
 
 pub mod hub;
+pub mod peers;
 pub(crate) mod worker;
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use livekit_protocol as proto;
@@ -18,6 +20,10 @@ use crate::error::Error;
 use crate::ids::{RoomName, WorkerId};
 use crate::room::{AdminOp, RoomEvent, RoomManager};
 use hub::{Action, Hub};
+pub use peers::AgentPeers;
+
+/// The other nodes' workers, once the node joined a cluster.
+type Peers = Arc<OnceLock<Arc<dyn AgentPeers>>>;
 
 /// Mailbox depth of the dispatcher; worker connections wait when it is full.
 const QUEUE: usize = 1024;
@@ -45,11 +51,20 @@ pub(crate) enum Cmd {
         agent_name: String,
         reply: oneshot::Sender<bool>,
     },
+    Served {
+        reply: oneshot::Sender<Vec<String>>,
+    },
     Create {
         room: Box<proto::Room>,
         req: Box<proto::CreateAgentDispatchRequest>,
         identity: Option<String>,
+        /// Only to this node's workers (a dispatch another node forwarded).
+        here_only: bool,
         reply: oneshot::Sender<Result<proto::AgentDispatch, Error>>,
+    },
+    ClosedElsewhere {
+        room: RoomName,
+        sid: String,
     },
     List {
         room: RoomName,
@@ -67,6 +82,7 @@ pub(crate) enum Cmd {
 #[derive(Clone)]
 pub struct Agents {
     tx: mpsc::Sender<Cmd>,
+    peers: Peers,
 }
 
 impl Agents {
@@ -75,13 +91,55 @@ impl Agents {
     pub fn start(rooms: Arc<RoomManager>, keys: KeyStore) -> Agents {
         let (tx, rx) = mpsc::channel(QUEUE);
         let events = rooms.subscribe();
+        let peers = Peers::default();
         let actor = Actor {
-            hub: Hub::new(keys),
+            hub: Hub::new(keys.clone()),
             rooms,
-            outs: std::collections::HashMap::new(),
+            outs: HashMap::new(),
+            peers: peers.clone(),
+            keys,
+            http: reqwest::Client::new(),
+            forwarded: HashMap::new(),
         };
         tokio::spawn(actor.run(rx, events));
-        Agents { tx }
+        Agents { tx, peers }
+    }
+
+    /// Joins a cluster: dispatches no worker here serves go to the other
+    /// nodes' workers. Set once.
+    pub fn set_peers(&self, peers: Arc<dyn AgentPeers>) {
+        if self.peers.set(peers).is_err() {
+            tracing::warn!("agent peers were already set");
+        }
+    }
+
+    /// The agent names this node's workers serve (what the cluster's
+    /// registry says of this node).
+    pub async fn served(&self) -> Result<Vec<String>, Error> {
+        self.ask(|reply| Cmd::Served { reply }).await
+    }
+
+    /// A dispatch another node forwarded, for this node's workers only.
+    pub(crate) async fn create_dispatch_here(
+        &self,
+        room: proto::Room,
+        req: proto::CreateAgentDispatchRequest,
+        identity: Option<String>,
+    ) -> Result<proto::AgentDispatch, Error> {
+        let (room, req) = (Box::new(room), Box::new(req));
+        self.ask(|reply| Cmd::Create {
+            room,
+            req,
+            identity,
+            here_only: true,
+            reply,
+        })
+        .await?
+    }
+
+    /// The room of dispatches another node forwarded closed there.
+    pub(crate) async fn room_closed_elsewhere(&self, room: RoomName, sid: String) {
+        let _ = self.tx.send(Cmd::ClosedElsewhere { room, sid }).await;
     }
 
     async fn ask<T>(&self, cmd: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Result<T, Error> {
@@ -117,6 +175,7 @@ impl Agents {
             room,
             req,
             identity,
+            here_only: false,
             reply,
         })
         .await?
@@ -157,7 +216,13 @@ struct Actor {
     hub: Hub,
     rooms: Arc<RoomManager>,
     /// Each registered worker's connection.
-    outs: std::collections::HashMap<WorkerId, mpsc::Sender<Box<proto::ServerMessage>>>,
+    outs: HashMap<WorkerId, mpsc::Sender<Box<proto::ServerMessage>>>,
+    peers: Peers,
+    /// Signs node-to-node calls.
+    keys: KeyStore,
+    http: reqwest::Client,
+    /// Rooms here whose dispatches went to other nodes: their URLs.
+    forwarded: HashMap<RoomName, HashSet<String>>,
 }
 
 impl Actor {
@@ -210,16 +275,42 @@ impl Actor {
                 self.hub.worker_gone(&id, now);
             }
             Cmd::Serves { agent_name, reply } => {
-                let _ = reply.send(self.hub.serves(&agent_name));
+                let _ = reply
+                    .send(self.hub.serves(&agent_name) || self.node_serving(&agent_name).is_some());
+            }
+            Cmd::Served { reply } => {
+                let _ = reply.send(self.hub.served_names());
             }
             Cmd::Create {
                 room,
                 req,
                 identity,
+                here_only,
                 reply,
             } => {
-                let _ = reply.send(self.hub.create_dispatch(*room, *req, identity, now));
+                let elsewhere = (!here_only && !self.hub.serves(&req.agent_name))
+                    .then(|| self.node_serving(&req.agent_name))
+                    .flatten();
+                match elsewhere {
+                    Some(url) => {
+                        let name = RoomName::new(room.name.clone());
+                        self.forwarded.entry(name).or_default().insert(url.clone());
+                        let (http, keys) = (self.http.clone(), self.keys.clone());
+                        let body = peers::Forwarded {
+                            room: *room,
+                            req: *req,
+                            identity,
+                        };
+                        tokio::spawn(async move {
+                            let _ = reply.send(peers::forward(&http, &keys, &url, body).await);
+                        });
+                    }
+                    None => {
+                        let _ = reply.send(self.hub.create_dispatch(*room, *req, identity, now));
+                    }
+                }
             }
+            Cmd::ClosedElsewhere { room, sid } => self.hub.room_closed(&room, &sid),
             Cmd::List { room, id, reply } => {
                 let _ = reply.send(self.hub.list(&room, &id));
             }
@@ -229,14 +320,78 @@ impl Actor {
         }
     }
 
+    /// Another node whose workers serve `agent_name`, if in a cluster.
+    fn node_serving(&self, agent_name: &str) -> Option<String> {
+        self.peers.get()?.node_serving(agent_name)
+    }
+
     fn on_room_event(&mut self, ev: RoomEvent) {
         match ev {
             RoomEvent::Opened { room, agents } => {
-                self.hub.room_opened(*room, agents, Instant::now());
+                // Agents no worker here serves go to a node whose workers do.
+                let asked = agents
+                    .clone()
+                    .unwrap_or_else(|| vec![proto::RoomAgentDispatch::default()]);
+                let mut here = Vec::new();
+                for a in asked {
+                    let url = (!self.hub.serves(&a.agent_name))
+                        .then(|| self.node_serving(&a.agent_name))
+                        .flatten();
+                    match url {
+                        Some(url) => self.forward_opened(&room, a, url),
+                        None => here.push(a),
+                    }
+                }
+                let local = match agents {
+                    None if here.len() == 1 => None,
+                    _ => Some(here),
+                };
+                self.hub.room_opened(*room, local, Instant::now());
             }
-            RoomEvent::RoomClosed { room, sid } => self.hub.room_closed(&room, sid.as_str()),
+            RoomEvent::RoomClosed { room, sid } => {
+                if let Some(urls) = self.forwarded.remove(&room) {
+                    for url in urls {
+                        let (http, keys) = (self.http.clone(), self.keys.clone());
+                        let body = peers::Closed {
+                            room: room.as_str().to_string(),
+                            sid: sid.as_str().to_string(),
+                        };
+                        tokio::spawn(async move {
+                            peers::tell_closed(&http, &keys, &url, body).await;
+                        });
+                    }
+                }
+                self.hub.room_closed(&room, sid.as_str());
+            }
             _ => {}
         }
+    }
+
+    /// Hands a room's automatic dispatch of `a` to the node at `url`.
+    fn forward_opened(&mut self, room: &proto::Room, a: proto::RoomAgentDispatch, url: String) {
+        let name = RoomName::new(room.name.clone());
+        self.forwarded
+            .entry(name.clone())
+            .or_default()
+            .insert(url.clone());
+        let body = peers::Forwarded {
+            room: room.clone(),
+            req: proto::CreateAgentDispatchRequest {
+                agent_name: a.agent_name,
+                room: room.name.clone(),
+                metadata: a.metadata,
+                attributes: a.attributes,
+                restart_policy: a.restart_policy,
+                deployment: a.deployment,
+            },
+            identity: None,
+        };
+        let (http, keys) = (self.http.clone(), self.keys.clone());
+        tokio::spawn(async move {
+            if let Err(e) = peers::forward(&http, &keys, &url, body).await {
+                tracing::warn!(room = %name, "an agent for this room could not be dispatched on another node: {e}");
+            }
+        });
     }
 
     fn carry_out(&mut self) {

@@ -1,0 +1,174 @@
+//! Agent workers on other nodes of a cluster. A dispatch whose agent no
+//! worker here serves goes to a node whose workers do: this node asks it over
+//! HTTP (`POST /nodo/agents/dispatch`, signed with the node's API key, room
+//! admin of that room), and that node's dispatcher offers the job to its
+//! workers as if the room were its own. The worker joins through any node;
+//! the room's node serves it. When the room closes here, the nodes that got
+//! its dispatches hear it (`POST /nodo/agents/closed`) and end their jobs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use livekit_protocol as proto;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{bearer, claims_for, KeyStore, VideoGrant};
+use crate::error::Error;
+use crate::ids::RoomName;
+use crate::placement::FORWARDED;
+use crate::LiveKit;
+
+/// Where the cluster's other agent workers are.
+pub trait AgentPeers: Send + Sync {
+    /// The URL of another live node whose workers serve `agent_name`.
+    fn node_serving(&self, agent_name: &str) -> Option<String>;
+}
+
+/// Longest a node takes to answer a forwarded dispatch.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Lifetime of the token a forwarded call carries.
+const TOKEN_TTL: Duration = Duration::from_secs(60);
+
+/// A dispatch handed to another node.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Forwarded {
+    pub room: proto::Room,
+    pub req: proto::CreateAgentDispatchRequest,
+    #[serde(default)]
+    pub identity: Option<String>,
+}
+
+/// A room that closed on its node.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Closed {
+    pub room: String,
+    pub sid: String,
+}
+
+/// A token for a call about `room` to another node.
+fn token(keys: &KeyStore, room: &str) -> Result<String, Error> {
+    let key = keys
+        .first_key()
+        .ok_or_else(|| Error::UnknownSigningKey(String::new()))?;
+    let grant = VideoGrant {
+        room_admin: true,
+        room: room.to_string(),
+        ..VideoGrant::default()
+    };
+    keys.sign(key, &claims_for(key, "", TOKEN_TTL, Some(grant)))
+}
+
+/// Asks the node at `url` to dispatch `req` into `room`; its answer.
+pub(crate) async fn forward(
+    http: &reqwest::Client,
+    keys: &KeyStore,
+    url: &str,
+    body: Forwarded,
+) -> Result<proto::AgentDispatch, Error> {
+    let token = token(keys, &body.room.name)?;
+    let body = serde_json::to_vec(&body)
+        .map_err(|e| Error::NodeUnreachable(format!("encoding a forwarded dispatch: {e}")))?;
+    let resp = http
+        .post(format!("{url}/nodo/agents/dispatch"))
+        .bearer_auth(token)
+        .header(FORWARDED, "1")
+        .header(header::CONTENT_TYPE, "application/json")
+        .timeout(FORWARD_TIMEOUT)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| {
+            tracing::warn!(%url, "forwarding an agent dispatch: {e}");
+            Error::NodeUnreachable("the node of the agent's workers did not answer".into())
+        })?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        tracing::warn!(%url, %status, "a forwarded agent dispatch was refused: {text}");
+        return Err(Error::NodeUnreachable(
+            "the node of the agent's workers refused the dispatch".into(),
+        ));
+    }
+    let bytes = resp.bytes().await.map_err(|e| {
+        tracing::warn!(%url, "a forwarded agent dispatch's answer: {e}");
+        Error::NodeUnreachable("the node of the agent's workers did not answer".into())
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        tracing::warn!(%url, "a forwarded agent dispatch's answer: {e}");
+        Error::NodeUnreachable("the node of the agent's workers answered garbage".into())
+    })
+}
+
+/// Tells the node at `url` that `room` closed.
+pub(crate) async fn tell_closed(http: &reqwest::Client, keys: &KeyStore, url: &str, body: Closed) {
+    let (Ok(token), Ok(body)) = (token(keys, &body.room), serde_json::to_vec(&body)) else {
+        return;
+    };
+    let sent = http
+        .post(format!("{url}/nodo/agents/closed"))
+        .bearer_auth(token)
+        .header(FORWARDED, "1")
+        .header(header::CONTENT_TYPE, "application/json")
+        .timeout(FORWARD_TIMEOUT)
+        .body(body)
+        .send()
+        .await;
+    if let Err(e) = sent {
+        tracing::debug!(%url, "telling a node its agents' room closed: {e}");
+    }
+}
+
+/// The room a node-to-node call may act on: its token is signed with one of
+/// this node's keys and names the room with `roomAdmin`.
+fn admin_of(state: &LiveKit, headers: &HeaderMap, room: &str) -> Result<RoomName, Error> {
+    if headers.get(FORWARDED).is_none() {
+        return Err(Error::MissingGrant("a node-to-node call"));
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(bearer)
+        .ok_or(Error::MissingAuthorization)?;
+    let g = state.keys.verify(token)?.video();
+    if !(g.room_admin && g.room == room && !room.is_empty()) {
+        return Err(Error::MissingGrant("roomAdmin for this room"));
+    }
+    Ok(RoomName::new(room))
+}
+
+/// `POST /nodo/agents/dispatch`: another node's dispatch for a worker here.
+pub(crate) async fn dispatch_here(
+    State(state): State<Arc<LiveKit>>,
+    headers: HeaderMap,
+    Json(body): Json<Forwarded>,
+) -> Response {
+    if let Err(e) = admin_of(&state, &headers, &body.room.name) {
+        return e.into_response();
+    }
+    match state
+        .agents
+        .create_dispatch_here(body.room, body.req, body.identity)
+        .await
+    {
+        Ok(d) => Json(d).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /nodo/agents/closed`: a room whose dispatches came here closed.
+pub(crate) async fn closed_here(
+    State(state): State<Arc<LiveKit>>,
+    headers: HeaderMap,
+    Json(body): Json<Closed>,
+) -> Response {
+    let name = match admin_of(&state, &headers, &body.room) {
+        Ok(n) => n,
+        Err(e) => return e.into_response(),
+    };
+    state.agents.room_closed_elsewhere(name, body.sid).await;
+    StatusCode::NO_CONTENT.into_response()
+}
