@@ -8,9 +8,12 @@ import asyncio
 import json
 import subprocess
 
+import aiohttp
+
 from livekit import api
 
 import lk
+from conftest import API_KEY, API_SECRET
 from test_agents import Worker, an_agent, ask, hears, workers  # noqa: F401  (fixture)
 from test_cluster import cluster_node, lkapi, redis  # noqa: F401  (fixture)
 
@@ -68,6 +71,15 @@ async def test_a_worker_on_one_node_serves_rooms_on_the_other(tmp_path, redis, w
                 await api_a.aclose()
         finally:
             await human.disconnect()
+        # The node-to-node endpoint takes no client's token, even a room admin's.
+        admin = (api.AccessToken(API_KEY, API_SECRET).with_identity("mallory")
+                 .with_grants(api.VideoGrants(room_admin=True, room="far-room")).to_jwt())
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{b.http_url}/nodo/agents/dispatch",
+                                 headers={"authorization": f"Bearer {admin}", "x-nodo-forwarded": "1"},
+                                 json={"room": {"name": "far-room"}, "req": {"agentName": "helper"},
+                                       "identity": "alice"}) as r:
+                assert r.status in (401, 403), await r.text()
         # The room closes on A: B hears it and its workers end their jobs.
         await unnamed.marker("JOB_END", timeout=30)
         await named.marker("JOB_END", timeout=30)

@@ -28,6 +28,15 @@ pub trait AgentPeers: Send + Sync {
     fn node_serving(&self, agent_name: &str) -> Option<String>;
 }
 
+/// The identity of node-to-node tokens: a room admin's token made for a
+/// person (or an app) cannot pass for a node, which may name the identity an
+/// agent joins under.
+const NODE_IDENTITY: &str = "nodo-node";
+/// Largest agent name, and metadata plus attributes, a forwarded dispatch
+/// may carry (as `CreateDispatch`).
+const MAX_AGENT_NAME: usize = 256;
+const MAX_METADATA: usize = 64 * 1024;
+
 /// Longest a node takes to answer a forwarded dispatch.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Lifetime of the token a forwarded call carries.
@@ -59,7 +68,7 @@ fn token(keys: &KeyStore, room: &str) -> Result<String, Error> {
         room: room.to_string(),
         ..VideoGrant::default()
     };
-    keys.sign(key, &claims_for(key, "", TOKEN_TTL, Some(grant)))
+    keys.sign(key, &claims_for(key, NODE_IDENTITY, TOKEN_TTL, Some(grant)))
 }
 
 /// Asks the node at `url` to dispatch `req` into `room`; its answer.
@@ -133,7 +142,11 @@ fn admin_of(state: &LiveKit, headers: &HeaderMap, room: &str) -> Result<RoomName
         .and_then(|h| h.to_str().ok())
         .and_then(bearer)
         .ok_or(Error::MissingAuthorization)?;
-    let g = state.keys.verify(token)?.video();
+    let claims = state.keys.verify(token)?;
+    if claims.sub != NODE_IDENTITY {
+        return Err(Error::MissingGrant("a node-to-node call"));
+    }
+    let g = claims.video();
     if !(g.room_admin && g.room == room && !room.is_empty()) {
         return Err(Error::MissingGrant("roomAdmin for this room"));
     }
@@ -148,6 +161,17 @@ pub(crate) async fn dispatch_here(
 ) -> Response {
     if let Err(e) = admin_of(&state, &headers, &body.room.name) {
         return e.into_response();
+    }
+    let attributes: usize = body
+        .req
+        .attributes
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    if body.req.agent_name.len() > MAX_AGENT_NAME
+        || body.req.metadata.len() + attributes > MAX_METADATA
+    {
+        return Error::InvalidArgument("agent_name or metadata too large").into_response();
     }
     match state
         .agents
