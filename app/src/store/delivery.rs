@@ -208,3 +208,48 @@ impl Store {
         Ok(kept)
     }
 }
+
+impl Store {
+    /// Records an upload of `uploader`.
+    pub async fn add_attachment(&self, a: &Attachment, uploader: &str) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO attachments (id, chat_id, uploader_id, file_name, content_type, size, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&a.id)
+        .bind(&a.chat_id)
+        .bind(uploader)
+        .bind(&a.file_name)
+        .bind(&a.content_type)
+        .bind(a.size)
+        .bind(now_ms())
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    /// Bytes `uploader` stored as attachments since `since_ms` (limits).
+    pub async fn attachment_bytes_since(
+        &self,
+        uploader: &str,
+        since_ms: i64,
+    ) -> Result<i64, Error> {
+        Ok(sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT CAST(SUM(size) AS BIGINT) FROM attachments WHERE uploader_id = $1 AND created_at >= $2",
+        )
+        .bind(uploader)
+        .bind(since_ms)
+        .fetch_one(self.pool())
+        .await?
+        .unwrap_or(0))
+    }
+
+    /// An attachment's record, whatever became of its message.
+    pub async fn attachment(&self, id: &str) -> Result<Option<Attachment>, Error> {
+        Ok(sqlx::query_as::<_, Attachment>(
+            "SELECT id, chat_id, file_name, content_type, size FROM attachments WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+}
