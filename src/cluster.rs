@@ -326,7 +326,10 @@ impl Cluster {
                 };
                 let ok = match step {
                     Step::Beat => {
-                        if let Ok(names) = agents.served().await {
+                        // Never held up by a busy dispatcher: the last list stands.
+                        let served =
+                            tokio::time::timeout(Duration::from_millis(500), agents.served()).await;
+                        if let Ok(Ok(names)) = served {
                             *cluster
                                 .agents_here
                                 .lock()

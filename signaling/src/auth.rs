@@ -249,6 +249,25 @@ impl KeyStore {
         sign_with(secret, claims)
     }
 
+    /// The same keys with secrets derived for one `purpose` (node-to-node
+    /// calls): a token signed for it never verifies as a client's, and no
+    /// client's token (not even a room admin's) verifies for it.
+    pub fn derived(&self, purpose: &str) -> KeyStore {
+        use sha2::{Digest, Sha256};
+        let keys = self
+            .keys
+            .iter()
+            .map(|(k, secret)| {
+                let digest = Sha256::digest(format!("{purpose}\n{secret}").as_bytes());
+                (
+                    k.clone(),
+                    base64::engine::general_purpose::STANDARD.encode(digest),
+                )
+            })
+            .collect();
+        KeyStore::new(keys)
+    }
+
     /// The first configured key (the node signs its own tokens with it).
     pub fn first_key(&self) -> Option<&str> {
         self.keys.keys().next().map(String::as_str)
@@ -364,6 +383,41 @@ mod tests {
             "devkey".to_string(),
             "secret".to_string(),
         )]))
+    }
+
+    #[test]
+    fn derived_keys_and_client_keys_never_accept_each_others_tokens() {
+        let s = store();
+        let node = s.derived("node calls");
+        let admin = Some(VideoGrant {
+            room_admin: true,
+            room: "r".into(),
+            ..VideoGrant::default()
+        });
+        let client = s
+            .sign(
+                "devkey",
+                &claims_for(
+                    "devkey",
+                    "nodo-node",
+                    Duration::from_secs(60),
+                    admin.clone(),
+                ),
+            )
+            .expect("sign");
+        let inner = node
+            .sign(
+                "devkey",
+                &claims_for("devkey", "nodo-node", Duration::from_secs(60), admin),
+            )
+            .expect("sign");
+        assert!(
+            node.verify(&client).is_err(),
+            "a client's room admin token is no node token"
+        );
+        assert!(s.verify(&inner).is_err(), "a node token is no client token");
+        assert!(node.verify(&inner).is_ok());
+        assert!(s.derived("other purpose").verify(&inner).is_err());
     }
 
     fn join_grant(room: &str) -> Option<VideoGrant> {

@@ -71,8 +71,9 @@ async def test_a_worker_on_one_node_serves_rooms_on_the_other(tmp_path, redis, w
                 await api_a.aclose()
         finally:
             await human.disconnect()
-        # The node-to-node endpoint takes no client's token, even a room admin's.
-        admin = (api.AccessToken(API_KEY, API_SECRET).with_identity("mallory")
+        # The node-to-node endpoint takes no client's token, even a room admin's
+        # under the identity nodes use: node tokens are signed with derived secrets.
+        admin = (api.AccessToken(API_KEY, API_SECRET).with_identity("nodo-node")
                  .with_grants(api.VideoGrants(room_admin=True, room="far-room")).to_jwt())
         async with aiohttp.ClientSession() as http:
             async with http.post(f"{b.http_url}/nodo/agents/dispatch",

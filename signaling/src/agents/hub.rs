@@ -297,6 +297,11 @@ impl Hub {
         }
     }
 
+    /// Whether room `sid` was seen closing (lately).
+    pub fn is_closed(&self, sid: &str) -> bool {
+        self.closed.iter().any(|s| s == sid)
+    }
+
     /// Room `sid` closed: its jobs are terminated and its dispatches
     /// forgotten. A room of the same name opened since is left alone.
     pub fn room_closed(&mut self, name: &RoomName, sid: &str) {

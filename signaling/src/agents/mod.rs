@@ -292,6 +292,11 @@ impl Actor {
                     .then(|| self.node_serving(&req.agent_name))
                     .flatten();
                 match elsewhere {
+                    // Not to a room that closed meanwhile: nobody would tell
+                    // that node it closed.
+                    Some(_) if self.hub.is_closed(&room.sid) => {
+                        let _ = reply.send(Err(Error::RoomClosing));
+                    }
                     Some(url) => {
                         let name = RoomName::new(room.name.clone());
                         self.forwarded.entry(name).or_default().insert(url.clone());
@@ -333,8 +338,9 @@ impl Actor {
                     .clone()
                     .unwrap_or_else(|| vec![proto::RoomAgentDispatch::default()]);
                 let mut here = Vec::new();
+                let closing = self.hub.is_closed(&room.sid);
                 for a in asked {
-                    let url = (!self.hub.serves(&a.agent_name))
+                    let url = (!closing && !self.hub.serves(&a.agent_name))
                         .then(|| self.node_serving(&a.agent_name))
                         .flatten();
                     match url {

@@ -28,10 +28,14 @@ pub trait AgentPeers: Send + Sync {
     fn node_serving(&self, agent_name: &str) -> Option<String>;
 }
 
-/// The identity of node-to-node tokens: a room admin's token made for a
-/// person (or an app) cannot pass for a node, which may name the identity an
-/// agent joins under.
+/// The identity of node-to-node tokens.
 const NODE_IDENTITY: &str = "nodo-node";
+/// What node-to-node tokens are signed for: with secrets derived from the
+/// API secrets, so that no client's token (not even a room admin's, which
+/// could otherwise name the identity an agent joins under) passes for a node.
+const NODE_PURPOSE: &str = "nodo node-to-node agent dispatch";
+/// Longest identity a forwarded dispatch may name.
+const MAX_IDENTITY: usize = 256;
 /// Largest agent name, and metadata plus attributes, a forwarded dispatch
 /// may carry (as `CreateDispatch`).
 const MAX_AGENT_NAME: usize = 256;
@@ -60,6 +64,7 @@ pub(crate) struct Closed {
 
 /// A token for a call about `room` to another node.
 fn token(keys: &KeyStore, room: &str) -> Result<String, Error> {
+    let keys = keys.derived(NODE_PURPOSE);
     let key = keys
         .first_key()
         .ok_or_else(|| Error::UnknownSigningKey(String::new()))?;
@@ -142,7 +147,7 @@ fn admin_of(state: &LiveKit, headers: &HeaderMap, room: &str) -> Result<RoomName
         .and_then(|h| h.to_str().ok())
         .and_then(bearer)
         .ok_or(Error::MissingAuthorization)?;
-    let claims = state.keys.verify(token)?;
+    let claims = state.keys.derived(NODE_PURPOSE).verify(token)?;
     if claims.sub != NODE_IDENTITY {
         return Err(Error::MissingGrant("a node-to-node call"));
     }
@@ -170,8 +175,16 @@ pub(crate) async fn dispatch_here(
         .sum();
     if body.req.agent_name.len() > MAX_AGENT_NAME
         || body.req.metadata.len() + attributes > MAX_METADATA
+        || body
+            .identity
+            .as_ref()
+            .is_some_and(|i| i.len() > MAX_IDENTITY)
     {
-        return Error::InvalidArgument("agent_name or metadata too large").into_response();
+        return Error::InvalidArgument("agent_name, identity or metadata too large")
+            .into_response();
+    }
+    if proto::JobRestartPolicy::try_from(body.req.restart_policy).is_err() {
+        return Error::InvalidArgument("unknown restart_policy").into_response();
     }
     match state
         .agents
