@@ -246,12 +246,17 @@ impl Cluster {
 
     /// The ids of the other live nodes at the last heartbeat.
     pub fn peer_ids(&self) -> Vec<String> {
+        self.peers(|(id, _)| id.clone())
+    }
+
+    /// `f` of each other live node's (id, URL) at the last heartbeat.
+    fn peers<T>(&self, f: impl Fn(&(String, String)) -> T) -> Vec<T> {
         self.seen
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .filter(|(id, _)| *id != self.id)
-            .map(|(id, _)| id.clone())
+            .map(f)
             .collect()
     }
 
@@ -265,13 +270,7 @@ impl Cluster {
 
     /// The URLs of the other live nodes at the last heartbeat.
     pub fn peer_urls(&self) -> Vec<String> {
-        self.seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .filter(|(id, _)| *id != self.id)
-            .map(|(_, url)| url.clone())
-            .collect()
+        self.peers(|(_, url)| url.clone())
     }
 
     /// Whether Redis answered the last heartbeat.

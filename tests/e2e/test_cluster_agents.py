@@ -81,6 +81,9 @@ async def test_a_worker_on_one_node_serves_rooms_on_the_other(tmp_path, redis, w
                                  json={"room": {"name": "far-room"}, "req": {"agentName": "helper"},
                                        "identity": "alice"}) as r:
                 assert r.status in (401, 403), await r.text()
+            async with http.post(f"{b.http_url}/nodo/agents/dispatch", data=b"{not json",
+                                 headers={"x-nodo-forwarded": "1"}) as r:
+                assert r.status == 400 and (await r.json())["code"] == "invalid_argument", await r.text()
         # The room closes on A: B hears it and its workers end their jobs.
         await unnamed.marker("JOB_END", timeout=30)
         await named.marker("JOB_END", timeout=30)

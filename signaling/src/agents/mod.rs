@@ -126,12 +126,22 @@ impl Agents {
         req: proto::CreateAgentDispatchRequest,
         identity: Option<String>,
     ) -> Result<proto::AgentDispatch, Error> {
+        self.create(room, req, identity, true).await
+    }
+
+    async fn create(
+        &self,
+        room: proto::Room,
+        req: proto::CreateAgentDispatchRequest,
+        identity: Option<String>,
+        here_only: bool,
+    ) -> Result<proto::AgentDispatch, Error> {
         let (room, req) = (Box::new(room), Box::new(req));
         self.ask(|reply| Cmd::Create {
             room,
             req,
             identity,
-            here_only: true,
+            here_only,
             reply,
         })
         .await?
@@ -170,15 +180,7 @@ impl Agents {
         req: proto::CreateAgentDispatchRequest,
         identity: Option<String>,
     ) -> Result<proto::AgentDispatch, Error> {
-        let (room, req) = (Box::new(room), Box::new(req));
-        self.ask(|reply| Cmd::Create {
-            room,
-            req,
-            identity,
-            here_only: false,
-            reply,
-        })
-        .await?
+        self.create(room, req, identity, false).await
     }
 
     /// A room's dispatches (`id` empty: all of them).

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +18,7 @@ use livekit_protocol as proto;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{bearer, claims_for, KeyStore, VideoGrant};
-use crate::error::Error;
+use crate::error::{Error, TwirpError};
 use crate::ids::RoomName;
 use crate::placement::FORWARDED;
 use crate::LiveKit;
@@ -76,18 +77,20 @@ fn token(keys: &KeyStore, room: &str) -> Result<String, Error> {
     keys.sign(key, &claims_for(key, NODE_IDENTITY, TOKEN_TTL, Some(grant)))
 }
 
-/// Asks the node at `url` to dispatch `req` into `room`; its answer.
-pub(crate) async fn forward(
+/// POSTs `body` as JSON to `path` on the node at `url`, with a node token
+/// for `room`.
+async fn post(
     http: &reqwest::Client,
     keys: &KeyStore,
     url: &str,
-    body: Forwarded,
-) -> Result<proto::AgentDispatch, Error> {
-    let token = token(keys, &body.room.name)?;
-    let body = serde_json::to_vec(&body)
-        .map_err(|e| Error::NodeUnreachable(format!("encoding a forwarded dispatch: {e}")))?;
-    let resp = http
-        .post(format!("{url}/nodo/agents/dispatch"))
+    path: &str,
+    room: &str,
+    body: &impl Serialize,
+) -> Result<reqwest::Response, Error> {
+    let token = token(keys, room)?;
+    let body = serde_json::to_vec(body)
+        .map_err(|e| Error::NodeUnreachable(format!("encoding a node-to-node call: {e}")))?;
+    http.post(format!("{url}{path}"))
         .bearer_auth(token)
         .header(FORWARDED, "1")
         .header(header::CONTENT_TYPE, "application/json")
@@ -96,9 +99,27 @@ pub(crate) async fn forward(
         .send()
         .await
         .map_err(|e| {
-            tracing::warn!(%url, "forwarding an agent dispatch: {e}");
+            tracing::warn!(%url, %path, "a node-to-node call: {e}");
             Error::NodeUnreachable("the node of the agent's workers did not answer".into())
-        })?;
+        })
+}
+
+/// Asks the node at `url` to dispatch `req` into `room`; its answer.
+pub(crate) async fn forward(
+    http: &reqwest::Client,
+    keys: &KeyStore,
+    url: &str,
+    body: Forwarded,
+) -> Result<proto::AgentDispatch, Error> {
+    let resp = post(
+        http,
+        keys,
+        url,
+        "/nodo/agents/dispatch",
+        &body.room.name,
+        &body,
+    )
+    .await?;
     if !resp.status().is_success() {
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
@@ -119,21 +140,13 @@ pub(crate) async fn forward(
 
 /// Tells the node at `url` that `room` closed.
 pub(crate) async fn tell_closed(http: &reqwest::Client, keys: &KeyStore, url: &str, body: Closed) {
-    let (Ok(token), Ok(body)) = (token(keys, &body.room), serde_json::to_vec(&body)) else {
-        return;
-    };
-    let sent = http
-        .post(format!("{url}/nodo/agents/closed"))
-        .bearer_auth(token)
-        .header(FORWARDED, "1")
-        .header(header::CONTENT_TYPE, "application/json")
-        .timeout(FORWARD_TIMEOUT)
-        .body(body)
-        .send()
-        .await;
-    if let Err(e) = sent {
-        tracing::debug!(%url, "telling a node its agents' room closed: {e}");
-    }
+    // A failure is logged by `post`; the other node's jobs end with their workers.
+    let _ = post(http, keys, url, "/nodo/agents/closed", &body.room, &body).await;
+}
+
+/// A JSON body, or the project's `InvalidArgument` answer.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(body).map_err(|_| Error::InvalidArgument("malformed JSON body"))
 }
 
 /// The room a node-to-node call may act on: its token is signed with one of
@@ -158,14 +171,23 @@ fn admin_of(state: &LiveKit, headers: &HeaderMap, room: &str) -> Result<RoomName
     Ok(RoomName::new(room))
 }
 
+/// A refusal as the Twirp API answers one: JSON `{code, msg}`.
+fn refuse(e: Error) -> Response {
+    TwirpError::from(e).into_response()
+}
+
 /// `POST /nodo/agents/dispatch`: another node's dispatch for a worker here.
 pub(crate) async fn dispatch_here(
     State(state): State<Arc<LiveKit>>,
     headers: HeaderMap,
-    Json(body): Json<Forwarded>,
+    body: Bytes,
 ) -> Response {
+    let body: Forwarded = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return refuse(e),
+    };
     if let Err(e) = admin_of(&state, &headers, &body.room.name) {
-        return e.into_response();
+        return refuse(e);
     }
     let attributes: usize = body
         .req
@@ -180,11 +202,12 @@ pub(crate) async fn dispatch_here(
             .as_ref()
             .is_some_and(|i| i.len() > MAX_IDENTITY)
     {
-        return Error::InvalidArgument("agent_name, identity or metadata too large")
-            .into_response();
+        return refuse(Error::InvalidArgument(
+            "agent_name, identity or metadata too large",
+        ));
     }
     if proto::JobRestartPolicy::try_from(body.req.restart_policy).is_err() {
-        return Error::InvalidArgument("unknown restart_policy").into_response();
+        return refuse(Error::InvalidArgument("unknown restart_policy"));
     }
     match state
         .agents
@@ -192,7 +215,7 @@ pub(crate) async fn dispatch_here(
         .await
     {
         Ok(d) => Json(d).into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => refuse(e),
     }
 }
 
@@ -200,11 +223,15 @@ pub(crate) async fn dispatch_here(
 pub(crate) async fn closed_here(
     State(state): State<Arc<LiveKit>>,
     headers: HeaderMap,
-    Json(body): Json<Closed>,
+    body: Bytes,
 ) -> Response {
+    let body: Closed = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return refuse(e),
+    };
     let name = match admin_of(&state, &headers, &body.room) {
         Ok(n) => n,
-        Err(e) => return e.into_response(),
+        Err(e) => return refuse(e),
     };
     state.agents.room_closed_elsewhere(name, body.sid).await;
     StatusCode::NO_CONTENT.into_response()
