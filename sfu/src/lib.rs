@@ -39,6 +39,7 @@
 
 mod dd;
 mod error;
+mod gaps;
 mod ids;
 mod keyframe;
 pub mod metrics;

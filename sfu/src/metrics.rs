@@ -49,6 +49,7 @@ struct Inner {
     plis_from_subscribers: Counter,
     nacks_to_publishers: Counter,
     keyframe_requests_to_publishers: Counter,
+    unrepaired_upstream: Counter,
     lost_downstream: Counter,
     upstream_loss: Histogram,
 }
@@ -72,6 +73,7 @@ impl Default for SfuMetrics {
                 plis_from_subscribers: Counter::default(),
                 nacks_to_publishers: Counter::default(),
                 keyframe_requests_to_publishers: Counter::default(),
+                unrepaired_upstream: Counter::default(),
                 lost_downstream: Counter::default(),
                 upstream_loss: Histogram::new([0.0, 0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5]),
             }),
@@ -157,6 +159,11 @@ impl SfuMetrics {
             "keyframe_requests_sent",
             "Keyframe requests (PLI) sent to publishers",
             m.keyframe_requests_to_publishers.clone(),
+        );
+        r.register(
+            "rtp_unrepaired_upstream_losses",
+            "Publisher video losses retransmission did not repair in time (each answered with a keyframe request)",
+            m.unrepaired_upstream.clone(),
         );
         r.register(
             "rtp_lost_downstream_packets",
@@ -310,6 +317,11 @@ impl RoomMetrics {
     /// A keyframe request sent to a publisher.
     pub fn keyframe_request_sent(&self) {
         self.node.inner.keyframe_requests_to_publishers.inc();
+    }
+
+    /// A publisher video loss that retransmission did not repair in time.
+    pub fn uplink_loss_unrepaired(&self) {
+        self.node.inner.unrepaired_upstream.inc();
     }
 
     /// A publisher stream's loss fraction from a stats report.

@@ -86,6 +86,13 @@ pub(crate) struct Track {
     /// A keyframe request per layer that could not go out yet (throttled, or the
     /// publisher's stream for the layer not seen yet); sent as soon as it can.
     pub pending_pli: [Option<KeyframeRequestKind>; 3],
+    /// Per layer, when the first keyframe request the publisher has not
+    /// answered yet went out: requests are lost on lossy links, so they are
+    /// repeated until a keyframe starts (see `MediaRoom::retry_keyframes`).
+    pub awaiting_keyframe: [Option<Instant>; 3],
+    /// Per layer, the gaps in what the publisher sent, to ask for a keyframe
+    /// once one is beyond repair.
+    pub gaps: [crate::gaps::Gaps; 3],
     pub subscribers: Vec<Subscription>,
     /// Audio: loudest level (dBov, 0 loudest) and voiced packets in the current window.
     pub audio_active_packets: u32,

@@ -359,6 +359,7 @@ fn publisher_uplink_loss_is_recovered_with_nack_and_rtx() {
     let (mut w, a, b) = bob_watches_alice();
     let before_loss = w.video_frame_ids(b).len();
     let written_before = w.clients[a].video_written[0];
+    let requests_before = w.clients[a].keyframe_requests_total;
     assert!(
         before_loss > 30,
         "bob got {before_loss} frames before the loss"
@@ -377,6 +378,112 @@ fn publisher_uplink_loss_is_recovered_with_nack_and_rtx() {
     assert!(
         got as u64 >= written,
         "bob got {got} of the {written} frames Alice sent through the loss"
+    );
+    assert_eq!(
+        w.clients[a].keyframe_requests_total, requests_before,
+        "losses that were repaired must not cost a keyframe"
+    );
+}
+
+/// Every `n`th media packet with payload type `pt` on its way to `to`.
+fn every_nth_rtp_to(to: std::net::SocketAddr, pt: u8, n: u64) -> harness::LossFn {
+    let mut count = 0u64;
+    Box::new(move |_, t| {
+        if t.destination != to || !harness::is_rtp(t) || t.contents[1] & 0x7f != pt {
+            return false;
+        }
+        count += 1;
+        count.is_multiple_of(n)
+    })
+}
+
+#[test]
+fn a_subscribers_downlink_loss_of_20_percent_is_repaired() {
+    let (mut w, _, b) = bob_watches_alice();
+    let (mid, _) = *w.video_frame_ids(b).iter().next().expect("a frame");
+    let pt = *w.clients[b]
+        .subscriber
+        .media(mid)
+        .and_then(|m| m.remote_pts().first().copied())
+        .expect("bob's video payload type");
+    let before = w.video_frame_ids(b);
+    // One VP8 packet in 5 to Bob lost for 4 s (retransmissions, on their own
+    // payload type, get through): repairing it takes resends worth a fifth
+    // of the stream, more than str0m's default cap on resends allows.
+    w.downlink_loss = Some(every_nth_rtp_to(w.clients[b].sub_addr, pt, 5));
+    w.run(secs(4));
+    w.downlink_loss = None;
+    w.run(secs(1));
+    let after = w.video_frame_ids(b);
+    let last = after.iter().map(|(_, n)| *n).max().expect("frames");
+    let first = before.iter().map(|(_, n)| *n).max().expect("frames") + 1;
+    let missing: Vec<u64> = (first..=last)
+        .filter(|n| !after.contains(&(mid, *n)))
+        .collect();
+    assert!(missing.is_empty(), "frames bob never got: {missing:?}");
+}
+
+#[test]
+fn an_uplink_loss_beyond_repair_brings_a_keyframe_at_once() {
+    // Bob's client never asks for keyframes itself here.
+    let (mut w, a, _) = bob_watches_alice();
+    let rtx = w.clients[a]
+        .publisher
+        .codec_config()
+        .params()
+        .iter()
+        .find(|p| *p.pt() == 96)
+        .and_then(|p| p.resend())
+        .map(|pt| *pt)
+        .expect("alice's VP8 has an RTX payload type");
+    let requests_before = w.clients[a].keyframe_requests_total;
+    // One VP8 packet of every 20 lost, and every retransmission with it:
+    // nothing can be repaired, and Bob's decoder would wait for a keyframe.
+    let from = w.clients[a].pub_addr;
+    let mut nth = harness::every_nth_rtp_from(from, 96, 20);
+    w.uplink_loss = Some(Box::new(move |now, t| {
+        nth(now, t) || (t.source == from && harness::is_rtp(t) && t.contents[1] & 0x7f == rtx)
+    }));
+    w.run(secs(2));
+    let asked = w.clients[a].keyframe_requests_total - requests_before;
+    // 60 frames, 3 lost for good: each is answered within the repair window
+    // (at most 1 s), not after a subscriber's decoder times out.
+    assert!(asked >= 2, "the node asked alice for {asked} keyframes");
+}
+
+#[test]
+fn an_unanswered_keyframe_request_is_sent_again() {
+    let (mut w, a, b) = bob_watches_alice();
+    let before = w.clients[a].keyframe_requests_total;
+    // Everything but media on the way to Alice's publisher connection is
+    // lost for 300 ms: the node's PLI among it.
+    let to = w.clients[a].pub_addr;
+    let start = w.now;
+    w.downlink_loss = Some(Box::new(move |now, t| {
+        t.destination == to && !harness::is_rtp(t) && now < start + Duration::from_millis(300)
+    }));
+    let (mid, _) = *w.video_frame_ids(b).iter().next().expect("a frame");
+    let mut api = w.clients[b].subscriber.direct_api();
+    let rx = api
+        .stream_rx_by_mid(mid, None)
+        .expect("bob's receive stream");
+    rx.request_keyframe(nodo_sfu::str0m::media::KeyframeRequestKind::Pli);
+    w.run(Duration::from_millis(300));
+    assert_eq!(
+        w.clients[a].keyframe_requests_total, before,
+        "the first request is lost"
+    );
+    w.run(secs(1));
+    assert_eq!(
+        w.clients[a].keyframe_requests_total,
+        before + 1,
+        "the node asks again, once"
+    );
+    w.run(secs(2));
+    assert_eq!(
+        w.clients[a].keyframe_requests_total,
+        before + 1,
+        "a keyframe started: no more requests"
     );
 }
 

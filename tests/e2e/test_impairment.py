@@ -57,15 +57,17 @@ async def test_publisher_uplink_loss_is_recovered(node, net):
 
 
 async def test_heavy_loss_both_ways_keeps_video_moving(node, net):
-    """20 % loss on every hop: the README's target (10 fps, < 20 % of audio
-    concealed) is not met yet (before RED: 2.5 to 7 fps, 24 to 32 %; with
-    RED, whose redundancy takes a share of the lossy uplink: mostly 2.4 to
-    5.4 fps, 1.0, 1.2 and 1.4 seen, 16 to 26 %); what must hold is that
-    video keeps moving and nothing stalls for good (the freeze bound)."""
+    """20 % loss on every hop. The node answers a fifth of the stream in
+    resends, and asks the publisher for a keyframe as soon as an uplink loss
+    is beyond repair, or when its request went unanswered: 6 to 12 fps and
+    freezes of 0.7 to 2 s in 12 s windows (before: 1 to 7 fps, freezes of 3
+    to 11 s, with subscribers waiting seconds for their own decoders to ask).
+    The README's target (10 fps, < 20 % of audio concealed) is met in about
+    half the runs; the bounds leave room for a loaded CI core."""
     r = await impair.measure(node, net, impair.Impairment(up_loss=20, down_loss=20), WINDOW)
     report(r)
-    assert r.fps >= 0.5, r.summary()
-    assert r.longest_freeze < 8.0, r.summary()
+    assert r.fps >= 3.0, r.summary()
+    assert r.longest_freeze < 5.0, r.summary()
     assert r.concealed < 0.5, r.summary()
 
 

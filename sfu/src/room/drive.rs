@@ -129,6 +129,7 @@ impl MediaRoom {
                             .find(|s| s.peer == id)
                             .map(|s| s.current.unwrap_or(s.target))
                     });
+                    tracing::debug!(%track, ?layer, kind = ?req.kind, "subscriber asked for a keyframe");
                     self.request_keyframe(&track, layer, req.kind, now);
                 }
             }

@@ -8,6 +8,7 @@ use str0m::rtp::{RtpPacket, RtpWrite, SeqNo};
 
 use super::bandwidth::{queue_delay, CONGESTION_REACT, MAX_QUEUE_DELAY, SEVERE_QUEUE_DELAY};
 use super::{MediaRoom, ACTIVE_LEVEL, LAYER_TICK};
+use crate::gaps::give_up_after;
 use crate::ids::{Layer, PeerId, TrackKind, TrackSid};
 use crate::keyframe::starts_keyframe;
 use crate::peer::{RTX_MAX_AGE, RTX_RATIO_CAP, SEND_BUFFER_VIDEO};
@@ -119,6 +120,26 @@ impl MediaRoom {
         let keyframe = is_video && starts_keyframe(codec, &pkt.payload);
         let seq: u64 = *pkt.seq_no;
         let ts = pkt.header.timestamp;
+        if keyframe {
+            tracing::debug!(track = %track_sid, ?layer, seq, "keyframe from the publisher");
+            track.awaiting_keyframe[idx] = None;
+        }
+        // An uplink loss beyond repair leaves every subscriber of the stream
+        // unable to decode until the next keyframe: one is asked for now, not
+        // seconds later when the subscribers' decoders time out.
+        let mut lost_for_good = false;
+        if is_video && params.fb_nack() {
+            let gaps = &mut track.gaps[idx];
+            gaps.packet(seq, now);
+            if keyframe {
+                gaps.reset();
+            } else if gaps.take_lost(now, give_up_after(peer.rtt)) {
+                lost_for_good = track
+                    .subscribers
+                    .iter()
+                    .any(|s| s.current.is_some() && (!track.simulcast || s.current == layer));
+            }
+        }
         let mut ext = pkt.header.ext_vals.clone();
         ext.mid = None;
         ext.rid = None;
@@ -300,9 +321,15 @@ impl MediaRoom {
                 self.dirty.push(sub.peer);
             }
         }
+        let simulcast = track.simulcast;
+        let sid = track_sid.clone();
+        if lost_for_good {
+            tracing::debug!(track = %sid, ?layer, "uplink loss beyond repair: keyframe requested");
+            self.metrics.uplink_loss_unrepaired();
+            self.request_keyframe(&sid, layer, KeyframeRequestKind::Pli, now);
+        }
         if let Some(l) = wants_keyframe {
-            let sid = track_sid.clone();
-            let layer = if track.simulcast { Some(l) } else { None };
+            let layer = if simulcast { Some(l) } else { None };
             self.request_keyframe(&sid, layer, KeyframeRequestKind::Pli, now);
         }
     }

@@ -3,14 +3,27 @@
 //! or for a layer whose stream the publisher has not started yet) is kept and
 //! sent at the first moment it can, so a subscriber waiting for a keyframe
 //! always gets one, whatever order the requests and the media arrive in.
+//! A request that went out but was not answered (a PLI lost on a lossy
+//! link, or a keyframe the publisher never started) is sent again until a
+//! keyframe starts on the layer.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use str0m::media::KeyframeRequestKind;
 
 use super::MediaRoom;
 use crate::ids::{Layer, TrackKind, TrackSid};
 use crate::track::Track;
+
+/// How long a keyframe request waits for the keyframe's first packet before
+/// it is sent again: a round trip and a frame on the links calls survive,
+/// with room for the publisher's pacer.
+const KEYFRAME_RETRY: Duration = Duration::from_millis(600);
+
+/// How long an unanswered request is repeated. A layer that does not answer
+/// in this time has most likely stopped, and the layer choice moves its
+/// subscribers off it.
+const KEYFRAME_PATIENCE: Duration = Duration::from_secs(3);
 
 impl MediaRoom {
     /// Asks the publisher of `track` for a keyframe on `layer` (ignored for
@@ -75,8 +88,12 @@ impl MediaRoom {
             return;
         };
         rx.request_keyframe(kind);
+        tracing::debug!(track = %t.sid, layer = idx, ?kind, "keyframe requested from the publisher");
         t.pending_pli[idx] = None;
         t.last_pli[idx] = Some(now);
+        t.awaiting_keyframe[idx].get_or_insert(now);
+        let retry = now + KEYFRAME_RETRY;
+        self.keyframe_retry = Some(self.keyframe_retry.map_or(retry, |r| r.min(retry)));
         self.metrics.keyframe_request_sent();
         if !p.dirty {
             p.dirty = true;
@@ -84,21 +101,35 @@ impl MediaRoom {
         }
     }
 
-    /// Sends every pending keyframe request that may go out now.
+    /// Sends every pending keyframe request that may go out now, and again
+    /// the unanswered ones that are due.
     pub(super) fn flush_keyframe_requests(&mut self, now: Instant) {
         if self.keyframe_retry.is_none_or(|at| now < at) {
             return;
         }
         self.keyframe_retry = None;
-        let pending: Vec<(TrackSid, usize)> = self
-            .tracks
-            .values()
-            .flat_map(|t| {
-                (0..3)
-                    .filter(|i| t.pending_pli[*i].is_some())
-                    .map(|i| (t.sid.clone(), i))
-            })
-            .collect();
+        let mut next: Option<Instant> = None;
+        let mut pending: Vec<(TrackSid, usize)> = Vec::new();
+        for t in self.tracks.values_mut() {
+            for i in 0..3 {
+                if let Some(first) = t.awaiting_keyframe[i] {
+                    let due = t.last_pli[i].map_or(now, |last| last + KEYFRAME_RETRY);
+                    if now.saturating_duration_since(first) >= KEYFRAME_PATIENCE {
+                        t.awaiting_keyframe[i] = None;
+                    } else if now >= due {
+                        t.pending_pli[i].get_or_insert(KeyframeRequestKind::Pli);
+                    } else {
+                        next = Some(next.map_or(due, |n| n.min(due)));
+                    }
+                }
+                if t.pending_pli[i].is_some() {
+                    pending.push((t.sid.clone(), i));
+                }
+            }
+        }
+        if let Some(n) = next {
+            self.keyframe_retry = Some(self.keyframe_retry.map_or(n, |r| r.min(n)));
+        }
         for (track, idx) in pending {
             self.send_keyframe_request(&track, idx, now);
         }

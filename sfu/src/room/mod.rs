@@ -355,6 +355,8 @@ impl MediaRoom {
                 rate_pos: 0,
                 last_pli: [None; 3],
                 pending_pli: [None; 3],
+                awaiting_keyframe: [None; 3],
+                gaps: Default::default(),
                 nack_ssrc: [None; 3],
                 subscribers: Vec::new(),
                 audio_active_packets: 0,
