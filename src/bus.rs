@@ -28,11 +28,16 @@ const PIPELINE: usize = 256;
 /// Wait before subscribing again after the subscription broke.
 const RESUBSCRIBE: Duration = Duration::from_secs(1);
 
-/// One event on the channel, with the node that sent it.
+/// One event on the channel, with the node that sent it (the bus over
+/// PostgreSQL uses it too).
 #[derive(Serialize, Deserialize)]
-struct Envelope {
-    from: String,
-    event: Shared,
+pub(crate) struct Envelope {
+    pub from: String,
+    /// The event's number among the sending node's (0 on Redis, which keeps
+    /// repeated events apart by itself).
+    #[serde(default)]
+    pub n: u64,
+    pub event: Shared,
 }
 
 /// This node's end of the bus.
@@ -46,6 +51,7 @@ impl Bus for RedisBus {
     fn publish(&self, event: Shared) {
         let envelope = Envelope {
             from: self.id.clone(),
+            n: 0,
             event,
         };
         let bytes = match serde_json::to_vec(&envelope) {

@@ -35,7 +35,7 @@ use crate::config::ClusterConfig;
 /// How often a node renews its registry entry and its rooms.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
 /// How long a node's entry outlives its last heartbeat.
-const NODE_TTL: Duration = Duration::from_secs(10);
+pub const NODE_TTL: Duration = Duration::from_secs(10);
 /// How long a room's pin outlives its owner's last renewal.
 const ROOM_TTL: Duration = Duration::from_secs(15);
 /// Longest a Redis command may take before the node counts Redis as lost.
@@ -55,6 +55,31 @@ struct NodeInfo {
     /// The agent names its workers serve.
     #[serde(default)]
     agents: Vec<String>,
+}
+
+/// The other nodes as a node's registry sees them: Redis's (`Cluster`), or
+/// the shared database's when there is no Redis (`pgbus::PgPeers`).
+pub trait PeerView: Send + Sync {
+    /// This node's id.
+    fn id(&self) -> &str;
+    /// Whether the registry answered at the last heartbeat.
+    fn healthy(&self) -> bool;
+    /// The ids of the other live nodes at the last heartbeat.
+    fn peer_ids(&self) -> Vec<String>;
+}
+
+impl PeerView for Cluster {
+    fn id(&self) -> &str {
+        Cluster::id(self)
+    }
+
+    fn healthy(&self) -> bool {
+        Cluster::healthy(self)
+    }
+
+    fn peer_ids(&self) -> Vec<String> {
+        Cluster::peer_ids(self)
+    }
 }
 
 /// This node's membership of the cluster.
@@ -635,7 +660,7 @@ pub fn node_id(config: &ClusterConfig) -> String {
     }
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default()

@@ -19,6 +19,7 @@ pub mod conn;
 pub mod http;
 pub mod metrics;
 pub mod node;
+pub mod pgbus;
 pub mod run;
 pub mod serve;
 pub mod settings;

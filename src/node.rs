@@ -170,9 +170,6 @@ impl Node {
             agents.clone(),
             &config.calls,
         );
-        calls.sweep_calls_left(
-            !config.data.database_url.is_empty() && !config.cluster.redis_url.is_empty(),
-        );
         let meetings = Meetings::new(
             store.clone(),
             rooms.clone(),

@@ -9,9 +9,10 @@ use nodo_sfu::net::{Net, NetConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, PeerView};
 use crate::conn::{ConnLimits, HttpLimits};
 use crate::node::Node;
+use crate::pgbus::PgPeers;
 use crate::tls::{serve_https, HttpsContext, Tls, TurnStreams};
 use crate::turn::{self, HttpsTurn, RelayConfig, TurnActor, TurnIce, TurnSetup};
 use crate::Config;
@@ -162,7 +163,7 @@ const PRESENT_EVERY: u64 = 5;
 /// gone when two heartbeats in a row missed it: one that just started may
 /// speak on the bus before this node's heartbeat has seen it.
 async fn follow_peers(
-    cluster: Arc<Cluster>,
+    cluster: Arc<dyn crate::cluster::PeerView>,
     app: Arc<nodo_app::App>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -430,18 +431,7 @@ pub async fn run(
     } else {
         None
     };
-    // Always printed (whatever the log level): scripts and tests read the chosen ports here.
     let http_addr = http.local_addr().map_err(|e| e.to_string())?;
-    println!(
-        "nodo listening http={http_addr} {} {} {} {} {} {} tls={}",
-        entry("rtc_udp", &net.udp_addrs()),
-        entry("rtc_tcp", net.tcp_addrs()),
-        entry("https", &https_addrs),
-        entry("http_redirect", &local(&redirect)),
-        entry("turn_udp", &turn_udp_addrs),
-        entry("turn_tls", &turn_tls_addrs),
-        tls.as_ref().map_or_else(|| "off".to_string(), Tls::state),
-    );
     if config.dev {
         tracing::warn!("development mode: API key devkey / secret secret");
     }
@@ -453,7 +443,52 @@ pub async fn run(
     let ice = turn
         .as_ref()
         .map(|(_, _, ice)| ice.clone() as Arc<dyn nodo_signaling::room::IceServers>);
+    let node_config_cluster = config.cluster.clone();
     let mut node = Node::build(config, net.clone(), ice, metrics).await?;
+    let shared_store = node.app.store.backend() == nodo_app::store::Backend::Postgres;
+    if let (Some(_), false) = (&cluster, shared_store) {
+        tracing::info!(
+            "cluster: chat, accounts and calls stay per node (each node has its own SQLite); \
+             give every node the same --database-url to share them"
+        );
+    }
+    // A database without Redis: the nodes find each other and share chat
+    // through the database alone; media rooms stay per node.
+    let pg_peers = match (&cluster, shared_store) {
+        (None, true) => {
+            let holder = format!("{} {http_addr}", crate::cluster::hostname());
+            let peers = PgPeers::join(
+                node.app.store.clone(),
+                crate::cluster::node_id(&node_config_cluster),
+                holder,
+            )
+            .await?;
+            tracing::info!(
+                "nodes: chat, presence and rings shared through the database (no Redis: media \
+                 rooms stay on the node they were joined through)"
+            );
+            // As a Redis cluster node prints it.
+            println!(
+                "nodo cluster node={} peers=[{}] bus=postgres",
+                PeerView::id(&*peers),
+                peers.others().join(",")
+            );
+            Some(peers)
+        }
+        _ => None,
+    };
+    // Always printed (whatever the log level), once the node can serve:
+    // scripts and tests read the chosen ports here.
+    println!(
+        "nodo listening http={http_addr} {} {} {} {} {} {} tls={}",
+        entry("rtc_udp", &net.udp_addrs()),
+        entry("rtc_tcp", net.tcp_addrs()),
+        entry("https", &https_addrs),
+        entry("http_redirect", &local(&redirect)),
+        entry("turn_udp", &turn_udp_addrs),
+        entry("turn_tls", &turn_tls_addrs),
+        tls.as_ref().map_or_else(|| "off".to_string(), Tls::state),
+    );
     let rooms = node.livekit.rooms.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
     if let Some(cluster) = &cluster {
@@ -540,13 +575,30 @@ pub async fn run(
         // Dispatches no worker here serves go to the nodes whose workers do.
         node.livekit.agents.set_peers(cluster.clone());
     }
-    let shared_store = node.app.store.backend() == nodo_app::store::Backend::Postgres;
-    if let (Some(_), false) = (&cluster, shared_store) {
-        tracing::info!(
-            "cluster: chat, accounts and calls stay per node (each node has its own SQLite); \
-             give every node the same --database-url to share them"
+    // Calls a previous run left behind: a node alone ends them now; with
+    // other nodes on the database, only those whose timers died with their
+    // node, once past both timeouts.
+    let others_share_calls = match (&cluster, &pg_peers) {
+        (Some(_), _) => shared_store,
+        (None, Some(peers)) => !peers.others().is_empty(),
+        (None, None) => false,
+    };
+    node.app.calls.sweep_calls_left(others_share_calls);
+    let pg_heartbeat = pg_peers.as_ref().map(|peers| {
+        let bus = crate::pgbus::start(
+            PeerView::id(&**peers).to_string(),
+            node.app.store.clone(),
+            node.app.clone(),
+            cluster_stopped.clone(),
         );
-    }
+        node.app.fanout.set_bus(bus);
+        tokio::spawn(follow_peers(
+            peers.clone(),
+            node.app.clone(),
+            cluster_stopped.clone(),
+        ));
+        peers.start(cluster_stopped.clone())
+    });
     if let (Some(cluster), true) = (&cluster, shared_store) {
         // Chat, receipts, rings and presence reach the other nodes' sockets
         // (only with a shared database: messages are rows of it).
@@ -568,7 +620,7 @@ pub async fn run(
 
     shutdown.await;
     tracing::info!("shutting down");
-    if let Some(h) = heartbeat {
+    if let Some(h) = heartbeat.or(pg_heartbeat) {
         // Leaves the registry and frees this node's rooms first, so the
         // participants told to leave below rejoin on another node.
         let _ = cluster_stop.send(true);

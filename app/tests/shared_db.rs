@@ -244,3 +244,82 @@ async fn each_node_delivers_the_webhooks_it_queued() {
         .expect("adopted");
     assert_eq!(next.body, "a again");
 }
+
+#[tokio::test]
+async fn nodes_find_each_other_and_a_live_id_is_held() {
+    use nodo_app::store::NodeJoin;
+    use std::time::Duration;
+    let Some((a, b, _dir)) = two_nodes().await else {
+        return;
+    };
+    let ttl = Duration::from_secs(10);
+    assert_eq!(
+        a.node_join("n1", "host-a :1", ttl).await.expect("join"),
+        NodeJoin::Joined(vec![])
+    );
+    assert_eq!(
+        b.node_join("n2", "host-b :2", ttl).await.expect("join"),
+        NodeJoin::Joined(vec!["n1".into()])
+    );
+    // Another process with a live node's id is refused, naming the holder.
+    assert_eq!(
+        b.node_join("n1", "host-b :3", ttl).await.expect("join"),
+        NodeJoin::Taken {
+            holder: "host-a :1".into()
+        }
+    );
+    // The same holder (a restart at the same address) takes it back.
+    assert!(matches!(
+        a.node_join("n1", "host-a :1", ttl).await.expect("join"),
+        NodeJoin::Joined(_)
+    ));
+    assert_eq!(
+        a.node_beat("n1", "host-a :1", ttl).await.expect("beat"),
+        Some(vec!["n2".to_string()])
+    );
+    // A lapsed entry is free for anyone (here: a zero TTL).
+    assert!(matches!(
+        b.node_join("n1", "host-b :3", Duration::ZERO)
+            .await
+            .expect("join"),
+        NodeJoin::Joined(_)
+    ));
+    assert_eq!(
+        a.node_beat("n1", "host-a :1", ttl).await.expect("beat"),
+        None
+    );
+    // Leaving: the others stop seeing it.
+    b.node_leave("n1", "host-b :3").await.expect("leave");
+    assert_eq!(
+        b.node_beat("n2", "host-b :2", ttl).await.expect("beat"),
+        Some(vec![])
+    );
+}
+
+#[tokio::test]
+async fn the_bus_carries_events_in_order_and_large_ones_as_rows() {
+    let Some((a, b, _dir)) = two_nodes().await else {
+        return;
+    };
+    let mut listener = b.bus_listener().await.expect("listen");
+    let big = format!("{{\"n\":2,\"x\":\"{}\"}}", "é".repeat(6000));
+    let events = vec![
+        "{\"n\":1}".to_string(),
+        big.clone(),
+        "{\"n\":3}".to_string(),
+        "{\"n\":4}".to_string(),
+    ];
+    a.bus_publish(&events).await.expect("publish");
+    let mut got = Vec::new();
+    while got.len() < events.len() {
+        let payload = tokio::time::timeout(std::time::Duration::from_secs(5), listener.next())
+            .await
+            .expect("a notification in time")
+            .expect("listening")
+            .expect("connected");
+        got.push(b.bus_event(payload).await.expect("read").expect("kept"));
+    }
+    assert_eq!(got, events);
+    // Nothing is pruned while it is fresh.
+    assert_eq!(a.bus_prune().await.expect("prune"), 0);
+}

@@ -1,8 +1,9 @@
-"""Chat across two nodes: Debian's `redis-server` and `postgresql`, two `nodo
-serve` processes sharing both, and socket.io clients (python-socketio)
-connected to different nodes. Messages, acks, receipts, typing, presence and
-rings cross nodes; a killed node leaves chat working on the other, with no
-acknowledged message lost."""
+"""Chat across two nodes: Debian's `postgresql` and `redis-server`, two `nodo
+serve` processes sharing both (or the database alone: then the nodes find
+each other and share chat through PostgreSQL, LISTEN/NOTIFY), and socket.io
+clients (python-socketio) connected to different nodes. Messages, acks,
+receipts, typing, presence and rings cross nodes; a killed node leaves chat
+working on the other, with no acknowledged message lost."""
 
 import asyncio
 import json
@@ -30,15 +31,17 @@ def redis(tmp_path):
 
 
 def node(tmp_path, redis, pg, node_id, *extra):
+    """A node on `pg`, and on `redis` unless it is None (the database alone)."""
     port = free_port()
-    return start_node(tmp_path / node_id, "--redis-url", redis.url, "--node-id", node_id,
-                      "--node-url", f"http://127.0.0.1:{port}", "--database-url", pg.url, *extra,
+    cluster = [] if redis is None else ["--redis-url", redis.url, "--node-url", f"http://127.0.0.1:{port}"]
+    return start_node(tmp_path / node_id, *cluster, "--node-id", node_id, "--database-url", pg.url, *extra,
                       http_port=port, env={**UNLIMITED, "NODO_PUSH__ALLOW_INSECURE_ENDPOINTS": "true",
                                            "NODO_WEBHOOK__APP_EVENTS": "true"})
 
 
-@pytest.fixture
-def two(tmp_path, redis, pg):  # noqa: F811
+@pytest.fixture(params=["redis", "postgres-only"])
+def two(request, tmp_path, pg):  # noqa: F811
+    redis = request.getfixturevalue("redis") if request.param == "redis" else None
     a = node(tmp_path, redis, pg, "chat-a")
     b = node(tmp_path, redis, pg, "chat-b")
     yield a, b
@@ -210,7 +213,9 @@ async def test_pushes_are_sent_once_with_the_key_every_node_shares(two):
         await browser.stop()
 
 
-async def test_webhooks_are_delivered_once_and_survive_their_node(tmp_path, redis, pg):  # noqa: F811
+@pytest.mark.parametrize("mode", ["redis", "postgres-only"])
+async def test_webhooks_are_delivered_once_and_survive_their_node(request, tmp_path, pg, mode):  # noqa: F811
+    redis = request.getfixturevalue("redis") if mode == "redis" else None
     got: list[dict] = []
     status = {"code": 200}
 
@@ -265,3 +270,44 @@ async def test_webhooks_are_delivered_once_and_survive_their_node(tmp_path, redi
         for n in (a, b):
             n.stop()
         await runner.cleanup()
+
+
+async def test_without_redis_a_large_message_crosses_and_a_late_node_is_greeted(tmp_path, pg):  # noqa: F811
+    """The database alone: an event over PostgreSQL's 8,000-byte notification
+    limit crosses as a row; a node that starts after users connected on the
+    other learns who is online and leaves its ringing call alone; a second
+    process with a live node's id is refused."""
+    a = node(tmp_path, None, pg, "solo-a")
+    b = None
+    try:
+        async with aiohttp.ClientSession() as http:
+            alice = await Client(await register(http, a, "l_alice")).connect(a)
+            bob_user = await register(http, a, "l_bob")
+            # A call ringing on a when b starts: b leaves it alone (a node
+            # alone would end the calls a previous run left).
+            out = await alice.call("initiateCall", {"recipientId": bob_user["id"], "callType": "audio"})
+            assert out.get("ok") is True, out
+            call_id = out["call"]["id"]
+            b = node(tmp_path, None, pg, "solo-b")
+            await asyncio.sleep(1)
+            assert pg.sql(f"SELECT status FROM calls WHERE id = '{call_id}'") == "ringing"
+            carol = await Client(await register(http, b, "l_carol")).connect(b)
+            online = await carol.wait("online_users")
+            assert alice.user["id"] in online, online
+            bob = await Client(bob_user).connect(b)
+            await alice.wait("contact_online", lambda d: d == bob_user["id"])
+            big = "é" * 6000  # 12,000 bytes of UTF-8
+            ack = await alice.call("sendMessage", {"id": "l-1", "recipientChatPath": bob_user["id"], "content": big})
+            assert ack.get("ok") is True, ack
+            got = await bob.wait("receiveMessage", lambda d: d["id"] == "l-1")
+            assert got["content"] == big
+            await alice.wait("messageDelivered", lambda d: d["id"] == "l-1")
+            assert pg.sql("SELECT count(*) FROM bus_payloads") != "0"
+            for c in (alice, bob, carol):
+                await c.sio.disconnect()
+        with pytest.raises(RuntimeError, match="in use by a live node"):
+            node(tmp_path / "again", None, pg, "solo-a")
+    finally:
+        for n in (a, b):
+            if n is not None:
+                n.stop()

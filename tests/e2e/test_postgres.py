@@ -82,8 +82,8 @@ async def chat_socket(node, user) -> socketio.AsyncClient:
 
 
 async def test_two_nodes_share_accounts_chats_and_history(tmp_path, pg):
-    a = start_node(tmp_path / "a", "--database-url", pg.url, env=UNLIMITED)
-    b = start_node(tmp_path / "b", "--database-url", pg.url, env=UNLIMITED)
+    a = start_node(tmp_path / "a", "--database-url", pg.url, "--node-id", "pg-a", env=UNLIMITED)
+    b = start_node(tmp_path / "b", "--database-url", pg.url, "--node-id", "pg-b", env=UNLIMITED)
     try:
         async with aiohttp.ClientSession() as http:
             alice = await register(http, a, "pg_a")

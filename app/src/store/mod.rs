@@ -10,6 +10,7 @@ mod delivery;
 mod files;
 mod meetings;
 mod messages;
+mod nodes;
 mod push;
 mod users;
 mod wal;
@@ -33,6 +34,7 @@ pub use meetings::{MeetingRecord, NewMeeting, Role};
 pub use messages::{
     iso8601, Attachment, ChatSummary, HistoryPage, Message, NewMessage, Reaction, SendOutcome,
 };
+pub use nodes::{BusListener, NodeJoin, BUS_CHANNEL};
 pub use push::StoredSubscription;
 pub use users::{AppUser, User};
 pub use webhooks::StoreWebhookQueue;
@@ -104,6 +106,9 @@ pub struct Store {
     options: StoreOptions,
     /// What every message would otherwise read again (see `Caches`).
     caches: Arc<Caches>,
+    /// The database URL (PostgreSQL only): the bus listens on a connection
+    /// of its own (see `nodes`).
+    url: Option<Arc<str>>,
 }
 
 /// Facts the send path reads for every message, kept in memory. Each is
@@ -236,6 +241,7 @@ impl Store {
             wal: Some(wal),
             options,
             caches: Arc::new(Caches::new(true)),
+            url: None,
         })
     }
 
@@ -288,6 +294,7 @@ impl Store {
             wal: None,
             options,
             caches: Arc::new(Caches::new(false)),
+            url: Some(url.into()),
         })
     }
 

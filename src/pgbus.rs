@@ -1,0 +1,306 @@
+//! Nodes on one PostgreSQL database and no Redis: chat, receipts, rings and
+//! presence reach the other nodes' sockets through the database alone.
+//!
+//! - [`PgPeers`]: who is alive, from a heartbeat row per node (the store's
+//!   `nodes` table, on the database's clock). An id held by another live
+//!   process refuses the start.
+//! - [`PgBus`]: the events of [`nodo_app::fanout::Shared`] over LISTEN/NOTIFY,
+//!   published in order from one task and applied by one listener, as the
+//!   Redis bus does (`bus`). While the database is lost, events wait (a
+//!   batch that failed is sent again) and new ones queue up to [`QUEUE`].
+//!   When the listener's connection was lost, the node says hello again, so
+//!   presence is mended on every node.
+//!
+//! Media rooms are not shared without Redis: each node serves the rooms
+//! joined through it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use nodo_app::fanout::{Bus, Shared};
+use nodo_app::store::{NodeJoin, Store};
+use nodo_app::App;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::bus::Envelope;
+use crate::cluster::{PeerView, HEARTBEAT, NODE_TTL};
+
+/// Events waiting for the database before new ones are dropped.
+const QUEUE: usize = 65_536;
+/// Most events published in one transaction.
+const BATCH: usize = 256;
+/// Wait before listening again after the listener failed.
+const RELISTEN: Duration = Duration::from_secs(1);
+/// How often the large events every node has read are dropped.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// This node's entry among the nodes of the database.
+pub struct PgPeers {
+    id: String,
+    holder: String,
+    store: Store,
+    healthy: AtomicBool,
+    seen: Mutex<Vec<String>>,
+}
+
+impl PgPeers {
+    /// Takes node `id`'s entry for `holder` (this process: host and
+    /// address). Refuses when another live process holds the id.
+    pub async fn join(store: Store, id: String, holder: String) -> Result<Arc<PgPeers>, String> {
+        if id.is_empty() || id.len() > 128 || id.contains(char::is_whitespace) {
+            return Err(format!(
+                "nodes: node id {id:?} must be 1 to 128 characters without spaces"
+            ));
+        }
+        let live = match store.node_join(&id, &holder, NODE_TTL).await {
+            Ok(NodeJoin::Joined(live)) => live,
+            Ok(NodeJoin::Taken { holder }) => {
+                return Err(format!(
+                    "nodes: node id {id} is in use by a live node ({holder}); give this node \
+                     another --node-id"
+                ))
+            }
+            Err(e) => return Err(format!("nodes: cannot register in the database: {e}")),
+        };
+        Ok(Arc::new(PgPeers {
+            id,
+            holder,
+            store,
+            healthy: AtomicBool::new(true),
+            seen: Mutex::new(live),
+        }))
+    }
+
+    /// Renews the entry every [`HEARTBEAT`] and reads who else is alive,
+    /// until `stop` turns true; then leaves.
+    pub fn start(self: &Arc<Self>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(HEARTBEAT) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+                let healthy = match me.store.node_beat(&me.id, &me.holder, NODE_TTL).await {
+                    Ok(Some(live)) => {
+                        *me.seen.lock().unwrap_or_else(PoisonError::into_inner) = live;
+                        true
+                    }
+                    Ok(None) => {
+                        tracing::error!(id = %me.id, "nodes: another process took this node's id");
+                        false
+                    }
+                    Err(e) => {
+                        if me.healthy() {
+                            tracing::warn!("nodes: the heartbeat failed: {e}");
+                        }
+                        false
+                    }
+                };
+                if healthy && !me.healthy() {
+                    tracing::info!("nodes: the heartbeat works again");
+                }
+                me.healthy.store(healthy, Ordering::Relaxed);
+            }
+            if let Err(e) = me.store.node_leave(&me.id, &me.holder).await {
+                tracing::warn!("nodes: leaving: {e}");
+            }
+        })
+    }
+
+    /// The ids of the other nodes alive at start-up or the last heartbeat.
+    pub fn others(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl PeerView for PgPeers {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    fn peer_ids(&self) -> Vec<String> {
+        self.others()
+    }
+}
+
+/// This node's end of the bus over the database.
+pub struct PgBus {
+    id: String,
+    queue: mpsc::Sender<Shared>,
+    dropped: AtomicU64,
+}
+
+impl Bus for PgBus {
+    fn publish(&self, event: Shared) {
+        if self.queue.try_send(event).is_err() && self.dropped.fetch_add(1, Ordering::Relaxed) == 0
+        {
+            tracing::warn!(
+                "bus: the database is not keeping up; events for other nodes are dropped"
+            );
+        }
+    }
+}
+
+/// Starts the bus of node `id` on `store`: a publisher and a listener, each
+/// on a connection of its own, until `stop` turns true.
+pub fn start(id: String, store: Store, app: Arc<App>, stop: watch::Receiver<bool>) -> Arc<PgBus> {
+    let (queue, rx) = mpsc::channel(QUEUE);
+    let bus = Arc::new(PgBus {
+        id,
+        queue,
+        dropped: AtomicU64::new(0),
+    });
+    tokio::spawn(publisher(
+        bus.clone(),
+        store.clone(),
+        app.clone(),
+        rx,
+        stop.clone(),
+    ));
+    tokio::spawn(listener(bus.clone(), store, app, stop));
+    bus
+}
+
+async fn publisher(
+    bus: Arc<PgBus>,
+    store: Store,
+    app: Arc<App>,
+    mut rx: mpsc::Receiver<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    // Numbers every event of this node: PostgreSQL folds identical
+    // notifications of one transaction, and two `Hello`s must both go.
+    let mut n: u64 = 0;
+    let mut failing = false;
+    let mut events = Vec::with_capacity(BATCH);
+    let mut batch: Vec<String> = Vec::with_capacity(BATCH);
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    loop {
+        if batch.is_empty() {
+            let got = tokio::select! {
+                k = rx.recv_many(&mut events, BATCH) => Some(k),
+                _ = prune.tick() => None,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            let Some(got) = got else {
+                if let Err(e) = store.bus_prune().await {
+                    e.log_if_internal();
+                }
+                continue;
+            };
+            if got == 0 {
+                return;
+            }
+            for event in events.drain(..) {
+                n += 1;
+                let envelope = Envelope {
+                    from: bus.id.clone(),
+                    n,
+                    event,
+                };
+                match serde_json::to_string(&envelope) {
+                    Ok(s) => batch.push(s),
+                    Err(e) => tracing::warn!("bus: serializing an event: {e}"),
+                }
+            }
+        }
+        match store.bus_publish(&batch).await {
+            Ok(()) => {
+                batch.clear();
+                if failing {
+                    tracing::info!("bus: publishing through the database works again");
+                    failing = false;
+                    bus.publish(Shared::Hello);
+                    bus.publish(Shared::Present {
+                        users: app.chat.presence().here(),
+                    });
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!("bus: publishing through the database: {e}; retrying");
+                    failing = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(RELISTEN) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        }
+    }
+}
+
+async fn listener(bus: Arc<PgBus>, store: Store, app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let mut listener = match store.bus_listener().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!("bus: listening: {e}");
+                tokio::select! {
+                    _ = tokio::time::sleep(RELISTEN) => continue,
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        };
+        // Listening (again): the others say who is online with them, and
+        // hear who is online here.
+        bus.publish(Shared::Hello);
+        bus.publish(Shared::Present {
+            users: app.chat.presence().here(),
+        });
+        loop {
+            let next = tokio::select! {
+                n = listener.next() => n,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            let payload = match next {
+                Ok(Some(p)) => p,
+                Ok(None) => {
+                    // Reconnected at the next call: what was sent meanwhile is lost.
+                    tracing::warn!("bus: the database connection was lost; listening again");
+                    bus.publish(Shared::Hello);
+                    bus.publish(Shared::Present {
+                        users: app.chat.presence().here(),
+                    });
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!("bus: listening: {e}");
+                    break;
+                }
+            };
+            let text = match store.bus_event(payload).await {
+                Ok(Some(t)) => t,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!("bus: reading a large event: {e}");
+                    continue;
+                }
+            };
+            let envelope: Envelope = match serde_json::from_str(&text) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!("bus: an event this node cannot read: {e}");
+                    continue;
+                }
+            };
+            if envelope.from != bus.id {
+                app.on_shared(&envelope.from, envelope.event).await;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RELISTEN) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
