@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Chat throughput of one node against two, with chat-load.mjs: one node on
-# SQLite, one node on PostgreSQL, and two nodes sharing Redis and PostgreSQL
-# with each pair of clients split across them (every message crosses nodes).
+# SQLite, one node on PostgreSQL, two nodes sharing Redis and PostgreSQL, and
+# two nodes on PostgreSQL alone (the bus over LISTEN/NOTIFY), with each pair
+# of clients split across the two nodes (every message crosses nodes).
 # Starts a throwaway redis-server and PostgreSQL (scripts/pg-scratch), runs
 # each set-up ROUNDS times in turn, and stops them.
 #   bench/chat-cluster.sh [--clients 50] [--seconds 10] [--rounds 3]
@@ -27,7 +28,7 @@ pg_server=$(scripts/pg-scratch start "$work/pg" "$(free_port)")
 cleanup() { kill "$redis_pid" 2>/dev/null || true; scripts/pg-scratch stop "$work/pg" || true; rm -rf "$work"; }
 trap cleanup EXIT
 n=0
-# run MODE: sqlite | pg | cluster
+# run MODE: sqlite | pg | cluster | pgonly
 run() {
   local mode=$1 args=() setup line
   n=$((n + 1))
@@ -35,17 +36,19 @@ run() {
     sqlite) setup="one node, SQLite" ;;
     pg) setup="one node, PostgreSQL" ;;
     cluster) setup="two nodes, Redis + PostgreSQL" ;;
+    pgonly) setup="two nodes, PostgreSQL alone" ;;
   esac
   if [ "$mode" != sqlite ]; then
     psql "$pg_server/postgres" -qc "CREATE DATABASE nodo_bench_$n"
     args+=(--database-url "$pg_server/nodo_bench_$n")
   fi
   [ "$mode" = cluster ] && args+=(--redis-url "redis://127.0.0.1:$redis_port")
+  [ "$mode" = pgonly ] && args+=(--two-nodes)
   line=$(node bench/chat-load.mjs --clients "$clients" --seconds "$seconds" "${args[@]}" 2>&1 \
     | grep -E 'msg/s|latency send -> ack|Error' | tr '\n' ' ')
   echo "$setup: $line"
 }
 for r in $(seq "$rounds"); do
   echo "== round $r"
-  for mode in sqlite pg cluster; do run "$mode"; done
+  for mode in sqlite pg cluster pgonly; do run "$mode"; done
 done

@@ -12,6 +12,9 @@
 //        [--redis-url redis://...]  two nodes in a cluster (with --database-url):
 //                           each pair's two clients on different nodes, so
 //                           every message crosses from one node to the other
+//        [--two-nodes]      two nodes on the database alone (with
+//                           --database-url, no Redis): the same split, the
+//                           bus over PostgreSQL LISTEN/NOTIFY
 // chat-cluster.sh starts Redis and PostgreSQL and runs the three set-ups.
 // NODO_BIN picks the binary (default target/release/nodo).
 import { statSync, rmSync, writeFileSync, appendFileSync, existsSync } from 'node:fs';
@@ -28,7 +31,8 @@ const walLog = arg('wal-log', null);
 const maxWalMb = Number(arg('max-wal-mb', 0));
 const databaseUrl = arg('database-url', null);
 const redisUrl = arg('redis-url', null);
-if (redisUrl && !databaseUrl) throw new Error('--redis-url needs --database-url (the nodes share the store)');
+const twoNodes = process.argv.includes('--two-nodes');
+if ((redisUrl || twoNodes) && !databaseUrl) throw new Error('two nodes need --database-url (the nodes share the store)');
 
 const size = (f) => { try { return statSync(f).size; } catch { return 0; } };
 const mib = (b) => (b / 1048576).toFixed(1);
@@ -46,6 +50,8 @@ if (redisUrl) {
     nodes.push(await startNode([...store, '--http-port', String(port), '--redis-url', redisUrl,
       '--node-id', id, '--node-url', `http://127.0.0.1:${port}`], env));
   }
+} else if (twoNodes) {
+  for (const id of ['load-a', 'load-b']) nodes.push(await startNode([...store, '--node-id', id], env));
 } else {
   nodes.push(await startNode(store, env));
 }
@@ -117,7 +123,9 @@ try {
   const pct = (xs, p) => xs[Math.min(xs.length - 1, Math.floor(xs.length * p))].toFixed(1);
   latencies.sort((a, b) => a - b);
   ackLatencies.sort((a, b) => a - b);
-  const where = redisUrl ? 'two nodes on Redis + PostgreSQL, every pair split across them' : databaseUrl ? 'one node, PostgreSQL' : 'one node, SQLite WAL';
+  const where = redisUrl ? 'two nodes on Redis + PostgreSQL, every pair split across them'
+    : twoNodes ? 'two nodes on PostgreSQL alone, every pair split across them'
+    : databaseUrl ? 'one node, PostgreSQL' : 'one node, SQLite WAL';
   console.log(`clients: ${clients} (${clients / 2} pairs), ${windowSize} messages in flight per client, ${where}`);
   console.log(`delivered: ${delivered} messages in ${elapsed.toFixed(1)} s = ${(delivered / elapsed).toFixed(0)} msg/s${refused ? ` (${refused} sends refused)` : ''}`);
   console.log(`latency send -> receiveMessage: p50 ${pct(latencies, 0.5)} ms, p99 ${pct(latencies, 0.99)} ms`);

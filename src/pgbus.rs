@@ -9,14 +9,17 @@
 //!   Redis bus does (`bus`). While the database is lost, events wait (a
 //!   batch that failed is sent again) and new ones queue up to [`QUEUE`].
 //!   When the listener's connection was lost, the node says hello again, so
-//!   presence is mended on every node.
+//!   presence is mended on every node. A node alone (no other node's
+//!   heartbeat, nothing heard from one lately) publishes nothing, so a lone
+//!   node on PostgreSQL pays no notification per message; a node that
+//!   starts says hello as soon as it listens, before it serves.
 //!
 //! Media rooms are not shared without Redis: each node serves the rooms
 //! joined through it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nodo_app::fanout::{Bus, Shared};
 use nodo_app::store::{NodeJoin, Store};
@@ -136,8 +139,20 @@ impl PeerView for PgPeers {
 /// This node's end of the bus over the database.
 pub struct PgBus {
     id: String,
+    peers: Arc<PgPeers>,
     queue: mpsc::Sender<Shared>,
     dropped: AtomicU64,
+    /// When an event of another node last arrived.
+    heard: Mutex<Option<Instant>>,
+}
+
+impl PgBus {
+    /// Whether no other node can be listening: none in the last heartbeat,
+    /// and none heard from within the time a node's entry lives.
+    fn alone(&self) -> bool {
+        let heard = *self.heard.lock().unwrap_or_else(PoisonError::into_inner);
+        self.peers.others().is_empty() && heard.is_none_or(|t| t.elapsed() > NODE_TTL)
+    }
 }
 
 impl Bus for PgBus {
@@ -151,14 +166,21 @@ impl Bus for PgBus {
     }
 }
 
-/// Starts the bus of node `id` on `store`: a publisher and a listener, each
-/// on a connection of its own, until `stop` turns true.
-pub fn start(id: String, store: Store, app: Arc<App>, stop: watch::Receiver<bool>) -> Arc<PgBus> {
+/// Starts the bus of the node `peers` stands for on `store`: a publisher
+/// and a listener, each on a connection of its own, until `stop` turns true.
+pub fn start(
+    peers: Arc<PgPeers>,
+    store: Store,
+    app: Arc<App>,
+    stop: watch::Receiver<bool>,
+) -> Arc<PgBus> {
     let (queue, rx) = mpsc::channel(QUEUE);
     let bus = Arc::new(PgBus {
-        id,
+        id: peers.id.clone(),
+        peers,
         queue,
         dropped: AtomicU64::new(0),
+        heard: Mutex::new(None),
     });
     tokio::spawn(publisher(
         bus.clone(),
@@ -200,6 +222,10 @@ async fn publisher(
             };
             if got == 0 {
                 return;
+            }
+            if bus.alone() {
+                events.clear();
+                continue;
             }
             for event in events.drain(..) {
                 n += 1;
@@ -295,6 +321,7 @@ async fn listener(bus: Arc<PgBus>, store: Store, app: Arc<App>, mut stop: watch:
                 }
             };
             if envelope.from != bus.id {
+                *bus.heard.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
                 app.on_shared(&envelope.from, envelope.event).await;
             }
         }

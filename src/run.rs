@@ -477,6 +477,32 @@ pub async fn run(
         }
         _ => None,
     };
+    let (cluster_stop, cluster_stopped) = watch::channel(false);
+    // Calls a previous run left behind: a node alone ends them now; with
+    // other nodes on the database, only those whose timers died with their
+    // node, once past both timeouts.
+    let others_share_calls = match (&cluster, &pg_peers) {
+        (Some(_), _) => shared_store,
+        (None, Some(peers)) => !peers.others().is_empty(),
+        (None, None) => false,
+    };
+    node.app.calls.sweep_calls_left(others_share_calls);
+    let pg_heartbeat = pg_peers.as_ref().map(|peers| {
+        // Before the node serves: a socket's first events find the bus.
+        let bus = crate::pgbus::start(
+            peers.clone(),
+            node.app.store.clone(),
+            node.app.clone(),
+            cluster_stopped.clone(),
+        );
+        node.app.fanout.set_bus(bus);
+        tokio::spawn(follow_peers(
+            peers.clone(),
+            node.app.clone(),
+            cluster_stopped.clone(),
+        ));
+        peers.start(cluster_stopped.clone())
+    });
     // Always printed (whatever the log level), once the node can serve:
     // scripts and tests read the chosen ports here.
     println!(
@@ -563,7 +589,6 @@ pub async fn run(
     }
 
     // Serving now: the node takes rooms from here on.
-    let (cluster_stop, cluster_stopped) = watch::channel(false);
     let heartbeat = cluster.as_ref().map(|c| {
         c.start(
             rooms.clone(),
@@ -575,30 +600,6 @@ pub async fn run(
         // Dispatches no worker here serves go to the nodes whose workers do.
         node.livekit.agents.set_peers(cluster.clone());
     }
-    // Calls a previous run left behind: a node alone ends them now; with
-    // other nodes on the database, only those whose timers died with their
-    // node, once past both timeouts.
-    let others_share_calls = match (&cluster, &pg_peers) {
-        (Some(_), _) => shared_store,
-        (None, Some(peers)) => !peers.others().is_empty(),
-        (None, None) => false,
-    };
-    node.app.calls.sweep_calls_left(others_share_calls);
-    let pg_heartbeat = pg_peers.as_ref().map(|peers| {
-        let bus = crate::pgbus::start(
-            PeerView::id(&**peers).to_string(),
-            node.app.store.clone(),
-            node.app.clone(),
-            cluster_stopped.clone(),
-        );
-        node.app.fanout.set_bus(bus);
-        tokio::spawn(follow_peers(
-            peers.clone(),
-            node.app.clone(),
-            cluster_stopped.clone(),
-        ));
-        peers.start(cluster_stopped.clone())
-    });
     if let (Some(cluster), true) = (&cluster, shared_store) {
         // Chat, receipts, rings and presence reach the other nodes' sockets
         // (only with a shared database: messages are rows of it).
