@@ -38,6 +38,15 @@ const BATCH: usize = 256;
 const RELISTEN: Duration = Duration::from_secs(1);
 /// How often the large events every node has read are dropped.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How long a starting node waits for its listener before it serves.
+const LISTEN_WAIT: Duration = Duration::from_secs(5);
+/// How often the listener checks that it still hears: it sends itself a
+/// ping and listens again when one is not back by the next check. A
+/// connection a NAT or a fail-over dropped without a reset stays silent
+/// for ever otherwise (sqlx's listener has no read timeout).
+const PING_EVERY: Duration = Duration::from_secs(6);
+/// The prefix of a listener's ping (not an event: every node skips it).
+const PING: &str = "ping:";
 
 /// This node's entry among the nodes of the database.
 pub struct PgPeers {
@@ -168,7 +177,10 @@ impl Bus for PgBus {
 
 /// Starts the bus of the node `peers` stands for on `store`: a publisher
 /// and a listener, each on a connection of its own, until `stop` turns true.
-pub fn start(
+/// Returns once the listener listens (or after [`LISTEN_WAIT`]) and a hello
+/// went out past the lone-node check: a node that was alone until now
+/// hears of this one before this one serves its first socket.
+pub async fn start(
     peers: Arc<PgPeers>,
     store: Store,
     app: Arc<App>,
@@ -182,14 +194,31 @@ pub fn start(
         dropped: AtomicU64::new(0),
         heard: Mutex::new(None),
     });
-    tokio::spawn(publisher(
+    let (listening, mut listens) = watch::channel(false);
+    tokio::spawn(listener(
         bus.clone(),
         store.clone(),
         app.clone(),
-        rx,
+        listening,
         stop.clone(),
     ));
-    tokio::spawn(listener(bus.clone(), store, app, stop));
+    if tokio::time::timeout(LISTEN_WAIT, listens.wait_for(|l| *l))
+        .await
+        .is_err()
+    {
+        tracing::warn!("bus: not listening to the database yet; serving anyway");
+    }
+    let hello = Envelope {
+        from: bus.id.clone(),
+        n: 0,
+        event: Shared::Hello,
+    };
+    if let Ok(hello) = serde_json::to_string(&hello) {
+        if let Err(e) = store.bus_publish(&[hello]).await {
+            tracing::warn!("bus: saying hello: {e}");
+        }
+    }
+    tokio::spawn(publisher(bus.clone(), store, app, rx, stop));
     bus
 }
 
@@ -252,7 +281,10 @@ async fn publisher(
                     });
                 }
             }
-            Err(e) => {
+            Err(
+                e @ (nodo_app::error::Error::DatabaseUnreachable(_)
+                | nodo_app::error::Error::Database(_)),
+            ) => {
                 if !failing {
                     tracing::warn!("bus: publishing through the database: {e}; retrying");
                     failing = true;
@@ -262,11 +294,34 @@ async fn publisher(
                     _ = stop.wait_for(|s| *s) => return,
                 }
             }
+            Err(e) => {
+                // Refused for what it holds, not for the database's state:
+                // sending it again would block the bus for good.
+                tracing::warn!(
+                    "bus: the database refused {} events: {e}; dropped",
+                    batch.len()
+                );
+                batch.clear();
+            }
         }
     }
 }
 
-async fn listener(bus: Arc<PgBus>, store: Store, app: Arc<App>, mut stop: watch::Receiver<bool>) {
+/// What woke the listener.
+enum Woke {
+    Notified(Result<Option<String>, nodo_app::error::Error>),
+    Ping,
+    Stop,
+}
+
+async fn listener(
+    bus: Arc<PgBus>,
+    store: Store,
+    app: Arc<App>,
+    listening: watch::Sender<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut pings: u64 = 0;
     loop {
         let mut listener = match store.bus_listener().await {
             Ok(l) => l,
@@ -278,21 +333,53 @@ async fn listener(bus: Arc<PgBus>, store: Store, app: Arc<App>, mut stop: watch:
                 }
             }
         };
+        let _ = listening.send(true);
         // Listening (again): the others say who is online with them, and
         // hear who is online here.
         bus.publish(Shared::Hello);
         bus.publish(Shared::Present {
             users: app.chat.presence().here(),
         });
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.tick().await;
+        // This listener's last ping, not heard back yet, and when it went.
+        let mut awaited: Option<(String, Instant)> = None;
         loop {
-            let next = tokio::select! {
-                n = listener.next() => n,
-                _ = stop.wait_for(|s| *s) => return,
+            let woke = tokio::select! {
+                n = listener.next() => Woke::Notified(n),
+                _ = ping.tick() => Woke::Ping,
+                _ = stop.wait_for(|s| *s) => Woke::Stop,
             };
-            let payload = match next {
-                Ok(Some(p)) => p,
-                Ok(None) => {
-                    // Reconnected at the next call: what was sent meanwhile is lost.
+            let payload = match woke {
+                Woke::Stop => return,
+                Woke::Ping => {
+                    match &awaited {
+                        // Two periods: a listener working through a backlog
+                        // is slow, not deaf.
+                        Some((_, at)) if at.elapsed() >= PING_EVERY * 2 => {
+                            tracing::warn!(
+                                "bus: the database connection stopped hearing; listening again"
+                            );
+                            break;
+                        }
+                        Some(_) => {}
+                        None => {
+                            pings += 1;
+                            let token = format!("{PING}{}:{pings}", bus.id);
+                            if store
+                                .bus_publish(std::slice::from_ref(&token))
+                                .await
+                                .is_ok()
+                            {
+                                awaited = Some((token, Instant::now()));
+                            }
+                        }
+                    }
+                    continue;
+                }
+                Woke::Notified(Ok(Some(p))) => p,
+                Woke::Notified(Ok(None)) => {
+                    // sqlx connected again at once: what was sent meanwhile is lost.
                     tracing::warn!("bus: the database connection was lost; listening again");
                     bus.publish(Shared::Hello);
                     bus.publish(Shared::Present {
@@ -300,11 +387,17 @@ async fn listener(bus: Arc<PgBus>, store: Store, app: Arc<App>, mut stop: watch:
                     });
                     continue;
                 }
-                Err(e) => {
+                Woke::Notified(Err(e)) => {
                     tracing::warn!("bus: listening: {e}");
                     break;
                 }
             };
+            if payload.starts_with(PING) {
+                if awaited.as_ref().is_some_and(|(t, _)| *t == payload) {
+                    awaited = None;
+                }
+                continue;
+            }
             let text = match store.bus_event(payload).await {
                 Ok(Some(t)) => t,
                 Ok(None) => continue,

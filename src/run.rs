@@ -456,7 +456,15 @@ pub async fn run(
     // through the database alone; media rooms stay per node.
     let pg_peers = match (&cluster, shared_store) {
         (None, true) => {
-            let holder = format!("{} {http_addr}", crate::cluster::hostname());
+            // What tells this process apart from another with the same id:
+            // a restart of this node (same machine, same address) takes the
+            // id back at once; a clone of the machine or its container does not.
+            let machine = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
+            let holder = format!(
+                "{} {} {http_addr}",
+                crate::cluster::hostname(),
+                machine.trim()
+            );
             let peers = PgPeers::join(
                 node.app.store.clone(),
                 crate::cluster::node_id(&node_config_cluster),
@@ -487,22 +495,27 @@ pub async fn run(
         (None, None) => false,
     };
     node.app.calls.sweep_calls_left(others_share_calls);
-    let pg_heartbeat = pg_peers.as_ref().map(|peers| {
+    // The bus over the database stops after the node stopped serving (its
+    // sockets chat until then), not with the Redis cluster's registry.
+    let (pg_stop, pg_stopped) = watch::channel(false);
+    let mut pg_heartbeat = None;
+    if let Some(peers) = &pg_peers {
         // Before the node serves: a socket's first events find the bus.
         let bus = crate::pgbus::start(
             peers.clone(),
             node.app.store.clone(),
             node.app.clone(),
-            cluster_stopped.clone(),
-        );
+            pg_stopped.clone(),
+        )
+        .await;
         node.app.fanout.set_bus(bus);
         tokio::spawn(follow_peers(
             peers.clone(),
             node.app.clone(),
-            cluster_stopped.clone(),
+            pg_stopped.clone(),
         ));
-        peers.start(cluster_stopped.clone())
-    });
+        pg_heartbeat = Some(peers.start(pg_stopped.clone()));
+    }
     // Always printed (whatever the log level), once the node can serve:
     // scripts and tests read the chosen ports here.
     println!(
@@ -621,7 +634,7 @@ pub async fn run(
 
     shutdown.await;
     tracing::info!("shutting down");
-    if let Some(h) = heartbeat.or(pg_heartbeat) {
+    if let Some(h) = heartbeat {
         // Leaves the registry and frees this node's rooms first, so the
         // participants told to leave below rejoin on another node.
         let _ = cluster_stop.send(true);
@@ -634,6 +647,13 @@ pub async fn run(
     let all = futures_util::future::join_all(servers);
     if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
         tracing::warn!("http connections still open at shutdown");
+    }
+    if let Some(h) = pg_heartbeat {
+        // Leaves the nodes of the database once nothing here chats any more.
+        let _ = pg_stop.send(true);
+        if tokio::time::timeout(SHUTDOWN_GRACE, h).await.is_err() {
+            tracing::warn!("nodes: could not leave in time");
+        }
     }
     // Commits what is queued, folds the log into the database and removes it.
     if tokio::time::timeout(STORE_CLOSE_GRACE, node.app.store.close())

@@ -289,7 +289,13 @@ async def test_without_redis_a_large_message_crosses_and_a_late_node_is_greeted(
             assert out.get("ok") is True, out
             call_id = out["call"]["id"]
             b = node(tmp_path, None, pg, "solo-b")
-            await asyncio.sleep(1)
+            # a published nothing while alone; b said hello before it served,
+            # so a message to b's first socket crosses at once.
+            dave_user = await register(http, b, "l_dave")
+            dave = await Client(dave_user).connect(b)
+            ack = await alice.call("sendMessage", {"id": "l-0", "recipientChatPath": dave_user["id"], "content": "first"})
+            assert ack.get("ok") is True, ack
+            await dave.wait("receiveMessage", lambda d: d["id"] == "l-0", timeout=5)
             assert pg.sql(f"SELECT status FROM calls WHERE id = '{call_id}'") == "ringing"
             carol = await Client(await register(http, b, "l_carol")).connect(b)
             online = await carol.wait("online_users")
@@ -303,7 +309,7 @@ async def test_without_redis_a_large_message_crosses_and_a_late_node_is_greeted(
             assert got["content"] == big
             await alice.wait("messageDelivered", lambda d: d["id"] == "l-1")
             assert pg.sql("SELECT count(*) FROM bus_payloads") != "0"
-            for c in (alice, bob, carol):
+            for c in (alice, bob, carol, dave):
                 await c.sio.disconnect()
         with pytest.raises(RuntimeError, match="in use by a live node"):
             node(tmp_path / "again", None, pg, "solo-a")

@@ -197,7 +197,8 @@ pub struct BusListener {
 
 impl BusListener {
     /// The next notification's payload. `Ok(None)`: the connection was lost
-    /// and is made again at the next call; what was sent meanwhile is lost.
+    /// and sqlx made it again (listening again); what was sent meanwhile is
+    /// lost.
     pub async fn next(&mut self) -> Result<Option<String>, Error> {
         Ok(self
             .inner

@@ -102,6 +102,8 @@ impl MediaRoom {
                 rx.suppress_nack(false);
             }
             track.nack_ssrc[idx] = Some(ssrc);
+            // A new stream numbers its packets afresh.
+            track.gaps[idx] = Default::default();
         }
         let red_in = params.red() == Some(pkt.header.payload_type);
         // The primary block of a RED packet, made once for the subscribers
@@ -134,10 +136,14 @@ impl MediaRoom {
             if keyframe {
                 gaps.reset();
             } else if gaps.take_lost(now, give_up_after(peer.rtt)) {
-                lost_for_good = track
-                    .subscribers
-                    .iter()
-                    .any(|s| s.current.is_some() && (!track.simulcast || s.current == layer));
+                // A keyframe already asked for repairs this loss too: under
+                // sustained loss, every keyframe losing a packet must not
+                // bring another.
+                lost_for_good = track.awaiting_keyframe[idx].is_none()
+                    && track
+                        .subscribers
+                        .iter()
+                        .any(|s| s.current.is_some() && (!track.simulcast || s.current == layer));
             }
         }
         let mut ext = pkt.header.ext_vals.clone();
