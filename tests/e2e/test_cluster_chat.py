@@ -317,3 +317,32 @@ async def test_without_redis_a_large_message_crosses_and_a_late_node_is_greeted(
         for n in (a, b):
             if n is not None:
                 n.stop()
+
+
+async def test_without_redis_a_lost_listening_connection_is_made_again(tmp_path, pg):  # noqa: F811
+    """The database ends every node's listening connection: each listens
+    again, and chat keeps crossing."""
+    a = node(tmp_path, None, pg, "relisten-a")
+    b = node(tmp_path, None, pg, "relisten-b")
+    try:
+        async with aiohttp.ClientSession() as http:
+            alice = await Client(await register(http, a, "t_alice")).connect(a)
+            bob_user = await register(http, b, "t_bob")
+            bob = await Client(bob_user).connect(b)
+            await alice.wait("contact_online", lambda d: d == bob_user["id"])
+            ended = pg.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                           "WHERE query LIKE 'LISTEN%'")
+            assert ended == "2", ended
+            deadline = time.time() + 15
+            while pg.sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'") != "2":
+                assert time.time() < deadline, "the nodes did not listen again"
+                await asyncio.sleep(0.2)
+            ack = await alice.call("sendMessage", {"id": "t-1", "recipientChatPath": bob_user["id"], "content": "again"})
+            assert ack.get("ok") is True, ack
+            await bob.wait("receiveMessage", lambda d: d["id"] == "t-1")
+            await alice.wait("messageDelivered", lambda d: d["id"] == "t-1")
+            for c in (alice, bob):
+                await c.sio.disconnect()
+    finally:
+        for n in (a, b):
+            n.stop()
