@@ -224,6 +224,63 @@ async fn follow_peers(
     }
 }
 
+/// Ends the connected calls whose media room is open on no node: its node
+/// died, and nobody rejoined (the room's events, which end a call, died
+/// with it). A room counts as gone at two checks in a row, `every` apart;
+/// every node checks, and the first to end a call wins.
+async fn end_calls_of_lost_rooms(
+    cluster: Arc<Cluster>,
+    rooms: Arc<nodo_signaling::RoomManager>,
+    store: nodo_app::store::Store,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    use nodo_signaling::placement::{Location, Placement};
+    let mut suspects: HashSet<String> = HashSet::new();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if !cluster.healthy() {
+            continue;
+        }
+        let before = nodo_app::store::now_ms() - every.as_millis() as i64;
+        let calls = match store.connected_calls(before).await {
+            Ok(c) => c,
+            Err(e) => {
+                e.log_if_internal();
+                continue;
+            }
+        };
+        let mut gone = HashSet::new();
+        for (id, room) in calls {
+            let name = nodo_signaling::ids::RoomName::new(room);
+            let open = match cluster.locate(&name, false).await {
+                Ok(Location::There { .. }) => true,
+                Ok(Location::Here) => rooms.exists(&name),
+                // Unknown: left for the next check.
+                Err(_) => true,
+            };
+            if open {
+                continue;
+            }
+            if !suspects.contains(&id) {
+                gone.insert(id);
+                continue;
+            }
+            match store.end_call_room_lost(&id).await {
+                Ok(true) => {
+                    tracing::info!(call = %id, "ended a call whose media room's node is gone")
+                }
+                Ok(false) => {}
+                Err(e) => e.log_if_internal(),
+            }
+        }
+        suspects = gone;
+    }
+}
+
 /// Logs SIGHUP instead of dying of it.
 fn ignore_hangup() {
     #[cfg(unix)]
@@ -444,6 +501,7 @@ pub async fn run(
         .as_ref()
         .map(|(_, _, ice)| ice.clone() as Arc<dyn nodo_signaling::room::IceServers>);
     let node_config_cluster = config.cluster.clone();
+    let lost_room_check = Duration::from_secs(config.calls.lost_room_check_secs);
     let mut node = Node::build(config, net.clone(), ice, metrics).await?;
     let shared_store = node.app.store.backend() == nodo_app::store::Backend::Postgres;
     if let (Some(_), false) = (&cluster, shared_store) {
@@ -625,6 +683,13 @@ pub async fn run(
             cluster_stopped.clone(),
         );
         node.app.fanout.set_bus(bus);
+        tokio::spawn(end_calls_of_lost_rooms(
+            cluster.clone(),
+            rooms.clone(),
+            node.app.store.clone(),
+            lost_room_check,
+            cluster_stopped.clone(),
+        ));
         tokio::spawn(follow_peers(
             cluster.clone(),
             node.app.clone(),

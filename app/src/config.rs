@@ -66,6 +66,11 @@ pub struct CallsConfig {
     /// Seconds an accepted call may wait for both people to join its media
     /// room; then it ends, so nobody stays busy forever.
     pub connect_timeout_secs: u64,
+    /// Seconds between two checks, on each node of a cluster (Redis and a
+    /// shared database), that connected calls' media rooms are still open on
+    /// some node. A call whose room is open nowhere at two checks in a row
+    /// (its node died and nobody rejoined) ends, with reason `node_lost`.
+    pub lost_room_check_secs: u64,
     /// Call and room actions per user (call initiate, accept, reject, cancel,
     /// end; room tokens; meeting joins, starts, ends, moderator changes), each kind
     /// counted on its own; socket and REST alike.
@@ -88,6 +93,7 @@ impl Default for CallsConfig {
             ring_timeout_secs: 30,
             token_ttl_hours: 2,
             connect_timeout_secs: 30,
+            lost_room_check_secs: 20,
             action_rate: Rate::new(1.0, 10),
             rings_per_minute_per_callee: 3,
             meeting_create_rate: Rate::new(0.2, 10),
@@ -107,9 +113,13 @@ impl CallsConfig {
         .into_iter()
         .flatten()
         .collect();
-        if self.rings_per_minute_per_callee == 0 || self.connect_timeout_secs == 0 {
+        if self.rings_per_minute_per_callee == 0
+            || self.connect_timeout_secs == 0
+            || self.lost_room_check_secs == 0
+        {
             problems.push(
-                "calls: rings_per_minute_per_callee and connect_timeout_secs must be positive"
+                "calls: rings_per_minute_per_callee, connect_timeout_secs and \
+                 lost_room_check_secs must be positive"
                     .into(),
             );
         }

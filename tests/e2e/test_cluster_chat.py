@@ -16,7 +16,7 @@ import socketio
 from aiohttp import web
 
 from conftest import start_node
-from test_cluster import Redis
+from test_cluster import Redis, lkapi
 from test_hostile_durability import history_ids, register
 from test_postgres import UNLIMITED, Postgres, pg  # noqa: F401  (fixture)
 from test_web_push import Browser, unb64u
@@ -36,7 +36,8 @@ def node(tmp_path, redis, pg, node_id, *extra):
     cluster = [] if redis is None else ["--redis-url", redis.url, "--node-url", f"http://127.0.0.1:{port}"]
     return start_node(tmp_path / node_id, *cluster, "--node-id", node_id, "--database-url", pg.url, *extra,
                       http_port=port, env={**UNLIMITED, "NODO_PUSH__ALLOW_INSECURE_ENDPOINTS": "true",
-                                           "NODO_WEBHOOK__APP_EVENTS": "true"})
+                                           "NODO_WEBHOOK__APP_EVENTS": "true",
+                                           "NODO_CALLS__LOST_ROOM_CHECK_SECS": "1"})
 
 
 @pytest.fixture(params=["redis", "postgres-only"])
@@ -343,6 +344,48 @@ async def test_without_redis_a_lost_listening_connection_is_made_again(tmp_path,
             await alice.wait("messageDelivered", lambda d: d["id"] == "t-1")
             for c in (alice, bob):
                 await c.sio.disconnect()
+    finally:
+        for n in (a, b):
+            n.stop()
+
+
+async def test_a_connected_call_whose_room_is_gone_ends(tmp_path, redis, pg):  # noqa: F811
+    """A call connected in a media room whose node died (nobody rejoined)
+    ends with reason node_lost; one whose room is open on a node goes on."""
+    from livekit import api
+    a = node(tmp_path, redis, pg, "lost-a")
+    b = node(tmp_path, redis, pg, "lost-b")
+    try:
+        async with aiohttp.ClientSession() as http:
+            calls = []
+            for pair in ("x", "y"):
+                alice = await Client(await register(http, a, f"{pair}_caller")).connect(a)
+                bob_user = await register(http, b, f"{pair}_callee")
+                bob = await Client(bob_user).connect(b)
+                out = await alice.call("initiateCall", {"recipientId": bob_user["id"], "callType": "audio"})
+                assert out.get("ok") is True, out
+                ring = await bob.wait("incomingCall")
+                assert (await bob.call("acceptCall", {"callId": ring["callId"]})).get("ok") is True
+                calls.append((out["call"]["id"], out["call"]["roomName"]))
+                for c in (alice, bob):
+                    await c.sio.disconnect()
+            (lost, _), (kept, kept_room) = calls
+            # Both connected, as when both people had joined; the room of the
+            # second is open (on a), the first's is on no node any more.
+            for call_id, _ in calls:
+                pg.sql(f"UPDATE calls SET status = 'connected', connected_at = answered_at WHERE id = '{call_id}'")
+            lk = lkapi(a)
+            try:
+                await lk.room.create_room(api.CreateRoomRequest(name=kept_room, empty_timeout=300))
+            finally:
+                await lk.aclose()
+            deadline = time.time() + 15
+            while pg.sql(f"SELECT status FROM calls WHERE id = '{lost}'") != "ended":
+                assert time.time() < deadline, "the call whose room is gone was not ended"
+                await asyncio.sleep(0.2)
+            assert pg.sql(f"SELECT end_reason FROM calls WHERE id = '{lost}'") == "node_lost"
+            await asyncio.sleep(3)
+            assert pg.sql(f"SELECT status FROM calls WHERE id = '{kept}'") == "connected"
     finally:
         for n in (a, b):
             n.stop()

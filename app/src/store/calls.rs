@@ -226,6 +226,31 @@ impl Store {
         .rows_affected())
     }
 
+    /// Connected calls that connected before `before_ms`: (id, room name).
+    pub async fn connected_calls(&self, before_ms: i64) -> Result<Vec<(String, String)>, Error> {
+        Ok(sqlx::query_as(
+            "SELECT id, room_name FROM calls WHERE status = 'connected' AND connected_at < $1",
+        )
+        .bind(before_ms)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Ends connected call `id`, whose media room is open on no node any
+    /// more (its node died). False when it was not connected any more.
+    pub async fn end_call_room_lost(&self, id: &str) -> Result<bool, Error> {
+        Ok(sqlx::query(
+            "UPDATE calls SET status = 'ended', ended_at = $1, end_reason = 'node_lost' \
+             WHERE id = $2 AND status = 'connected'",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(self.writer())
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
     /// The user's calls, newest first, with a cursor for older ones.
     pub async fn call_history(
         &self,
