@@ -40,6 +40,27 @@ pub(crate) struct Envelope {
     pub event: Shared,
 }
 
+/// One event from the bus, unless node `me` sent it (or it cannot be read).
+pub(crate) fn open(me: &str, bytes: &[u8]) -> Option<Envelope> {
+    match serde_json::from_slice::<Envelope>(bytes) {
+        Ok(e) if e.from == me => None,
+        Ok(e) => Some(e),
+        Err(e) => {
+            tracing::warn!("bus: an event this node cannot read: {e}");
+            None
+        }
+    }
+}
+
+/// Says hello on `bus` and who is online here: after (re)joining it, what
+/// the others knew of this node may be stale.
+pub(crate) fn greet(bus: &dyn Bus, app: &App) {
+    bus.publish(Shared::Hello);
+    bus.publish(Shared::Present {
+        users: app.chat.presence().here(),
+    });
+}
+
 /// This node's end of the bus.
 pub struct RedisBus {
     id: String,
@@ -128,10 +149,7 @@ async fn publisher(
                     tracing::info!("bus: publishing to Redis works again");
                     failing = false;
                     // What the others missed of this node meanwhile.
-                    bus.publish(Shared::Hello);
-                    bus.publish(Shared::Present {
-                        users: app.chat.presence().here(),
-                    });
+                    greet(&*bus, &app);
                 }
             }
             Err(e) => {
@@ -173,10 +191,7 @@ async fn subscriber(
         }
         // Joined (again): the others say who is online with them, and hear
         // who is online here (what they knew may be stale after a break).
-        bus.publish(Shared::Hello);
-        bus.publish(Shared::Present {
-            users: app.chat.presence().here(),
-        });
+        greet(&*bus, &app);
         let mut messages = pubsub.on_message();
         loop {
             let msg = tokio::select! {
@@ -186,15 +201,8 @@ async fn subscriber(
                 },
                 _ = stop.wait_for(|s| *s) => return,
             };
-            let envelope: Envelope = match serde_json::from_slice(msg.get_payload_bytes()) {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::warn!("bus: an event this node cannot read: {e}");
-                    continue;
-                }
-            };
-            if envelope.from != bus.id {
-                app.on_shared(&envelope.from, envelope.event).await;
+            if let Some(e) = open(&bus.id, msg.get_payload_bytes()) {
+                app.on_shared(&e.from, e.event).await;
             }
         }
         tracing::warn!("bus: the Redis subscription broke; subscribing again");

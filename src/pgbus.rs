@@ -27,7 +27,7 @@ use nodo_app::App;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::bus::Envelope;
+use crate::bus::{greet, Envelope};
 use crate::cluster::{PeerView, HEARTBEAT, NODE_TTL};
 
 /// Events waiting for the database before new ones are dropped.
@@ -275,10 +275,7 @@ async fn publisher(
                 if failing {
                     tracing::info!("bus: publishing through the database works again");
                     failing = false;
-                    bus.publish(Shared::Hello);
-                    bus.publish(Shared::Present {
-                        users: app.chat.presence().here(),
-                    });
+                    greet(&*bus, &app);
                 }
             }
             Err(
@@ -336,10 +333,7 @@ async fn listener(
         let _ = listening.send(true);
         // Listening (again): the others say who is online with them, and
         // hear who is online here.
-        bus.publish(Shared::Hello);
-        bus.publish(Shared::Present {
-            users: app.chat.presence().here(),
-        });
+        greet(&*bus, &app);
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
         // This listener's last ping, not heard back yet, and when it went.
@@ -381,10 +375,7 @@ async fn listener(
                 Woke::Notified(Ok(None)) => {
                     // sqlx connected again at once: what was sent meanwhile is lost.
                     tracing::warn!("bus: the database connection was lost; listening again");
-                    bus.publish(Shared::Hello);
-                    bus.publish(Shared::Present {
-                        users: app.chat.presence().here(),
-                    });
+                    greet(&*bus, &app);
                     continue;
                 }
                 Woke::Notified(Err(e)) => {
@@ -406,16 +397,12 @@ async fn listener(
                     continue;
                 }
             };
-            let envelope: Envelope = match serde_json::from_str(&text) {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::warn!("bus: an event this node cannot read: {e}");
-                    continue;
-                }
-            };
-            if envelope.from != bus.id {
+            if let Some(e) = crate::bus::open(&bus.id, text.as_bytes()) {
+                // Before the event is applied: what it makes this node
+                // publish (a `Present` for a `Hello`) must not meet the
+                // lone-node check.
                 *bus.heard.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
-                app.on_shared(&envelope.from, envelope.event).await;
+                app.on_shared(&e.from, e.event).await;
             }
         }
         tokio::select! {

@@ -462,12 +462,7 @@ fn an_unanswered_keyframe_request_is_sent_again() {
     w.downlink_loss = Some(Box::new(move |now, t| {
         t.destination == to && !harness::is_rtp(t) && now < start + Duration::from_millis(300)
     }));
-    let (mid, _) = *w.video_frame_ids(b).iter().next().expect("a frame");
-    let mut api = w.clients[b].subscriber.direct_api();
-    let rx = api
-        .stream_rx_by_mid(mid, None)
-        .expect("bob's receive stream");
-    rx.request_keyframe(nodo_sfu::str0m::media::KeyframeRequestKind::Pli);
+    decoder_asks_for_a_keyframe(&mut w, b);
     w.run(Duration::from_millis(300));
     assert_eq!(
         w.clients[a].keyframe_requests_total, before,
@@ -487,18 +482,23 @@ fn an_unanswered_keyframe_request_is_sent_again() {
     );
 }
 
+/// Client `b`'s decoder asks for a keyframe of the video it receives (PLI).
+fn decoder_asks_for_a_keyframe(w: &mut World, b: usize) {
+    let (mid, _) = *w.video_frame_ids(b).iter().next().expect("a frame");
+    let mut api = w.clients[b].subscriber.direct_api();
+    let rx = api
+        .stream_rx_by_mid(mid, None)
+        .expect("bob's receive stream");
+    rx.request_keyframe(nodo_sfu::str0m::media::KeyframeRequestKind::Pli);
+}
+
 #[test]
 fn a_throttled_keyframe_request_is_sent_later_not_dropped() {
     let (mut w, a, b) = bob_watches_alice();
     let before = w.clients[a].keyframe_requests_total;
     // Two PLIs from Bob's decoder 100 ms apart: inside the 300 ms throttle.
     for _ in 0..2 {
-        let (mid, _) = *w.video_frame_ids(b).iter().next().expect("a frame");
-        let mut api = w.clients[b].subscriber.direct_api();
-        let rx = api
-            .stream_rx_by_mid(mid, None)
-            .expect("bob's receive stream");
-        rx.request_keyframe(nodo_sfu::str0m::media::KeyframeRequestKind::Pli);
+        decoder_asks_for_a_keyframe(&mut w, b);
         w.run(Duration::from_millis(100));
     }
     let sent = |w: &World| w.clients[a].keyframe_requests_total - before;
