@@ -50,6 +50,7 @@ struct Inner {
     nacks_to_publishers: Counter,
     keyframe_requests_to_publishers: Counter,
     unrepaired_upstream: Counter,
+    backlog_dropped: Counter,
     lost_downstream: Counter,
     upstream_loss: Histogram,
 }
@@ -74,6 +75,7 @@ impl Default for SfuMetrics {
                 nacks_to_publishers: Counter::default(),
                 keyframe_requests_to_publishers: Counter::default(),
                 unrepaired_upstream: Counter::default(),
+                backlog_dropped: Counter::default(),
                 lost_downstream: Counter::default(),
                 upstream_loss: Histogram::new([0.0, 0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5]),
             }),
@@ -164,6 +166,11 @@ impl SfuMetrics {
             "rtp_unrepaired_upstream_losses",
             "Publisher video losses retransmission did not repair in time (each answered with a keyframe request)",
             m.unrepaired_upstream.clone(),
+        );
+        r.register(
+            "rtp_stale_backlog_dropped_packets",
+            "Video packets dropped from a subscriber's pacer queue when it was moved off their layer",
+            m.backlog_dropped.clone(),
         );
         r.register(
             "rtp_lost_downstream_packets",
@@ -322,6 +329,11 @@ impl RoomMetrics {
     /// A publisher video loss that retransmission did not repair in time.
     pub fn uplink_loss_unrepaired(&self) {
         self.node.inner.unrepaired_upstream.inc();
+    }
+
+    /// Video packets dropped from a subscriber's pacer queue (a stale backlog).
+    pub fn backlog_dropped(&self, packets: usize) {
+        self.node.inner.backlog_dropped.inc_by(packets as u64);
     }
 
     /// A publisher stream's loss fraction from a stats report.

@@ -565,6 +565,37 @@ fn a_capped_subscriber_moves_to_the_low_layer_and_keeps_its_audio() {
     assert!(audio > 300, "bob got {audio} audio frames in 8 s");
 }
 
+/// A subscriber whose pacer backed up is moved off its layer, and what was
+/// still queued of that layer is dropped rather than sent late (it would hold
+/// back the keyframe of the layer that fits); video goes on, on the low layer.
+#[test]
+fn a_congested_subscribers_stale_backlog_is_dropped() {
+    let mut w = World::new();
+    let a = w.join("alice");
+    let b = w.join("bob");
+    let (audio, video) = w.publish(a, true);
+    w.run(secs(1));
+    let bob = w.clients[b].sid.clone();
+    w.room.subscribe(&bob, &audio).expect("subscribe audio");
+    w.room.subscribe(&bob, &video).expect("subscribe video");
+    w.run(secs(4));
+    assert_eq!(w.counter("rtp_stale_backlog_dropped_packets"), 0);
+    // Under the medium layer (~140 kbit/s with headers), over the low one.
+    let sub_addr = w.clients[b].sub_addr;
+    w.downlink_loss = Some(harness::rate_cap_to(sub_addr, 100_000, 3_125));
+    w.run(secs(2));
+    let dropped = w.counter("rtp_stale_backlog_dropped_packets");
+    assert!(dropped > 0, "no backlog was dropped");
+    // Within the hold after the congestion (5 s), bob stays on the low layer.
+    let before = w.video_frames(b).len();
+    w.run(secs(2));
+    let last: Vec<u8> = w.video_frames(b)[before..].iter().map(|f| f.0).collect();
+    assert!(
+        last.len() >= 45 && last.iter().all(|l| *l == 0),
+        "bob should be moving on the low layer (30 fps), got {last:?}"
+    );
+}
+
 /// The dynacast updates the room told about a track, oldest first.
 fn dynacast_updates(w: &World) -> Vec<Option<Layer>> {
     w.events

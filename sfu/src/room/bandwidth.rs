@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use str0m::media::{KeyframeRequestKind, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, Mid};
 
 use super::MediaRoom;
 use crate::ids::{Layer, PeerId, TrackKind};
@@ -47,6 +47,40 @@ pub(super) fn queue_delay(
         })
         .unwrap_or(Duration::ZERO)
 }
+/// Drops the video waiting in a subscriber's pacer for one m-line, when the
+/// subscription is taken off the layer it was queued for: sent late, it
+/// would only hold back the keyframe of the layer that fits (on a 300 kbit/s
+/// link, a second of it). str0m clears a stream's queue, resend cache and
+/// pending resends when its m-line stops sending; the direction is put back
+/// at once and the change is never applied, so nothing is negotiated. The
+/// subscriber sees a gap in the sequence numbers, which the keyframe it
+/// waits for closes. Returns how many packets were waiting.
+pub(super) fn drop_backlog(
+    peers: &mut HashMap<PeerId, Box<Peer>>,
+    peer: PeerId,
+    mid: Mid,
+) -> usize {
+    let Some(p) = peers.get_mut(&peer) else {
+        return 0;
+    };
+    let Some(dir) = p.rtc.media(mid).map(|m| m.direction()) else {
+        return 0;
+    };
+    if !dir.is_sending() {
+        return 0;
+    }
+    let waiting = p
+        .rtc
+        .direct_api()
+        .stream_tx_by_mid(mid, None)
+        .and_then(|tx| tx.queue_info().map(|q| q.packet_count()))
+        .unwrap_or(0);
+    let mut sdp = p.rtc.sdp_api();
+    sdp.set_direction(mid, Direction::Inactive);
+    sdp.set_direction(mid, dir);
+    waiting
+}
+
 impl MediaRoom {
     /// Bandwidth adaptation: caps each subscription's simulcast layer by the
     /// subscriber's downlink estimate (str0m's TWCC send-side estimate, which
@@ -143,6 +177,7 @@ impl MediaRoom {
         video_subs: &HashMap<PeerId, u64>,
     ) {
         let mut keyframes = Vec::new();
+        let mut stale = Vec::new();
         for t in self.tracks.values_mut() {
             if t.kind != TrackKind::Video {
                 continue;
@@ -177,6 +212,9 @@ impl MediaRoom {
                     tracing::debug!(peer = ?s.peer, track = %t.sid, estimate = est, share, floor, hold = ?s.bwe_hold, "paused for bandwidth");
                     s.bwe_paused = true;
                     s.current = None;
+                    if let Some(mid) = s.mid {
+                        stale.push((s.peer, mid));
+                    }
                 } else if s.bwe_paused && !held && floor <= share * 85 / 100 {
                     tracing::debug!(peer = ?s.peer, track = %t.sid, estimate = est, share, floor, "resumed after a bandwidth pause");
                     s.bwe_paused = false;
@@ -186,6 +224,10 @@ impl MediaRoom {
                     }
                 }
             }
+        }
+        for (peer, mid) in stale {
+            let dropped = drop_backlog(&mut self.peers, peer, mid);
+            self.metrics.backlog_dropped(dropped);
         }
         for (track, layer) in keyframes {
             self.request_keyframe(&track, Some(layer), KeyframeRequestKind::Pli, now);

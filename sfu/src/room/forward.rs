@@ -6,7 +6,9 @@ use std::time::Instant;
 use str0m::media::{KeyframeRequestKind, Pt};
 use str0m::rtp::{RtpPacket, RtpWrite, SeqNo};
 
-use super::bandwidth::{queue_delay, CONGESTION_REACT, MAX_QUEUE_DELAY, SEVERE_QUEUE_DELAY};
+use super::bandwidth::{
+    drop_backlog, queue_delay, CONGESTION_REACT, MAX_QUEUE_DELAY, SEVERE_QUEUE_DELAY,
+};
 use super::{MediaRoom, ACTIVE_LEVEL, LAYER_TICK};
 use crate::gaps::give_up_after;
 use crate::ids::{Layer, PeerId, TrackKind, TrackSid};
@@ -171,6 +173,16 @@ impl MediaRoom {
             if track.simulcast {
                 if sub.current != layer {
                     if layer == Some(sub.target) && keyframe {
+                        // Moving down: what still waits of the upper layer
+                        // would hold this keyframe back.
+                        if sub.current > layer
+                            && queue_delay(&mut self.peers, sub.peer, sub_mid, now)
+                                > MAX_QUEUE_DELAY
+                        {
+                            let dropped = drop_backlog(&mut self.peers, sub.peer, sub_mid);
+                            self.metrics.backlog_dropped(dropped);
+                            tracing::debug!(subscriber = %sub.subscriber, dropped, ?layer, "backlog dropped at a move down");
+                        }
                         rewriter.switch_source(seq, ts, now);
                         sub.current = layer;
                     } else {
@@ -214,7 +226,9 @@ impl MediaRoom {
                     sub.current = None;
                     sub.bwe_cap = Layer::Low;
                     sub.target = Layer::Low;
-                    tracing::debug!(subscriber = %sub.subscriber, ?delay, target = ?sub.target, "subscriber congested");
+                    let dropped = drop_backlog(&mut self.peers, sub.peer, sub_mid);
+                    self.metrics.backlog_dropped(dropped);
+                    tracing::debug!(subscriber = %sub.subscriber, ?delay, dropped, target = ?sub.target, "subscriber congested");
                     wants_keyframe = Some(sub.target);
                     continue;
                 }

@@ -16,8 +16,8 @@ use nodo_sfu::str0m::media::{
 use nodo_sfu::str0m::net::{Protocol, Receive, Transmit};
 use nodo_sfu::str0m::{Candidate, Event, Input, Output, Rtc};
 use nodo_sfu::{
-    LayerInfo, LocalCandidates, MediaRoom, ParticipantSid, PeerId, RoomConfig, SfuEvent, TrackKind,
-    TrackSid,
+    LayerInfo, LocalCandidates, MediaRoom, ParticipantSid, PeerId, RoomConfig, SfuEvent,
+    SfuMetrics, TrackKind, TrackSid,
 };
 
 pub const SFU: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 7882);
@@ -78,6 +78,8 @@ pub struct World {
     pub uplink_loss: Option<LossFn>,
     /// Loss on the way from the room to the clients.
     pub downlink_loss: Option<LossFn>,
+    /// The node-wide media counters the room adds to.
+    pub metrics: SfuMetrics,
 }
 
 /// True for an SRTP media packet (not RTCP, STUN or DTLS): RTP version 2 and
@@ -125,16 +127,19 @@ pub fn every_nth_rtp_from(from: SocketAddr, pt: u8, n: u64) -> LossFn {
 impl World {
     pub fn new() -> World {
         let now = Instant::now();
+        let metrics = SfuMetrics::default();
         let config = RoomConfig {
             candidates: LocalCandidates {
                 udp: vec![SFU],
                 tcp: vec![],
             },
+            metrics: metrics.clone(),
             ..RoomConfig::default()
         };
         World {
             now,
             room: MediaRoom::new(config, now),
+            metrics,
             clients: Vec::new(),
             events: Vec::new(),
             ufrags: HashMap::new(),
@@ -694,6 +699,20 @@ impl World {
                 (*m, u64::from_be_bytes(n))
             })
             .collect()
+    }
+
+    /// The value of one of the node's counters, by its name in `/metrics`
+    /// (without the `_total` suffix), summed over its labels.
+    pub fn counter(&self, name: &str) -> u64 {
+        let mut registry = prometheus_client::registry::Registry::default();
+        self.metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        let prefix = format!("{name}_total");
+        text.lines()
+            .filter(|l| l.starts_with(&prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
     }
 
     /// Audio frames client `i` received.
