@@ -169,7 +169,7 @@ impl SfuMetrics {
         );
         r.register(
             "rtp_stale_backlog_dropped_packets",
-            "Video packets dropped from a subscriber's pacer queue when it was moved off their layer",
+            "Video packets dropped from a subscriber's pacer queue when it was moved off their layer (as the pacer last counted its queue)",
             m.backlog_dropped.clone(),
         );
         r.register(

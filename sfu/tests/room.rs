@@ -584,9 +584,16 @@ fn a_congested_subscribers_stale_backlog_is_dropped() {
     let sub_addr = w.clients[b].sub_addr;
     w.downlink_loss = Some(harness::rate_cap_to(sub_addr, 100_000, 3_125));
     w.run(secs(2));
-    let dropped = w.counter("rtp_stale_backlog_dropped_packets");
-    assert!(dropped > 0, "no backlog was dropped");
-    // Within the hold after the congestion (5 s), bob stays on the low layer.
+    // The counter is what the pacer held when the subscription was moved
+    // off its layer. The harness's pacer backlog is short (~10 packets at
+    // 100 kbit/s); what dropping it saves on a real capped link is measured
+    // by `bench/impair.py --only cap300` (bench/README.md).
+    assert!(
+        w.counter("rtp_stale_backlog_dropped_packets") > 0,
+        "no backlog was dropped"
+    );
+    // Within the hold after the congestion (5 s), bob gets the low layer
+    // only (~60 kbit/s of video and ~30 of audio with headers, under the cap).
     let before = w.video_frames(b).len();
     w.run(secs(2));
     let last: Vec<u8> = w.video_frames(b)[before..].iter().map(|f| f.0).collect();

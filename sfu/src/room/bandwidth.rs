@@ -54,9 +54,14 @@ pub(super) fn queue_delay(
 /// pending resends when its m-line stops sending; the direction is put back
 /// at once and the change is never applied, so nothing is negotiated. The
 /// subscriber sees a gap in the sequence numbers, which the keyframe it
-/// waits for closes. Returns how many packets were waiting.
+/// waits for closes (and reports those packets lost). str0m also emits a
+/// `MediaChanged` with the unchanged direction, which the room ignores: a
+/// subscriber's m-line is never in `track_by_mid`. The peer is marked dirty
+/// (its pacer timeout changed). Returns how many packets were waiting, as
+/// the pacer last sampled its queue.
 pub(super) fn drop_backlog(
     peers: &mut HashMap<PeerId, Box<Peer>>,
+    dirty: &mut Vec<PeerId>,
     peer: PeerId,
     mid: Mid,
 ) -> usize {
@@ -78,6 +83,10 @@ pub(super) fn drop_backlog(
     let mut sdp = p.rtc.sdp_api();
     sdp.set_direction(mid, Direction::Inactive);
     sdp.set_direction(mid, dir);
+    if !p.dirty {
+        p.dirty = true;
+        dirty.push(peer);
+    }
     waiting
 }
 
@@ -226,7 +235,7 @@ impl MediaRoom {
             }
         }
         for (peer, mid) in stale {
-            let dropped = drop_backlog(&mut self.peers, peer, mid);
+            let dropped = drop_backlog(&mut self.peers, &mut self.dirty, peer, mid);
             self.metrics.backlog_dropped(dropped);
         }
         for (track, layer) in keyframes {

@@ -179,7 +179,8 @@ impl MediaRoom {
                             && queue_delay(&mut self.peers, sub.peer, sub_mid, now)
                                 > MAX_QUEUE_DELAY
                         {
-                            let dropped = drop_backlog(&mut self.peers, sub.peer, sub_mid);
+                            let dropped =
+                                drop_backlog(&mut self.peers, &mut self.dirty, sub.peer, sub_mid);
                             self.metrics.backlog_dropped(dropped);
                             tracing::debug!(subscriber = %sub.subscriber, dropped, ?layer, "backlog dropped at a move down");
                         }
@@ -226,7 +227,7 @@ impl MediaRoom {
                     sub.current = None;
                     sub.bwe_cap = Layer::Low;
                     sub.target = Layer::Low;
-                    let dropped = drop_backlog(&mut self.peers, sub.peer, sub_mid);
+                    let dropped = drop_backlog(&mut self.peers, &mut self.dirty, sub.peer, sub_mid);
                     self.metrics.backlog_dropped(dropped);
                     tracing::debug!(subscriber = %sub.subscriber, ?delay, dropped, target = ?sub.target, "subscriber congested");
                     wants_keyframe = Some(sub.target);

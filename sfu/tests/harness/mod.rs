@@ -708,10 +708,11 @@ impl World {
         self.metrics.register(&mut registry);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
-        let prefix = format!("{name}_total");
+        let series = format!("{name}_total");
         text.lines()
-            .filter(|l| l.starts_with(&prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .filter_map(|l| l.strip_prefix(&series))
+            .filter(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+            .filter_map(|rest| rest.split_whitespace().last()?.parse::<u64>().ok())
             .sum()
     }
 
