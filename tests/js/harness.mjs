@@ -2,7 +2,7 @@
 // page, and headless Debian Chromium driven by playwright-core.
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
-import { readFileSync, mkdtempSync, existsSync } from 'node:fs';
+import { readFileSync, mkdtempSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +12,18 @@ import { AccessToken } from 'livekit-server-sdk';
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
 
-export async function startNode(extraArgs = [], env = {}, dataDir = mkdtempSync(join(tmpdir(), 'nodo-test-'))) {
+// Data directories this harness made; removed when the test file's process
+// exits (a test may restart a node on the same directory, so not at stop).
+const madeDirs = new Set();
+process.on('exit', () => {
+  for (const d of madeDirs) rmSync(d, { recursive: true, force: true });
+});
+
+export async function startNode(extraArgs = [], env = {}, dataDir = undefined) {
+  if (dataDir === undefined) {
+    dataDir = mkdtempSync(join(tmpdir(), 'nodo-test-'));
+    madeDirs.add(dataDir);
+  }
   const bin = process.env.NODO_BIN || join(root, 'target', 'release', 'nodo');
   if (!existsSync(bin)) throw new Error(`${bin} not found: run cargo build --release`);
   // An ephemeral HTTP port unless the caller names one (a cluster node's URL carries it).
