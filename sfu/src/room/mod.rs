@@ -223,11 +223,29 @@ impl MediaRoom {
         }
     }
 
-    /// Creates the participant's publisher and subscriber connections and
-    /// queues the first subscriber offer (with the data channels), made at
-    /// the next `poll_event`.
+    /// Creates the participant's subscriber connection and queues its first
+    /// offer (with the data channels), made at the next `poll_event`. The
+    /// publisher connection gets its id now and is built when the client
+    /// first offers on it (or trickles a candidate for it): LiveKit clients
+    /// told `subscriber_primary` negotiate it only to publish or send data,
+    /// and a participant who never does costs one connection, not two.
     pub fn add_participant(&mut self, sid: ParticipantSid, now: Instant) -> Result<(), SfuError> {
-        self.add_peers(sid, &[PeerRole::Publisher, PeerRole::Subscriber], now)
+        self.advance(now);
+        if self.participants.contains_key(&sid) {
+            return Err(SfuError::DuplicateParticipant(sid));
+        }
+        let publisher = self.config.peer_ids.next();
+        let subscriber = self.config.peer_ids.next();
+        self.create_peer(subscriber, &sid, PeerRole::Subscriber, now);
+        self.participants.insert(
+            sid,
+            ParticipantPeers {
+                publisher,
+                subscriber,
+            },
+        );
+        self.drive(now);
+        Ok(())
     }
 
     /// Creates the participant's one connection of signaling v1, which the
@@ -237,54 +255,60 @@ impl MediaRoom {
         sid: ParticipantSid,
         now: Instant,
     ) -> Result<(), SfuError> {
-        self.add_peers(sid, &[PeerRole::Single], now)
-    }
-
-    fn add_peers(
-        &mut self,
-        sid: ParticipantSid,
-        roles: &[PeerRole],
-        now: Instant,
-    ) -> Result<(), SfuError> {
         self.advance(now);
         if self.participants.contains_key(&sid) {
             return Err(SfuError::DuplicateParticipant(sid));
         }
-        let mut ids = [PeerId(0); 2];
-        for (i, &role) in roles.iter().enumerate() {
-            let id = self.config.peer_ids.next();
-            let mut peer = Peer::new(
-                id,
-                sid.clone(),
-                role,
-                &self.config.candidates,
-                &self.config.dtls,
-                now,
-            );
-            let ufrag = peer.local_ufrag();
-            self.events.push_back(SfuEvent::Ufrag { peer: id, ufrag });
-            if role == PeerRole::Subscriber {
-                peer.needs_offer = true;
-                self.negotiation_due = true;
-            }
-            peer.scheduled = Some(now);
-            self.timers.push(Reverse((now, id)));
-            self.peers.insert(id, Box::new(peer));
-            // Building the Rtc added the local candidates: drain it.
-            self.mark_dirty(id);
-            ids[i] = id;
-        }
-        // A single connection is both.
-        let subscriber = if roles.len() == 1 { ids[0] } else { ids[1] };
+        let id = self.config.peer_ids.next();
+        self.create_peer(id, &sid, PeerRole::Single, now);
         self.participants.insert(
             sid,
             ParticipantPeers {
-                publisher: ids[0],
-                subscriber,
+                publisher: id,
+                subscriber: id,
             },
         );
         self.drive(now);
         Ok(())
+    }
+
+    /// Builds one peer connection and queues what building it produced (its
+    /// ufrag for the demultiplexer, its local candidates; a subscriber's
+    /// first offer).
+    fn create_peer(&mut self, id: PeerId, sid: &ParticipantSid, role: PeerRole, now: Instant) {
+        let mut peer = Peer::new(
+            id,
+            sid.clone(),
+            role,
+            &self.config.candidates,
+            &self.config.dtls,
+            now,
+        );
+        let ufrag = peer.local_ufrag();
+        self.events.push_back(SfuEvent::Ufrag { peer: id, ufrag });
+        if role == PeerRole::Subscriber {
+            peer.needs_offer = true;
+            self.negotiation_due = true;
+        }
+        peer.scheduled = Some(now);
+        self.timers.push(Reverse((now, id)));
+        self.peers.insert(id, Box::new(peer));
+        // Building the Rtc added the local candidates: drain it.
+        self.mark_dirty(id);
+    }
+
+    /// The participant's publisher (or single) connection, built on first
+    /// use.
+    pub(super) fn publisher_peer(
+        &mut self,
+        sid: &ParticipantSid,
+        now: Instant,
+    ) -> Result<PeerId, SfuError> {
+        let id = self.peer_id(sid, PeerRole::Publisher)?;
+        if !self.peers.contains_key(&id) {
+            self.create_peer(id, sid, PeerRole::Publisher, now);
+        }
+        Ok(id)
     }
 
     /// Peer ids of a participant, `(publisher, subscriber)`.
@@ -647,14 +671,17 @@ impl MediaRoom {
         self.peers.len()
     }
 
-    /// Whether a participant's connections are both up.
+    /// Whether every connection the participant has is up (a v0 publisher
+    /// connection not offered yet does not count).
     pub fn is_connected(&self, sid: &ParticipantSid) -> bool {
         self.participants.get(sid).is_some_and(|pp| {
             [pp.publisher, pp.subscriber]
                 .iter()
-                .all(|id| self.peers.get(id).is_some_and(|p| p.connected))
+                .filter_map(|id| self.peers.get(id))
+                .all(|p| p.connected)
         })
     }
+
     // ---- internals -------------------------------------------------------
 
     fn peer_id(&self, sid: &ParticipantSid, role: PeerRole) -> Result<PeerId, SfuError> {

@@ -38,7 +38,7 @@ impl MediaRoom {
         now: Instant,
     ) -> Result<OfferAnswer, SfuError> {
         self.advance(now);
-        let answer = self.accept_publisher_offer(sid, sdp).map(|(id, sdp)| {
+        let answer = self.accept_publisher_offer(sid, sdp, now).map(|(id, sdp)| {
             if self
                 .peers
                 .get(&id)
@@ -60,9 +60,11 @@ impl MediaRoom {
         &mut self,
         sid: &ParticipantSid,
         sdp: &str,
+        now: Instant,
     ) -> Result<(PeerId, String), SfuError> {
-        let id = self.peer_id(sid, PeerRole::Publisher)?;
+        self.peer_id(sid, PeerRole::Publisher)?;
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let id = self.publisher_peer(sid, now)?;
         // Drained whether or not str0m accepts the offer.
         self.mark_dirty(id);
         let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer)?;
@@ -165,6 +167,10 @@ impl MediaRoom {
         let line = candidate.strip_prefix("a=").unwrap_or(candidate);
         let c =
             Candidate::from_sdp_string(line).map_err(|e| SfuError::BadCandidate(e.to_string()))?;
+        if role == PeerRole::Publisher {
+            // A candidate may come before the offer it belongs to.
+            self.publisher_peer(sid, now)?;
+        }
         let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer)?;
         peer.rtc.add_remote_candidate(c);
         self.mark_dirty(id);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use livekit_protocol as proto;
 use nodo_sfu::net::{NetPacket, ROOM_INBOX_CAPACITY};
 use nodo_sfu::str0m::net::Receive;
-use nodo_sfu::{MediaRoom, RoomConfig};
+use nodo_sfu::{MediaRoom, PeerRole, RoomConfig};
 use proto::signal_request::Message as In;
 use proto::signal_response::Message as Out;
 use tokio::sync::{mpsc, oneshot};
@@ -378,6 +378,13 @@ impl RoomActor {
         // A single connection is the client's to offer: nothing is primary
         // on the server's side.
         let subscriber_primary = !single && p.grant.can_subscribe();
+        p.primary = if single {
+            PeerRole::Single
+        } else if subscriber_primary {
+            PeerRole::Subscriber
+        } else {
+            PeerRole::Publisher
+        };
         let others: Vec<proto::ParticipantInfo> = self
             .participants
             .values()
@@ -565,7 +572,7 @@ impl RoomActor {
             .release_tracks(p.info.tracks.len() + p.pending.len());
         let room = self.room_info();
         if !p.active {
-            // It never got both connections up.
+            // Its primary connection never came up.
             self.manager.webhook(
                 "participant_connection_aborted",
                 room.clone(),

@@ -99,17 +99,15 @@ impl RoomActor {
                     }
                 }
             }
-            SfuEvent::Connected { participant, .. } => {
-                if self.media.is_connected(&participant) {
-                    if let Some(p) = self.participants.get_mut(&participant) {
-                        if !p.active {
-                            p.active = true;
-                            p.info.state = proto::participant_info::State::Active as i32;
-                            p.touch();
-                            let info = p.info.clone();
-                            if !p.hidden() {
-                                self.broadcast_update(&info, Some(&participant));
-                            }
+            SfuEvent::Connected { participant, role } => {
+                if let Some(p) = self.participants.get_mut(&participant) {
+                    if !p.active && role == p.primary {
+                        p.active = true;
+                        p.info.state = proto::participant_info::State::Active as i32;
+                        p.touch();
+                        let info = p.info.clone();
+                        if !p.hidden() {
+                            self.broadcast_update(&info, Some(&participant));
                         }
                     }
                 }

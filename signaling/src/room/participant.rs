@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use livekit_protocol as proto;
+use nodo_sfu::PeerRole;
 use tokio::sync::mpsc;
 
 use crate::auth::{Claims, KeyStore, VideoGrant};
@@ -69,8 +70,13 @@ pub(crate) struct Participant {
     pub signal_lost_at: Option<Instant>,
     /// Tracks announced with `add_track`, by client id, not yet carrying media.
     pub pending: Vec<(String, proto::TrackInfo)>,
-    /// Whether `ParticipantInfo.state` reached ACTIVE.
+    /// Whether `ParticipantInfo.state` reached ACTIVE: it does when the
+    /// primary connection first connects, as in LiveKit.
     pub active: bool,
+    /// The connection whose first connect makes the participant ACTIVE: the
+    /// subscriber when the join said `subscriber_primary`, else the
+    /// publisher (or the single connection of signaling v1).
+    pub primary: PeerRole,
     /// The claims it joined with: a refreshed token keeps them (key,
     /// identity, kind, room) with the participant's current name, metadata,
     /// attributes and permissions.
@@ -118,6 +124,7 @@ impl Participant {
             signal_lost_at: None,
             pending: Vec::new(),
             active: false,
+            primary: PeerRole::Subscriber,
             claims: claims.clone(),
             refresh_due: Instant::now(),
             subscription_permission: None,

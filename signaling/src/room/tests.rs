@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use livekit_protocol as proto;
 use nodo_sfu::net::testing::RecordingTransport;
-use nodo_sfu::str0m::change::SdpOffer;
+use nodo_sfu::str0m::change::{SdpAnswer, SdpOffer};
 use nodo_sfu::str0m::net::{Protocol, Receive};
 use nodo_sfu::str0m::{Candidate, Event, Input, Output, Rtc};
 use nodo_sfu::PeerId;
@@ -125,10 +125,12 @@ async fn join_answers_with_the_room_and_a_subscriber_offer() {
         offer.contains(SFU.split(':').next().expect("ip")),
         "{offer}"
     );
-    // Both connections' ufrags are routed to the room, under distinct peers.
+    // The subscriber connection's ufrag is routed to the room. The publisher
+    // connection is built (and routed) at the client's first offer on it:
+    // told `subscriber_primary`, a LiveKit client makes none until it
+    // publishes or sends data.
     let reg = transport.registered();
-    assert_eq!(reg.len(), 2, "{reg:?}");
-    assert_ne!(reg[0].0, reg[1].0);
+    assert_eq!(reg.len(), 1, "{reg:?}");
     // The node hears about the room and the participant.
     let mut seen = Vec::new();
     while let Ok(ev) = events.try_recv() {
@@ -166,7 +168,8 @@ async fn others_hear_joins_and_a_duplicate_identity_evicts() {
         })
         .await;
     assert_eq!(joined.identity, "bob");
-    let bob_peers: Vec<PeerId> = transport.registered()[2..4].iter().map(|r| r.0).collect();
+    let alice_peer = transport.registered()[0].0;
+    let bob_peer = transport.registered()[1].0;
 
     // Bob again, from another device: the first session is told why it goes.
     let _bob2 = join(&rooms, "r", "bob").await.expect("bob again");
@@ -181,7 +184,9 @@ async fn others_hear_joins_and_a_duplicate_identity_evicts() {
         proto::DisconnectReason::DuplicateIdentity as i32
     );
     // Its routes are gone, and only its routes.
-    assert_eq!(transport.unregistered(), bob_peers);
+    let gone = transport.unregistered();
+    assert!(gone.contains(&bob_peer), "{gone:?}");
+    assert!(!gone.contains(&alice_peer), "{gone:?}");
     let names = rooms.identities(&RoomName::new("r")).await;
     assert_eq!(names.len(), 2, "{names:?}");
 }
@@ -199,7 +204,7 @@ async fn peer_ids_never_repeat_across_rooms() {
     }
     let mut peers: Vec<PeerId> = transport.registered().into_iter().map(|r| r.0).collect();
     let n = peers.len();
-    assert_eq!(n, 12);
+    assert_eq!(n, 6, "one subscriber connection each");
     peers.sort();
     peers.dedup();
     assert_eq!(peers.len(), n, "a peer id was handed out twice");
@@ -356,8 +361,8 @@ async fn server_data_reaches_a_subscriber_in_a_room_where_nobody_publishes() {
             ..Default::default()
         }))
         .await;
-    // The subscriber connection is the participant's second registered peer.
-    let peer = transport.registered()[1].0;
+    // The subscriber connection is the participant's one registered peer.
+    let peer = transport.registered()[0].0;
     let mut browser = Browser {
         rtc,
         addr,
@@ -393,6 +398,46 @@ async fn server_data_reaches_a_subscriber_in_a_room_where_nobody_publishes() {
     };
     assert_eq!(user.payload, b"hello from the server");
     assert_eq!(user.topic.as_deref(), Some("greeting"));
+
+    // Her subscriber connection is primary: up, it makes her ACTIVE, though
+    // she never offered on the publisher connection (as in LiveKit).
+    let name = RoomName::new("quiet");
+    let state = |reply| match reply {
+        Ok(AdminReply::Participant(p)) => p.state,
+        other => panic!("expected the participant, got {other:?}"),
+    };
+    assert_eq!(
+        state(
+            rooms
+                .admin(&name, AdminOp::GetParticipant("alice".into()))
+                .await
+        ),
+        proto::participant_info::State::Active as i32
+    );
+    // The publisher connection is built, and routed, at her first offer.
+    assert_eq!(transport.registered().len(), 1);
+    let mut publisher = Rtc::new(Instant::now());
+    let mut api = publisher.sdp_api();
+    api.add_channel("_reliable".into());
+    let (offer, _pending) = api.apply().expect("an offer");
+    alice
+        .send(In::Offer(proto::SessionDescription {
+            r#type: "offer".into(),
+            sdp: offer.to_sdp_string(),
+            id: 1,
+            ..Default::default()
+        }))
+        .await;
+    let answer = alice
+        .until(|m| match m {
+            Out::Answer(a) => Some(a.sdp),
+            _ => None,
+        })
+        .await;
+    assert!(SdpAnswer::from_sdp_string(&answer).is_ok(), "{answer}");
+    let reg = transport.registered();
+    assert_eq!(reg.len(), 2, "{reg:?}");
+    assert_ne!(reg[1].0, peer);
 }
 
 #[tokio::test]
@@ -416,7 +461,7 @@ async fn a_panicking_room_closes_cleanly_and_the_others_carry_on() {
         .until(|m| matches!(m, Out::TrackPublished(_)).then_some(()))
         .await;
     assert_eq!(rooms.tracks.load(std::sync::atomic::Ordering::SeqCst), 1);
-    let alice_peers: Vec<PeerId> = transport.registered()[..2].iter().map(|r| r.0).collect();
+    let alice_peers: Vec<PeerId> = transport.registered()[..1].iter().map(|r| r.0).collect();
 
     alice.handle.tx.send(RoomCmd::Crash).await.expect("send");
 
