@@ -608,6 +608,42 @@ fn a_congested_subscribers_stale_backlog_is_dropped() {
     );
 }
 
+/// str0m's delay-based estimator asks for a timeout every 25 ms even with
+/// nothing to estimate, and each one runs all of a connection's timers. A
+/// connection with no RTP either way sleeps longer; one carrying media is
+/// woken as str0m asks.
+#[test]
+fn a_connection_without_media_is_not_woken_forty_times_a_second() {
+    let mut w = World::new();
+    let a = w.join("alice");
+    let b = w.join("bob");
+    w.run(secs(3));
+    let before = w.room_wakeups;
+    w.run(secs(2));
+    let idle = w.room_wakeups - before;
+    // The room's own ticks (layers every 250 ms, speakers every 500 ms) and
+    // the two idle subscribers at 4 a second: under 30 in 2 s. The
+    // estimators alone asked for 160.
+    assert!(idle <= 30, "{idle} wake-ups in 2 s of an idle room");
+
+    let (audio, video) = w.publish(a, true);
+    w.run(secs(1));
+    let bob = w.clients[b].sid.clone();
+    w.room.subscribe(&bob, &audio).expect("subscribe audio");
+    w.room.subscribe(&bob, &video).expect("subscribe video");
+    w.run(secs(2));
+    let before = w.room_wakeups;
+    let frames = w.video_frames(b).len();
+    w.run(secs(2));
+    let busy = w.room_wakeups - before;
+    assert!(busy > 100, "only {busy} wake-ups in 2 s with media flowing");
+    let got = w.video_frames(b).len() - frames;
+    assert!(
+        got >= 55,
+        "video stalled: {got} frames in 2 s, {busy} wake-ups"
+    );
+}
+
 /// The dynacast updates the room told about a track, oldest first.
 fn dynacast_updates(w: &World) -> Vec<Option<Layer>> {
     w.events

@@ -75,11 +75,17 @@ impl MediaRoom {
             };
             match out {
                 Output::Timeout(t) => {
+                    let t = peer.wake_at(t, now);
                     peer.next_timeout = t;
                     self.schedule(id, t);
                     return;
                 }
-                Output::Transmit(t) => self.transmits.push_back(t),
+                Output::Transmit(t) => {
+                    if crate::peer::is_rtp(&t.contents) {
+                        peer.last_rtp = now;
+                    }
+                    self.transmits.push_back(t)
+                }
                 Output::Event(e) => self.on_event(id, e, now),
             }
         }
@@ -119,6 +125,7 @@ impl MediaRoom {
                 }
             }
             Event::RtpPacket(pkt) if role.publishes() => {
+                peer.last_rtp = now;
                 self.forward(id, pkt, now);
             }
             Event::KeyframeRequest(req) if role.subscribes() => {

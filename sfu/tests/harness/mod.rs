@@ -80,6 +80,8 @@ pub struct World {
     pub downlink_loss: Option<LossFn>,
     /// The node-wide media counters the room adds to.
     pub metrics: SfuMetrics,
+    /// Times the room's timer came due and `handle_timeout` ran.
+    pub room_wakeups: u64,
 }
 
 /// True for an SRTP media packet (not RTCP, STUN or DTLS): RTP version 2 and
@@ -149,6 +151,7 @@ impl World {
             frame: 0,
             uplink_loss: None,
             downlink_loss: None,
+            room_wakeups: 0,
         }
     }
 
@@ -454,6 +457,7 @@ impl World {
             self.poll_client(ci, now);
         }
         if self.room.poll_timeout() <= now {
+            self.room_wakeups += 1;
             self.room.handle_timeout(now);
         }
         loop {
