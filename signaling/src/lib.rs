@@ -40,6 +40,7 @@ pub mod room;
 mod rtc;
 mod twirp;
 pub mod webhook;
+pub mod ws;
 
 use std::sync::Arc;
 

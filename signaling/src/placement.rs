@@ -17,7 +17,6 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
@@ -25,6 +24,7 @@ use tokio_tungstenite::tungstenite::{self as tg, client::IntoClientRequest};
 
 use crate::error::Error;
 use crate::ids::RoomName;
+use crate::ws::{self, Socket, Upgrade};
 
 /// Header marking a request another node handed over.
 pub const FORWARDED: &str = "x-nodo-forwarded";
@@ -96,16 +96,15 @@ fn handover_failed(base: &str, detail: impl std::fmt::Display) -> Error {
 /// there (a bad token, a full room) reaches the client as the owner's own
 /// HTTP answer, and an unreachable owner as a 503.
 pub async fn proxy_ws(
-    ws: WebSocketUpgrade,
+    ws: Upgrade,
     base: &str,
     path_and_query: &str,
     headers: &HeaderMap,
-    limits: (usize, usize),
+    config: tg::protocol::WebSocketConfig,
 ) -> Result<Response, Error> {
-    // The largest message, and the read buffer each side holds for the
-    // connection's life (tungstenite's default, 128 KiB, made a handed-over
-    // connection cost ~270 KB on the handing node).
-    let (max_message, read_buffer) = limits;
+    // Both sides use the signal socket's limits and buffers (tungstenite's
+    // default read buffer, 128 KiB, made a handed-over connection cost
+    // ~270 KB on the handing node).
     let url = target(base, path_and_query, true);
     let mut req = url
         .as_str()
@@ -117,11 +116,6 @@ pub async fn proxy_ws(
     }
     req.headers_mut()
         .insert(FORWARDED, HeaderValue::from_static("1"));
-    let config = tg::protocol::WebSocketConfig::default()
-        .max_message_size(Some(max_message))
-        .max_frame_size(Some(max_message))
-        .read_buffer_size(read_buffer)
-        .write_buffer_size(0);
     let connect = tokio_tungstenite::connect_async_with_config(req, Some(config), true);
     let upstream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
         Err(_) => return Err(handover_failed(base, "timed out")),
@@ -135,12 +129,7 @@ pub async fn proxy_ws(
         Ok(Err(e)) => return Err(handover_failed(base, e)),
         Ok(Ok((stream, _))) => stream,
     };
-    Ok(ws
-        .max_message_size(max_message)
-        .max_frame_size(max_message)
-        .read_buffer_size(read_buffer)
-        .write_buffer_size(0)
-        .on_upgrade(move |client| pipe(client, upstream)))
+    Ok(ws.on_upgrade(config, move |client| pipe(client, upstream)))
 }
 
 type Upstream =
@@ -152,23 +141,16 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Copies messages both ways until either side closes. A close from the
 /// client goes to the owner, whose reply comes back to the client (a clean
 /// close handshake); a side that stops taking messages ends the pipe.
-async fn pipe(client: WebSocket, upstream: Upstream) {
+async fn pipe(client: Socket, upstream: Upstream) {
     let (mut c_tx, mut c_rx) = client.split();
     let (mut u_tx, mut u_rx) = upstream.split();
     let up = async {
         while let Some(Ok(m)) = c_rx.next().await {
-            let m = match m {
-                ws::Message::Text(t) => tg::Message::text(t.as_str()),
-                ws::Message::Binary(b) => tg::Message::binary(b),
-                ws::Message::Ping(b) => tg::Message::Ping(b),
-                ws::Message::Pong(b) => tg::Message::Pong(b),
-                ws::Message::Close(f) => tg::Message::Close(f.map(|f| tg::protocol::CloseFrame {
-                    code: f.code.into(),
-                    reason: f.reason.as_str().into(),
-                })),
-            };
+            if matches!(m, tg::Message::Frame(_)) {
+                continue;
+            }
             if !matches!(
-                tokio::time::timeout(SEND_TIMEOUT, u_tx.send(m)).await,
+                tokio::time::timeout(SEND_TIMEOUT, ws::send(&mut u_tx, m)).await,
                 Ok(Ok(()))
             ) {
                 break;
@@ -181,21 +163,12 @@ async fn pipe(client: WebSocket, upstream: Upstream) {
     };
     let down = async {
         while let Some(Ok(m)) = u_rx.next().await {
-            let (m, last) = match m {
-                tg::Message::Text(t) => (ws::Message::text(t.as_str()), false),
-                tg::Message::Binary(b) => (ws::Message::binary(b), false),
-                tg::Message::Ping(b) => (ws::Message::Ping(b), false),
-                tg::Message::Pong(b) => (ws::Message::Pong(b), false),
-                tg::Message::Close(f) => (
-                    ws::Message::Close(f.map(|f| ws::CloseFrame {
-                        code: f.code.into(),
-                        reason: f.reason.as_str().into(),
-                    })),
-                    true,
-                ),
+            let last = match m {
                 tg::Message::Frame(_) => continue,
+                tg::Message::Close(_) => true,
+                _ => false,
             };
-            let sent = tokio::time::timeout(SEND_TIMEOUT, c_tx.send(m)).await;
+            let sent = tokio::time::timeout(SEND_TIMEOUT, ws::send(&mut c_tx, m)).await;
             if last || !matches!(sent, Ok(Ok(()))) {
                 break;
             }

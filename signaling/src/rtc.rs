@@ -6,20 +6,23 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use livekit_protocol as proto;
 use prost::Message as _;
 use proto::signal_request::Message as In;
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::auth::{bearer, Claims};
 use crate::error::Error;
 use crate::ids::{ParticipantSid, RoomName};
 use crate::placement::{self, Location};
 use crate::room::{JoinOptions, RoomCmd, V1Join, SIGNAL_QUEUE};
+use crate::ws::{self, Socket, Upgrade};
 use crate::LiveKit;
 
 /// Largest signal frame accepted (LiveKit's `signal_message_size_limit`).
@@ -98,7 +101,7 @@ fn may_create(state: &LiveKit, claims: &Claims) -> bool {
 /// What becomes of a join on a node that shares rooms with others.
 enum Routed {
     /// Served here.
-    Local(WebSocketUpgrade),
+    Local(Upgrade),
     /// Handed to the room's node: the answer for the client.
     Remote(Response),
 }
@@ -111,7 +114,7 @@ async fn route_join(
     uri: &Uri,
     claims: &Claims,
     room: &RoomName,
-    ws: WebSocketUpgrade,
+    ws: Upgrade,
 ) -> Result<Routed, Error> {
     let Some(placement) = state.placement() else {
         return Ok(Routed::Local(ws));
@@ -127,8 +130,7 @@ async fn route_join(
                 )));
             }
             let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-            let handed =
-                placement::proxy_ws(ws, &url, path, headers, (MAX_FRAME, SIGNAL_READ_BUFFER)).await;
+            let handed = placement::proxy_ws(ws, &url, path, headers, socket_config()).await;
             state.rooms.metrics().handover("signal", handed.is_ok());
             return Ok(Routed::Remote(handed?));
         }
@@ -245,7 +247,7 @@ pub async fn connect_v1(
     uri: Uri,
     headers: HeaderMap,
     Query(params): Query<Params>,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    ws: Result<Upgrade, Error>,
 ) -> Result<Response, Error> {
     let Ok(ws) = ws else {
         return Err(Error::NotWebSocket);
@@ -289,7 +291,7 @@ pub async fn connect(
     uri: Uri,
     headers: HeaderMap,
     Query(params): Query<Params>,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    ws: Result<Upgrade, Error>,
 ) -> Result<Response, Error> {
     let Ok(ws) = ws else {
         return Err(Error::NotWebSocket);
@@ -325,7 +327,7 @@ pub async fn connect(
 
 async fn join_and_upgrade(
     state: &LiveKit,
-    ws: WebSocketUpgrade,
+    ws: Upgrade,
     claims: Claims,
     room: RoomName,
     options: JoinOptions,
@@ -333,21 +335,30 @@ async fn join_and_upgrade(
     let (tx, rx) = mpsc::channel(SIGNAL_QUEUE);
     let (handle, joined) = state.rooms.join(&room, claims, options, tx).await?;
     let room_tx = handle.tx.clone();
-    let upgrade = ws
-        .max_message_size(MAX_FRAME)
-        .max_frame_size(MAX_FRAME)
+    let upgrade = ws.on_upgrade(socket_config(), move |socket| {
+        session(socket, room_tx, joined.sid, joined.session, rx)
+    });
+    Ok(upgrade)
+}
+
+/// The signal socket's limits and buffers.
+pub(crate) fn socket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME))
+        .max_frame_size(Some(MAX_FRAME))
         // tungstenite's default read buffer (128 KiB) is zeroed each time the
         // socket is read: 12 % of the node's CPU during join churn. Signal
         // messages are small; a larger one still arrives, in several reads.
         .read_buffer_size(SIGNAL_READ_BUFFER)
-        .on_upgrade(move |socket| session(socket, room_tx, joined.sid, joined.session, rx));
-    Ok(upgrade)
+        // Each message is written out as it is sent: nothing waits in the
+        // write buffer for a later one.
+        .write_buffer_size(0)
 }
 
 /// Pumps one signal WebSocket: client requests into the room actor, room
 /// messages out to the client. Pings are answered here directly.
 async fn session(
-    mut socket: WebSocket,
+    mut socket: Socket,
     room: mpsc::Sender<RoomCmd>,
     sid: ParticipantSid,
     session: u64,
@@ -368,11 +379,11 @@ async fn session(
                 }
                 if is_leave {
                     left = true;
-                    let _ = socket.send(Message::Close(None)).await;
+                    let _ = ws::send(&mut socket, Message::Close(None)).await;
                     break;
                 }
             }
-            msg = socket.recv() => {
+            msg = socket.next() => {
                 let Some(Ok(msg)) = msg else { break };
                 heard = tokio::time::Instant::now();
                 let req = match msg {
@@ -409,7 +420,7 @@ async fn session(
                     tracing::info!(%sid, "signal connection silent for 30 s: closing it");
                     break;
                 }
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                if ws::send(&mut socket, Message::Ping(Default::default())).await.is_err() {
                     break;
                 }
             }
@@ -435,10 +446,10 @@ fn pong(msg: &In) -> Option<proto::SignalResponse> {
 }
 
 async fn send(
-    socket: &mut WebSocket,
+    socket: &mut Socket,
     msg: &proto::SignalResponse,
     json: bool,
-) -> Result<(), axum::Error> {
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     let frame = if json {
         match serde_json::to_string(msg) {
             Ok(s) => Message::Text(s.into()),
@@ -447,7 +458,7 @@ async fn send(
     } else {
         Message::Binary(msg.encode_to_vec().into())
     };
-    socket.send(frame).await
+    ws::send(socket, frame).await
 }
 
 #[cfg(test)]

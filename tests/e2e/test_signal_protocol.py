@@ -87,6 +87,29 @@ async def test_join_response_ping_and_resume(node):
         await other.close()
 
 
+async def test_a_join_response_larger_than_a_frame_arrives_whole(node):
+    """Messages over 4 KiB go out in fragments (so no connection keeps a write
+    buffer the size of its largest message); the client gets them whole."""
+    async with aiohttp.ClientSession() as s:
+        socks = []
+        try:
+            for i in range(30):
+                name = f"guest {i} " + "x" * 400
+                ws = await s.ws_connect(f"{node.url}/rtc", params={"access_token": token(f"g{i}", "big", name=name)})
+                socks.append(ws)
+                j = (await recv(ws)).join
+                assert len(j.other_participants) == i
+            assert j.ByteSize() > 12_000
+            assert sorted(p.identity for p in j.other_participants) == sorted(f"g{i}" for i in range(29))
+            assert all(p.name.endswith("x" * 400) for p in j.other_participants)
+            # The socket goes on after the fragmented message.
+            await send(socks[-1], sig.SignalRequest(ping_req=sig.Ping(timestamp=42, rtt=0)))
+            assert (await recv_until(socks[-1], "pong_resp")).pong_resp.last_ping_timestamp == 42
+        finally:
+            for ws in socks:
+                await ws.close()
+
+
 async def test_json_text_frames(node):
     async with aiohttp.ClientSession() as s:
         ws = await s.ws_connect(f"{node.url}/rtc", params={"access_token": token("jsonc", "json")})
