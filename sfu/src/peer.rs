@@ -104,6 +104,9 @@ pub(crate) struct Peer {
     /// When RTP last went either way on this connection (its creation, before
     /// any): see [`Peer::wake_at`].
     pub last_rtp: Instant,
+    /// When the room last handed this connection a timeout (its creation,
+    /// before any): see [`Peer::wake_at`].
+    pub last_timeout: Instant,
 }
 
 /// Cumulative NACK/PLI/loss counts per stream from str0m's stats, kept to
@@ -263,6 +266,7 @@ impl Peer {
             ice_restart: false,
             repairs: Repairs::default(),
             last_rtp: now,
+            last_timeout: now,
         }
     }
 
@@ -273,16 +277,18 @@ impl Peer {
     /// SCTP, DTLS, stats, the estimator): 40 wake-ups a second per idle
     /// subscriber, ~10 % of a core for 300 idle participants. When that
     /// estimator is what asks and no RTP went either way for
-    /// [`RTP_IDLE`], the wake-up waits [`IDLE_WAKE`] instead. What else str0m
-    /// had due by then waits at most as long: ICE's consent and SCTP's
-    /// retransmissions count in seconds. Any input (a packet, a write, a
-    /// command) drains the connection at once and asks again.
+    /// [`RTP_IDLE`], the wake-up waits until [`IDLE_WAKE`] after the last
+    /// timeout the connection was handed. What else str0m had due by then
+    /// waits at most as long: ICE's consent and SCTP's retransmissions count
+    /// in seconds. Counting from the last timeout, not from `now`, keeps
+    /// drains that hand no timeout (data the server sends, say, ten times a
+    /// second to a client gone silent) from putting it off for ever.
     pub fn wake_at(&self, t: Instant, now: Instant) -> Instant {
         if self.connected
             && self.rtc.last_timeout_reason() == Reason::BweDelayControl
             && now.saturating_duration_since(self.last_rtp) >= RTP_IDLE
         {
-            t.max(now + IDLE_WAKE)
+            t.max(self.last_timeout + IDLE_WAKE)
         } else {
             t
         }

@@ -580,6 +580,7 @@ impl MediaRoom {
             }
             p.scheduled = None;
             if p.next_timeout <= now {
+                p.last_timeout = now;
                 if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
                     tracing::debug!(peer = ?id, "timeout rejected: {e}");
                 }
