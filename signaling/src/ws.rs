@@ -150,6 +150,44 @@ fn fragments(data: Bytes, kind: Data) -> Vec<Frame> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::Request;
+
+    async fn extract(req: Request<()>) -> Result<Upgrade, Error> {
+        let (mut parts, ()) = req.into_parts();
+        Upgrade::from_request_parts(&mut parts, &()).await
+    }
+
+    fn upgrade_request(version: &str) -> axum::http::request::Builder {
+        Request::get("/rtc")
+            .header("connection", "keep-alive, Upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", version)
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+    }
+
+    #[tokio::test]
+    async fn what_is_not_a_websocket_upgrade_is_refused() {
+        let plain = Request::get("/rtc").body(()).expect("request");
+        assert!(matches!(extract(plain).await, Err(Error::NotWebSocket)));
+        let post = upgrade_request("13")
+            .method("POST")
+            .body(())
+            .expect("request");
+        assert!(matches!(extract(post).await, Err(Error::NotWebSocket)));
+        let old = upgrade_request("8").body(()).expect("request");
+        assert!(matches!(extract(old).await, Err(Error::NotWebSocket)));
+        // Headers right, but no connection to take over (not served by hyper).
+        let detached = upgrade_request("13").body(()).expect("request");
+        assert!(matches!(extract(detached).await, Err(Error::NotWebSocket)));
+    }
+
+    #[test]
+    fn the_accept_key_is_rfc_6455s() {
+        assert_eq!(
+            derive_accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
 
     #[test]
     fn a_long_message_is_cut_into_continuations_ending_in_a_final_frame() {
