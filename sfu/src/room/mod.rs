@@ -230,22 +230,7 @@ impl MediaRoom {
     /// told `subscriber_primary` negotiate it only to publish or send data,
     /// and a participant who never does costs one connection, not two.
     pub fn add_participant(&mut self, sid: ParticipantSid, now: Instant) -> Result<(), SfuError> {
-        self.advance(now);
-        if self.participants.contains_key(&sid) {
-            return Err(SfuError::DuplicateParticipant(sid));
-        }
-        let publisher = self.config.peer_ids.next();
-        let subscriber = self.config.peer_ids.next();
-        self.create_peer(subscriber, &sid, PeerRole::Subscriber, now);
-        self.participants.insert(
-            sid,
-            ParticipantPeers {
-                publisher,
-                subscriber,
-            },
-        );
-        self.drive(now);
-        Ok(())
+        self.add(sid, PeerRole::Subscriber, now)
     }
 
     /// Creates the participant's one connection of signaling v1, which the
@@ -255,17 +240,28 @@ impl MediaRoom {
         sid: ParticipantSid,
         now: Instant,
     ) -> Result<(), SfuError> {
+        self.add(sid, PeerRole::Single, now)
+    }
+
+    /// Registers a participant with the one connection built at join: its
+    /// subscriber (v0; the publisher only gets its id) or its single one.
+    fn add(&mut self, sid: ParticipantSid, role: PeerRole, now: Instant) -> Result<(), SfuError> {
         self.advance(now);
         if self.participants.contains_key(&sid) {
             return Err(SfuError::DuplicateParticipant(sid));
         }
-        let id = self.config.peer_ids.next();
-        self.create_peer(id, &sid, PeerRole::Single, now);
+        let publisher = self.config.peer_ids.next();
+        let subscriber = if role == PeerRole::Single {
+            publisher
+        } else {
+            self.config.peer_ids.next()
+        };
+        self.create_peer(subscriber, &sid, role, now);
         self.participants.insert(
             sid,
             ParticipantPeers {
-                publisher: id,
-                subscriber: id,
+                publisher,
+                subscriber,
             },
         );
         self.drive(now);
