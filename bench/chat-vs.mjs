@@ -6,7 +6,7 @@
 // over the rounds, [min–max] after it.
 //   node bench/chat-vs.mjs [--rounds 3] [--only nodo|relay] [--clients 50]
 //        [--window 4] [--seconds 5] [--idle 1000] [--members 1000]
-//        [--fanout-runs 3] [--wait-idle 90] [--server-cpu 0] [--load-cpu 1] [--no-pin]
+//        [--fanout-runs 3] [--fanout-client native|node] [--chatgen PATH] [--wait-idle 90] [--server-cpu 0] [--load-cpu 1] [--no-pin]
 // Pinning: the script re-executes itself under `taskset -c <load-cpu>` (the
 // load: every socket.io-client socket, in this one Node process), and puts
 // each server on <server-cpu> (the relay is started under taskset; Nodo is
@@ -20,7 +20,12 @@
 //      the server's CPU is quiet);
 //   3. group fan-out: a group of --members (the first idle users; the sender
 //      is one of them), one message --fanout-runs times; p99 of send ->
-//      each member's receiveMessage, per run;
+//      each member's receiveMessage, per run. By default the members' sockets
+//      are those of target/release/nodo-chatgen (bench/loadgen: a native
+//      client on the load CPU that stamps each frame as it reads it; their
+//      socket.io-client sockets close for it and reopen after);
+//      `--fanout-client node` keeps them in this process, where taking in 999
+//      events one after the other bounds the p99 for either server;
 //   4. saturation: each pair client keeps --window sends in flight to its
 //      partner (as bench/chat-load.mjs), 2 s warm-up, then --seconds
 //      measured: receiveMessage events counted in the window; utime and
@@ -39,7 +44,7 @@
 // process each round), with its chat, register and connection limits raised
 // by env; the relay takes `auth {userId}` unchecked.
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
-import { readFileSync, rmSync, mkdtempSync, existsSync } from 'node:fs';
+import { readFileSync, writeFileSync, rmSync, mkdtempSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { createRequire } from 'node:module';
@@ -77,6 +82,12 @@ const idle = Number(arg('idle', 1000));
 const members = Number(arg('members', 1000));
 const fanoutRuns = Number(arg('fanout-runs', 3));
 const waitIdle = Number(arg('wait-idle', 90));
+const fanoutClient = arg('fanout-client', 'native');
+const chatgen = arg('chatgen', join(here, '..', 'target', 'release', 'nodo-chatgen'));
+if (!['native', 'node'].includes(fanoutClient)) throw new Error('--fanout-client native|node');
+if (fanoutClient === 'native' && members > 1 && fanoutRuns > 0 && !existsSync(chatgen)) {
+  throw new Error(`${chatgen} is missing: cargo build --release -p nodo-loadgen (or --fanout-client node)`);
+}
 if (only && !['nodo', 'relay'].includes(only)) throw new Error('--only nodo|relay');
 if (clients < 2) throw new Error('--clients must be at least 2');
 
@@ -246,6 +257,42 @@ async function openAll(server, adapter, users) {
 const pct = (xs, p) => (xs.length ? xs[Math.min(xs.length - 1, Math.floor(xs.length * p))] : NaN);
 const median = (xs) => { const v = xs.filter(Number.isFinite).sort((a, b) => a - b); return v.length ? v[Math.floor((v.length - 1) / 2)] : NaN; };
 
+// The group's members as nodo-chatgen's sockets: theirs here close first (each
+// user keeps one socket, as in the node-client run) and reopen after.
+async function nativeFanout(server, adapter, users, idleSockets, chatId, r) {
+  for (const s of idleSockets.slice(0, users.length)) s.close();
+  await quiet(server.pid, 5000);
+  const dir = mkdtempSync(join(tmpdir(), 'chat-vs-fanout-'));
+  const authFile = join(dir, 'auth.json');
+  writeFileSync(authFile, JSON.stringify(users.map((u) => adapter.auth(u))));
+  const cmd = [chatgen, '--url', server.httpUrl, '--auth-file', authFile,
+    '--chat-id', JSON.stringify(chatId), '--runs', String(fanoutRuns)];
+  const full = pin ? ['taskset', '-c', loadCpu, ...cmd] : cmd;
+  try {
+    const out = await new Promise((resolve, reject) => {
+      const p = spawn(full[0], full.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      p.stdout.on('data', (b) => { stdout += b; });
+      p.stderr.on('data', (b) => { stderr += b; });
+      p.on('error', reject);
+      p.on('exit', (code) => (code === 0 ? resolve(stdout) : reject(new Error(`nodo-chatgen exited ${code}: ${stderr.trim()}`))));
+    });
+    const report = JSON.parse(out.trim().split('\n').pop());
+    for (const run of report.runs) {
+      r.fanoutP99.push(run.p99_ms ?? NaN);
+      r.fanoutMissing += run.missing;
+      if (!run.ack || run.ack.ok !== true) r.notes.push(`fan-out: ack ${JSON.stringify(run.ack)}`);
+    }
+    r.fanoutDetail = report.runs.map((x) => `p50 ${x.p50_ms?.toFixed(1)} / p99 ${x.p99_ms?.toFixed(1)} / max ${x.max_ms?.toFixed(1)} ms, ack ${x.ack_ms?.toFixed(1)} ms`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const reopened = await openAll(server, adapter, users);
+  idleSockets.splice(0, users.length, ...reopened);
+  return reopened;
+}
+
 // ---- one round against one server ----
 async function round(adapter) {
   const r = { notes: [] };
@@ -288,10 +335,13 @@ async function round(adapter) {
       if (g.status !== 201) throw new Error(`${adapter.name}: group: ${g.status} ${g.text}`);
       const chatId = g.body.chat.id;
       await quiet(pid, 5000);
-      const s0 = idleSockets[0];
       r.fanoutP99 = [];
       r.fanoutMissing = 0;
-      for (let run = 0; run < fanoutRuns; run++) {
+      if (fanoutClient === 'native') {
+        sockets.push(...await nativeFanout(server, adapter, idleUsers.slice(0, members), idleSockets, chatId, r));
+      }
+      const s0 = idleSockets[0];
+      for (let run = 0; fanoutClient === 'node' && run < fanoutRuns; run++) {
         const id = `fan-${Date.now().toString(36)}-${run}`;
         const got = [];
         let t0;
@@ -439,6 +489,7 @@ try {
         + `${f(r.userUs, 1)}+${f(r.sysUs, 1)} µs/msg user+sys; ${f(r.kibPerSocket, 1)} KiB/idle socket (connected in ${f(r.connectS, 1)} s); `
         + `paced ${f(r.pacedRate)} msg/s p50 ${f(r.p50, 2)} p99 ${f(r.p99, 2)} ms; `
         + `fan-out p99 ${(r.fanoutP99 || []).map((x) => f(x, 1)).join('/')} ms${r.fanoutMissing ? ` (${r.fanoutMissing} not received)` : ''}`);
+      for (const d of r.fanoutDetail || []) console.log(`  ${a.name}: fan-out (native client): ${d}`);
       for (const n of r.notes) console.log(`  ${a.name}: ${n}`);
     }
   }
