@@ -629,3 +629,76 @@ async fn uploaded_bytes_kept_in_the_database_read_back_and_age() {
         .expect("delete twice");
     assert_eq!(s.file("attachment", "AT_1").await.expect("get"), None);
 }
+
+/// Ages every message of `chat` by two minutes, straight in the file: the
+/// read floor only passes messages stored more than a minute ago.
+async fn age(dir: &std::path::Path, chat: &str) {
+    use sqlx::{Connection, SqliteConnection};
+    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(dir.join("nodo.db"));
+    let mut db = SqliteConnection::connect_with(&opts).await.expect("db");
+    sqlx::query("UPDATE messages SET created_at = created_at - 120000 WHERE chat_id = ?")
+        .bind(chat)
+        .execute(&mut db)
+        .await
+        .expect("age");
+}
+
+async fn unread(s: &Store, user: &str, chat: &str) -> i64 {
+    s.chats_of(user)
+        .await
+        .expect("chats")
+        .into_iter()
+        .find(|c| c.id == chat)
+        .expect("member")
+        .unread_count
+}
+
+#[tokio::test]
+async fn marking_read_raises_a_floor_and_reports_each_message_once() {
+    let (s, dir) = store().await;
+    users(&s, &["a", "b", "c"]).await;
+    let group = s
+        .create_group("a", "team", &["b".into(), "c".into()])
+        .await
+        .expect("group");
+    for i in 0..5 {
+        let m = message(&format!("old{i}"), &group, "a", "x");
+        s.send(m, online(&[])).await.expect("send");
+    }
+    age(dir.path(), &group).await;
+    assert_eq!(unread(&s, "b", &group).await, 5);
+    let read = s.mark_read(&group, "b").await.expect("read");
+    assert_eq!(read.get("a").map(Vec::len), Some(5));
+    assert_eq!(unread(&s, "b", &group).await, 0);
+    // c's floor is its own.
+    assert_eq!(unread(&s, "c", &group).await, 5);
+
+    for id in ["new0", "new1"] {
+        s.send(message(id, &group, "a", "y"), online(&[]))
+            .await
+            .expect("send");
+    }
+    // b's own message is nobody's unread to b.
+    s.send(message("fromb", &group, "b", "z"), online(&[]))
+        .await
+        .expect("send");
+    assert_eq!(unread(&s, "b", &group).await, 2);
+    assert_eq!(unread(&s, "c", &group).await, 8);
+    let read = s.mark_read(&group, "b").await.expect("read");
+    assert_eq!(
+        read.get("a").cloned(),
+        Some(vec!["new0".to_string(), "new1".to_string()])
+    );
+    assert_eq!(read.len(), 1);
+    // Marked again at once: the recent ones are above the floor and looked
+    // at again, but nothing is reported twice.
+    assert!(s.mark_read(&group, "b").await.expect("read").is_empty());
+    assert_eq!(unread(&s, "b", &group).await, 0);
+
+    let read = s.mark_read(&group, "c").await.expect("read");
+    assert_eq!(read.get("a").map(Vec::len), Some(7));
+    assert_eq!(read.get("b").cloned(), Some(vec!["fromb".to_string()]));
+    let m = s.message_by_id("old0").await.expect("load").expect("kept");
+    assert_eq!(m.status.get("b").map(String::as_str), Some("read"));
+    assert_eq!(m.status.get("c").map(String::as_str), Some("read"));
+}

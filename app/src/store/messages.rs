@@ -149,6 +149,12 @@ fn direct_key(a: &str, b: &str) -> String {
 /// Messages looked up per statement when a chat is marked read.
 const READ_CHUNK: usize = 500;
 
+/// How long after it was stored a message stays above a member's read
+/// floor, however often the chat is marked read. More than any message
+/// batch's transaction can take (a node's seq is handed out before its
+/// transaction commits, on PostgreSQL) plus the nodes' clock skew.
+const READ_FLOOR_MARGIN_MS: i64 = 60_000;
+
 impl Store {
     /// The direct chat between two users, created on first use.
     /// The direct chat of `a` and `b` when this store has seen it (no
@@ -508,16 +514,43 @@ impl Store {
         let mut tx = self.writer().begin().await?;
         // The rows this statement changed, and only those: a message stored
         // meanwhile by another connection (another node's) is either read
-        // here and reported, or left for the next mark.
+        // here and reported, or left for the next mark. Only messages above
+        // the member's read floor are looked at, each through the status
+        // table's primary key (there is no index by user: see
+        // migrations/0013_read_floor.sql).
         let mut seqs: Vec<i64> = sqlx::query_scalar(
             "UPDATE message_status SET status = 'read', updated_at = $1 WHERE user_id = $2 AND status != 'read' \
-             AND message_seq IN (SELECT seq FROM messages WHERE chat_id = $3) RETURNING message_seq",
+             AND message_seq IN (SELECT seq FROM messages WHERE chat_id = $3 AND seq > \
+               COALESCE((SELECT read_floor FROM chat_members WHERE chat_id = $3 AND user_id = $2), 0)) \
+             RETURNING message_seq",
         )
         .bind(now)
         .bind(reader)
         .bind(chat)
         .fetch_all(&mut *tx)
         .await?;
+        // The floor rises to the newest message stored more than
+        // READ_FLOOR_MARGIN ago: every message at or below it was read just
+        // now or earlier. Newer ones stay above it, so that a message that
+        // another node's transaction numbered lower but committed later
+        // (PostgreSQL hands out seqs before commit) is still found.
+        let floor: Option<i64> = sqlx::query_scalar(
+            "SELECT seq FROM messages WHERE chat_id = $1 AND created_at < $2 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(chat)
+        .bind(now - READ_FLOOR_MARGIN_MS)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(floor) = floor {
+            sqlx::query(
+                "UPDATE chat_members SET read_floor = $1 WHERE chat_id = $2 AND user_id = $3 AND read_floor < $1",
+            )
+            .bind(floor)
+            .bind(chat)
+            .bind(reader)
+            .execute(&mut *tx)
+            .await?;
+        }
         seqs.sort_unstable();
         let mut by_sender: HashMap<String, Vec<String>> = HashMap::new();
         for chunk in seqs.chunks(READ_CHUNK) {
@@ -615,8 +648,11 @@ impl Store {
                 Some(r) => self.hydrate(vec![r]).await?.pop(),
                 None => None,
             };
+            // Above the read floor only (everything below it is read).
             let unread: i64 = sqlx::query(
-                "SELECT COUNT(*) FROM message_status s JOIN messages m ON m.seq = s.message_seq WHERE m.chat_id = $1 AND s.user_id = $2 AND s.status != 'read'",
+                "SELECT COUNT(*) FROM messages m JOIN message_status s ON s.message_seq = m.seq AND s.user_id = $2 \
+                 WHERE m.chat_id = $1 AND s.status != 'read' AND m.seq > \
+                   COALESCE((SELECT read_floor FROM chat_members WHERE chat_id = $1 AND user_id = $2), 0)",
             )
             .bind(&c.id)
             .bind(user)
