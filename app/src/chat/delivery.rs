@@ -171,8 +171,12 @@ impl Chat {
                 members: members.to_vec(),
             });
         }
-        self.webhooks
-            .app_event("message_sent", json!({"message": message}));
+        // Built only for a webhook that takes it: a group message carries
+        // every recipient's status (999 of them in a 1,000-member group).
+        if self.webhooks.wants_app_events() {
+            self.webhooks
+                .app_event("message_sent", json!({"message": message}));
+        }
         let preview: String = message.content.chars().take(100).collect();
         // The stored profile's name, so a notification says who wrote.
         let sender_name = extra
@@ -228,6 +232,17 @@ impl Chat {
         let started = Instant::now();
         let mut acks = Vec::new();
         let mut absent = Vec::new();
+        // Serialized once, written as is into each socket's packet (the
+        // Socket.IO serializer passes a raw JSON value through).
+        let payload = match serde_json::value::to_raw_value(payload) {
+            Ok(raw) => raw,
+            Err(e) => {
+                // Not for a Value; were it ever, the message stays pending
+                // and goes out when each recipient next connects.
+                tracing::warn!("receiveMessage: serializing: {e}");
+                return Vec::new();
+            }
+        };
         for member in members {
             let recipient = member != target.sender;
             // A socket being disconnected for being too slow gets nothing more.
@@ -247,7 +262,7 @@ impl Chat {
                 // that clients see one shape; their acks confirm nothing.
                 match s
                     .timeout(self.delivery.ack_timeout)
-                    .emit_with_ack::<_, Value>("receiveMessage", payload)
+                    .emit_with_ack::<_, Value>("receiveMessage", &payload)
                 {
                     Ok(ack) if recipient => acks.push((target.confirmation(member), ack)),
                     Ok(_) => {}
