@@ -630,17 +630,15 @@ async fn uploaded_bytes_kept_in_the_database_read_back_and_age() {
     assert_eq!(s.file("attachment", "AT_1").await.expect("get"), None);
 }
 
-/// Ages every message of `chat` by two minutes, straight in the file: the
-/// read floor only passes messages stored more than a minute ago.
+/// Ages every message of `chat` by two minutes, straight in the database:
+/// the read floor only passes messages stored more than a minute ago.
 async fn age(dir: &std::path::Path, chat: &str) {
-    use sqlx::{Connection, SqliteConnection};
-    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(dir.join("nodo.db"));
-    let mut db = SqliteConnection::connect_with(&opts).await.expect("db");
-    sqlx::query("UPDATE messages SET created_at = created_at - 120000 WHERE chat_id = ?")
-        .bind(chat)
-        .execute(&mut db)
-        .await
-        .expect("age");
+    assert!(chat.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    common::exec(
+        dir,
+        &format!("UPDATE messages SET created_at = created_at - 120000 WHERE chat_id = '{chat}'"),
+    )
+    .await;
 }
 
 async fn unread(s: &Store, user: &str, chat: &str) -> i64 {

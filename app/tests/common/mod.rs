@@ -84,3 +84,30 @@ pub async fn execute_beside(dir: &Path, sqlite: &'static str, postgres: &'static
         }
     }
 }
+
+/// Runs one statement (no parameters) straight on `dir`'s database on the
+/// backend under test, behind the store's back: for tests that set up
+/// what the store's API cannot (old timestamps, say).
+pub async fn exec(dir: &Path, sql: &str) {
+    match postgres() {
+        Some(server) => {
+            let mut db = PgConnection::connect(&format!("{server}/{}", pg_name(dir)))
+                .await
+                .expect("reach the test database");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+                .execute(&mut db)
+                .await
+                .expect("statement");
+        }
+        None => {
+            let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(dir.join("nodo.db"));
+            let mut db = sqlx::SqliteConnection::connect_with(&opts)
+                .await
+                .expect("open the test database");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+                .execute(&mut db)
+                .await
+                .expect("statement");
+        }
+    }
+}
