@@ -1,4 +1,4 @@
-//! Chats, members, messages, receipts, reactions, search.
+//! Messages: sending, history, delivery and read receipts, reactions, edits, search.
 
 use std::collections::HashMap;
 
@@ -76,18 +76,6 @@ pub struct SendOutcome {
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ChatSummary {
-    pub id: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub name: String,
-    pub members: Vec<String>,
-    pub last_message: Option<Message>,
-    pub unread_count: i64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct HistoryPage {
     pub messages: Vec<Message>,
     pub next_cursor: Option<String>,
@@ -106,14 +94,6 @@ pub(super) struct MessageRow {
     created_at: i64,
     edited_at: Option<i64>,
     deleted: i64,
-}
-
-#[derive(FromRow)]
-struct ChatRow {
-    id: String,
-    #[sqlx(rename = "type")]
-    kind: String,
-    name: String,
 }
 
 /// Unix milliseconds as an RFC 3339 UTC timestamp (`2026-11-22T21:05:00.123Z`).
@@ -141,11 +121,6 @@ pub fn iso8601(ms: i64) -> String {
     )
 }
 
-fn direct_key(a: &str, b: &str) -> String {
-    let (x, y) = if a <= b { (a, b) } else { (b, a) };
-    format!("{x}\n{y}")
-}
-
 /// Messages looked up per statement when a chat is marked read.
 const READ_CHUNK: usize = 500;
 
@@ -156,170 +131,6 @@ const READ_CHUNK: usize = 500;
 const READ_FLOOR_MARGIN_MS: i64 = 60_000;
 
 impl Store {
-    /// The direct chat between two users, created on first use.
-    /// The direct chat of `a` and `b` when this store has seen it (no
-    /// database read): it exists, and so do both users.
-    pub fn known_direct_chat(&self, a: &str, b: &str) -> Option<String> {
-        super::cache_get(&self.caches.direct, &direct_key(a, b))
-    }
-
-    pub async fn direct_chat(&self, a: &str, b: &str) -> Result<(String, bool), Error> {
-        let key = direct_key(a, b);
-        if let Some(id) = self.known_direct_chat(a, b) {
-            return Ok((id, false));
-        }
-        if let Some(row) = sqlx::query("SELECT id FROM chats WHERE direct_key = $1")
-            .bind(&key)
-            .fetch_optional(self.pool())
-            .await?
-        {
-            let id = row.get::<String, _>(0);
-            super::cache_put(&self.caches.direct, key, id.clone());
-            return Ok((id, false));
-        }
-        let id = nodo_signaling::ids::new_sid("CH_");
-        let now = now_ms();
-        let mut tx = self.writer().begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO chats (id, type, name, direct_key, created_by, created_at) VALUES ($1, 'direct', '', $2, $3, $4) ON CONFLICT(direct_key) DO NOTHING",
-        )
-        .bind(&id)
-        .bind(&key)
-        .bind(a)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if inserted {
-            for u in [a, b] {
-                sqlx::query("INSERT INTO chat_members (chat_id, user_id, role, joined_at) VALUES ($1, $2, 'member', $3) ON CONFLICT DO NOTHING")
-                    .bind(&id)
-                    .bind(u)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        tx.commit().await?;
-        if !inserted {
-            return Box::pin(self.direct_chat(a, b)).await;
-        }
-        super::cache_put(&self.caches.direct, key, id.clone());
-        Ok((id, true))
-    }
-
-    /// Creates a group owned by `owner` with the given members.
-    pub async fn create_group(
-        &self,
-        owner: &str,
-        name: &str,
-        members: &[String],
-    ) -> Result<String, Error> {
-        let id = nodo_signaling::ids::new_sid("CH_");
-        let now = now_ms();
-        let mut tx = self.writer().begin().await?;
-        sqlx::query("INSERT INTO chats (id, type, name, direct_key, created_by, created_at) VALUES ($1, 'group', $2, NULL, $3, $4)")
-            .bind(&id)
-            .bind(name)
-            .bind(owner)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO chat_members (chat_id, user_id, role, joined_at) VALUES ($1, $2, 'owner', $3)")
-            .bind(&id)
-            .bind(owner)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        for m in members.iter().filter(|m| m.as_str() != owner) {
-            sqlx::query("INSERT INTO chat_members (chat_id, user_id, role, joined_at) VALUES ($1, $2, 'member', $3) ON CONFLICT DO NOTHING")
-                .bind(&id)
-                .bind(m)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(id)
-    }
-
-    pub async fn chat_kind(&self, chat: &str) -> Result<Option<String>, Error> {
-        Ok(sqlx::query("SELECT type FROM chats WHERE id = $1")
-            .bind(chat)
-            .fetch_optional(self.pool())
-            .await?
-            .map(|r| r.get::<String, _>(0)))
-    }
-
-    pub async fn members(&self, chat: &str) -> Result<Vec<String>, Error> {
-        Ok(
-            sqlx::query("SELECT user_id FROM chat_members WHERE chat_id = $1 ORDER BY user_id")
-                .bind(chat)
-                .fetch_all(self.pool())
-                .await?
-                .into_iter()
-                .map(|r| r.get::<String, _>(0))
-                .collect(),
-        )
-    }
-
-    pub async fn member_role(&self, chat: &str, user: &str) -> Result<Option<String>, Error> {
-        Ok(
-            sqlx::query("SELECT role FROM chat_members WHERE chat_id = $1 AND user_id = $2")
-                .bind(chat)
-                .bind(user)
-                .fetch_optional(self.pool())
-                .await?
-                .map(|r| r.get::<String, _>(0)),
-        )
-    }
-
-    /// Fails with `Forbidden` unless `user` is in `chat` (and `NotFound` for no chat).
-    pub async fn require_member(&self, chat: &str, user: &str) -> Result<(), Error> {
-        if self.member_role(chat, user).await?.is_some() {
-            return Ok(());
-        }
-        if self.chat_kind(chat).await?.is_none() {
-            return Err(Error::NotFound(Missing::Chat));
-        }
-        Err(Error::Forbidden("you are not a member of this chat"))
-    }
-
-    pub async fn add_member(&self, chat: &str, user: &str) -> Result<(), Error> {
-        sqlx::query("INSERT INTO chat_members (chat_id, user_id, role, joined_at) VALUES ($1, $2, 'member', $3) ON CONFLICT DO NOTHING")
-            .bind(chat)
-            .bind(user)
-            .bind(now_ms())
-            .execute(self.writer())
-            .await?;
-        Ok(())
-    }
-
-    pub async fn remove_member(&self, chat: &str, user: &str) -> Result<bool, Error> {
-        Ok(
-            sqlx::query("DELETE FROM chat_members WHERE chat_id = $1 AND user_id = $2")
-                .bind(chat)
-                .bind(user)
-                .execute(self.writer())
-                .await?
-                .rows_affected()
-                == 1,
-        )
-    }
-
-    pub async fn chat_ids_of(&self, user: &str) -> Result<Vec<String>, Error> {
-        Ok(
-            sqlx::query("SELECT chat_id FROM chat_members WHERE user_id = $1")
-                .bind(user)
-                .fetch_all(self.pool())
-                .await?
-                .into_iter()
-                .map(|r| r.get::<String, _>(0))
-                .collect(),
-        )
-    }
-
     /// Stores a message durably (committed before this returns) with a status
     /// for every other member: `delivered` for those `online` says, `sent`
     /// (pending) for the rest. The chat service says nobody: a recipient's
@@ -627,50 +438,6 @@ impl Store {
         })
     }
 
-    /// The user's chats, most recently active first.
-    pub async fn chats_of(&self, user: &str) -> Result<Vec<ChatSummary>, Error> {
-        let chats = sqlx::query_as::<_, ChatRow>(
-            "SELECT c.id, c.type, c.name FROM chats c JOIN chat_members cm ON cm.chat_id = c.id WHERE cm.user_id = $1 \
-             ORDER BY COALESCE((SELECT MAX(seq) FROM messages WHERE chat_id = c.id), 0) DESC, c.created_at DESC",
-        )
-        .bind(user)
-        .fetch_all(self.pool())
-        .await?;
-        let mut out = Vec::with_capacity(chats.len());
-        for c in chats {
-            let last = sqlx::query_as::<_, MessageRow>(
-                "SELECT * FROM messages WHERE chat_id = $1 ORDER BY seq DESC LIMIT 1",
-            )
-            .bind(&c.id)
-            .fetch_optional(self.pool())
-            .await?;
-            let last_message = match last {
-                Some(r) => self.hydrate(vec![r]).await?.pop(),
-                None => None,
-            };
-            // Above the read floor only (everything below it is read).
-            let unread: i64 = sqlx::query(
-                "SELECT COUNT(*) FROM messages m JOIN message_status s ON s.message_seq = m.seq AND s.user_id = $2 \
-                 WHERE m.chat_id = $1 AND s.status != 'read' AND m.seq > \
-                   COALESCE((SELECT read_floor FROM chat_members WHERE chat_id = $1 AND user_id = $2), 0)",
-            )
-            .bind(&c.id)
-            .bind(user)
-            .fetch_one(self.pool())
-            .await?
-            .get(0);
-            out.push(ChatSummary {
-                members: self.members(&c.id).await?,
-                id: c.id,
-                kind: c.kind,
-                name: c.name,
-                last_message,
-                unread_count: unread,
-            });
-        }
-        Ok(out)
-    }
-
     /// Adds or removes a reaction; returns the message as it is now.
     pub async fn react(
         &self,
@@ -777,25 +544,6 @@ impl Store {
             .fetch_all(self.pool())
             .await?;
         self.hydrate(rows).await
-    }
-
-    /// How many chats `user` is a member of (limits).
-    pub async fn chat_count(&self, user: &str) -> Result<i64, Error> {
-        Ok(
-            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM chat_members WHERE user_id = $1")
-                .bind(user)
-                .fetch_one(self.pool())
-                .await?,
-        )
-    }
-
-    /// Whether the direct chat between two users exists (limits: creating one counts).
-    pub async fn direct_chat_exists(&self, a: &str, b: &str) -> Result<bool, Error> {
-        Ok(sqlx::query("SELECT 1 FROM chats WHERE direct_key = $1")
-            .bind(direct_key(a, b))
-            .fetch_optional(self.pool())
-            .await?
-            .is_some())
     }
 }
 

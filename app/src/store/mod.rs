@@ -6,6 +6,7 @@
 
 mod batch;
 mod calls;
+mod chats;
 mod delivery;
 mod files;
 mod meetings;
@@ -29,11 +30,10 @@ use tokio::task::JoinHandle;
 
 pub use batch::Online;
 pub use calls::{Call, CallTransition, NewCall};
+pub use chats::ChatSummary;
 pub use delivery::Confirmed;
 pub use meetings::{MeetingRecord, NewMeeting, Role};
-pub use messages::{
-    iso8601, Attachment, ChatSummary, HistoryPage, Message, NewMessage, Reaction, SendOutcome,
-};
+pub use messages::{iso8601, Attachment, HistoryPage, Message, NewMessage, Reaction, SendOutcome};
 pub use nodes::{BusListener, NodeJoin, BUS_CHANNEL};
 pub use push::StoredSubscription;
 pub use users::{AppUser, User};
