@@ -125,10 +125,14 @@ pub fn iso8601(ms: i64) -> String {
 const READ_CHUNK: usize = 500;
 
 /// How long after it was stored a message stays above a member's read
-/// floor, however often the chat is marked read. More than any message
-/// batch's transaction can take (a node's seq is handed out before its
-/// transaction commits, on PostgreSQL) plus the nodes' clock skew.
-const READ_FLOOR_MARGIN_MS: i64 = 60_000;
+/// floor, however often the chat is marked read. On PostgreSQL a node's seq
+/// is handed out before its transaction commits, so a lower seq can commit
+/// after a higher one; the margin has to outlast any such transaction plus
+/// the nodes' clock skew. Nothing bounds a transaction's life from the
+/// client side once its COMMIT is sent (the server ends one idle for 60 s),
+/// so the margin is ten times that: it costs only a longer walk above the
+/// floor (the messages of the last ten minutes) at each mark and count.
+pub(super) const READ_FLOOR_MARGIN_MS: i64 = 600_000;
 
 impl Store {
     /// Stores a message durably (committed before this returns) with a status
