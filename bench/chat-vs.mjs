@@ -55,7 +55,7 @@ const flag = (k) => argv.includes(`--${k}`);
 const arg = (k, d) => { const i = argv.indexOf(`--${k}`); return i >= 0 ? argv[i + 1] : d; };
 const serverCpu = String(arg('server-cpu', 0));
 const loadCpu = String(arg('load-cpu', 1));
-const pin = !flag('no-pin');
+let pin = !flag('no-pin');
 
 // Re-execute under taskset (the load on its CPU) before doing anything else.
 if (pin && !process.env.CHAT_VS_PINNED) {
@@ -65,6 +65,7 @@ if (pin && !process.env.CHAT_VS_PINNED) {
     process.exit(r.status ?? 1);
   }
   console.warn('taskset is not available: running unpinned');
+  pin = false;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -265,8 +266,10 @@ async function nativeFanout(server, adapter, users, idleSockets, chatId, r) {
   const dir = mkdtempSync(join(tmpdir(), 'chat-vs-fanout-'));
   const authFile = join(dir, 'auth.json');
   writeFileSync(authFile, JSON.stringify(users.map((u) => adapter.auth(u))));
+  // --server-pid: chatgen waits for the server to be quiet after its
+  // members' connects (presence to everyone) before the first message.
   const cmd = [chatgen, '--url', server.httpUrl, '--auth-file', authFile,
-    '--chat-id', JSON.stringify(chatId), '--runs', String(fanoutRuns)];
+    '--chat-id', JSON.stringify(chatId), '--runs', String(fanoutRuns), '--server-pid', String(server.pid)];
   const full = pin ? ['taskset', '-c', loadCpu, ...cmd] : cmd;
   try {
     const out = await new Promise((resolve, reject) => {
@@ -290,6 +293,9 @@ async function nativeFanout(server, adapter, users, idleSockets, chatId, r) {
   }
   const reopened = await openAll(server, adapter, users);
   idleSockets.splice(0, users.length, ...reopened);
+  // chatgen's sockets left and these came back: the presence events of both
+  // (Nodo tells everyone) drain before anything else is measured.
+  await quiet(server.pid);
   return reopened;
 }
 

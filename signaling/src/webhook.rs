@@ -174,14 +174,14 @@ impl Webhooks {
         self.wake.notify_waiters();
     }
 
-    /// Queues one of Nodo's app events (when enabled): a WebhookEvent-shaped
-    /// body (`event`, `id`, `createdAt`) with the details under `data`.
     /// Whether [`Self::app_event`] sends anything: callers whose event data
     /// costs something to build (a message to a large group) ask first.
     pub fn wants_app_events(&self) -> bool {
         self.app_events && !self.urls.is_empty()
     }
 
+    /// Queues one of Nodo's app events (when enabled): a WebhookEvent-shaped
+    /// body (`event`, `id`, `createdAt`) with the details under `data`.
     pub fn app_event(self: &Arc<Self>, event: &'static str, data: serde_json::Value) {
         if !self.wants_app_events() {
             return;

@@ -7,7 +7,10 @@
 //! A Node.js process taking in 999 `receiveMessage` events handles them one
 //! after the other at tens of microseconds each, so the last of them is
 //! stamped tens of milliseconds late whatever the server did; this client
-//! stamps a frame a few microseconds after the kernel has it. It speaks the
+//! stamps a frame as its task reads it, after the frames read before it were
+//! parsed and acked (~10 µs each on one core, below the server's ~20 µs per
+//! socket written, so it keeps up; on a slower client that would not hold,
+//! and the figure would be the client's again). It speaks the
 //! event contract of Nodo and of the relay in `bench/peers/relay`, so the
 //! same run measures both. Prints one JSON line.
 
@@ -158,6 +161,9 @@ async fn run(args: Args) -> Result<Value, String> {
         auths.len()
     );
     // Let the connect burst (presence to everyone) drain first.
+    if let Some(pid) = args.server_pid {
+        quiet(pid, Duration::from_secs(30)).await;
+    }
     tokio::time::sleep(Duration::from_secs_f64(args.pause)).await;
 
     let mut runs = Vec::new();
@@ -222,6 +228,28 @@ async fn run(args: Args) -> Result<Value, String> {
         "runs": runs,
         "p99_ms_median": median(&p99s),
     }))
+}
+
+/// Waits (at most `max`) until the server used at most 2 clock ticks of CPU
+/// in half a second, as `bench/chat-vs.mjs` does between its steps.
+async fn quiet(pid: u32, max: Duration) {
+    let pid = pid.to_string();
+    let start = Instant::now();
+    let busy = |c: sysinfo::Cpu| c.user + c.sys;
+    let Some(mut before) = sysinfo::cpu(&pid) else {
+        return;
+    };
+    while start.elapsed() < max {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Some(now) = sysinfo::cpu(&pid) else {
+            return;
+        };
+        if busy(now).saturating_sub(busy(before)) <= 2 {
+            return;
+        }
+        before = now;
+    }
+    eprintln!("chatgen: the server was still busy after {max:?}; measuring anyway");
 }
 
 /// One run's figures: milliseconds from the send to each delivery.
