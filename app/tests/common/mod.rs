@@ -94,20 +94,21 @@ pub async fn exec(dir: &Path, sql: &str) {
             let mut db = PgConnection::connect(&format!("{server}/{}", pg_name(dir)))
                 .await
                 .expect("reach the test database");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-                .execute(&mut db)
-                .await
-                .expect("statement");
+            run(&mut db, sql).await;
         }
         None => {
             let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(dir.join("nodo.db"));
             let mut db = sqlx::SqliteConnection::connect_with(&opts)
                 .await
                 .expect("open the test database");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-                .execute(&mut db)
-                .await
-                .expect("statement");
+            run(&mut db, sql).await;
         }
     }
+}
+
+async fn run<'c, E: sqlx::Executor<'c>>(db: E, sql: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(db)
+        .await
+        .expect("statement");
 }
