@@ -15,6 +15,7 @@ use proto::signal_response::Message as Out;
 use tokio::sync::{mpsc, oneshot};
 
 use super::participant::Participant;
+use super::updates::{Before, UpdateBatch};
 use super::{Joined, RoomCmd, RoomManager, RoomSnapshot};
 use crate::auth::{unix_now, Claims};
 use crate::error::Error;
@@ -50,6 +51,8 @@ pub(crate) struct RoomActor {
     pub closing: bool,
     /// Who waits for the room to be closed (`RoomCmd::Close`).
     pub close_waiters: Vec<oneshot::Sender<()>>,
+    /// Participant updates held for the next housekeeping tick (`updates`).
+    updates: UpdateBatch,
 }
 
 impl RoomActor {
@@ -82,6 +85,7 @@ impl RoomActor {
             inbox_rx: Some(inbox_rx),
             closing: false,
             close_waiters: Vec::new(),
+            updates: UpdateBatch::default(),
             manager,
         }
     }
@@ -450,7 +454,7 @@ impl RoomActor {
             }
         }
         if !hidden {
-            self.broadcast_update(&info, Some(&sid));
+            self.announce(&info, Some(&sid));
         }
         tracing::info!(room = %self.name, participant = %info.identity, sid = %sid, single_pc = single, "participant joined");
         self.manager.metrics().joined();
@@ -530,12 +534,16 @@ impl RoomActor {
             .map(|p| p.sid())
     }
 
-    /// Sends a participant's new info to everyone else who can see it.
+    /// Sends a participant's new info to everyone else who can see it, at
+    /// once (see `announce` for what may wait).
     pub fn broadcast_update(
         &mut self,
         info: &proto::ParticipantInfo,
         except: Option<&ParticipantSid>,
     ) {
+        if self.updates.before_immediate(info) == Before::Flush {
+            self.flush_updates();
+        }
         for (sid, p) in self.participants.iter_mut() {
             if Some(sid) == except {
                 continue;
@@ -543,6 +551,44 @@ impl RoomActor {
             p.send(Out::Update(proto::ParticipantUpdate {
                 participants: vec![info.clone()],
             }));
+        }
+    }
+
+    /// A participant joined, became active or left: a publisher's news goes
+    /// at once, anyone else's waits for the next batch (`room::updates`).
+    /// `except` is the participant itself, which a batch never tells about
+    /// itself anyway.
+    pub fn announce(&mut self, info: &proto::ParticipantInfo, except: Option<&ParticipantSid>) {
+        if info.is_publisher {
+            self.broadcast_update(info, except);
+        } else {
+            self.updates.queue(info.clone());
+        }
+    }
+
+    /// Sends the held participant updates: one `ParticipantUpdate` (or a few,
+    /// for a large batch) to each participant, without its own info.
+    pub fn flush_updates(&mut self) {
+        if self.updates.is_empty() {
+            return;
+        }
+        let chunks = self.updates.take_chunks();
+        for (sid, p) in self.participants.iter_mut() {
+            for chunk in &chunks {
+                let participants: Vec<proto::ParticipantInfo> =
+                    if chunk.iter().any(|i| i.sid == sid.as_str()) {
+                        chunk
+                            .iter()
+                            .filter(|i| i.sid != sid.as_str())
+                            .cloned()
+                            .collect()
+                    } else {
+                        chunk.clone()
+                    };
+                if !participants.is_empty() {
+                    p.send(Out::Update(proto::ParticipantUpdate { participants }));
+                }
+            }
         }
     }
 
@@ -594,7 +640,7 @@ impl RoomActor {
         p.touch();
         if !p.hidden() {
             let info = p.info.clone();
-            self.broadcast_update(&info, None);
+            self.announce(&info, None);
         }
         for t in unpublished {
             for o in self.participants.values_mut() {
@@ -621,6 +667,7 @@ impl RoomActor {
     }
 
     fn housekeeping(&mut self, now: Instant) {
+        self.flush_updates();
         if let Some(keys) = self.manager.token_keys() {
             for p in self.participants.values_mut() {
                 if p.signal.is_some() && p.refresh_due <= now {

@@ -107,7 +107,7 @@ impl RoomActor {
                         p.touch();
                         let info = p.info.clone();
                         if !p.hidden() {
-                            self.broadcast_update(&info, Some(&participant));
+                            self.announce(&info, Some(&participant));
                         }
                     }
                 }

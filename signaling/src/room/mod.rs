@@ -13,6 +13,7 @@ mod signal;
 mod streams;
 #[cfg(test)]
 mod tests;
+mod updates;
 
 pub use admin::{AdminOp, AdminReply};
 

@@ -551,3 +551,52 @@ async fn a_join_is_sent_a_fresh_token_signed_with_its_key() {
         claims.exp
     );
 }
+
+#[tokio::test]
+async fn viewers_coming_and_going_reach_the_others_in_batches_in_order() {
+    let (rooms, _transport) = manager(LimitConfig::default());
+    let mut alice = join(&rooms, "r", "alice").await.expect("alice");
+    let mut viewers = Vec::new();
+    for n in 0..5 {
+        viewers.push(join(&rooms, "r", &format!("v{n}")).await.expect("viewer"));
+    }
+    let old_v0 = viewers[0].joined.sid.to_string();
+    // v0 again from another device: its first session leaves.
+    let new_v0 = join(&rooms, "r", "v0").await.expect("v0 again");
+    let new_v0 = new_v0.joined.sid.to_string();
+
+    // Without batching alice would get one message per join and one for the
+    // eviction (seven); with it, the updates of that burst come in one
+    // message, or two when a housekeeping tick fell inside the burst.
+    let mut messages = Vec::new();
+    let mut seen: Vec<(String, String, i32)> = Vec::new();
+    let everyone = |seen: &[(String, String, i32)]| {
+        (1..5).all(|n| seen.iter().any(|(id, _, _)| *id == format!("v{n}")))
+            && seen.iter().any(|(_, sid, _)| *sid == new_v0)
+            && seen.iter().any(|(_, sid, state)| {
+                *sid == old_v0 && *state == proto::participant_info::State::Disconnected as i32
+            })
+    };
+    while !everyone(&seen) {
+        if let Out::Update(u) = alice.next().await {
+            assert!(
+                u.participants.iter().all(|p| p.identity != "alice"),
+                "nobody is told about themselves"
+            );
+            seen.extend(
+                u.participants
+                    .iter()
+                    .map(|p| (p.identity.clone(), p.sid.clone(), p.state)),
+            );
+            messages.push(u);
+        }
+    }
+    assert!(messages.len() <= 2, "{} update messages", messages.len());
+    // LiveKit clients take a departure by identity: the old session's must
+    // come before anything about the new one.
+    let last_old = seen.iter().rposition(|(_, sid, _)| *sid == old_v0);
+    let first_new = seen.iter().position(|(_, sid, _)| *sid == new_v0);
+    assert!(last_old < first_new, "{seen:?}");
+    // One entry per session and batch: v1 is listed once.
+    assert_eq!(seen.iter().filter(|(id, _, _)| id == "v1").count(), 1);
+}

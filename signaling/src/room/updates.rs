@@ -1,0 +1,177 @@
+//! Participant updates held back and sent in batches, as LiveKit does.
+//!
+//! A participant who publishes nothing (a viewer, a listener, an agent
+//! waiting) joining, becoming active or leaving is news nobody needs within
+//! the millisecond. Sent at once, N such participants joining a room make
+//! ~N² signal messages (each join and each activation told to everyone), and
+//! a room of a thousand viewers spends its joins writing them. So those
+//! updates wait for the room's next housekeeping tick (at most 500 ms; LiveKit
+//! waits up to 3 s) and go out as one `ParticipantUpdate` listing everyone
+//! who changed, the newest info of each. Updates about publishers, and every
+//! change of name, metadata, attributes or permission, still go at once;
+//! one of those drops the held update of the same participant (it carries
+//! newer info).
+//!
+//! Order is kept where clients depend on it: LiveKit clients take a
+//! `DISCONNECTED` info by identity, so an update about a new session of an
+//! identity whose old session is still held flushes the batch first.
+
+use livekit_protocol as proto;
+
+/// The held updates, in the order they were first queued, at most one per
+/// participant session.
+#[derive(Default)]
+pub(crate) struct UpdateBatch {
+    infos: Vec<proto::ParticipantInfo>,
+}
+
+/// What an update sent at once must do about the batch first.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Before {
+    /// Nothing held about that identity (or only about that same session,
+    /// now dropped as superseded).
+    Nothing,
+    /// Another session of the identity is held: send the batch first.
+    Flush,
+}
+
+/// A batch is split into `ParticipantUpdate`s of about this many bytes
+/// (LiveKit: 128 KiB), so a mass reconnect does not make one huge message.
+pub(crate) const UPDATE_CHUNK_BYTES: usize = 64 * 1024;
+
+impl UpdateBatch {
+    /// Holds `info`, replacing what was held for the same session (in place:
+    /// its place in the order is that of its first update).
+    pub fn queue(&mut self, info: proto::ParticipantInfo) {
+        match self.infos.iter_mut().find(|i| i.sid == info.sid) {
+            Some(held) => *held = info,
+            None => self.infos.push(info),
+        }
+    }
+
+    /// Called before `info` is sent at once.
+    pub fn before_immediate(&mut self, info: &proto::ParticipantInfo) -> Before {
+        if self
+            .infos
+            .iter()
+            .any(|i| i.identity == info.identity && i.sid != info.sid)
+        {
+            return Before::Flush;
+        }
+        self.infos.retain(|i| i.sid != info.sid);
+        Before::Nothing
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.infos.is_empty()
+    }
+
+    /// Everything held, as chunks of at most about `UPDATE_CHUNK_BYTES`
+    /// encoded (an info larger than that is a chunk of its own).
+    pub fn take_chunks(&mut self) -> Vec<Vec<proto::ParticipantInfo>> {
+        use prost::Message as _;
+        let mut chunks = Vec::new();
+        let mut chunk = Vec::new();
+        let mut size = 0;
+        for info in self.infos.drain(..) {
+            let len = info.encoded_len();
+            if !chunk.is_empty() && size + len > UPDATE_CHUNK_BYTES {
+                chunks.push(std::mem::take(&mut chunk));
+                size = 0;
+            }
+            size += len;
+            chunk.push(info);
+        }
+        if !chunk.is_empty() {
+            chunks.push(chunk);
+        }
+        chunks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(identity: &str, sid: &str, version: u32, state: i32) -> proto::ParticipantInfo {
+        proto::ParticipantInfo {
+            identity: identity.into(),
+            sid: sid.into(),
+            version,
+            state,
+            ..Default::default()
+        }
+    }
+
+    const JOINED: i32 = proto::participant_info::State::Joined as i32;
+    const ACTIVE: i32 = proto::participant_info::State::Active as i32;
+    const GONE: i32 = proto::participant_info::State::Disconnected as i32;
+
+    #[test]
+    fn one_entry_per_session_with_its_newest_info_in_first_order() {
+        let mut b = UpdateBatch::default();
+        b.queue(info("ann", "PA_1", 1, JOINED));
+        b.queue(info("bo", "PA_2", 1, JOINED));
+        b.queue(info("ann", "PA_1", 2, ACTIVE));
+        // A new session of bo after the old one left: both, old first.
+        b.queue(info("bo", "PA_2", 2, GONE));
+        b.queue(info("bo", "PA_3", 1, JOINED));
+        let chunks = b.take_chunks();
+        assert_eq!(chunks.len(), 1);
+        let got: Vec<_> = chunks[0]
+            .iter()
+            .map(|i| (i.sid.as_str(), i.version, i.state))
+            .collect();
+        assert_eq!(
+            got,
+            [("PA_1", 2, ACTIVE), ("PA_2", 2, GONE), ("PA_3", 1, JOINED)]
+        );
+        assert!(b.is_empty());
+        assert!(b.take_chunks().is_empty());
+    }
+
+    #[test]
+    fn an_immediate_update_supersedes_its_session_and_orders_after_an_older_one() {
+        let mut b = UpdateBatch::default();
+        b.queue(info("ann", "PA_1", 1, JOINED));
+        b.queue(info("cy", "PA_5", 1, JOINED));
+        // ann publishes: her update goes at once, the held one is dropped.
+        assert_eq!(
+            b.before_immediate(&info("ann", "PA_1", 3, ACTIVE)),
+            Before::Nothing
+        );
+        let left: Vec<_> = b.take_chunks().concat();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].identity, "cy");
+        // cy's old session left (held), a new session publishes at once:
+        // the departure must reach clients first.
+        b.queue(info("cy", "PA_5", 2, GONE));
+        assert_eq!(
+            b.before_immediate(&info("cy", "PA_6", 1, ACTIVE)),
+            Before::Flush
+        );
+        assert!(!b.is_empty(), "the caller flushes");
+    }
+
+    #[test]
+    fn a_large_batch_is_split_by_encoded_size() {
+        let mut b = UpdateBatch::default();
+        let meta = "m".repeat(1000);
+        for n in 0..200 {
+            let mut i = info(&format!("u{n}"), &format!("PA_{n}"), 1, JOINED);
+            i.metadata = meta.clone();
+            b.queue(i);
+        }
+        let chunks = b.take_chunks();
+        assert!(chunks.len() >= 3, "{} chunks", chunks.len());
+        assert_eq!(chunks.iter().map(Vec::len).sum::<usize>(), 200);
+        for c in &chunks {
+            let bytes: usize = c.iter().map(prost::Message::encoded_len).sum();
+            assert!(bytes <= UPDATE_CHUNK_BYTES, "{bytes}");
+        }
+        // In order across chunks.
+        let flat: Vec<_> = chunks.concat().into_iter().map(|i| i.sid).collect();
+        let want: Vec<_> = (0..200).map(|n| format!("PA_{n}")).collect();
+        assert_eq!(flat, want);
+    }
+}
