@@ -38,6 +38,7 @@
 //! 3. At the deadline, call [`MediaRoom::handle_timeout`]. Goto 1.
 
 mod dd;
+mod dtls;
 mod error;
 mod gaps;
 mod ids;

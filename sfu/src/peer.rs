@@ -206,7 +206,8 @@ impl Peer {
             .enable_vp9(true)
             .enable_av1(true)
             .set_extension(crate::dd::ID, crate::dd::extension())
-            .set_stats_interval(Some(Duration::from_secs(1)));
+            .set_stats_interval(Some(Duration::from_secs(1)))
+            .set_crypto_provider(crate::dtls::provider());
         if let Some(cert) = &dtls.0 {
             config = config.set_dtls_cert(cert.clone());
         }
