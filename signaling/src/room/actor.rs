@@ -52,7 +52,7 @@ pub(crate) struct RoomActor {
     /// Who waits for the room to be closed (`RoomCmd::Close`).
     pub close_waiters: Vec<oneshot::Sender<()>>,
     /// Participant updates held for the next housekeeping tick (`updates`).
-    updates: UpdateBatch,
+    pub(super) updates: UpdateBatch,
 }
 
 impl RoomActor {
@@ -312,7 +312,7 @@ impl RoomActor {
         }
     }
 
-    fn join(
+    pub(super) fn join(
         &mut self,
         claims: &Claims,
         options: JoinOptions,
@@ -418,6 +418,12 @@ impl RoomActor {
         let hidden = p.hidden();
         let info = p.info.clone();
         let dependent = p.dependent();
+        // An earlier session of this identity (just evicted, or gone a moment
+        // ago) still held: its departure reaches everyone, the new session
+        // excluded, before anything about the new one.
+        if self.updates.holds_identity(&info.identity) {
+            self.flush_updates();
+        }
         self.participants.insert(sid.clone(), p);
         if !dependent {
             self.empty_since = None;
@@ -559,10 +565,22 @@ impl RoomActor {
     /// `except` is the participant itself, which a batch never tells about
     /// itself anyway.
     pub fn announce(&mut self, info: &proto::ParticipantInfo, except: Option<&ParticipantSid>) {
-        if info.is_publisher {
+        let recipients = self.participants.len().saturating_sub(1);
+        if info.is_publisher || !self.updates.must_wait(Instant::now(), recipients) {
             self.broadcast_update(info, except);
         } else {
             self.updates.queue(info.clone());
+        }
+    }
+
+    /// Sends participant `sid`'s held update now (it is about to be named
+    /// in something the others receive, such as its data).
+    pub fn release_update(&mut self, sid: &ParticipantSid) {
+        if !self.updates.holds(sid.as_str()) {
+            return;
+        }
+        if let Some(info) = self.participants.get(sid).map(|p| p.info.clone()) {
+            self.broadcast_update(&info, Some(sid));
         }
     }
 
@@ -573,13 +591,16 @@ impl RoomActor {
             return;
         }
         let chunks = self.updates.take_chunks();
-        for (sid, p) in self.participants.iter_mut() {
+        for p in self.participants.values_mut() {
+            // Nobody is told about itself, nor about another session of its
+            // own identity (clients would take that info as their own).
+            let own = p.info.identity.clone();
             for chunk in &chunks {
                 let participants: Vec<proto::ParticipantInfo> =
-                    if chunk.iter().any(|i| i.sid == sid.as_str()) {
+                    if chunk.iter().any(|i| i.identity == own) {
                         chunk
                             .iter()
-                            .filter(|i| i.sid != sid.as_str())
+                            .filter(|i| i.identity != own)
                             .cloned()
                             .collect()
                     } else {
@@ -667,7 +688,6 @@ impl RoomActor {
     }
 
     fn housekeeping(&mut self, now: Instant) {
-        self.flush_updates();
         if let Some(keys) = self.manager.token_keys() {
             for p in self.participants.values_mut() {
                 if p.signal.is_some() && p.refresh_due <= now {
@@ -692,6 +712,8 @@ impl RoomActor {
                 proto::leave_request::Action::Disconnect,
             );
         }
+        // After the removals above, so their departures go in this batch.
+        self.flush_updates();
         if let Some(since) = self.empty_since {
             let timeout = if self.ever_joined {
                 self.departure_timeout

@@ -418,7 +418,8 @@ impl RoomActor {
             Some(Value::Metrics(_)) | Some(Value::Transcription(_)) | None => return,
             _ => {}
         }
-        let (identity, sid) = if p.hidden() {
+        let hidden = p.hidden();
+        let (identity, sid) = if hidden {
             (String::new(), String::new())
         } else {
             (p.info.identity.clone(), p.info.sid.clone())
@@ -438,6 +439,10 @@ impl RoomActor {
             })
             .map(|(s, _)| s.clone())
             .collect();
+        // Receivers learn who sent it first, if that was still held.
+        if !hidden {
+            self.release_update(from);
+        }
         let bytes = pkt.encode_to_vec();
         let now = Instant::now();
         for t in targets {

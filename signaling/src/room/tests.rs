@@ -552,51 +552,126 @@ async fn a_join_is_sent_a_fresh_token_signed_with_its_key() {
     );
 }
 
+/// A room actor driven by hand (no run loop: the test flushes), and the
+/// claims to join it.
+fn actor(rooms: &Arc<RoomManager>, room: &str) -> super::actor::RoomActor {
+    super::actor::RoomActor::new(
+        RoomName::new(room),
+        crate::ids::RoomSid::new(format!("RM_{room}")),
+        rooms.clone(),
+    )
+}
+
+fn viewer_claims(room: &str, identity: &str) -> crate::auth::Claims {
+    let grant = VideoGrant {
+        room_join: true,
+        room: room.into(),
+        ..VideoGrant::default()
+    };
+    claims_for("devkey", identity, Duration::from_secs(600), Some(grant))
+}
+
+type Rx = mpsc::Receiver<Box<proto::SignalResponse>>;
+
+fn actor_join(a: &mut super::actor::RoomActor, room: &str, identity: &str) -> (Joined, Rx) {
+    let (tx, rx) = mpsc::channel(SIGNAL_QUEUE);
+    let joined = a
+        .join(&viewer_claims(room, identity), JoinOptions::default(), tx)
+        .expect("join");
+    (joined, rx)
+}
+
+/// The participant updates waiting in `rx`, one list per message.
+fn updates(rx: &mut Rx) -> Vec<Vec<proto::ParticipantInfo>> {
+    let mut got = Vec::new();
+    while let Ok(m) = rx.try_recv() {
+        if let Some(Out::Update(u)) = m.message {
+            got.push(u.participants);
+        }
+    }
+    got
+}
+
 #[tokio::test]
 async fn viewers_coming_and_going_reach_the_others_in_batches_in_order() {
     let (rooms, _transport) = manager(LimitConfig::default());
-    let mut alice = join(&rooms, "r", "alice").await.expect("alice");
+    let mut a = actor(&rooms, "r");
+    // Room for two messages at once per window: what follows is held.
+    a.updates = super::updates::UpdateBatch::with_budget(2);
+    let (_, mut alice) = actor_join(&mut a, "r", "alice");
     let mut viewers = Vec::new();
     for n in 0..5 {
-        viewers.push(join(&rooms, "r", &format!("v{n}")).await.expect("viewer"));
+        viewers.push(actor_join(&mut a, "r", &format!("v{n}")));
     }
-    let old_v0 = viewers[0].joined.sid.to_string();
+    let old_v0 = viewers[0].0.sid.to_string();
     // v0 again from another device: its first session leaves.
-    let new_v0 = join(&rooms, "r", "v0").await.expect("v0 again");
-    let new_v0 = new_v0.joined.sid.to_string();
+    let (new_v0, mut new_v0_rx) = actor_join(&mut a, "r", "v0");
+    let new_v0 = new_v0.sid.to_string();
+    a.flush_updates();
 
-    // Without batching alice would get one message per join and one for the
-    // eviction (seven); with it, the updates of that burst come in one
-    // message, or two when a housekeeping tick fell inside the burst.
-    let mut messages = Vec::new();
-    let mut seen: Vec<(String, String, i32)> = Vec::new();
-    let everyone = |seen: &[(String, String, i32)]| {
-        (1..5).all(|n| seen.iter().any(|(id, _, _)| *id == format!("v{n}")))
-            && seen.iter().any(|(_, sid, _)| *sid == new_v0)
-            && seen.iter().any(|(_, sid, state)| {
-                *sid == old_v0 && *state == proto::participant_info::State::Disconnected as i32
-            })
-    };
-    while !everyone(&seen) {
-        if let Out::Update(u) = alice.next().await {
-            assert!(
-                u.participants.iter().all(|p| p.identity != "alice"),
-                "nobody is told about themselves"
-            );
-            seen.extend(
-                u.participants
-                    .iter()
-                    .map(|p| (p.identity.clone(), p.sid.clone(), p.state)),
-            );
-            messages.push(u);
-        }
+    let messages = updates(&mut alice);
+    let seen: Vec<(String, String, i32)> = messages
+        .iter()
+        .flatten()
+        .map(|p| (p.identity.clone(), p.sid.clone(), p.state))
+        .collect();
+    assert!(
+        seen.iter().all(|(id, _, _)| id != "alice"),
+        "nobody hears of itself"
+    );
+    for n in 1..5 {
+        assert!(
+            seen.iter().any(|(id, _, _)| *id == format!("v{n}")),
+            "{seen:?}"
+        );
     }
-    assert!(messages.len() <= 2, "{} update messages", messages.len());
+    let gone = proto::participant_info::State::Disconnected as i32;
+    assert!(
+        seen.iter()
+            .any(|(_, sid, st)| *sid == old_v0 && *st == gone),
+        "{seen:?}"
+    );
+    assert!(seen.iter().any(|(_, sid, _)| *sid == new_v0), "{seen:?}");
+    // v0's join at once (one message, within the budget of two); v1's over
+    // it, so held, with everything after it, until v0's rejoin flushes the
+    // batch (the old session's departure last in it); the new session's join
+    // in the last flush. Three messages, where one per join and one for the
+    // eviction would be seven (four if the 500 ms window turned over).
+    assert!(messages.len() <= 4, "{} messages: {seen:?}", messages.len());
     // LiveKit clients take a departure by identity: the old session's must
     // come before anything about the new one.
     let last_old = seen.iter().rposition(|(_, sid, _)| *sid == old_v0);
     let first_new = seen.iter().position(|(_, sid, _)| *sid == new_v0);
     assert!(last_old < first_new, "{seen:?}");
-    // One entry per session and batch: v1 is listed once.
-    assert_eq!(seen.iter().filter(|(id, _, _)| id == "v1").count(), 1);
+    // One entry per session and batch: v4, held, is listed once.
+    assert_eq!(seen.iter().filter(|(id, _, _)| id == "v4").count(), 1);
+    // The new v0 session is never told about the old one (its client would
+    // take that info as its own), nor about itself.
+    for u in updates(&mut new_v0_rx) {
+        assert!(u.iter().all(|p| p.identity != "v0"), "{u:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_held_participant_is_announced_before_its_data_is_forwarded() {
+    let (rooms, _transport) = manager(LimitConfig::default());
+    let mut a = actor(&rooms, "d");
+    a.updates = super::updates::UpdateBatch::with_budget(0);
+    let (_, mut alice) = actor_join(&mut a, "d", "alice");
+    let (bob, _bob_rx) = actor_join(&mut a, "d", "bob");
+    let heard_of_bob = |rx: &mut Rx| updates(rx).iter().flatten().any(|p| p.identity == "bob");
+    // With no budget, bob's join is held for the room's next tick.
+    assert!(!heard_of_bob(&mut alice));
+    let packet = proto::DataPacket {
+        value: Some(proto::data_packet::Value::User(proto::UserPacket {
+            payload: b"hi".to_vec(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    a.route_data(&bob.sid, true, &prost::Message::encode_to_vec(&packet));
+    assert!(
+        heard_of_bob(&mut alice),
+        "bob is announced before his data goes out"
+    );
 }

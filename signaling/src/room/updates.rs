@@ -4,25 +4,50 @@
 //! waiting) joining, becoming active or leaving is news nobody needs within
 //! the millisecond. Sent at once, N such participants joining a room make
 //! ~N² signal messages (each join and each activation told to everyone), and
-//! a room of a thousand viewers spends its joins writing them. So those
-//! updates wait for the room's next housekeeping tick (at most 500 ms; LiveKit
+//! a room of a thousand viewers spends its joins writing them. So, in a
+//! busy room, those updates wait for the room's next housekeeping tick (at most 500 ms; LiveKit
 //! waits up to 3 s) and go out as one `ParticipantUpdate` listing everyone
 //! who changed, the newest info of each. Updates about publishers, and every
 //! change of name, metadata, attributes or permission, still go at once;
 //! one of those drops the held update of the same participant (it carries
 //! newer info).
 //!
+//! Small rooms, and rooms where little happens, do not wait: an update goes
+//! at once while the messages sent at once in the current 500 ms window stay
+//! within [`IMMEDIATE_BUDGET`] (a viewer joining a call of a few people is
+//! seen at once, as before; in a room of 1,000, one announcement per window
+//! goes at once and the rest of a burst waits). Once something is held,
+//! everything after it is held too, so nothing overtakes. And a held
+//! participant who sends data is announced at once, before its packet is
+//! forwarded. (Data and signaling travel on different connections, so a
+//! client may still see that packet before the update; LiveKit's SDKs then
+//! drop it, as they would against LiveKit within its 3 s.)
+//!
 //! Order is kept where clients depend on it: LiveKit clients take a
-//! `DISCONNECTED` info by identity, so an update about a new session of an
-//! identity whose old session is still held flushes the batch first.
+//! `DISCONNECTED` info by identity, so a join, or an update sent at once,
+//! about a new session of an identity whose old session is still held
+//! flushes the batch first; and no one is sent info with its own identity.
+
+use std::time::{Duration, Instant};
 
 use livekit_protocol as proto;
 
+/// The window in which messages sent at once are counted; the room's
+/// housekeeping tick, which flushes what is held, has the same period.
+pub(crate) const HOLD: Duration = Duration::from_millis(500);
+
+/// Participant-update messages a room sends at once per [`HOLD`] window
+/// before it holds further news for the next tick.
+pub(crate) const IMMEDIATE_BUDGET: usize = 1_000;
+
 /// The held updates, in the order they were first queued, at most one per
 /// participant session.
-#[derive(Default)]
 pub(crate) struct UpdateBatch {
     infos: Vec<proto::ParticipantInfo>,
+    /// Messages that may go at once per window.
+    budget: usize,
+    /// The current window: when it began and the messages sent at once in it.
+    window: Option<(Instant, usize)>,
 }
 
 /// What an update sent at once must do about the batch first.
@@ -39,7 +64,47 @@ pub(crate) enum Before {
 /// (LiveKit: 128 KiB), so a mass reconnect does not make one huge message.
 pub(crate) const UPDATE_CHUNK_BYTES: usize = 64 * 1024;
 
+impl Default for UpdateBatch {
+    fn default() -> Self {
+        UpdateBatch::with_budget(IMMEDIATE_BUDGET)
+    }
+}
+
 impl UpdateBatch {
+    pub fn with_budget(budget: usize) -> Self {
+        UpdateBatch {
+            infos: Vec::new(),
+            budget,
+            window: None,
+        }
+    }
+
+    /// Whether news arriving at `now` for `recipients` participants must
+    /// wait: not when nothing is held and the window's budget has room for
+    /// it (it then goes at once and is counted).
+    pub fn must_wait(&mut self, now: Instant, recipients: usize) -> bool {
+        let (start, sent) = match self.window {
+            Some((start, sent)) if now.saturating_duration_since(start) < HOLD => (start, sent),
+            _ => (now, 0),
+        };
+        if self.infos.is_empty() && sent + recipients <= self.budget {
+            self.window = Some((start, sent + recipients));
+            return false;
+        }
+        self.window = Some((start, sent));
+        true
+    }
+
+    /// Whether an update about session `sid` is held.
+    pub fn holds(&self, sid: &str) -> bool {
+        self.infos.iter().any(|i| i.sid == sid)
+    }
+
+    /// Whether an update about any session of `identity` is held.
+    pub fn holds_identity(&self, identity: &str) -> bool {
+        self.infos.iter().any(|i| i.identity == identity)
+    }
+
     /// Holds `info`, replacing what was held for the same session (in place:
     /// its place in the order is that of its first update).
     pub fn queue(&mut self, info: proto::ParticipantInfo) {
@@ -151,6 +216,26 @@ mod tests {
             Before::Flush
         );
         assert!(!b.is_empty(), "the caller flushes");
+    }
+
+    #[test]
+    fn news_goes_at_once_within_the_budget_and_what_follows_waits() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut b = UpdateBatch::with_budget(10);
+        assert!(!b.must_wait(t0, 4), "4 of 10");
+        assert!(!b.must_wait(t0 + ms(10), 6), "10 of 10");
+        assert!(b.must_wait(t0 + ms(20), 1), "over the budget");
+        b.queue(info("bo", "PA_2", 1, JOINED));
+        assert!(b.holds("PA_2") && b.holds_identity("bo") && !b.holds("PA_1"));
+        // A new window, but something is held: nothing overtakes it.
+        assert!(b.must_wait(t0 + ms(600), 1));
+        assert_eq!(b.take_chunks().concat().len(), 1);
+        assert!(!b.must_wait(t0 + ms(610), 9), "the new window's budget");
+        assert!(b.must_wait(t0 + ms(620), 2));
+        // A room larger than the budget holds everything.
+        let mut big = UpdateBatch::with_budget(10);
+        assert!(big.must_wait(t0, 11));
     }
 
     #[test]
