@@ -1,8 +1,11 @@
 #!/bin/bash
 # What a mass join costs the node: N participants that publish nothing (the
-# load generator's scenario E) join one room at R joins/s, stay 3 s, and the
-# node's CPU over the whole run (the joins and their announcements), its RSS
-# growth per participant and the signal traffic after the ramp are printed.
+# load generator's scenario E) join one room at R joins/s, stay 2 s after the
+# last one is up plus a 3 s window, and leave. Printed: the node's CPU over
+# the whole run (the joins, their announcements, the stay and the leaves) per
+# join; its RSS growth per participant while everyone is connected (read by
+# the generator at the window's end); the signal messages per second the
+# participants received in the window.
 #   bench/mass-join.sh [--nodo BIN] [--ramp 200] [--n 1000] [--runs 1]
 # The node runs on CPU 0 with the embedded defaults (--dev, no TURN), the
 # generator (target/release/nodo-loadgen) on CPU 1. "queue full" counts the
@@ -24,7 +27,6 @@ loadgen=$root/target/release/nodo-loadgen
 pin0=(); pin1=()
 if command -v taskset >/dev/null; then pin0=(taskset -c 0); pin1=(taskset -c 1); fi
 ticks() { awk '{print $14 + $15, $14}' "/proc/$1/stat"; }
-rss() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 for _ in $(seq "$runs"); do
   d=$(mktemp -d /tmp/nodo-mass-join.XXXXXX)
   NODO_SERVER__MAX_CONNECTIONS_PER_IP=0 NODO_SERVER__MAX_CONNECTIONS=0 RUST_LOG=warn \
@@ -37,23 +39,28 @@ for _ in $(seq "$runs"); do
     [ -n "$port" ] && curl -fs -o /dev/null "http://127.0.0.1:$port/healthz" && break
     sleep 0.1
   done
-  [ -n "$port" ] || { echo "the node did not start: $(cat "$d/log")" >&2; kill "$pid"; exit 1; }
-  read -r c0 u0 < <(ticks "$pid"); r0=$(rss "$pid"); t0=$(date +%s.%N)
+  if [ -z "$port" ] || ! curl -fs -o /dev/null "http://127.0.0.1:$port/healthz"; then
+    echo "the node did not start: $(cat "$d/log")" >&2; kill "$pid" 2>/dev/null; rm -rf "$d"; exit 1
+  fi
+  read -r c0 u0 < <(ticks "$pid"); t0=$(date +%s.%N)
   "${pin1[@]}" "$loadgen" --url "http://127.0.0.1:$port" --scenario e --n "$n" --ramp-rate "$ramp" \
-    --seconds 3 >"$d/lg.json" 2>"$d/lg.err" || { echo "loadgen failed: $(tail -3 "$d/lg.err")" >&2; }
-  t1=$(date +%s.%N); read -r c1 u1 < <(ticks "$pid"); r1=$(rss "$pid")
+    --settle 2 --seconds 3 --server-pid "$pid" >"$d/lg.json" 2>"$d/lg.err" \
+    || echo "loadgen failed: $(tail -3 "$d/lg.err")" >&2
+  t1=$(date +%s.%N); read -r c1 u1 < <(ticks "$pid")
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  python3 - "$d" "$c0" "$u0" "$c1" "$u1" "$r0" "$r1" "$t0" "$t1" "$n" "$(getconf CLK_TCK)" <<'PY'
+  python3 - "$d" "$c0" "$u0" "$c1" "$u1" "$t0" "$t1" "$n" "$(getconf CLK_TCK)" <<'PY' || true
 import json, sys
-d, c0, u0, c1, u1, r0, r1, t0, t1, n, hz = sys.argv[1:]
+d, c0, u0, c1, u1, t0, t1, n, hz = sys.argv[1:]
 hz, n = int(hz), int(n)
-lines = open(d + '/lg.json').read().strip().splitlines()
-j = json.loads(lines[-1]) if lines else {}
+try:
+    j = json.loads(open(d + '/lg.json').read().strip().splitlines()[-1])
+except (IndexError, ValueError):
+    j = {}
 full = open(d + '/log').read().count('queue full')
 print(f"node CPU {(int(c1) - int(c0)) / hz:.2f} s (user {(int(u1) - int(u0)) / hz:.2f}), "
       f"{(int(c1) - int(c0)) / hz * 1000 / n:.2f} ms per join; wall {float(t1) - float(t0):.1f} s; "
-      f"RSS {(int(r1) - int(r0)) / n:.0f} KB per participant; joined {j.get('joined')}, "
-      f"failed {j.get('join_failed')}; signal messages/s after the ramp {j.get('signal_msgs_in_per_s')}; "
+      f"RSS {j.get('rss_per_participant_kb')} KB per participant; joined {j.get('joined')}, "
+      f"failed {j.get('join_failed')}; signal messages/s in the window {j.get('signal_msgs_in_per_s')}; "
       f"queue full {full}")
 PY
   rm -rf "$d"
