@@ -21,7 +21,7 @@ use crate::auth::{bearer, Claims};
 use crate::error::Error;
 use crate::ids::{ParticipantSid, RoomName};
 use crate::placement::{self, Location};
-use crate::room::{JoinOptions, RoomCmd, V1Join, SIGNAL_QUEUE};
+use crate::room::{JoinOptions, Outgoing, RoomCmd, V1Join, SIGNAL_QUEUE};
 use crate::ws::{self, Socket, Upgrade};
 use crate::LiveKit;
 
@@ -362,7 +362,7 @@ async fn session(
     room: mpsc::Sender<RoomCmd>,
     sid: ParticipantSid,
     session: u64,
-    mut rx: mpsc::Receiver<Box<proto::SignalResponse>>,
+    mut rx: mpsc::Receiver<Outgoing>,
 ) {
     let mut json = false;
     let mut ping = tokio::time::interval(WS_PING);
@@ -373,8 +373,14 @@ async fn session(
         tokio::select! {
             out = rx.recv() => {
                 let Some(out) = out else { break };
-                let is_leave = matches!(out.message, Some(proto::signal_response::Message::Leave(_)));
-                if send(&mut socket, &out, json).await.is_err() {
+                let is_leave = matches!(out.response().message, Some(proto::signal_response::Message::Leave(_)));
+                let sent = match &out {
+                    Outgoing::Shared(shared) if !json => {
+                        ws::send(&mut socket, Message::Binary(shared.binary())).await
+                    }
+                    _ => send(&mut socket, out.response(), json).await,
+                };
+                if sent.is_err() {
                     break;
                 }
                 if is_leave {

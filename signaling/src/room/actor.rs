@@ -501,14 +501,14 @@ impl RoomActor {
             .filter(|p| p.info.identity == identity.as_str())
         else {
             // Nothing to resume: tell the client to start over with a full join.
-            let leave = Box::new(proto::SignalResponse {
+            let leave = super::Outgoing::One(Box::new(proto::SignalResponse {
                 message: Some(Out::Leave(proto::LeaveRequest {
                     can_reconnect: true,
                     reason: proto::DisconnectReason::StateMismatch as i32,
                     action: proto::leave_request::Action::Reconnect as i32,
                     regions: None,
                 })),
-            });
+            }));
             let _ = signal.try_send(leave);
             return Ok(Joined { sid, session: 0 });
         };
@@ -591,21 +591,26 @@ impl RoomActor {
             return;
         }
         let chunks = self.updates.take_chunks();
-        for p in self.participants.values_mut() {
-            // Nobody is told about itself, nor about another session of its
-            // own identity (clients would take that info as their own).
-            let own = p.info.identity.clone();
-            for chunk in &chunks {
-                let participants: Vec<proto::ParticipantInfo> =
-                    if chunk.iter().any(|i| i.identity == own) {
-                        chunk
-                            .iter()
-                            .filter(|i| i.identity != own)
-                            .cloned()
-                            .collect()
-                    } else {
-                        chunk.clone()
-                    };
+        for chunk in chunks {
+            // One encoding for everyone the chunk says nothing about; those
+            // it names get it without themselves, nor another session of
+            // their identity (clients would take that info as their own).
+            let shared = super::SharedResponse::new(proto::SignalResponse {
+                message: Some(Out::Update(proto::ParticipantUpdate {
+                    participants: chunk.clone(),
+                })),
+            });
+            for p in self.participants.values_mut() {
+                let own = p.info.identity.as_str();
+                if !chunk.iter().any(|i| i.identity == own) {
+                    p.send_shared(&shared);
+                    continue;
+                }
+                let participants: Vec<proto::ParticipantInfo> = chunk
+                    .iter()
+                    .filter(|i| i.identity != own)
+                    .cloned()
+                    .collect();
                 if !participants.is_empty() {
                     p.send(Out::Update(proto::ParticipantUpdate { participants }));
                 }

@@ -78,7 +78,57 @@ pub(crate) enum RoomCmd {
 /// `SignalResponse` (about 900 bytes, the size of its largest variant) made
 /// each participant's queue cost ~29 KiB when empty and ~29 KiB more per 32
 /// messages of backlog, which a join storm's participant updates reach.
-pub(crate) type SignalSink = mpsc::Sender<Box<proto::SignalResponse>>;
+pub(crate) type SignalSink = mpsc::Sender<Outgoing>;
+
+/// A signal message on its way to one participant's socket.
+pub(crate) enum Outgoing {
+    /// A message of its own.
+    One(Box<proto::SignalResponse>),
+    /// The same message to many (a batch of participant updates), encoded
+    /// once for all of them.
+    Shared(Arc<SharedResponse>),
+}
+
+/// A message sent unchanged to many sockets, and its protobuf encoding,
+/// made by the first socket that writes it.
+pub(crate) struct SharedResponse {
+    msg: proto::SignalResponse,
+    binary: OnceLock<bytes::Bytes>,
+}
+
+impl SharedResponse {
+    pub fn new(msg: proto::SignalResponse) -> Arc<SharedResponse> {
+        Arc::new(SharedResponse {
+            msg,
+            binary: OnceLock::new(),
+        })
+    }
+
+    /// The protobuf encoding, made once.
+    pub fn binary(&self) -> bytes::Bytes {
+        self.binary
+            .get_or_init(|| prost::Message::encode_to_vec(&self.msg).into())
+            .clone()
+    }
+}
+
+impl Outgoing {
+    pub fn response(&self) -> &proto::SignalResponse {
+        match self {
+            Outgoing::One(m) => m,
+            Outgoing::Shared(s) => &s.msg,
+        }
+    }
+
+    /// The message itself (a copy, for a shared one).
+    #[cfg(test)]
+    pub fn into_response(self) -> proto::SignalResponse {
+        match self {
+            Outgoing::One(m) => *m,
+            Outgoing::Shared(s) => s.msg.clone(),
+        }
+    }
+}
 
 /// Frames one participant's WebSocket may have queued before it counts as stuck.
 pub(crate) const SIGNAL_QUEUE: usize = 1024;

@@ -3,6 +3,7 @@
 #![allow(deprecated)]
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use livekit_protocol as proto;
@@ -11,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::auth::{Claims, KeyStore, VideoGrant};
 use crate::ids::{ParticipantSid, TrackSid};
-use crate::room::SignalSink;
+use crate::room::{Outgoing, SharedResponse, SignalSink};
 
 /// How often a connected participant is sent a fresh token
 /// (`refresh_token`), as LiveKit does: a client resumes with the latest one,
@@ -182,9 +183,18 @@ impl Participant {
     /// Queues a message on the participant's signal socket. A full queue means
     /// the client stopped reading: the socket is dropped and the client resumes.
     pub fn send(&mut self, msg: proto::signal_response::Message) {
-        let Some(sink) = &self.signal else { return };
         let resp = Box::new(proto::SignalResponse { message: Some(msg) });
-        match sink.try_send(resp) {
+        self.queue(Outgoing::One(resp));
+    }
+
+    /// Queues a message shared with other participants' sockets.
+    pub fn send_shared(&mut self, msg: &Arc<SharedResponse>) {
+        self.queue(Outgoing::Shared(msg.clone()));
+    }
+
+    fn queue(&mut self, out: Outgoing) {
+        let Some(sink) = &self.signal else { return };
+        match sink.try_send(out) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(participant = %self.info.identity, "signal queue full; dropping the socket");

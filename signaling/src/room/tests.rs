@@ -37,7 +37,7 @@ fn manager(limits: LimitConfig) -> (Arc<RoomManager>, Arc<RecordingTransport>) {
 struct Session {
     handle: RoomHandle,
     joined: Joined,
-    rx: mpsc::Receiver<Box<proto::SignalResponse>>,
+    rx: mpsc::Receiver<super::Outgoing>,
 }
 
 impl Session {
@@ -47,7 +47,7 @@ impl Session {
             .await
             .expect("a signal message within a second")
             .expect("the signal channel is open");
-        r.message.expect("a message")
+        r.into_response().message.expect("a message")
     }
 
     /// Skips messages until one matches.
@@ -571,7 +571,7 @@ fn viewer_claims(room: &str, identity: &str) -> crate::auth::Claims {
     claims_for("devkey", identity, Duration::from_secs(600), Some(grant))
 }
 
-type Rx = mpsc::Receiver<Box<proto::SignalResponse>>;
+type Rx = mpsc::Receiver<super::Outgoing>;
 
 fn actor_join(a: &mut super::actor::RoomActor, room: &str, identity: &str) -> (Joined, Rx) {
     let (tx, rx) = mpsc::channel(SIGNAL_QUEUE);
@@ -585,7 +585,7 @@ fn actor_join(a: &mut super::actor::RoomActor, room: &str, identity: &str) -> (J
 fn updates(rx: &mut Rx) -> Vec<Vec<proto::ParticipantInfo>> {
     let mut got = Vec::new();
     while let Ok(m) = rx.try_recv() {
-        if let Some(Out::Update(u)) = m.message {
+        if let Some(Out::Update(u)) = m.into_response().message {
             got.push(u.participants);
         }
     }
@@ -674,4 +674,37 @@ async fn a_held_participant_is_announced_before_its_data_is_forwarded() {
         heard_of_bob(&mut alice),
         "bob is announced before his data goes out"
     );
+}
+
+#[tokio::test]
+async fn a_batch_is_encoded_once_for_everyone_it_does_not_name() {
+    let (rooms, _transport) = manager(LimitConfig::default());
+    let mut a = actor(&rooms, "s");
+    a.updates = super::updates::UpdateBatch::with_budget(0);
+    let mut rxs: Vec<Rx> = ["alice", "bob", "cy"]
+        .iter()
+        .map(|id| actor_join(&mut a, "s", id).1)
+        .collect();
+    a.flush_updates();
+    for rx in &mut rxs {
+        updates(rx);
+    }
+    let (_, mut dee) = actor_join(&mut a, "s", "dee");
+    a.flush_updates();
+    let shared: Vec<Arc<super::SharedResponse>> = rxs
+        .iter_mut()
+        .map(|rx| match rx.try_recv() {
+            Ok(super::Outgoing::Shared(s)) => s,
+            _ => panic!("the batch, shared"),
+        })
+        .collect();
+    assert!(shared.windows(2).all(|w| Arc::ptr_eq(&w[0], &w[1])));
+    let sent = <proto::SignalResponse as prost::Message>::decode(shared[0].binary())
+        .expect("the shared encoding decodes");
+    let Some(Out::Update(u)) = sent.message else {
+        panic!("an update")
+    };
+    assert_eq!(u.participants.len(), 1);
+    assert_eq!(u.participants[0].identity, "dee");
+    assert!(updates(&mut dee).is_empty(), "dee is not told about itself");
 }
