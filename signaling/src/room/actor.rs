@@ -560,64 +560,6 @@ impl RoomActor {
         }
     }
 
-    /// A participant joined, became active or left: a publisher's news goes
-    /// at once, anyone else's waits for the next batch (`room::updates`).
-    /// `except` is the participant itself, which a batch never tells about
-    /// itself anyway.
-    pub fn announce(&mut self, info: &proto::ParticipantInfo, except: Option<&ParticipantSid>) {
-        let recipients = self.participants.len().saturating_sub(1);
-        if info.is_publisher || !self.updates.must_wait(Instant::now(), recipients) {
-            self.broadcast_update(info, except);
-        } else {
-            self.updates.queue(info.clone());
-        }
-    }
-
-    /// Sends participant `sid`'s held update now (it is about to be named
-    /// in something the others receive, such as its data).
-    pub fn release_update(&mut self, sid: &ParticipantSid) {
-        if !self.updates.holds(sid.as_str()) {
-            return;
-        }
-        if let Some(info) = self.participants.get(sid).map(|p| p.info.clone()) {
-            self.broadcast_update(&info, Some(sid));
-        }
-    }
-
-    /// Sends the held participant updates: one `ParticipantUpdate` (or a few,
-    /// for a large batch) to each participant, without its own info.
-    pub fn flush_updates(&mut self) {
-        if self.updates.is_empty() {
-            return;
-        }
-        let chunks = self.updates.take_chunks();
-        for chunk in chunks {
-            // One encoding for everyone the chunk says nothing about; those
-            // it names get it without themselves, nor another session of
-            // their identity (clients would take that info as their own).
-            let shared = super::SharedResponse::new(proto::SignalResponse {
-                message: Some(Out::Update(proto::ParticipantUpdate {
-                    participants: chunk.clone(),
-                })),
-            });
-            for p in self.participants.values_mut() {
-                let own = p.info.identity.as_str();
-                if !chunk.iter().any(|i| i.identity == own) {
-                    p.send_shared(&shared);
-                    continue;
-                }
-                let participants: Vec<proto::ParticipantInfo> = chunk
-                    .iter()
-                    .filter(|i| i.identity != own)
-                    .cloned()
-                    .collect();
-                if !participants.is_empty() {
-                    p.send(Out::Update(proto::ParticipantUpdate { participants }));
-                }
-            }
-        }
-    }
-
     /// Removes a participant: tells it why (if its signal is up), unpublishes
     /// its tracks and tells the others it left.
     pub fn remove_participant(
