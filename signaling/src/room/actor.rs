@@ -550,13 +550,16 @@ impl RoomActor {
         if self.updates.before_immediate(info) == Before::Flush {
             self.flush_updates();
         }
-        for (sid, p) in self.participants.iter_mut() {
-            if Some(sid) == except {
-                continue;
-            }
-            p.send(Out::Update(proto::ParticipantUpdate {
+        // One message, encoded once, for everyone (metadata may be 512 KiB).
+        let update = super::SharedResponse::new(proto::SignalResponse {
+            message: Some(Out::Update(proto::ParticipantUpdate {
                 participants: vec![info.clone()],
-            }));
+            })),
+        });
+        for (sid, p) in self.participants.iter_mut() {
+            if Some(sid) != except {
+                p.send_shared(&update);
+            }
         }
     }
 

@@ -164,7 +164,12 @@ impl RoomActor {
     /// `except` is the participant itself, which a batch never tells about
     /// itself anyway.
     pub fn announce(&mut self, info: &proto::ParticipantInfo, except: Option<&ParticipantSid>) {
-        let recipients = self.participants.len().saturating_sub(1);
+        // Everyone but the participant itself (gone already, for a leave).
+        let recipients = self
+            .participants
+            .values()
+            .filter(|p| p.info.sid != info.sid)
+            .count();
         if info.is_publisher || !self.updates.must_wait(Instant::now(), recipients) {
             self.broadcast_update(info, except);
         } else {
