@@ -73,7 +73,8 @@ pub(crate) enum RoomCmd {
     Crash,
 }
 
-/// Outgoing signal messages of one WebSocket session. Boxed: tokio's
+/// Outgoing signal messages of one WebSocket session: its own messages, or
+/// messages shared with other sessions (`Outgoing`). Its own are boxed: tokio's
 /// channel allocates its slots 32 at a time, and an unboxed
 /// `SignalResponse` (about 900 bytes, the size of its largest variant) made
 /// each participant's queue cost ~29 KiB when empty and ~29 KiB more per 32

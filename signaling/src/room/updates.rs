@@ -160,8 +160,9 @@ impl UpdateBatch {
 
 impl RoomActor {
     /// A participant joined, became active or left: a publisher's news goes
-    /// at once, anyone else's waits for the next batch (`room::updates`).
-    /// `except` is the participant itself, which a batch never tells about
+    /// at once; anyone else's too while the window's budget allows and
+    /// nothing is held, else it waits for the next flush (module doc).
+    /// `except` is the participant itself, which a flush never tells about
     /// itself anyway.
     pub fn announce(&mut self, info: &proto::ParticipantInfo, except: Option<&ParticipantSid>) {
         // Everyone but the participant itself (gone already, for a leave).
