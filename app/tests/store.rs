@@ -241,6 +241,49 @@ async fn one_batch_keeps_each_message_its_own_outcome() {
     assert!(s.message_by_id("x3").await.expect("load").is_none());
 }
 
+/// A chat's members are read as one JSON array per chat: ids that need
+/// escaping come back as they are, in id order, a membership change shows
+/// in the next send, and a missing chat has none.
+#[tokio::test]
+async fn members_come_back_exact_and_current() {
+    let (s, _dir) = store().await;
+    let odd = "q\"uo\\te-é-\u{1F600}";
+    users(&s, &["a", "b", "c", odd]).await;
+    let group = s
+        .create_group("a", "g", &["c".into(), odd.into()])
+        .await
+        .expect("group");
+    let mut want = vec!["a", "c", odd];
+    want.sort_unstable();
+    assert_eq!(s.members(&group).await.expect("members"), want);
+    let out = s
+        .send(message("m1", &group, "a", "hi"), online(&[]))
+        .await
+        .expect("send");
+    assert_eq!(out.members, want);
+    assert_eq!(
+        out.message.status.get(odd).map(String::as_str),
+        Some("sent")
+    );
+
+    s.add_member(&group, "b").await.expect("add");
+    assert!(s.remove_member(&group, "c").await.expect("remove"));
+    let out = s
+        .send(message("m2", &group, "a", "again"), online(&[]))
+        .await
+        .expect("send");
+    let mut want = vec!["a", "b", odd];
+    want.sort_unstable();
+    assert_eq!(out.members, want);
+    assert!(
+        !out.message.status.contains_key("c"),
+        "a removed member gets no status"
+    );
+    assert_eq!(s.members(&group).await.expect("members"), want);
+
+    assert!(s.members("CH_missing").await.expect("members").is_empty());
+}
+
 #[tokio::test]
 async fn history_pages_newest_first_with_cursors() {
     let (s, _dir) = store().await;

@@ -11,8 +11,9 @@ use sqlx::{AnyConnection, AnyPool, Row};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::chats::{members_json, parse_members};
 use super::messages::NewMessage;
-use super::now_ms;
+use super::{now_ms, Backend};
 use crate::error::Error;
 
 /// Whether a user has a connected socket right now.
@@ -196,8 +197,8 @@ async fn store_batch_once(writer: &AnyPool, batch: &[SendJob]) -> Vec<Result<Sto
 }
 
 /// Stores a whole batch in three statements, whatever its size: the
-/// messages (one multi-row insert), their chats' members, and every
-/// recipient's pending status. Each statement is a hand-off to the
+/// messages (one multi-row insert), their chats' members (a row per chat),
+/// and every recipient's pending status. Each statement is a hand-off to the
 /// connection's thread and back; per message, that was four of them.
 async fn store_many(
     conn: &mut AnyConnection,
@@ -246,21 +247,25 @@ async fn store_many(
         return Ok(batch.iter().map(|_| Stored::Duplicate).collect());
     }
 
-    let mut chats: Vec<&str> = batch
-        .iter()
-        .zip(&seqs)
-        .filter(|(_, s)| s.is_some())
-        .map(|(j, _)| j.msg.chat_id.as_str())
-        .collect();
-    chats.sort_unstable();
-    chats.dedup();
-    let mut sql = String::from(
-        "SELECT c.id, c.type, cm.user_id FROM chats c LEFT JOIN chat_members cm ON cm.chat_id = c.id \
-         WHERE c.id IN (",
+    // chat id -> new messages to it in this batch: the last one takes the
+    // members read, the others copy them.
+    let mut uses: HashMap<&str, usize> = HashMap::new();
+    for (job, _) in batch.iter().zip(&seqs).filter(|(_, s)| s.is_some()) {
+        *uses.entry(job.msg.chat_id.as_str()).or_default() += 1;
+    }
+    let chats: Vec<&str> = uses.keys().copied().collect();
+    let backend = if conn.backend_name() == "SQLite" {
+        Backend::Sqlite
+    } else {
+        Backend::Postgres
+    };
+    let mut sql = format!(
+        "SELECT c.id, c.type, {} FROM chats c WHERE c.id IN (",
+        members_json(backend)
     );
     let mut marks = Marks::for_conn(conn);
     marks.list(&mut sql, chats.len());
-    sql.push_str(") ORDER BY cm.user_id");
+    sql.push(')');
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for c in &chats {
         q = q.bind(*c);
@@ -268,12 +273,11 @@ async fn store_many(
     // chat id -> (direct, members in id order)
     let mut members: HashMap<String, (bool, Vec<String>)> = HashMap::new();
     for r in q.fetch_all(&mut *conn).await? {
-        let e = members
-            .entry(r.get::<String, _>(0))
-            .or_insert_with(|| (r.get::<String, _>(1) == "direct", Vec::new()));
-        if let Some(u) = r.get::<Option<String>, _>(2) {
-            e.1.push(u);
-        }
+        let list = parse_members(&r.get::<String, _>(2))?;
+        members.insert(
+            r.get::<String, _>(0),
+            (r.get::<String, _>(1) == "direct", list),
+        );
     }
 
     let mut sql = String::from(
@@ -298,7 +302,16 @@ async fn store_many(
             out.push(Stored::Duplicate);
             continue;
         };
-        let (direct, list) = members.get(&job.msg.chat_id).cloned().unwrap_or_default();
+        let chat = job.msg.chat_id.as_str();
+        let left = uses.get_mut(chat).map(|n| {
+            *n -= 1;
+            *n
+        });
+        let (direct, list) = match left {
+            Some(0) => members.remove(chat),
+            _ => members.get(chat).cloned(),
+        }
+        .unwrap_or_default();
         let status = statuses(conn, seq, &list, &job.msg.sender, &job.online).await?;
         out.push(Stored::New {
             seq,

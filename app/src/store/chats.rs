@@ -5,8 +5,32 @@ use serde::Serialize;
 use sqlx::{FromRow, Row};
 
 use super::messages::{Message, MessageRow};
-use super::{now_ms, Store};
+use super::{now_ms, Backend, Store};
 use crate::error::{Error, Missing};
+
+/// A chat's members as one JSON array of user ids, in a query whose chat
+/// row is `c`: one row per chat instead of one per member. Every row of a
+/// result crosses from sqlx's SQLite thread to the runtime on its own and
+/// is copied twice on the way, which made reading a 1,000-member group
+/// 1.8-3.3 ms of each message sent to it.
+pub(super) fn members_json(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => {
+            "(SELECT json_group_array(cm.user_id) FROM chat_members cm WHERE cm.chat_id = c.id)"
+        }
+        Backend::Postgres => {
+            "(SELECT COALESCE(json_agg(cm.user_id), '[]')::text FROM chat_members cm WHERE cm.chat_id = c.id)"
+        }
+    }
+}
+
+/// The members [`members_json`] read, in id order.
+pub(super) fn parse_members(json: &str) -> Result<Vec<String>, sqlx::Error> {
+    let mut members: Vec<String> =
+        serde_json::from_str(json).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    members.sort_unstable();
+    Ok(members)
+}
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -130,16 +154,20 @@ impl Store {
             .map(|r| r.get::<String, _>(0)))
     }
 
+    /// A chat's members in id order (none for a chat that does not exist).
     pub async fn members(&self, chat: &str) -> Result<Vec<String>, Error> {
-        Ok(
-            sqlx::query("SELECT user_id FROM chat_members WHERE chat_id = $1 ORDER BY user_id")
-                .bind(chat)
-                .fetch_all(self.pool())
-                .await?
-                .into_iter()
-                .map(|r| r.get::<String, _>(0))
-                .collect(),
-        )
+        let sql = format!(
+            "SELECT {} FROM chats c WHERE c.id = $1",
+            members_json(self.backend())
+        );
+        match sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(chat)
+            .fetch_optional(self.pool())
+            .await?
+        {
+            Some(row) => Ok(parse_members(&row.get::<String, _>(0))?),
+            None => Ok(Vec::new()),
+        }
     }
 
     pub async fn member_role(&self, chat: &str, user: &str) -> Result<Option<String>, Error> {
