@@ -243,21 +243,28 @@ impl Chat {
                 return Vec::new();
             }
         };
-        for member in members {
+        // The sockets are those presence counts (each joins its user's room
+        // right after); one the server no longer holds is skipped.
+        let Some(ns) = self.fanout.io().of("/") else {
+            return Vec::new();
+        };
+        let here = self.presence.sockets_of(members);
+        let mut here = here.into_iter().peekable();
+        for (i, member) in members.iter().enumerate() {
             let recipient = member != target.sender;
-            // A socket being disconnected for being too slow gets nothing more.
-            let sockets: Vec<SocketRef> = self
-                .fanout
-                .io()
-                .to(member.clone())
-                .sockets()
-                .into_iter()
-                .filter(|s| s.extensions.get::<Evicting>().is_none())
-                .collect();
-            if recipient && sockets.is_empty() {
-                absent.push(member);
-            }
-            for s in sockets.into_iter().filter(|s| Some(s.id) != except_socket) {
+            let mut reachable = false;
+            while let Some((_, sid)) = here.next_if(|(j, _)| *j == i) {
+                // A socket being disconnected for being too slow gets nothing more.
+                let Some(s) = ns
+                    .get_socket(sid)
+                    .filter(|s| s.extensions.get::<Evicting>().is_none())
+                else {
+                    continue;
+                };
+                reachable = true;
+                if Some(s.id) == except_socket {
+                    continue;
+                }
                 // The sender's other tabs get it too, with an ack request so
                 // that clients see one shape; their acks confirm nothing.
                 match s
@@ -268,6 +275,9 @@ impl Chat {
                     Ok(_) => {}
                     Err(e) => self.unreachable(&s, &e),
                 }
+            }
+            if recipient && !reachable {
+                absent.push(member);
             }
         }
         tracing::debug!(

@@ -144,6 +144,20 @@ impl Presence {
         self.map().keys().cloned().collect()
     }
 
+    /// The sockets of `users` on this node, as (index in `users`, socket),
+    /// in `users`' order. One look at the map for a whole fan-out: a lookup
+    /// of each member's Socket.IO room was ~1.3 µs a member.
+    pub fn sockets_of(&self, users: &[String]) -> Vec<(usize, Sid)> {
+        let o = self.map();
+        let mut out = Vec::with_capacity(users.len());
+        for (i, user) in users.iter().enumerate() {
+            if let Some(sockets) = o.get(user) {
+                out.extend(sockets.iter().map(|sid| (i, *sid)));
+            }
+        }
+        out
+    }
+
     /// Sockets counted in all.
     pub fn sockets(&self) -> usize {
         self.map().values().map(HashSet::len).sum()
