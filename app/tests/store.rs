@@ -282,6 +282,12 @@ async fn members_come_back_exact_and_current() {
     assert_eq!(s.members(&group).await.expect("members"), want);
 
     assert!(s.members("CH_missing").await.expect("members").is_empty());
+
+    // Everyone gone: an empty list (PostgreSQL's json_agg gives NULL there).
+    for user in want {
+        assert!(s.remove_member(&group, user).await.expect("remove"));
+    }
+    assert!(s.members(&group).await.expect("members").is_empty());
 }
 
 #[tokio::test]

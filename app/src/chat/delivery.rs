@@ -246,7 +246,8 @@ impl Chat {
         // The sockets are those presence counts (each joins its user's room
         // right after); one the server no longer holds is skipped.
         let Some(ns) = self.fanout.io().of("/") else {
-            return Vec::new();
+            // No namespace yet (the node is starting): nobody has a socket here.
+            return members.iter().filter(|m| *m != target.sender).collect();
         };
         let here = self.presence.sockets_of(members);
         let mut here = here.into_iter().peekable();
