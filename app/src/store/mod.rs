@@ -418,7 +418,16 @@ async fn sqlite_pragmas(
          PRAGMA foreign_keys = ON; PRAGMA journal_size_limit = {journal_size_limit};"
     );
     if let Some(n) = autocheckpoint {
-        sql.push_str(&format!(" PRAGMA wal_autocheckpoint = {n};"));
+        // The writer. Its statement journals (SQLite keeps one for a
+        // statement that changes several rows inside a transaction, to undo
+        // that statement alone) spill to a temporary file past 64 KiB, and a
+        // batch's inserts pass that: the writes to it were ~7 % of the node's
+        // CPU at saturation. In memory, each is freed when its statement
+        // ends; it holds only pages that existed before the statement and
+        // that it changed (pages it appends are not journaled).
+        sql.push_str(&format!(
+            " PRAGMA wal_autocheckpoint = {n}; PRAGMA temp_store = MEMORY;"
+        ));
     }
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
         .execute(conn)
