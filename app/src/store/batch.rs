@@ -254,14 +254,9 @@ async fn store_many(
         *uses.entry(job.msg.chat_id.as_str()).or_default() += 1;
     }
     let chats: Vec<&str> = uses.keys().copied().collect();
-    let backend = if conn.backend_name() == "SQLite" {
-        Backend::Sqlite
-    } else {
-        Backend::Postgres
-    };
     let mut sql = format!(
         "SELECT c.id, c.type, {} FROM chats c WHERE c.id IN (",
-        members_json(backend)
+        members_json(Backend::of(conn))
     );
     let mut marks = Marks::for_conn(conn);
     marks.list(&mut sql, chats.len());
@@ -365,7 +360,7 @@ impl Marks {
     /// Markers for `conn`'s database, starting from the first value.
     pub(super) fn for_conn(conn: &AnyConnection) -> Marks {
         Marks {
-            numbered: conn.backend_name() != "SQLite",
+            numbered: Backend::of(conn) == Backend::Postgres,
             next: 1,
         }
     }

@@ -80,6 +80,17 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The database `conn` is open on.
+    pub(crate) fn of(conn: &AnyConnection) -> Backend {
+        if conn.backend_name() == "SQLite" {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        }
+    }
+}
+
 /// Connections a node keeps to PostgreSQL.
 const PG_CONNECTIONS: u32 = 16;
 /// Longest a batch of messages may take on PostgreSQL before its senders
