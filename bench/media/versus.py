@@ -1,0 +1,319 @@
+#!/usr/bin/env python3
+"""One command, one table: Nodo against the other SFUs on the figures issue 13
+asks for, each server a fresh process on CPU 0 and nodo-loadgen on CPU 1,
+the servers alternating step by step (which goes first alternating round by
+round). Medians over rounds.
+
+  bench/media/versus.py [--rounds 2] [--servers nodo,janus] [--capacity 100,150,200]
+                        [--seconds 15] [--json out.jsonl]
+
+The steps (each a run of bench/media/run.py's `run_step`):
+  video    A: 1 simulcast publisher -> 50 subscribers asking for the high layer
+           (CPU per forwarded video packet, added latency, RSS per video
+           subscriber, time to first media);
+  audio    B: 10 audio publishers -> 50 listeners (CPU per audio packet,
+           audio latency);
+  churn    D: 10 joins/s, each participant staying 3 s (CPU-ms per join,
+           time to first media of the joins);
+  idle     E: 300 idle participants (RSS per idle participant);
+  capacity A at each --capacity N: the largest N whose every round lost less
+           than 0.1 % of packets (before retransmission), with the kernel
+           dropping nothing and the generator keeping up. Past the
+           generator's own limit a step is invalid and the search stops.
+
+mediasoup is not run: its worker cannot be built on this machine (its build
+fetches pinned sources from GitHub). Builds nothing: `cargo build --release
+--bin nodo -p nodo-loadgen` first; Janus from Debian (`apt-get install -y
+janus`).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from types import SimpleNamespace
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run  # noqa: E402  (bench/media/run.py)
+
+# name -> (scenario, N, M, extra loadgen flags)
+STEPS = {
+    "video": ("A", 50, None, []),
+    "audio": ("B", 50, 10, []),
+    "churn": ("D", 10, None, ["--churn-life", "3"]),
+    "idle": ("E", 300, None, []),
+}
+
+
+def step_args(a, scenario, m, seconds):
+    return SimpleNamespace(
+        scenario=scenario, m=m, seconds=seconds, settle=a.settle,
+        ramp_rate=a.ramp_rate, nodo=a.nodo, loadgen=a.loadgen,
+        server_cpu=a.server_cpu, loadgen_cpu=a.loadgen_cpu, timeout=a.timeout)
+
+
+def run_one(a, server, name, scenario, n, m, extra, rnd, log_dir):
+    seconds = a.seconds if scenario != "E" else min(a.seconds, 10.0)
+    if a.wait_idle > 0:
+        run.wait_idle(a.wait_idle)
+    try:
+        r = run.run_step(step_args(a, scenario, m, seconds), server, n, extra, log_dir, rnd)
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        print(f"{server} {name} N={n}: {e}", file=sys.stderr)
+        return None
+    r["step"] = name
+    print(f"{server} {name} N={n} round {rnd + 1}: " + json.dumps(r), file=sys.stderr)
+    if a.json:
+        with open(a.json, "a") as f:
+            f.write(json.dumps(r) + "\n")
+    return r
+
+
+def med(rs, how):
+    v = [x for x in (how(r) for r in rs) if isinstance(x, (int, float))]
+    return statistics.median(v) if v else None
+
+
+def lat(kind):
+    key = {"all": "latency_ms", "audio": "latency_audio_ms", "video": "latency_video_ms"}[kind]
+    return lambda q: (lambda r: run.get(r, f"{key}.{q}"))
+
+
+def fits(r):
+    """A capacity step passed: valid, < 0.1 % loss, no kernel drops."""
+    return bool(r and r.get("valid") and (r.get("loss_pct") or 0) < 0.1
+                and not r.get("udp_rcvbuf_errors") and not r.get("udp_in_errors"))
+
+
+def total(r):
+    u, s = r.get("server_user_us_per_pkt"), r.get("server_sys_us_per_pkt")
+    return None if u is None or s is None else u + s
+
+
+# (label, step, how to read one result, digits, which way is better)
+ROWS = [
+    ("CPU per forwarded video packet, user + sys µs", "video", total, 2, "lower"),
+    ("CPU per forwarded video packet, user µs", "video",
+     lambda r: r.get("server_user_us_per_pkt"), 2, "lower"),
+    ("CPU per forwarded video packet, sys µs", "video",
+     lambda r: r.get("server_sys_us_per_pkt"), 2, "lower"),
+    ("CPU per forwarded audio packet, user + sys µs", "audio", total, 2, "lower"),
+    ("CPU per forwarded audio packet, user µs", "audio",
+     lambda r: r.get("server_user_us_per_pkt"), 2, "lower"),
+    ("CPU per forwarded audio packet, sys µs", "audio",
+     lambda r: r.get("server_sys_us_per_pkt"), 2, "lower"),
+    ("added latency p50, video + audio ms", "video", lat("all")("p50"), 2, "lower"),
+    ("added latency p99 ms", "video", lat("all")("p99"), 2, "lower"),
+    ("added latency p99.9 ms", "video", lat("all")("p999"), 2, "lower"),
+    ("added latency p50, audio only ms", "audio", lat("audio")("p50"), 2, "lower"),
+    ("added latency p99, audio only ms", "audio", lat("audio")("p99"), 2, "lower"),
+    ("added latency p99.9, audio only ms", "audio", lat("audio")("p999"), 2, "lower"),
+    ("packets forwarded per second", "video", lambda r: r.get("forwarded_pps"), 0, "same"),
+    ("loss before retransmission %", "video", lambda r: r.get("loss_pct"), 3, "lower"),
+    ("RSS per video subscriber KB", "video",
+     lambda r: r.get("rss_per_participant_kb"), 0, "lower"),
+    ("RSS per idle participant KB", "idle",
+     lambda r: r.get("rss_per_participant_kb"), 0, "lower"),
+    ("CPU-ms per join (with its leave)", "churn", lambda r: r.get("cpu_ms_per_join"), 2, "lower"),
+    ("time to first media p50 ms (joins at 10/s)", "churn",
+     lambda r: run.get(r, "first_media_ms.p50"), 0, "lower"),
+    ("time to first media p50 ms (ramp of 50)", "video",
+     lambda r: run.get(r, "first_media_ms.p50"), 0, "lower"),
+]
+
+
+def where(step):
+    s, n, m, extra = STEPS[step]
+    return {"video": f"A N={n}", "audio": f"B {m}->{n}", "churn": f"D {n}/s",
+            "idle": f"E N={n}"}[step]
+
+
+def table(results, servers, capacity, cap_ns, generator_limit):
+    base = servers[0]
+    others = servers[1:]
+    head = ["figure", "step"] + servers + [f"{o} ÷ {base}" for o in others] + ["better"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 3) + "---|"]
+    for label, step, how, digits, better in ROWS:
+        vals = [med(results.get((sv, step), []), how) for sv in servers]
+        cells = [label, where(step)] + [run.fmt(float(v) if v is not None else None, digits)
+                                        for v in vals]
+        for v in vals[1:]:
+            ok = v is not None and vals[0]
+            cells.append(f"{v / vals[0]:.2f}x" if ok else "–")
+        cells.append(better)
+        out.append("| " + " | ".join(cells) + " |")
+    cap_cells = []
+    for sv in servers:
+        c = capacity.get(sv)
+        if c is None:
+            cap_cells.append("below " + str(cap_ns[0]) if cap_ns else "–")
+        else:
+            cap_cells.append(("≥ " if c == generator_limit.get(sv) else "") + str(c))
+    ratios = []
+    for sv in others:
+        a, b = capacity.get(base), capacity.get(sv)
+        ratios.append(f"{b / a:.2f}x" if a and b else "–")
+    out.append("| " + " | ".join(
+        ["capacity N at < 0.1 % loss", "A, N = " + ",".join(map(str, cap_ns))]
+        + cap_cells + ratios + ["higher"]) + " |")
+    return "\n".join(out)
+
+
+def search_capacity(a, servers, cap_ns, results, log_dir):
+    """Steps A's N up while every round of a server fits (see `capacity_of`);
+    a server that failed a step runs no larger one."""
+    searching = set(servers)
+    for n in cap_ns:
+        for rnd in range(a.rounds):
+            order = [sv for sv in (servers if rnd % 2 == 0 else servers[::-1]) if sv in searching]
+            for sv in order:
+                r = run_one(a, sv, f"capacity {n}", "A", n, None, [], rnd, log_dir)
+                results.setdefault((sv, f"cap{n}"), []).append(r)
+        for sv in list(searching):
+            if not all(fits(r) for r in results.get((sv, f"cap{n}"), [None])):
+                searching.discard(sv)
+
+
+def capacity_of(results, servers, cap_ns):
+    """Per server, the largest N of the search whose every round fit, and,
+    where the search ended on a step the generator could not drive (or never
+    failed), that N as a lower bound ("at least")."""
+    capacity, limit = {}, {}
+    for sv in servers:
+        for n in cap_ns:
+            rs = results.get((sv, f"cap{n}"), [])
+            if rs and all(fits(r) for r in rs):
+                capacity[sv] = n
+                continue
+            gen = any(r and set(r.get("invalid", [])) & {"loadgen_saturated", "loadgen_pacing"}
+                      for r in rs)
+            if (gen or not rs) and sv in capacity:
+                limit[sv] = capacity[sv]
+            break
+        else:
+            if sv in capacity:
+                limit[sv] = capacity[sv]  # every step fit: at least the largest tried
+    return capacity, limit
+
+
+def capacity_steps(results, servers, cap_ns):
+    """What each capacity step carried: a server that moves subscribers to a
+    lower layer under load forwards fewer packets at the same N."""
+    out = ["| A, N | server | packets forwarded /s | of them f layer | loss % | server CPU % | "
+           "p99 ms | fits |", "|---|---|---:|---:|---:|---:|---:|---|"]
+    for n in cap_ns:
+        for sv in servers:
+            rs = [r for r in results.get((sv, f"cap{n}"), []) if r]
+            if not rs:
+                continue
+            def each(how, digits):
+                return ", ".join(run.fmt(float(how(r)), digits) if how(r) is not None else "–"
+                                 for r in rs)
+            share = lambda r: 100.0 * run.get(r, "video_layer_pps.f") / max(r["video_pps"], 1)
+            out.append("| " + " | ".join([
+                str(n), sv, each(lambda r: r.get("forwarded_pps"), 0), each(share, 0) + " %",
+                each(lambda r: r.get("loss_pct"), 3), each(lambda r: r.get("server_cpu_pct"), 0),
+                each(lambda r: run.get(r, "latency_ms.p99"), 0),
+                ", ".join("yes" if fits(r) else "no" + (
+                    " (" + ",".join(r.get("invalid", [])) + ")" if r.get("invalid") else "")
+                    for r in rs)]) + " |")
+    return "\n".join(out)
+
+
+def load(path, servers):
+    """Results as a run with --json wrote them; the capacity steps' Ns."""
+    results, ns = {}, set()
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            step, sv = r.get("step", ""), r.get("server")
+            if sv not in servers:
+                continue
+            if step.startswith("capacity "):
+                n = int(step.split()[1])
+                ns.add(n)
+                step = f"cap{n}"
+            results.setdefault((sv, step), []).append(r)
+    return results, sorted(ns)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--servers", default="nodo,janus",
+                   help="comma-separated, the first is the base of the ratios")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--steps", default="video,audio,churn,idle",
+                   help="which of video, audio, churn, idle")
+    p.add_argument("--capacity", default="100,150,200",
+                   help="A's N steps for the capacity search ('' to skip)")
+    p.add_argument("--seconds", type=float, default=15.0, help="measurement window")
+    p.add_argument("--settle", type=float, default=5.0)
+    p.add_argument("--ramp-rate", type=float, default=25.0, help="joins/s while ramping")
+    p.add_argument("--nodo", default=os.path.join(run.ROOT, "target/release/nodo"))
+    p.add_argument("--loadgen", default=os.path.join(run.ROOT, "target/release/nodo-loadgen"))
+    p.add_argument("--server-cpu", default="0")
+    p.add_argument("--loadgen-cpu", default="1")
+    p.add_argument("--timeout", type=float, default=600, help="per step, seconds")
+    p.add_argument("--wait-idle", type=float, default=60,
+                   help="before each step, wait up to this many seconds for the host "
+                        "to be idle (< 15 %% of a core busy)")
+    p.add_argument("--json", help="append every result line to this file")
+    p.add_argument("--log-dir", help="server and loadgen logs (default: a temp dir)")
+    p.add_argument("--from-json", metavar="FILE",
+                   help="run nothing: print the tables from lines a run wrote with --json")
+    a = p.parse_args()
+    servers = [x.strip() for x in a.servers.split(",") if x.strip()]
+    if not servers or any(sv not in run.SERVERS for sv in servers):
+        sys.exit(f"--servers: pick from {', '.join(run.SERVERS)}")
+    steps = [x.strip() for x in a.steps.split(",") if x.strip()]
+    if any(s not in STEPS for s in steps):
+        sys.exit(f"--steps: pick from {', '.join(STEPS)}")
+    cap_ns = sorted(int(x) for x in a.capacity.split(",") if x.strip())
+    for b in [] if a.from_json else [a.loadgen] + ([a.nodo] if "nodo" in servers else []):
+        if not os.access(b, os.X_OK):
+            sys.exit(f"{b} is missing: cargo build --release --bin nodo -p nodo-loadgen")
+    log_dir = a.log_dir or tempfile.mkdtemp(prefix="nodo-versus-")
+    os.makedirs(log_dir, exist_ok=True)
+
+    if a.from_json:
+        results, cap_ns = load(a.from_json, servers)
+    else:
+        results = {}
+        for rnd in range(a.rounds):
+            order = servers if rnd % 2 == 0 else servers[::-1]
+            for step in steps:
+                scenario, n, m, extra = STEPS[step]
+                for sv in order:
+                    r = run_one(a, sv, step, scenario, n, m, extra, rnd, log_dir)
+                    if r is not None:
+                        results.setdefault((sv, step), []).append(r)
+        search_capacity(a, servers, cap_ns, results, log_dir)
+    capacity, limit = capacity_of(results, servers, cap_ns)
+
+    if a.from_json:
+        print(f"\nFrom {a.from_json}\n")
+    else:
+        print(f"\n{a.rounds} round(s), {a.seconds:g} s windows, server on CPU {a.server_cpu}, "
+              f"nodo-loadgen on CPU {a.loadgen_cpu}; logs in {log_dir}\n")
+    print(table(results, servers, capacity, cap_ns, limit))
+    print()
+    print(capacity_steps(results, servers, cap_ns))
+    print("\nmediasoup: not run (its worker cannot be built on this machine: its build "
+          "fetches pinned sources from GitHub).")
+    invalid = sorted({f"{sv} {r['step']}: {','.join(r.get('invalid', []))}"
+                      for (sv, _), rs in results.items() for r in rs
+                      if r and not r.get("valid")})
+    if invalid:
+        print("\nInvalid runs (other load on the host, the generator behind, kernel drops):")
+        for line in invalid:
+            print(f"- {line}")
+
+
+if __name__ == "__main__":
+    main()
