@@ -252,6 +252,20 @@ def compare(scenario, rows, servers):
     return "\n".join(out)
 
 
+def runner_args(p, timeout, wait_idle):
+    """The flags every runner shares: binaries, CPUs, limits, output."""
+    p.add_argument("--nodo", default=os.path.join(ROOT, "target/release/nodo"))
+    p.add_argument("--loadgen", default=os.path.join(ROOT, "target/release/nodo-loadgen"))
+    p.add_argument("--server-cpu", default="0")
+    p.add_argument("--loadgen-cpu", default="1")
+    p.add_argument("--timeout", type=float, default=timeout, help="per step, seconds")
+    p.add_argument("--wait-idle", type=float, default=wait_idle,
+                   help="before each step, wait up to this many seconds for the host "
+                        "to be idle (< 15 %% of a core busy)")
+    p.add_argument("--json", help="append every result line to this file")
+    p.add_argument("--log-dir", help="server and loadgen logs (default: a temp dir)")
+
+
 def main():
     argv = sys.argv[1:]
     extra = []
@@ -270,16 +284,7 @@ def main():
     p.add_argument("--settle", type=float, default=5.0)
     p.add_argument("--ramp-rate", type=float, default=20.0, help="joins/s while ramping")
     p.add_argument("--rounds", type=int, default=1, help="runs per step (fresh server each)")
-    p.add_argument("--nodo", default=os.path.join(ROOT, "target/release/nodo"))
-    p.add_argument("--loadgen", default=os.path.join(ROOT, "target/release/nodo-loadgen"))
-    p.add_argument("--server-cpu", default="0")
-    p.add_argument("--loadgen-cpu", default="1")
-    p.add_argument("--timeout", type=float, default=900, help="per step, seconds")
-    p.add_argument("--wait-idle", type=float, default=0,
-                   help="before each step, wait up to this many seconds for the host "
-                        "to be idle (< 15 %% of a core busy)")
-    p.add_argument("--json", help="append every result line to this file")
-    p.add_argument("--log-dir", help="server and loadgen logs (default: a temp dir)")
+    runner_args(p, timeout=900, wait_idle=0)
     a = p.parse_args(argv)
     servers = [x.strip() for x in a.servers.split(",") if x.strip()]
     if not servers or any(sv not in SERVERS for sv in servers):

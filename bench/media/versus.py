@@ -255,16 +255,7 @@ def main():
     p.add_argument("--seconds", type=float, default=15.0, help="measurement window")
     p.add_argument("--settle", type=float, default=5.0)
     p.add_argument("--ramp-rate", type=float, default=25.0, help="joins/s while ramping")
-    p.add_argument("--nodo", default=os.path.join(run.ROOT, "target/release/nodo"))
-    p.add_argument("--loadgen", default=os.path.join(run.ROOT, "target/release/nodo-loadgen"))
-    p.add_argument("--server-cpu", default="0")
-    p.add_argument("--loadgen-cpu", default="1")
-    p.add_argument("--timeout", type=float, default=600, help="per step, seconds")
-    p.add_argument("--wait-idle", type=float, default=60,
-                   help="before each step, wait up to this many seconds for the host "
-                        "to be idle (< 15 %% of a core busy)")
-    p.add_argument("--json", help="append every result line to this file")
-    p.add_argument("--log-dir", help="server and loadgen logs (default: a temp dir)")
+    run.runner_args(p, timeout=600, wait_idle=60)
     p.add_argument("--from-json", metavar="FILE",
                    help="run nothing: print the tables from lines a run wrote with --json")
     a = p.parse_args()
