@@ -269,6 +269,8 @@ def main():
     for b in [] if a.from_json else [a.loadgen] + ([a.nodo] if "nodo" in servers else []):
         if not os.access(b, os.X_OK):
             sys.exit(f"{b} is missing: cargo build --release --bin nodo -p nodo-loadgen")
+    if not a.from_json and "janus" in servers and not os.access(run.janus.JANUS, os.X_OK):
+        sys.exit("janus is missing: apt-get install -y janus (or --servers nodo)")
     log_dir = a.log_dir or tempfile.mkdtemp(prefix="nodo-versus-")
     os.makedirs(log_dir, exist_ok=True)
 
