@@ -88,19 +88,14 @@ def fits(r):
                 and not r.get("udp_rcvbuf_errors") and not r.get("udp_in_errors"))
 
 
-def total(r):
-    u, s = r.get("server_user_us_per_pkt"), r.get("server_sys_us_per_pkt")
-    return None if u is None or s is None else u + s
-
-
 # (label, step, how to read one result, digits, which way is better)
 ROWS = [
-    ("CPU per forwarded video packet, user + sys µs", "video", total, 2, "lower"),
+    ("CPU per forwarded video packet, user + sys µs", "video", run.total_us, 2, "lower"),
     ("CPU per forwarded video packet, user µs", "video",
      lambda r: r.get("server_user_us_per_pkt"), 2, "lower"),
     ("CPU per forwarded video packet, sys µs", "video",
      lambda r: r.get("server_sys_us_per_pkt"), 2, "lower"),
-    ("CPU per forwarded audio packet, user + sys µs", "audio", total, 2, "lower"),
+    ("CPU per forwarded audio packet, user + sys µs", "audio", run.total_us, 2, "lower"),
     ("CPU per forwarded audio packet, user µs", "audio",
      lambda r: r.get("server_user_us_per_pkt"), 2, "lower"),
     ("CPU per forwarded audio packet, sys µs", "audio",
