@@ -237,6 +237,28 @@ def load(path, servers):
     return results, sorted(ns)
 
 
+def run_all(a, servers, steps, cap_ns):
+    """Runs every step, then the capacity search; returns (results, log dir)."""
+    for b in [a.loadgen] + ([a.nodo] if "nodo" in servers else []):
+        if not os.access(b, os.X_OK):
+            sys.exit(f"{b} is missing: cargo build --release --bin nodo -p nodo-loadgen")
+    if "janus" in servers and not os.access(run.janus.JANUS, os.X_OK):
+        sys.exit("janus is missing: apt-get install -y janus (or --servers nodo)")
+    log_dir = a.log_dir or tempfile.mkdtemp(prefix="nodo-versus-")
+    os.makedirs(log_dir, exist_ok=True)
+    results = {}
+    for rnd in range(a.rounds):
+        order = servers if rnd % 2 == 0 else servers[::-1]
+        for step in steps:
+            scenario, n, m, extra = STEPS[step]
+            for sv in order:
+                r = run_one(a, sv, step, scenario, n, m, extra, rnd, log_dir)
+                if r is not None:
+                    results.setdefault((sv, step), []).append(r)
+    search_capacity(a, servers, cap_ns, results, log_dir)
+    return results, log_dir
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -261,34 +283,14 @@ def main():
     if any(s not in STEPS for s in steps):
         sys.exit(f"--steps: pick from {', '.join(STEPS)}")
     cap_ns = sorted(int(x) for x in a.capacity.split(",") if x.strip())
-    for b in [] if a.from_json else [a.loadgen] + ([a.nodo] if "nodo" in servers else []):
-        if not os.access(b, os.X_OK):
-            sys.exit(f"{b} is missing: cargo build --release --bin nodo -p nodo-loadgen")
-    if not a.from_json and "janus" in servers and not os.access(run.janus.JANUS, os.X_OK):
-        sys.exit("janus is missing: apt-get install -y janus (or --servers nodo)")
-    log_dir = a.log_dir or tempfile.mkdtemp(prefix="nodo-versus-")
-    os.makedirs(log_dir, exist_ok=True)
-
     if a.from_json:
         results, cap_ns = load(a.from_json, servers)
-    else:
-        results = {}
-        for rnd in range(a.rounds):
-            order = servers if rnd % 2 == 0 else servers[::-1]
-            for step in steps:
-                scenario, n, m, extra = STEPS[step]
-                for sv in order:
-                    r = run_one(a, sv, step, scenario, n, m, extra, rnd, log_dir)
-                    if r is not None:
-                        results.setdefault((sv, step), []).append(r)
-        search_capacity(a, servers, cap_ns, results, log_dir)
-    capacity, limit = capacity_of(results, servers, cap_ns)
-
-    if a.from_json:
         print(f"\nFrom {a.from_json}\n")
     else:
+        results, log_dir = run_all(a, servers, steps, cap_ns)
         print(f"\n{a.rounds} round(s), {a.seconds:g} s windows, server on CPU {a.server_cpu}, "
               f"nodo-loadgen on CPU {a.loadgen_cpu}; logs in {log_dir}\n")
+    capacity, limit = capacity_of(results, servers, cap_ns)
     print(table(results, servers, capacity, cap_ns, limit))
     print()
     print(capacity_steps(results, servers, cap_ns))
