@@ -46,6 +46,7 @@ mod keyframe;
 pub mod metrics;
 pub mod net;
 mod peer;
+mod rates;
 mod red;
 mod rewrite;
 mod room;

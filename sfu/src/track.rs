@@ -53,10 +53,6 @@ pub enum OutPt {
     Unred { opus_from: Pt, opus_to: Pt },
 }
 
-/// Layer ticks a layer's bitrate is averaged over (2 s at 250 ms): long
-/// enough that a keyframe or a burst of frames does not swing the layer choice.
-pub const RATE_TICKS: usize = 8;
-
 /// A layer counts as live when it delivered a packet this recently.
 const LAYER_LIVE: Duration = Duration::from_millis(1500);
 
@@ -71,13 +67,8 @@ pub(crate) struct Track {
     pub simulcast: bool,
     /// Last packet per layer (index = Layer as usize); index 0 for non-simulcast.
     pub last_packet: [Option<Instant>; 3],
-    /// Bytes per layer since the last layer tick.
-    pub bytes: [u64; 3],
-    /// Bits/s per layer over the last `RATE_TICKS` layer ticks.
-    pub rate: [u64; 3],
-    /// The window behind `rate`: bytes per layer and seconds of each tick.
-    pub rate_window: [([u64; 3], f64); RATE_TICKS],
-    pub rate_pos: usize,
+    /// What each layer sends (bits/s in `rates.rate`).
+    pub rates: crate::rates::LayerRates,
     /// Last keyframe request per layer, to throttle PLIs towards the publisher.
     pub last_pli: [Option<Instant>; 3],
     /// Per layer, the publisher stream (SSRC) whose losses Nodo NACKs (see
@@ -125,6 +116,10 @@ pub(crate) struct Subscription {
     pub pt_map: Vec<(Pt, OutPt)>,
     /// Bandwidth cap from the subscriber's estimate.
     pub bwe_cap: Layer,
+    /// Whether `bwe_cap` has been set from an estimate yet. The first cap is
+    /// where the subscription starts (a connection's first estimate is
+    /// str0m's start value), not a congestion: it holds nothing back.
+    pub bwe_decided: bool,
     /// After the cap went down, it may not go up before this instant.
     pub bwe_hold_until: Option<Instant>,
     /// When forwarding last stopped because the subscriber's pacer backed up.
@@ -160,23 +155,6 @@ impl Track {
         match (red, last) {
             (Some(opus), Some(last)) => crate::red::recover(last, seq, ts, payload, opus),
             _ => Vec::new(),
-        }
-    }
-
-    /// Closes a rate tick of `elapsed` seconds: `rate` becomes the average
-    /// over the window.
-    pub fn tick_rates(&mut self, elapsed: f64) {
-        self.rate_window[self.rate_pos] = (self.bytes, elapsed);
-        self.rate_pos = (self.rate_pos + 1) % RATE_TICKS;
-        self.bytes = [0; 3];
-        let secs: f64 = self.rate_window.iter().map(|(_, s)| s).sum();
-        for i in 0..3 {
-            let bytes: u64 = self.rate_window.iter().map(|(b, _)| b[i]).sum();
-            self.rate[i] = if secs > 0.0 {
-                (bytes as f64 * 8.0 / secs) as u64
-            } else {
-                0
-            };
         }
     }
 

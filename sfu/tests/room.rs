@@ -579,14 +579,26 @@ fn a_capped_subscriber_moves_to_the_low_layer_and_keeps_its_audio() {
 fn a_congested_subscribers_stale_backlog_is_dropped() {
     let (mut w, b) = bob_gets_alices_simulcast();
     assert_eq!(w.counter("rtp_stale_backlog_dropped_packets"), 0);
-    // Under the medium layer (~140 kbit/s with headers), over the low one.
+    // The link falls to under the medium layer (~140 kbit/s with headers),
+    // over the low one, while the publisher's encoder is slow to answer
+    // keyframe requests: bob stays on the high layer until a low-layer
+    // keyframe comes, and his pacer backs up meanwhile. (With keyframes on
+    // request, the room reads the cap from the estimate and moves bob down
+    // before his pacer holds much.)
+    // The cap comes half-way between two of the publisher's periodic
+    // keyframes (every 3 s, at 0, 3, 6 s of the world's time), whose low
+    // layer would otherwise end the wait.
+    let a = 0;
+    w.run(Duration::from_millis(1500));
+    w.clients[a].ignores_keyframe_requests = true;
     let sub_addr = w.clients[b].sub_addr;
     w.downlink_loss = Some(harness::rate_cap_to(sub_addr, 100_000, 3_125));
-    w.run(secs(2));
+    w.run(Duration::from_millis(1200));
+    w.clients[a].ignores_keyframe_requests = false;
+    w.run(Duration::from_millis(800));
     // The counter is what the pacer held when the subscription was moved
-    // off its layer. The harness's pacer backlog is short (~10 packets at
-    // 100 kbit/s); what dropping it saves on a real capped link is measured
-    // by `bench/impair.py --only cap300` (bench/README.md).
+    // off its layer. What dropping it saves on a real capped link is
+    // measured by `bench/impair.py --only cap300` (bench/README.md).
     assert!(
         w.counter("rtp_stale_backlog_dropped_packets") > 0,
         "no backlog was dropped"

@@ -108,13 +108,13 @@ impl MediaRoom {
         for t in self.tracks.values() {
             for s in &t.subscribers {
                 if t.kind == TrackKind::Audio {
-                    *audio_bps.entry(s.peer).or_default() += t.rate[0];
+                    *audio_bps.entry(s.peer).or_default() += t.rates.rate[0];
                 } else if !s.settings.disabled {
                     *video_subs.entry(s.peer).or_default() += 1;
                     let floor = if t.simulcast {
-                        t.rate[Layer::Low as usize]
+                        t.rates.rate[Layer::Low as usize]
                     } else {
-                        t.rate[0]
+                        t.rates.rate[0]
                     };
                     *video_floor.entry(s.peer).or_default() += floor;
                 }
@@ -122,14 +122,13 @@ impl MediaRoom {
         }
         self.set_red(&audio_bps, &video_floor);
         for t in self.tracks.values_mut().filter(|t| t.simulcast) {
-            // Payload bytes plus RTP/SRTP/UDP/IP headers (~5 % at video packet sizes).
-            let rates = t.rate.map(|r| r + r / 20);
+            // Headers included (`rates::PACKET_OVERHEAD`).
+            let rates = t.rates.rate;
             for s in t.subscribers.iter_mut() {
                 let Some(est) = self.peers.get(&s.peer).and_then(|p| p.estimate) else {
                     continue;
                 };
                 let audio = audio_bps.get(&s.peer).copied().unwrap_or(0);
-                let audio = audio + audio / 4; // headers are a large share of small packets
                 let videos = video_subs.get(&s.peer).copied().unwrap_or(1).max(1);
                 let share = est.as_u64().saturating_sub(audio) / videos;
                 let held = s.bwe_hold_until.is_some_and(|t| now < t);
@@ -151,9 +150,10 @@ impl MediaRoom {
                     .copied()
                     .find(|l| fits(*l))
                     .unwrap_or(Layer::Low);
-                if cap < s.bwe_cap {
+                if cap < s.bwe_cap && s.bwe_decided {
                     s.bwe_hold_until = Some(now + s.bwe_hold.max(BWE_HOLD));
                 }
+                s.bwe_decided = true;
                 // Up one layer at a time: a wrong guess then costs the least.
                 let cap = if cap > s.bwe_cap {
                     Layer::ALL
@@ -192,11 +192,11 @@ impl MediaRoom {
                 continue;
             }
             let low = if t.simulcast {
-                t.rate[Layer::Low as usize]
+                t.rates.rate[Layer::Low as usize]
             } else {
-                t.rate[0]
+                t.rates.rate[0]
             };
-            let floor = low + low / 20;
+            let floor = low;
             for s in t.subscribers.iter_mut() {
                 let Some(p) = self.peers.get(&s.peer) else {
                     continue;
@@ -213,7 +213,7 @@ impl MediaRoom {
                 };
                 let audio = audio_bps.get(&s.peer).copied().unwrap_or(0);
                 let videos = video_subs.get(&s.peer).copied().unwrap_or(1).max(1);
-                let share = est.saturating_sub(audio + audio / 4) / videos;
+                let share = est.saturating_sub(audio) / videos;
                 let held = s.bwe_hold_until.is_some_and(|h| now < h);
                 if !s.bwe_paused && floor > share && !s.settings.disabled {
                     // A marginal link does not pause and resume in turn.
@@ -256,7 +256,7 @@ impl MediaRoom {
             let Some(est) = p.estimate.map(|e| e.as_u64()) else {
                 continue;
             };
-            let need = audio + audio / 4 + video_floor.get(peer).copied().unwrap_or(0);
+            let need = audio + video_floor.get(peer).copied().unwrap_or(0);
             let off = if p.red_off {
                 est < need * 3 / 2
             } else {
@@ -279,16 +279,16 @@ impl MediaRoom {
         // down, any congested lately, any paused for bandwidth.
         let mut desired: HashMap<PeerId, (u64, bool, bool, bool)> = HashMap::new();
         for t in self.tracks.values() {
-            let top = t.rate.iter().copied().max().unwrap_or(0);
+            let top = t.rates.rate.iter().copied().max().unwrap_or(0);
             for s in t.subscribers.iter().filter(|s| !s.settings.disabled) {
                 let held = s.bwe_hold_until.is_some_and(|h| now < h);
                 if s.bwe_paused {
                     // Probe for the lowest layer, hold or not: nothing else
                     // would let the estimate grow back to it.
                     let low = if t.simulcast {
-                        t.rate[Layer::Low as usize]
+                        t.rates.rate[Layer::Low as usize]
                     } else {
-                        t.rate[0]
+                        t.rates.rate[0]
                     };
                     let e = desired.entry(s.peer).or_default();
                     e.0 += low;
@@ -307,7 +307,7 @@ impl MediaRoom {
                             .unwrap_or(s.bwe_cap)
                             .min(wanted)
                     };
-                    match t.rate[layer as usize] {
+                    match t.rates.rate[layer as usize] {
                         0 => top,
                         r => r,
                     }

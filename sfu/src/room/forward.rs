@@ -69,7 +69,6 @@ impl MediaRoom {
         let layer = rid.and_then(|r| Layer::from_rid(&r));
         let idx = Track::layer_index(layer);
         track.last_packet[idx] = Some(now);
-        track.bytes[idx] += pkt.payload.len() as u64;
         let counts = &mut self.metrics.counts;
         if track.kind == TrackKind::Audio {
             counts.audio_in += 1;
@@ -89,6 +88,8 @@ impl MediaRoom {
             }
         }
         let Some(params) = track.codecs.get(&pkt.header.payload_type).copied() else {
+            let ts = pkt.header.timestamp;
+            track.rates.packet(idx, pkt.payload.len(), ts, false);
             return;
         };
         if track.nack_ssrc[idx] != Some(ssrc) && params.fb_nack() {
@@ -124,6 +125,7 @@ impl MediaRoom {
         let keyframe = is_video && starts_keyframe(codec, &pkt.payload);
         let seq: u64 = *pkt.seq_no;
         let ts = pkt.header.timestamp;
+        track.rates.packet(idx, pkt.payload.len(), ts, keyframe);
         if keyframe {
             tracing::debug!(track = %track_sid, ?layer, seq, "keyframe from the publisher");
             track.awaiting_keyframe[idx] = None;
@@ -397,7 +399,7 @@ impl MediaRoom {
         self.next_layer_tick = now + LAYER_TICK;
         // Bitrates per layer.
         for t in self.tracks.values_mut() {
-            t.tick_rates(elapsed);
+            t.rates.tick(elapsed);
         }
         self.apply_bandwidth_caps(now);
         self.set_probe_targets(now);

@@ -50,6 +50,9 @@ pub struct Client {
     /// Layers this publisher does not send (as a client told by dynacast,
     /// or one whose camera stalled).
     pub paused_layers: [bool; 3],
+    /// Publisher: keyframe requests are counted but not answered (an
+    /// encoder that limits its keyframes); periodic keyframes still come.
+    pub ignores_keyframe_requests: bool,
     /// Signaling v1: one connection (`publisher`) carries everything.
     pub single: bool,
     /// Single: the answers the room gave, with their `mid_to_track_id`.
@@ -259,6 +262,7 @@ impl World {
             video_mid: None,
             video_written: [0; 3],
             paused_layers: [false; 3],
+            ignores_keyframe_requests: false,
             single,
             answers: Vec::new(),
             recv_mids: Vec::new(),
@@ -659,7 +663,9 @@ impl World {
                             c.received.push((d.mid, d.data.to_vec()))
                         }
                         Event::KeyframeRequest(k) if publisher => {
-                            c.keyframe_requests.push(k.rid);
+                            if !c.ignores_keyframe_requests {
+                                c.keyframe_requests.push(k.rid);
+                            }
                             c.keyframe_requests_total += 1;
                         }
                         Event::ChannelOpen(id, label) => {
