@@ -50,9 +50,9 @@ pub struct Client {
     /// Layers this publisher does not send (as a client told by dynacast,
     /// or one whose camera stalled).
     pub paused_layers: [bool; 3],
-    /// Publisher: keyframe requests are counted but not answered (an
-    /// encoder that limits its keyframes); periodic keyframes still come.
-    pub ignores_keyframe_requests: bool,
+    /// Publisher: sends no keyframe, periodic or asked for, while set (an
+    /// encoder that limits its keyframes); requests wait until it is cleared.
+    pub holds_keyframes: bool,
     /// Signaling v1: one connection (`publisher`) carries everything.
     pub single: bool,
     /// Single: the answers the room gave, with their `mid_to_track_id`.
@@ -262,7 +262,7 @@ impl World {
             video_mid: None,
             video_written: [0; 3],
             paused_layers: [false; 3],
-            ignores_keyframe_requests: false,
+            holds_keyframes: false,
             single,
             answers: Vec::new(),
             recv_mids: Vec::new(),
@@ -429,14 +429,19 @@ impl World {
                 }
                 _ => vec![None],
             };
-            let requested: Vec<Option<Rid>> = std::mem::take(&mut c.keyframe_requests);
+            let requested: Vec<Option<Rid>> = if c.holds_keyframes {
+                Vec::new()
+            } else {
+                std::mem::take(&mut c.keyframe_requests)
+            };
             for (layer, rid) in rids.iter().enumerate() {
                 if c.paused_layers[layer] {
                     continue;
                 }
                 // VP8 frame tag: bit 0 clear on key frames. Every 3 s, or on request.
-                let key =
-                    frame.is_multiple_of(90) || requested.iter().any(|r| r.is_none() || r == rid);
+                let key = !c.holds_keyframes
+                    && (frame.is_multiple_of(90)
+                        || requested.iter().any(|r| r.is_none() || r == rid));
                 let mut payload = vec![if key { 0x10 } else { 0x11 }, layer as u8, frame as u8];
                 payload.resize(200 + 300 * layer, 0xaa);
                 payload[3..11].copy_from_slice(&frame.to_be_bytes());
@@ -663,9 +668,7 @@ impl World {
                             c.received.push((d.mid, d.data.to_vec()))
                         }
                         Event::KeyframeRequest(k) if publisher => {
-                            if !c.ignores_keyframe_requests {
-                                c.keyframe_requests.push(k.rid);
-                            }
+                            c.keyframe_requests.push(k.rid);
                             c.keyframe_requests_total += 1;
                         }
                         Event::ChannelOpen(id, label) => {
