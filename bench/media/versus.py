@@ -13,6 +13,11 @@ The steps (each a run of bench/media/run.py's `run_step`):
            subscriber, time to first media);
   audio    B: 10 audio publishers -> 50 listeners (CPU per audio packet,
            audio latency);
+  meeting  C: an 8 x 8 meeting, everyone publishing simulcast video and
+           audio and receiving everyone else at the high layer (CPU per
+           packet, latency, loss and RSS per participant in a meeting; the
+           window starts --settle s after the joins, so it includes the
+           subscribers' climb to the high layer);
   churn    D: 10 joins/s, each participant staying 3 s (CPU-ms per join,
            time to first media of the joins);
   idle     E: 300 idle participants (RSS per idle participant);
@@ -43,6 +48,7 @@ import run  # noqa: E402  (bench/media/run.py)
 STEPS = {
     "video": ("A", 50, None, []),
     "audio": ("B", 50, 10, []),
+    "meeting": ("C", 8, None, []),
     "churn": ("D", 10, None, ["--churn-life", "3"]),
     "idle": ("E", 300, None, []),
 }
@@ -82,6 +88,13 @@ def lat(kind):
     return lambda q: (lambda r: run.get(r, f"{key}.{q}"))
 
 
+def f_share(r):
+    """Per cent of the video forwarded on the high (f) layer."""
+    layers = r.get("video_layer_pps") or {}
+    total = sum(layers.values())
+    return 100.0 * layers.get("f", 0) / total if total else None
+
+
 def fits(r):
     """A capacity step passed: valid, < 0.1 % loss, no kernel drops."""
     return bool(r and r.get("valid") and (r.get("loss_pct") or 0) < 0.1
@@ -108,6 +121,16 @@ ROWS = [
     ("added latency p99.9, audio only ms", "audio", lat("audio")("p999"), 2, "lower"),
     ("packets forwarded per second", "video", lambda r: r.get("forwarded_pps"), 0, "same"),
     ("loss before retransmission %", "video", lambda r: r.get("loss_pct"), 3, "lower"),
+    ("meeting: CPU per forwarded packet, user + sys µs", "meeting", run.total_us, 2, "lower"),
+    ("meeting: added latency p50 ms, video", "meeting", lat("video")("p50"), 2, "lower"),
+    ("meeting: added latency p99 ms, video", "meeting", lat("video")("p99"), 2, "lower"),
+    ("meeting: added latency p99 ms, audio", "meeting", lat("audio")("p99"), 2, "lower"),
+    ("meeting: loss before retransmission %", "meeting", lambda r: r.get("loss_pct"), 3, "lower"),
+    ("meeting: share of video on the high layer %", "meeting", f_share, 1, "higher"),
+    ("meeting: keyframe requests to publishers per s", "meeting",
+     lambda r: r["pli_to_publishers"] / r["seconds"] if r.get("seconds") else None, 1, "lower"),
+    ("meeting: RSS per participant KB", "meeting",
+     lambda r: r.get("rss_per_participant_kb"), 0, "lower"),
     ("RSS per video subscriber KB", "video",
      lambda r: r.get("rss_per_participant_kb"), 0, "lower"),
     ("RSS per idle participant KB", "idle",
@@ -123,7 +146,7 @@ ROWS = [
 def where(step):
     s, n, m, extra = STEPS[step]
     return {"video": f"A N={n}", "audio": f"B {m}->{n}", "churn": f"D {n}/s",
-            "idle": f"E N={n}"}[step]
+            "idle": f"E N={n}", "meeting": f"C {n}x{n}"}[step]
 
 
 def table(results, servers, capacity, cap_ns, generator_limit):
@@ -265,8 +288,8 @@ def main():
     p.add_argument("--servers", default="nodo,janus",
                    help="comma-separated, the first is the base of the ratios")
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--steps", default="video,audio,churn,idle",
-                   help="which of video, audio, churn, idle")
+    p.add_argument("--steps", default="video,audio,meeting,churn,idle",
+                   help="which of video, audio, meeting, churn, idle")
     p.add_argument("--capacity", default="100,150,200",
                    help="A's N steps for the capacity search ('' to skip)")
     p.add_argument("--seconds", type=float, default=15.0, help="measurement window")
