@@ -11,7 +11,7 @@
 
 /// Layer ticks a layer's frames between keyframes are averaged over (2 s at
 /// 250 ms).
-pub const RATE_TICKS: usize = 8;
+const RATE_TICKS: usize = 8;
 
 /// Layer ticks its keyframes are averaged over (8 s at 250 ms).
 const KEY_TICKS: usize = 32;
@@ -26,7 +26,7 @@ const KEY_WINDOW_MIN_SECS: f64 = 2.0;
 /// with HMAC-SHA1), UDP (8) and IPv4 (20). Counted per packet because it is
 /// a fifth of an Opus packet or of a low layer's small packets, and a
 /// twentieth of a full one.
-pub const PACKET_OVERHEAD: usize = 64;
+const PACKET_OVERHEAD: usize = 64;
 
 /// Bytes and bitrates per layer (index = `Layer as usize`; 0 for a track
 /// without simulcast).

@@ -191,12 +191,11 @@ impl MediaRoom {
             if t.kind != TrackKind::Video {
                 continue;
             }
-            let low = if t.simulcast {
+            let floor = if t.simulcast {
                 t.rates.rate[Layer::Low as usize]
             } else {
                 t.rates.rate[0]
             };
-            let floor = low;
             for s in t.subscribers.iter_mut() {
                 let Some(p) = self.peers.get(&s.peer) else {
                     continue;
