@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use str0m::ice::StunMessage;
 use str0m::net::{Protocol, Transmit};
@@ -127,9 +127,28 @@ struct Routes {
     by_addr: HashMap<SocketAddr, Route>,
     /// What to forget when a peer goes away.
     keys: HashMap<PeerId, (Vec<String>, Vec<SocketAddr>)>,
+    /// ICE checks a peer sent to an address that has not yet sent it one,
+    /// by STUN transaction id: the answer carries no USERNAME, so it is
+    /// routed by the id it echoes (see [`Net::route`]).
+    checks: HashMap<[u8; 12], SentCheck>,
     /// Writers of open ICE-TCP connections, by remote address.
     tcp: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
 }
+
+/// An ICE check waiting for its answer from an address not yet routed.
+struct SentCheck {
+    to: SocketAddr,
+    route: Route,
+    at: Instant,
+}
+
+/// Checks remembered at once; past it, those older than [`CHECK_MEMORY`]
+/// are forgotten, and a new one is not remembered while none is.
+const MAX_SENT_CHECKS: usize = 4096;
+
+/// How long an unanswered check is remembered (str0m gives a check up
+/// after ~8 s of retransmissions; an answer later than that is useless).
+const CHECK_MEMORY: Duration = Duration::from_secs(10);
 
 struct UdpPort {
     socket: Arc<UdpSocket>,
@@ -283,6 +302,45 @@ impl Net {
                 }
             }
         }
+        if !r.checks.is_empty() {
+            r.checks.retain(|_, c| c.route.peer != peer);
+        }
+    }
+
+    /// Remembers an ICE check a peer sends to an address that has not sent
+    /// it one yet. Its answer has no USERNAME to route it by, and the
+    /// address is unknown until the client's own check arrives: without
+    /// this the answer is dropped whenever it comes first (a client that
+    /// answers before it checks, or whose checks start later), and the pair
+    /// waits for str0m's retransmission, 250 ms on.
+    fn remember_check(&self, t: &Transmit) {
+        let Some((id, ufrag)) = sent_check(&t.contents) else {
+            return;
+        };
+        let route = {
+            let r = self.routes();
+            let Some(route) = r.by_ufrag.get(&ufrag) else {
+                return;
+            };
+            if r.by_addr
+                .get(&t.destination)
+                .is_some_and(|x| x.peer == route.peer)
+            {
+                return;
+            }
+            route.clone()
+        };
+        let now = Instant::now();
+        let mut r = self.routes_mut();
+        if r.checks.len() >= MAX_SENT_CHECKS {
+            r.checks
+                .retain(|_, c| now.duration_since(c.at) < CHECK_MEMORY);
+            if r.checks.len() >= MAX_SENT_CHECKS {
+                return;
+            }
+        }
+        let to = t.destination;
+        r.checks.insert(id, SentCheck { to, route, at: now });
     }
 
     /// Puts one packet on the wire. Never blocks: a full socket buffer drops
@@ -290,6 +348,7 @@ impl Net {
     pub fn send(&self, t: &Transmit) {
         match t.proto {
             Protocol::Udp => {
+                self.remember_check(t);
                 if let Some(relay) = self.local_relay.get() {
                     if relay.deliver(t.source, t.destination, &t.contents) {
                         return;
@@ -335,7 +394,23 @@ impl Net {
             }
             return Some(route);
         }
-        self.routes().by_addr.get(&source).cloned()
+        if let Some(route) = self.routes().by_addr.get(&source).cloned() {
+            return Some(route);
+        }
+        // The answer to a check sent before the address sent one: the
+        // transaction id it echoes names the peer, and proves that whoever
+        // answers got our check.
+        let id = check_answer(data)?;
+        let mut r = self.routes_mut();
+        let sent = r.checks.remove(&id)?;
+        if sent.to != source {
+            r.checks.insert(id, sent);
+            return None;
+        }
+        let route = sent.route;
+        r.by_addr.insert(source, route.clone());
+        r.keys.entry(route.peer).or_default().1.push(source);
+        Some(route)
     }
 
     /// Hands packets for the node's own TURN relayed addresses to `relay`.
@@ -425,9 +500,37 @@ fn stun_ufrag(data: &[u8]) -> Option<String> {
     Some(local.to_string())
 }
 
+/// The transaction id of a STUN binding request we send, and our local
+/// ufrag in it (`USERNAME` = `remote:local`).
+fn sent_check(data: &[u8]) -> Option<([u8; 12], String)> {
+    // Type 0x0001: a binding request; anything else on the wire goes by.
+    if data.len() < 20 || data[0] != 0 || data[1] != 1 {
+        return None;
+    }
+    let msg = StunMessage::parse(data).ok()?;
+    let (_, local) = msg.split_username()?;
+    Some((transaction_id(data)?, local.to_string()))
+}
+
+/// The transaction id of a binding response (success or error).
+fn check_answer(data: &[u8]) -> Option<[u8; 12]> {
+    // Types 0x0101 (success) and 0x0111 (error).
+    if data.len() < 20 || data[0] != 1 || (data[1] != 0x01 && data[1] != 0x11) {
+        return None;
+    }
+    StunMessage::parse(data).ok()?;
+    transaction_id(data)
+}
+
+fn transaction_id(data: &[u8]) -> Option<[u8; 12]> {
+    data.get(8..20)?.try_into().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
+
+    use str0m::ice::TransId;
 
     use super::*;
 
@@ -449,6 +552,102 @@ mod tests {
         transport.register("ufrag", PeerId(7), inbox);
         transport.unregister(PeerId(7));
         assert_eq!(transport.candidates().udp, net.candidates().udp);
+        net.shutdown();
+    }
+
+    fn stun_bytes(msg: StunMessage<'_>) -> Vec<u8> {
+        let mut buf = vec![0u8; 1500];
+        let n = msg
+            .to_bytes(Some(b"password"), &mut buf, |_, _| [7; 20])
+            .expect("a STUN message serializes");
+        buf.truncate(n);
+        buf
+    }
+
+    /// The answer to a check the node sent before the client checked it
+    /// reaches the peer (routed by its transaction id, from the address
+    /// checked only); an answer with another id, or from another address,
+    /// does not.
+    #[tokio::test]
+    async fn an_answer_to_our_check_is_routed_before_the_client_checks() {
+        let local = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0);
+        let config = NetConfig {
+            udp: vec![(local, Ipv4Addr::LOCALHOST.into())],
+            tcp: None,
+            udp_advertised_port: None,
+            tcp_limits: TcpLimits::default(),
+            metrics: SfuMetrics::default(),
+        };
+        let net = Net::bind(&config).await.expect("bind");
+        let node = net.candidates().udp[0];
+        let (inbox, mut rx) = mpsc::channel(8);
+        net.register("nodo", PeerId(7), inbox);
+        let client = UdpSocket::bind(local).await.expect("client socket");
+        let stranger = UdpSocket::bind(local).await.expect("another socket");
+        let to = client.local_addr().expect("client address");
+
+        let id = TransId::new();
+        let check = stun_bytes(StunMessage::binding_request(
+            "client:nodo",
+            id,
+            true,
+            1,
+            100,
+            false,
+        ));
+        let mut buf = [0u8; 1500];
+        // A fresh socket is not known to be writable until the runtime has
+        // polled it, and a send that would block is dropped: retry.
+        let mut n = 0;
+        for _ in 0..50 {
+            net.send(&Transmit {
+                proto: Protocol::Udp,
+                source: node,
+                destination: to,
+                contents: check.clone().into(),
+            });
+            let wait = Duration::from_millis(100);
+            if let Ok(r) = tokio::time::timeout(wait, client.recv_from(&mut buf)).await {
+                n = r.expect("the check").0;
+                break;
+            }
+        }
+        let got = StunMessage::parse(&buf[..n]).expect("a STUN message");
+        assert_eq!(got.trans_id(), id);
+        assert_eq!(sent_check(&buf[..n]).map(|c| c.1), Some("nodo".to_string()));
+
+        let other = stun_bytes(StunMessage::binding_reply(TransId::new(), to));
+        client.send_to(&other, node).await.expect("send");
+        let elsewhere = stun_bytes(StunMessage::binding_reply(id, to));
+        stranger.send_to(&elsewhere, node).await.expect("send");
+        let answer = stun_bytes(StunMessage::binding_reply(id, to));
+        client.send_to(&answer, node).await.expect("send");
+
+        let pkt = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("the answer is routed")
+            .expect("the inbox is open");
+        assert_eq!((pkt.peer, pkt.source), (PeerId(7), to));
+        assert_eq!(pkt.data, answer);
+        assert!(rx.try_recv().is_err(), "only the answer is routed");
+        // The address is known from now on, for DTLS and media.
+        client.send_to(&[22, 254, 253], node).await.expect("send");
+        let pkt = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("routed by address")
+            .expect("the inbox is open");
+        assert_eq!(pkt.data, [22, 254, 253]);
+        // An unanswered check is forgotten with its peer.
+        let check = StunMessage::binding_request("client:nodo", TransId::new(), true, 1, 9, false);
+        net.send(&Transmit {
+            proto: Protocol::Udp,
+            source: node,
+            destination: stranger.local_addr().expect("address"),
+            contents: stun_bytes(check).into(),
+        });
+        assert_eq!(net.routes().checks.len(), 1);
+        net.unregister(PeerId(7));
+        assert!(net.routes().checks.is_empty());
         net.shutdown();
     }
 }
