@@ -90,6 +90,7 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--bin", default=str(ROOT / "target" / "release" / "nodo"))
+    ap.add_argument("--raw", action="store_true", help="also print every join's figures")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as data:
         proc, url = start_node(args.bin, data)
@@ -118,6 +119,10 @@ async def main() -> None:
             print(f"{'mode':8} {'joined':>15} {'first frame':>15}")
             for mode, (joined, frame) in results.items():
                 print(f"{mode:8} {summary(joined)} {summary(frame)}")
+            if args.raw:
+                for mode, (joined, frame) in results.items():
+                    print(f"{mode} joined: {' '.join(f'{x:.0f}' for x in joined)}")
+                    print(f"{mode} first frame: {' '.join(f'{x:.0f}' for x in frame)}")
             tone.stop()
             frames.stop()
             await pub.disconnect()
