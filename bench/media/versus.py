@@ -131,6 +131,8 @@ ROWS = [
      lambda r: r["pli_to_publishers"] / r["seconds"] if r.get("seconds") else None, 1, "lower"),
     ("meeting: RSS per participant KB", "meeting",
      lambda r: r.get("rss_per_participant_kb"), 0, "lower"),
+    ("meeting: time to first media p50 ms (ramp of 20/s)", "meeting",
+     lambda r: run.get(r, "first_media_ms.p50"), 0, "lower"),
     ("RSS per video subscriber KB", "video",
      lambda r: r.get("rss_per_participant_kb"), 0, "lower"),
     ("RSS per idle participant KB", "idle",
