@@ -131,6 +131,8 @@ struct Routes {
     /// by STUN transaction id: the answer carries no USERNAME, so it is
     /// routed by the id it echoes (see [`Net::route`]).
     checks: HashMap<[u8; 12], SentCheck>,
+    /// When a full `checks` was last swept for old entries.
+    checks_swept: Option<Instant>,
     /// Writers of open ICE-TCP connections, by remote address.
     tcp: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
 }
@@ -142,8 +144,10 @@ struct SentCheck {
     at: Instant,
 }
 
-/// Checks remembered at once; past it, those older than [`CHECK_MEMORY`]
-/// are forgotten, and a new one is not remembered while none is.
+/// Checks remembered at once. A full table is swept of those older than
+/// [`CHECK_MEMORY`] at most once a second; a check that finds it still full
+/// is not remembered (its answer then waits for the client's own check, as
+/// it did before checks were remembered).
 const MAX_SENT_CHECKS: usize = 4096;
 
 /// How long an unanswered check is remembered (str0m gives a check up
@@ -333,6 +337,13 @@ impl Net {
         let now = Instant::now();
         let mut r = self.routes_mut();
         if r.checks.len() >= MAX_SENT_CHECKS {
+            let recent = r
+                .checks_swept
+                .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1));
+            if recent {
+                return;
+            }
+            r.checks_swept = Some(now);
             r.checks
                 .retain(|_, c| now.duration_since(c.at) < CHECK_MEMORY);
             if r.checks.len() >= MAX_SENT_CHECKS {
@@ -391,6 +402,10 @@ impl Net {
                 let mut r = self.routes_mut();
                 r.by_addr.insert(source, route.clone());
                 r.keys.entry(route.peer).or_default().1.push(source);
+                // Answers from here are routed by address now.
+                if !r.checks.is_empty() {
+                    r.checks.retain(|_, c| c.to != source);
+                }
             }
             return Some(route);
         }
@@ -637,17 +652,51 @@ mod tests {
             .expect("routed by address")
             .expect("the inbox is open");
         assert_eq!(pkt.data, [22, 254, 253]);
-        // An unanswered check is forgotten with its peer.
-        let check = StunMessage::binding_request("client:nodo", TransId::new(), true, 1, 9, false);
-        net.send(&Transmit {
-            proto: Protocol::Udp,
-            source: node,
-            destination: stranger.local_addr().expect("address"),
-            contents: stun_bytes(check).into(),
-        });
+        // A check to an address is forgotten once that address checks the
+        // peer (its answer is routed by address then), and with its peer.
+        let elsewhere = stranger.local_addr().expect("address");
+        let check_to = |to: SocketAddr| {
+            let check =
+                StunMessage::binding_request("client:nodo", TransId::new(), true, 1, 9, false);
+            net.send(&Transmit {
+                proto: Protocol::Udp,
+                source: node,
+                destination: to,
+                contents: stun_bytes(check).into(),
+            });
+        };
+        check_to(elsewhere);
+        assert_eq!(net.routes().checks.len(), 1);
+        let theirs =
+            StunMessage::binding_request("nodo:client", TransId::new(), false, 2, 9, false);
+        let theirs = stun_bytes(theirs);
+        stranger.send_to(&theirs, node).await.expect("send");
+        let pkt = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("routed by ufrag")
+            .expect("the inbox is open");
+        assert_eq!((pkt.source, pkt.data), (elsewhere, theirs));
+        assert!(net.routes().checks.is_empty());
+        check_to(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 9));
         assert_eq!(net.routes().checks.len(), 1);
         net.unregister(PeerId(7));
         assert!(net.routes().checks.is_empty());
+
+        // The table is bounded: past the cap, with nothing old to sweep,
+        // a check is not remembered.
+        let (inbox, _rx) = mpsc::channel(1);
+        net.register("nodo", PeerId(8), inbox);
+        for i in 0..=MAX_SENT_CHECKS {
+            let check =
+                StunMessage::binding_request("client:nodo", TransId::new(), true, 1, 9, false);
+            net.remember_check(&Transmit {
+                proto: Protocol::Udp,
+                source: node,
+                destination: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 10_000 + i as u16),
+                contents: stun_bytes(check).into(),
+            });
+        }
+        assert_eq!(net.routes().checks.len(), MAX_SENT_CHECKS);
         net.shutdown();
     }
 }
