@@ -18,6 +18,9 @@ The steps (each a run of bench/media/run.py's `run_step`):
            packet, latency, loss and RSS per participant in a meeting; the
            window starts --settle s after the joins, so it includes the
            subscribers' climb to the high layer);
+  settled  C again, the window starting 12 s after the joins, past the
+           climb: the meeting's latency and keyframe requests once every
+           subscriber is on its layer;
   churn    D: 10 joins/s, each participant staying 3 s (CPU-ms per join,
            time to first media of the joins);
   idle     E: 300 idle participants (RSS per idle participant);
@@ -49,14 +52,19 @@ STEPS = {
     "video": ("A", 50, None, []),
     "audio": ("B", 50, 10, []),
     "meeting": ("C", 8, None, []),
+    "settled": ("C", 8, None, []),
     "churn": ("D", 10, None, ["--churn-life", "3"]),
     "idle": ("E", 300, None, []),
 }
 
 
-def step_args(a, scenario, m, seconds):
+# Steps whose window starts later than --settle after the joins.
+SETTLE = {"settled": 12.0}
+
+
+def step_args(a, scenario, m, seconds, settle):
     return SimpleNamespace(
-        scenario=scenario, m=m, seconds=seconds, settle=a.settle,
+        scenario=scenario, m=m, seconds=seconds, settle=settle,
         ramp_rate=a.ramp_rate, nodo=a.nodo, loadgen=a.loadgen,
         server_cpu=a.server_cpu, loadgen_cpu=a.loadgen_cpu, timeout=a.timeout)
 
@@ -66,7 +74,8 @@ def run_one(a, server, name, scenario, n, m, extra, rnd, log_dir):
     if a.wait_idle > 0:
         run.wait_idle(a.wait_idle)
     try:
-        r = run.run_step(step_args(a, scenario, m, seconds), server, n, extra, log_dir, rnd)
+        settle = SETTLE.get(name, a.settle)
+        r = run.run_step(step_args(a, scenario, m, seconds, settle), server, n, extra, log_dir, rnd)
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         print(f"{server} {name} N={n}: {e}", file=sys.stderr)
         return None
@@ -133,6 +142,12 @@ ROWS = [
      lambda r: r.get("rss_per_participant_kb"), 0, "lower"),
     ("meeting: time to first media p50 ms (ramp of 20/s)", "meeting",
      lambda r: run.get(r, "first_media_ms.p50"), 0, "lower"),
+    ("meeting after the climb: added latency p99 ms, video", "settled",
+     lat("video")("p99"), 2, "lower"),
+    ("meeting after the climb: added latency p99.9 ms, video", "settled",
+     lat("video")("p999"), 2, "lower"),
+    ("meeting after the climb: keyframe requests to publishers per s", "settled",
+     lambda r: r["pli_to_publishers"] / r["seconds"] if r.get("seconds") else None, 1, "lower"),
     ("RSS per video subscriber KB", "video",
      lambda r: r.get("rss_per_participant_kb"), 0, "lower"),
     ("RSS per idle participant KB", "idle",
@@ -148,7 +163,8 @@ ROWS = [
 def where(step):
     s, n, m, extra = STEPS[step]
     return {"video": f"A N={n}", "audio": f"B {m}->{n}", "churn": f"D {n}/s",
-            "idle": f"E N={n}", "meeting": f"C {n}x{n}"}[step]
+            "idle": f"E N={n}", "meeting": f"C {n}x{n}",
+            "settled": f"C {n}x{n} from {SETTLE['settled']:g} s"}[step]
 
 
 def table(results, servers, capacity, cap_ns, generator_limit):
@@ -290,8 +306,8 @@ def main():
     p.add_argument("--servers", default="nodo,janus",
                    help="comma-separated, the first is the base of the ratios")
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--steps", default="video,audio,meeting,churn,idle",
-                   help="which of video, audio, meeting, churn, idle")
+    p.add_argument("--steps", default="video,audio,meeting,settled,churn,idle",
+                   help="which of video, audio, meeting, settled, churn, idle")
     p.add_argument("--capacity", default="100,150,200",
                    help="A's N steps for the capacity search ('' to skip)")
     p.add_argument("--seconds", type=float, default=15.0, help="measurement window")
