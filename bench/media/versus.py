@@ -27,7 +27,8 @@ The steps (each a run of bench/media/run.py's `run_step`):
   capacity A at each --capacity N: the largest N whose every round lost less
            than 0.1 % of packets (before retransmission), with the kernel
            dropping nothing and the generator keeping up. Past the
-           generator's own limit a step is invalid and the search stops.
+           generator's own limit a step is invalid and the search stops;
+           a round spoiled by other load on the host runs once more.
 
 mediasoup is not run: its worker cannot be built on this machine (its build
 fetches pinned sources from GitHub). Builds nothing: `cargo build --release
@@ -69,7 +70,11 @@ def step_args(a, scenario, m, seconds, settle):
         server_cpu=a.server_cpu, loadgen_cpu=a.loadgen_cpu, timeout=a.timeout)
 
 
-def run_one(a, server, name, scenario, n, m, extra, rnd, log_dir):
+def run_one(a, server, name, scenario, n, m, extra, rnd, log_dir, retry_busy=False):
+    """One round of one step. With `retry_busy`, a round spoiled by other
+    load on the host (`host_busy`: neither the server's doing nor the
+    generator's) runs once more; the spoiled one stays in --json, marked
+    `superseded`, and `load` skips it."""
     seconds = a.seconds if scenario != "E" else min(a.seconds, 10.0)
     if a.wait_idle > 0:
         run.wait_idle(a.wait_idle)
@@ -80,10 +85,17 @@ def run_one(a, server, name, scenario, n, m, extra, rnd, log_dir):
         print(f"{server} {name} N={n}: {e}", file=sys.stderr)
         return None
     r["step"] = name
+    busy = retry_busy and "host_busy" in (r.get("invalid") or [])
+    if busy:
+        r["superseded"] = True
     print(f"{server} {name} N={n} round {rnd + 1}: " + json.dumps(r), file=sys.stderr)
     if a.json:
         with open(a.json, "a") as f:
             f.write(json.dumps(r) + "\n")
+    if busy:
+        print(f"{server} {name} N={n} round {rnd + 1}: the host was busy, once more",
+              file=sys.stderr)
+        return run_one(a, server, name, scenario, n, m, extra, rnd, log_dir) or r
     return r
 
 
@@ -200,13 +212,16 @@ def table(results, servers, capacity, cap_ns, generator_limit):
 
 def search_capacity(a, servers, cap_ns, results, log_dir):
     """Steps A's N up while every round of a server fits (see `capacity_of`);
-    a server that failed a step runs no larger one."""
+    a server that failed a step runs no larger one. A round the host's other
+    load spoiled is run again once: one such round would otherwise end a
+    server's search."""
     searching = set(servers)
     for n in cap_ns:
         for rnd in range(a.rounds):
             order = [sv for sv in (servers if rnd % 2 == 0 else servers[::-1]) if sv in searching]
             for sv in order:
-                r = run_one(a, sv, f"capacity {n}", "A", n, None, [], rnd, log_dir)
+                r = run_one(a, sv, f"capacity {n}", "A", n, None, [], rnd, log_dir,
+                            retry_busy=True)
                 results.setdefault((sv, f"cap{n}"), []).append(r)
         for sv in list(searching):
             if not all(fits(r) for r in results.get((sv, f"cap{n}"), [None])):
@@ -267,6 +282,8 @@ def load(path, servers):
             if not line.strip():
                 continue
             r = json.loads(line)
+            if r.get("superseded"):
+                continue
             step, sv = r.get("step", ""), r.get("server")
             if sv not in servers:
                 continue
