@@ -116,6 +116,11 @@ def f_share(r):
     return 100.0 * layers.get("f", 0) / total if total else None
 
 
+def keyframes_per_s(r):
+    """Keyframe requests the server sent to publishers, per second of the window."""
+    return r["pli_to_publishers"] / r["seconds"] if r.get("seconds") else None
+
+
 def fits(r):
     """A capacity step passed: valid, < 0.1 % loss, no kernel drops."""
     return bool(r and r.get("valid") and (r.get("loss_pct") or 0) < 0.1
@@ -149,7 +154,7 @@ ROWS = [
     ("meeting: loss before retransmission %", "meeting", lambda r: r.get("loss_pct"), 3, "lower"),
     ("meeting: share of video on the high layer %", "meeting", f_share, 1, "higher"),
     ("meeting: keyframe requests to publishers per s", "meeting",
-     lambda r: r["pli_to_publishers"] / r["seconds"] if r.get("seconds") else None, 1, "lower"),
+     keyframes_per_s, 1, "lower"),
     ("meeting: RSS per participant KB", "meeting",
      lambda r: r.get("rss_per_participant_kb"), 0, "lower"),
     ("meeting: time to first media p50 ms (ramp of 20/s)", "meeting",
@@ -159,7 +164,7 @@ ROWS = [
     ("meeting after the climb: added latency p99.9 ms, video", "settled",
      lat("video")("p999"), 2, "lower"),
     ("meeting after the climb: keyframe requests to publishers per s", "settled",
-     lambda r: r["pli_to_publishers"] / r["seconds"] if r.get("seconds") else None, 1, "lower"),
+     keyframes_per_s, 1, "lower"),
     ("RSS per video subscriber KB", "video",
      lambda r: r.get("rss_per_participant_kb"), 0, "lower"),
     ("RSS per idle participant KB", "idle",
