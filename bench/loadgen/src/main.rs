@@ -9,6 +9,7 @@
 
 mod clock;
 mod janus;
+mod lane;
 mod livekit;
 mod media;
 mod participant;
@@ -142,6 +143,11 @@ pub struct Args {
     /// Room name (default: one per run).
     #[arg(long)]
     pub room: Option<String>,
+    /// Run publishers that subscribe to nothing on the main thread too, with
+    /// every receiver (by default they get a thread of their own, so that a
+    /// burst of receiving does not make their frames late).
+    #[arg(long)]
+    pub one_thread: bool,
 }
 
 impl Args {

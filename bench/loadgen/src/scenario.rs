@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::lane::Lane;
 use crate::participant::{self, Env, Plan};
 use crate::report::{self, Window};
 use crate::stats::Totals;
@@ -108,7 +109,7 @@ fn spawn(plan: Plan, env: &Rc<Env>, stop: &watch::Receiver<bool>) -> JoinHandle<
 }
 
 /// Starts participants at `rate` per second.
-async fn ramp(
+pub(crate) async fn ramp(
     plans: Vec<Plan>,
     rate: f64,
     env: &Rc<Env>,
@@ -123,17 +124,27 @@ async fn ramp(
     }
 }
 
+/// Both threads' counters now.
+async fn totals(env: &Env, lane: Option<&Lane>) -> Totals {
+    let mine = env.shared.counters.snapshot();
+    match lane {
+        Some(l) => mine.plus(&l.totals().await),
+        None => mine,
+    }
+}
+
 /// Waits until `done` holds or `timeout` passes; reports progress on stderr.
 async fn wait_until(
     what: &str,
     env: &Env,
+    lane: Option<&Lane>,
     timeout: Duration,
     done: impl Fn(&Totals) -> bool,
 ) -> bool {
     let start = Instant::now();
     let mut said = Instant::now();
     loop {
-        let t = env.shared.counters.snapshot();
+        let t = totals(env, lane).await;
         if done(&t) {
             return true;
         }
@@ -200,15 +211,28 @@ pub async fn run(args: Args, env: Rc<Env>) -> serde_json::Value {
     }
 
     let pubs = shape.publishers.len() as u64;
-    ramp(
-        shape.publishers.clone(),
-        args.ramp_rate,
-        &env,
-        &stop,
-        &mut tasks,
-    )
-    .await;
-    let mut ready = wait_until("publishers", &env, ready_timeout, |t| {
+    // Publishers that receive nothing go to a thread of their own (`lane`).
+    let (alone, receiving): (Vec<Plan>, Vec<Plan>) = shape
+        .publishers
+        .iter()
+        .cloned()
+        .partition(|p| !p.subscribe && !args.one_thread);
+    let lane = if alone.is_empty() {
+        None
+    } else {
+        match Lane::start(&env, stop.clone()) {
+            Ok(l) => {
+                l.ramp(alone, args.ramp_rate);
+                Some(l)
+            }
+            Err(e) => {
+                env.shared.error(e);
+                None
+            }
+        }
+    };
+    ramp(receiving, args.ramp_rate, &env, &stop, &mut tasks).await;
+    let mut ready = wait_until("publishers", &env, lane.as_ref(), ready_timeout, |t| {
         t.send_connected >= pubs
     })
     .await;
@@ -217,9 +241,13 @@ pub async fn run(args: Args, env: Rc<Env>) -> serde_json::Value {
     let ramp_time = Duration::from_secs_f64(receivers.len() as f64 / args.ramp_rate.max(0.001));
     ramp(receivers, args.ramp_rate, &env, &stop, &mut tasks).await;
     let (want_rx, want_conn) = (shape.expect_receiving, shape.expect_recv_connected);
-    ready &= wait_until("receivers", &env, ready_timeout + ramp_time, |t| {
-        t.receiving >= want_rx && t.recv_connected >= want_conn
-    })
+    ready &= wait_until(
+        "receivers",
+        &env,
+        lane.as_ref(),
+        ready_timeout + ramp_time,
+        |t| t.receiving >= want_rx && t.recv_connected >= want_conn,
+    )
     .await;
 
     let churner = shape.churn_life.map(|life| {
@@ -255,13 +283,26 @@ pub async fn run(args: Args, env: Rc<Env>) -> serde_json::Value {
             h.reset();
         }
     }
-    let c0 = shared.counters.snapshot();
+    let lane_c0 = match &lane {
+        Some(l) => l.open().await,
+        None => Totals::default(),
+    };
+    let c0 = shared.counters.snapshot().plus(&lane_c0);
     let s0 = Sample::take(args.server_pid);
     shared.measuring.set(true);
     tokio::time::sleep(Duration::from_secs_f64(args.seconds.max(0.1))).await;
     shared.measuring.set(false);
     let s1 = Sample::take(args.server_pid);
-    let c1 = shared.counters.snapshot();
+    let mut c1 = shared.counters.snapshot();
+    if let Some(l) = &lane {
+        match l.close().await {
+            Some(end) => {
+                c1 = c1.plus(&end.totals);
+                shared.absorb(&end.histograms, &end.errors);
+            }
+            None => shared.error("the publishers' thread ended before the window did"),
+        }
+    }
 
     let out = report::build(&Window {
         args: &args,
@@ -287,5 +328,8 @@ pub async fn run(args: Args, env: Rc<Env>) -> serde_json::Value {
         futures_util::future::join_all(tasks),
     )
     .await;
+    if let Some(l) = lane {
+        l.finish();
+    }
     out
 }

@@ -36,6 +36,11 @@ macro_rules! counters {
             pub fn since(&self, earlier: &Totals) -> Totals {
                 Totals { $($name: self.$name.saturating_sub(earlier.$name),)* }
             }
+
+            /// `self + other`, field by field (two threads' counters).
+            pub fn plus(&self, other: &Totals) -> Totals {
+                Totals { $($name: self.$name.wrapping_add(other.$name),)* }
+            }
         }
     };
 }
@@ -86,6 +91,16 @@ counters! {
     /// Generator-side work: timer wake-ups and datagrams read.
     wakes,
     datagrams_in,
+}
+
+/// Copies of a [`Shared`]'s histograms, to hand to another thread.
+pub struct Histograms {
+    pub latency: Histogram<u64>,
+    pub latency_video: Histogram<u64>,
+    pub latency_audio: Histogram<u64>,
+    pub first_media: Histogram<u64>,
+    pub pacing: Histogram<u64>,
+    pub rx_lag: Histogram<u64>,
 }
 
 /// Everything shared by the participant tasks.
@@ -169,6 +184,36 @@ impl Shared {
             if let Ok(mut h) = h.try_borrow_mut() {
                 h.reset();
             }
+        }
+    }
+
+    /// Copies of the histograms (for another thread to add to its own).
+    pub fn histograms(&self) -> Histograms {
+        Histograms {
+            latency: self.latency.borrow().clone(),
+            latency_video: self.latency_video.borrow().clone(),
+            latency_audio: self.latency_audio.borrow().clone(),
+            first_media: self.first_media.borrow().clone(),
+            pacing: self.pacing.borrow().clone(),
+            rx_lag: self.rx_lag.borrow().clone(),
+        }
+    }
+
+    /// Adds another thread's histograms and errors to ours.
+    pub fn absorb(&self, h: &Histograms, errors: &[String]) {
+        for (mine, theirs) in [
+            (&self.latency, &h.latency),
+            (&self.latency_video, &h.latency_video),
+            (&self.latency_audio, &h.latency_audio),
+            (&self.first_media, &h.first_media),
+            (&self.pacing, &h.pacing),
+            (&self.rx_lag, &h.rx_lag),
+        ] {
+            // Same bounds on both sides, so adding cannot fail.
+            let _ = mine.borrow_mut().add(theirs);
+        }
+        for e in errors {
+            self.error(e.clone());
         }
     }
 
