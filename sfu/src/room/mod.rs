@@ -165,6 +165,13 @@ const ACTIVE_LEVEL: i8 = 40;
 const ACTIVE_SHARE: f32 = 0.3;
 /// How often layer targets and bitrates are re-evaluated.
 const LAYER_TICK: Duration = Duration::from_millis(250);
+/// Most peer timeouts one `handle_timeout` call hands out. The packets they
+/// release go out when the owner flushes after the call; a turn that timed
+/// out every subscriber of a big room at once held the first one's packet
+/// back for the whole turn (150 subscribers: ~1.5 ms), which their
+/// estimators read as a growing network delay. The rest stay due, and
+/// `poll_timeout` says so.
+const MAX_TIMEOUTS_PER_CALL: usize = 32;
 
 /// All the media state of one room.
 pub struct MediaRoom {
@@ -558,11 +565,14 @@ impl MediaRoom {
         self.drive(now);
     }
 
-    /// Advances time: peers whose timers expired, periodic speaker/quality/layer work.
+    /// Advances time: peers whose timers expired (at most
+    /// [`MAX_TIMEOUTS_PER_CALL`] of them: more may still be due after it),
+    /// periodic speaker/quality/layer work.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
+        let mut handed = 0;
         while let Some(Reverse((at, id))) = self.timers.peek().copied() {
-            if at > now {
+            if at > now || handed == MAX_TIMEOUTS_PER_CALL {
                 break;
             }
             self.timers.pop();
@@ -575,6 +585,7 @@ impl MediaRoom {
             p.scheduled = None;
             if p.next_timeout <= now {
                 p.last_timeout = now;
+                handed += 1;
                 if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
                     tracing::debug!(peer = ?id, "timeout rejected: {e}");
                 }
