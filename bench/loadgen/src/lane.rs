@@ -135,12 +135,7 @@ fn run(
     if let Err(e) = rustix::process::setpriority_process(None, PUBLISHER_NICE) {
         eprintln!("loadgen: publishers keep the default priority ({e})");
     }
-    // As the main thread's runtime (see main.rs): timers checked often.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .event_interval(8)
-        .build()
-    {
+    let runtime = match crate::runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("loadgen: cannot start the publishers' runtime: {e}");

@@ -166,6 +166,17 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
     Ok((w, h))
 }
 
+/// A current-thread runtime (one per generator thread). Timers and I/O
+/// readiness are checked every few task polls, not the default 61: with
+/// hundreds of busy receivers, publishers' frame timers would otherwise fire
+/// milliseconds late.
+pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .event_interval(8)
+        .build()
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let nofile = sysinfo::raise_nofile();
@@ -183,14 +194,7 @@ fn main() -> ExitCode {
         eprintln!("error: cannot generate a DTLS certificate");
         return ExitCode::FAILURE;
     };
-    // Timers and I/O readiness are checked every few task polls, not the
-    // default 61: with hundreds of busy receivers, publishers' frame timers
-    // would otherwise fire milliseconds late.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .event_interval(8)
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
