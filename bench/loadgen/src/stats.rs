@@ -213,7 +213,8 @@ impl Shared {
             let _ = mine.borrow_mut().add(theirs);
         }
         for e in errors {
-            self.error(e.clone());
+            // Already printed by the thread that had it.
+            self.keep_error(e.clone());
         }
     }
 
@@ -227,11 +228,19 @@ impl Shared {
     /// Keeps the first 20 distinct error messages.
     pub fn error(&self, e: impl Into<String>) {
         let e = e.into();
-        let mut errors = self.errors.borrow_mut();
-        if errors.len() < 20 && !errors.contains(&e) {
+        if self.keep_error(e.clone()) {
             eprintln!("loadgen: {e}");
+        }
+    }
+
+    /// Keeps `e` if it is new and fewer than 20 are kept; whether it was.
+    fn keep_error(&self, e: String) -> bool {
+        let mut errors = self.errors.borrow_mut();
+        let new = errors.len() < 20 && !errors.contains(&e);
+        if new {
             errors.push(e);
         }
+        new
     }
 }
 
