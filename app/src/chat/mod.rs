@@ -151,6 +151,14 @@ pub struct Outgoing {
 
 /// Locks a map whose every update is a single entry change: a panic while it
 /// was held (a bug) leaves it consistent, so it is used as it is.
+/// A server-made message id (`MS_…`), ordered by time: the `messages.id`
+/// unique index then takes each batch's ids on its last page rather than on
+/// one random page per message (see [`nodo_signaling::ids::new_ordered_sid`]).
+fn new_message_id() -> String {
+    let ms = u64::try_from(crate::store::now_ms()).unwrap_or(0);
+    nodo_signaling::ids::new_ordered_sid("MS_", ms)
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -330,7 +338,7 @@ impl Chat {
             .store
             .send(
                 NewMessage {
-                    id: m.id.unwrap_or_else(|| nodo_signaling::ids::new_sid("MS_")),
+                    id: m.id.unwrap_or_else(new_message_id),
                     chat_id: m.chat_id,
                     sender: sender.to_string(),
                     content: m.content,
