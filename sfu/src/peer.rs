@@ -107,6 +107,36 @@ pub(crate) struct Peer {
     /// When the room last handed this connection a timeout (its creation,
     /// before any): see [`Peer::wake_at`].
     pub last_timeout: Instant,
+    /// The sequence number of the last RTP packet that left on each SSRC
+    /// (as str0m handed it out), so that a backlog dropped unsent leaves no
+    /// gap (see `room::bandwidth::drop_backlog`).
+    sent: SentSeqs,
+}
+
+/// Most SSRCs [`SentSeqs`] keeps: a connection sends on two per m-line
+/// (media and RTX); past this the oldest entry goes.
+const MAX_SENT_SSRCS: usize = 64;
+
+/// The last sequence number sent on each SSRC of a connection, in the order
+/// the SSRCs first sent. A short list: one look per packet sent.
+#[derive(Debug, Default)]
+struct SentSeqs(Vec<(u32, u16)>);
+
+impl SentSeqs {
+    fn note(&mut self, ssrc: u32, seq: u16) {
+        if let Some(e) = self.0.iter_mut().find(|(s, _)| *s == ssrc) {
+            e.1 = seq;
+            return;
+        }
+        if self.0.len() >= MAX_SENT_SSRCS {
+            self.0.remove(0);
+        }
+        self.0.push((ssrc, seq));
+    }
+
+    fn get(&self, ssrc: u32) -> Option<u16> {
+        self.0.iter().find(|(s, _)| *s == ssrc).map(|(_, q)| *q)
+    }
 }
 
 /// Cumulative NACK/PLI/loss counts per stream from str0m's stats, kept to
@@ -268,7 +298,24 @@ impl Peer {
             repairs: Repairs::default(),
             last_rtp: now,
             last_timeout: now,
+            sent: SentSeqs::default(),
         }
+    }
+
+    /// Notes an outgoing RTP datagram (see [`is_rtp`]): its SSRC and
+    /// sequence number are in the clear under SRTP.
+    pub fn note_sent_rtp(&mut self, datagram: &[u8]) {
+        if let [_, _, s0, s1, _, _, _, _, r0, r1, r2, r3, ..] = *datagram {
+            self.sent.note(
+                u32::from_be_bytes([r0, r1, r2, r3]),
+                u16::from_be_bytes([s0, s1]),
+            );
+        }
+    }
+
+    /// The sequence number of the last RTP packet sent on `ssrc`, if any.
+    pub fn last_sent_seq(&self, ssrc: u32) -> Option<u16> {
+        self.sent.get(ssrc)
     }
 
     /// When to next hand the connection a timeout, for str0m asking for one

@@ -50,6 +50,21 @@ impl Rewriter {
         self.source_start = seq;
     }
 
+    /// The packets written after the one sent last, `sent` (as the wire
+    /// numbers it), were dropped unsent: the next source goes on from `sent`,
+    /// so the subscriber sees no gap where nothing was lost on its link (a
+    /// gap it would report as loss and ask to have resent, from a resend
+    /// cache that the drop emptied). Call before the next `switch_source`.
+    pub fn dropped_after(&mut self, sent: u16) {
+        if let Some(last) = self.last.as_mut() {
+            // Written numbers are at most a pacer queue ahead of the wire.
+            let back = u64::from((last.seq as u16).wrapping_sub(sent));
+            if back < 0x8000 && back <= last.seq {
+                last.seq -= back;
+            }
+        }
+    }
+
     /// Rewrites one packet of the current source. `None` for packets that
     /// predate the current source (late packets from before a switch).
     pub fn rewrite(&mut self, seq: u64, ts: u32, now: Instant) -> Option<(u64, u32)> {
@@ -101,6 +116,39 @@ mod tests {
             r.rewrite(10, 900_000, t1),
             Some((FIRST_SEQ + 2, 8_000 + 2_970))
         );
+    }
+
+    #[test]
+    fn a_dropped_backlog_leaves_no_gap() {
+        let t0 = Instant::now();
+        let mut r = Rewriter::new(90_000);
+        r.switch_source(500, 0, t0);
+        for i in 0..20 {
+            r.rewrite(500 + i, 0, t0);
+        }
+        // Written up to FIRST_SEQ + 19; the wire got up to FIRST_SEQ + 11.
+        r.dropped_after((FIRST_SEQ + 11) as u16);
+        let t1 = t0 + Duration::from_millis(10);
+        r.switch_source(40, 9_000, t1);
+        assert_eq!(r.rewrite(40, 9_000, t1).map(|x| x.0), Some(FIRST_SEQ + 12));
+        // Across the 16-bit wrap of the wire numbers.
+        let mut w = Rewriter::new(90_000);
+        w.switch_source(0, 0, t0);
+        let first = FIRST_SEQ;
+        let top = 65_536 - first + 5; // written up to 65_541 (wire 5)
+        for i in 0..=top {
+            w.rewrite(i, 0, t0);
+        }
+        w.dropped_after(65_530);
+        w.switch_source(7, 0, t1);
+        assert_eq!(w.rewrite(7, 0, t1).map(|x| x.0), Some(65_531));
+        // Nothing unsent (the wire has the last written): nothing moves.
+        let mut n = Rewriter::new(90_000);
+        n.switch_source(1, 0, t0);
+        n.rewrite(1, 0, t0);
+        n.dropped_after(FIRST_SEQ as u16);
+        n.switch_source(9, 0, t1);
+        assert_eq!(n.rewrite(9, 0, t1).map(|x| x.0), Some(FIRST_SEQ + 1));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use str0m::media::{Direction, KeyframeRequestKind, Mid};
 use super::MediaRoom;
 use crate::ids::{Layer, PeerId, TrackKind};
 use crate::peer::Peer;
+use crate::rewrite::Rewriter;
 
 /// How long a subscription's bandwidth cap stays down before it may go up
 /// again: doubled each time a move up congests the link again within a
@@ -53,8 +54,10 @@ pub(super) fn queue_delay(
 /// link, a second of it). str0m clears a stream's queue, resend cache and
 /// pending resends when its m-line stops sending; the direction is put back
 /// at once and the change is never applied, so nothing is negotiated. The
-/// subscriber sees a gap in the sequence numbers, which the keyframe it
-/// waits for closes (and reports those packets lost). str0m also emits a
+/// subscription's `rewriter` then goes on from the last packet that left
+/// (as the peer saw it go), so the subscriber sees no gap in the sequence
+/// numbers: the packets never went out, so they were not lost on its link,
+/// and it could not have them resent (the cache is gone). str0m also emits a
 /// `MediaChanged` with the unchanged direction, which the room ignores: a
 /// subscriber's m-line is never in `track_by_mid`. The peer is marked dirty
 /// (its pacer timeout changed). Returns how many packets were waiting, as
@@ -64,6 +67,7 @@ pub(super) fn drop_backlog(
     dirty: &mut Vec<PeerId>,
     peer: PeerId,
     mid: Mid,
+    rewriter: Option<&mut Rewriter>,
 ) -> usize {
     let Some(p) = peers.get_mut(&peer) else {
         return 0;
@@ -74,15 +78,23 @@ pub(super) fn drop_backlog(
     if !dir.is_sending() {
         return 0;
     }
-    let waiting = p
+    let (waiting, ssrc) = p
         .rtc
         .direct_api()
         .stream_tx_by_mid(mid, None)
-        .and_then(|tx| tx.queue_info().map(|q| q.packet_count()))
-        .unwrap_or(0);
+        .map(|tx| {
+            let waiting = tx.queue_info().map_or(0, |q| q.packet_count());
+            (waiting, Some(*tx.ssrc()))
+        })
+        .unwrap_or((0, None));
     let mut sdp = p.rtc.sdp_api();
     sdp.set_direction(mid, Direction::Inactive);
     sdp.set_direction(mid, dir);
+    // Nothing sent yet on the stream: the subscriber has no number to see a
+    // gap after.
+    if let (Some(rewriter), Some(sent)) = (rewriter, ssrc.and_then(|s| p.last_sent_seq(s))) {
+        rewriter.dropped_after(sent);
+    }
     if !p.dirty {
         p.dirty = true;
         dirty.push(peer);
@@ -186,7 +198,6 @@ impl MediaRoom {
         video_subs: &HashMap<PeerId, u64>,
     ) {
         let mut keyframes = Vec::new();
-        let mut stale = Vec::new();
         for t in self.tracks.values_mut() {
             if t.kind != TrackKind::Video {
                 continue;
@@ -221,7 +232,14 @@ impl MediaRoom {
                     s.bwe_paused = true;
                     s.current = None;
                     if let Some(mid) = s.mid {
-                        stale.push((s.peer, mid));
+                        let dropped = drop_backlog(
+                            &mut self.peers,
+                            &mut self.dirty,
+                            s.peer,
+                            mid,
+                            s.rewriter.as_mut(),
+                        );
+                        self.metrics.backlog_dropped(dropped);
                     }
                 } else if s.bwe_paused && !held && floor <= share * 85 / 100 {
                     tracing::debug!(peer = ?s.peer, track = %t.sid, estimate = est, share, floor, "resumed after a bandwidth pause");
@@ -232,10 +250,6 @@ impl MediaRoom {
                     }
                 }
             }
-        }
-        for (peer, mid) in stale {
-            let dropped = drop_backlog(&mut self.peers, &mut self.dirty, peer, mid);
-            self.metrics.backlog_dropped(dropped);
         }
         for (track, layer) in keyframes {
             self.request_keyframe(&track, Some(layer), KeyframeRequestKind::Pli, now);

@@ -83,6 +83,7 @@ impl MediaRoom {
                 Output::Transmit(t) => {
                     if crate::peer::is_rtp(&t.contents) {
                         peer.last_rtp = now;
+                        peer.note_sent_rtp(&t.contents);
                     }
                     self.transmits.push_back(t)
                 }

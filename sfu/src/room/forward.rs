@@ -181,8 +181,13 @@ impl MediaRoom {
                             && queue_delay(&mut self.peers, sub.peer, sub_mid, now)
                                 > MAX_QUEUE_DELAY
                         {
-                            let dropped =
-                                drop_backlog(&mut self.peers, &mut self.dirty, sub.peer, sub_mid);
+                            let dropped = drop_backlog(
+                                &mut self.peers,
+                                &mut self.dirty,
+                                sub.peer,
+                                sub_mid,
+                                Some(&mut *rewriter),
+                            );
                             self.metrics.backlog_dropped(dropped);
                             tracing::debug!(subscriber = %sub.subscriber, dropped, ?layer, "backlog dropped at a move down");
                         }
@@ -229,7 +234,13 @@ impl MediaRoom {
                     sub.current = None;
                     sub.bwe_cap = Layer::Low;
                     sub.target = Layer::Low;
-                    let dropped = drop_backlog(&mut self.peers, &mut self.dirty, sub.peer, sub_mid);
+                    let dropped = drop_backlog(
+                        &mut self.peers,
+                        &mut self.dirty,
+                        sub.peer,
+                        sub_mid,
+                        sub.rewriter.as_mut(),
+                    );
                     self.metrics.backlog_dropped(dropped);
                     tracing::debug!(subscriber = %sub.subscriber, ?delay, dropped, target = ?sub.target, "subscriber congested");
                     wants_keyframe = Some(sub.target);
