@@ -149,8 +149,6 @@ pub struct Outgoing {
     pub attachment_id: Option<String>,
 }
 
-/// Locks a map whose every update is a single entry change: a panic while it
-/// was held (a bug) leaves it consistent, so it is used as it is.
 /// A server-made message id (`MS_…`), ordered by time: the `messages.id`
 /// unique index then takes each batch's ids on its last page rather than on
 /// one random page per message (see [`nodo_signaling::ids::new_ordered_sid`]).
@@ -159,6 +157,8 @@ fn new_message_id() -> String {
     nodo_signaling::ids::new_ordered_sid("MS_", ms)
 }
 
+/// Locks a map whose every update is a single entry change: a panic while it
+/// was held (a bug) leaves it consistent, so it is used as it is.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
