@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "bench", "peers", "janus"))
@@ -98,20 +99,45 @@ def wait_idle(max_wait, limit_pct=15.0):
         print(f"waiting for the host to be idle ({pct:.0f}% of a core busy)", file=sys.stderr)
 
 
+# The node's own drop counters (`/metrics`), read after a run: where packets
+# went missing inside the server rather than in the kernel or on the way.
+NODE_DROPS = {
+    "udp_send": "nodo_udp_send_dropped_packets_total",
+    "room_inbox": "nodo_room_inbox_dropped_packets_total",
+    "stale_backlog": "nodo_rtp_stale_backlog_dropped_packets_total",
+}
+
+
+def node_drops(http):
+    """The node's drop counters since its start, or None if /metrics did not answer."""
+    try:
+        with urllib.request.urlopen(f"http://{http}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return None
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        values[name] = value
+    return {k: int(float(values.get(metric, "0"))) for k, metric in NODE_DROPS.items()}
+
+
 def start_server(a, server, tag, log_dir):
-    """Starts `server`; returns (pid, loadgen args, stop function)."""
+    """Starts `server`; returns (pid, loadgen args, stop function, drop counters
+    function: None for a server that has none)."""
     log = os.path.join(log_dir, f"{server}-{tag}.log")
     if server == "janus":
         proc, url, cfg, ip = janus.start(a.server_cpu, free_port(), log)
         return proc.pid, ["--server", "janus", "--url", url, "--local-ip", ip], \
-            lambda: janus.stop(proc, cfg)
+            lambda: janus.stop(proc, cfg), lambda: None
     proc, http, data = start_node(a.nodo, a.server_cpu, log)
-    return proc.pid, ["--url", f"http://{http}"], lambda: stop_node(proc, data)
+    return proc.pid, ["--url", f"http://{http}"], lambda: stop_node(proc, data), \
+        lambda: node_drops(http)
 
 
 def run_step(a, server, n, extra, log_dir, rnd=0):
     tag = f"{a.scenario}-{n}-r{rnd}"
-    pid, target, stop = start_server(a, server, tag, log_dir)
+    pid, target, stop, drops = start_server(a, server, tag, log_dir)
     try:
         cmd = ["taskset", "-c", a.loadgen_cpu, a.loadgen, *target,
                "--scenario", a.scenario.lower(),
@@ -135,6 +161,8 @@ def run_step(a, server, n, extra, log_dir, rnd=0):
             raise RuntimeError(f"loadgen failed ({out.returncode}); see {gen_log}")
         r = json.loads(lines[-1])
         r["server"] = server
+        # Whole run (joins and settling included), not the window alone.
+        r["server_drops"] = drops()
         return r
     finally:
         stop()
@@ -152,7 +180,7 @@ def table(scenario, rows, with_server=False):
     s = scenario.upper()
     head = ["N", "fwd pps", "user µs/pkt", "sys µs/pkt", "srv CPU %", "loss %",
             "NACK", "PLI", "RTX", "lat p50/p99/p99.9/max ms", "audio p50/p99 ms",
-            "RSS MB", "RSS/part kB", "gen CPU %", "valid"]
+            "RSS MB", "RSS/part kB", "gen CPU %", "node drops send/inbox/backlog", "valid"]
     if s == "D":
         head[1:1] = ["joins/s", "CPU ms/join", "TTFM p50/p99 ms"]
     if with_server:
@@ -171,6 +199,7 @@ def table(scenario, rows, with_server=False):
             "/".join(fmt(aud.get(k)) for k in ("p50", "p99")),
             fmt(rss / 1024 if rss else None, 1), fmt(r.get("rss_per_participant_kb"), 0),
             fmt(r.get("loadgen_cpu_pct"), 1),
+            "/".join(str(d[k]) for k in NODE_DROPS) if (d := r.get("server_drops")) else "–",
             "yes" if r.get("valid") else "no: " + ",".join(r.get("invalid", [])),
         ]
         if s == "D":
