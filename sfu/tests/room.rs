@@ -519,22 +519,9 @@ fn a_throttled_keyframe_request_is_sent_later_not_dropped() {
 
 /// Alice publishes audio and simulcast video; Bob has had both for 4 s.
 /// Returns the world and Bob's index.
-fn bob_gets_alices_simulcast() -> (World, usize) {
-    let mut w = World::new();
-    let a = w.join("alice");
-    let b = w.join("bob");
-    let (audio, video) = w.publish(a, true);
-    w.run(secs(1));
-    let bob = w.clients[b].sid.clone();
-    w.room.subscribe(&bob, &audio).expect("subscribe audio");
-    w.room.subscribe(&bob, &video).expect("subscribe video");
-    w.run(secs(4));
-    (w, b)
-}
-
 #[test]
 fn a_capped_subscriber_moves_to_the_low_layer_and_keeps_its_audio() {
-    let (mut w, b) = bob_gets_alices_simulcast();
+    let (mut w, b) = harness::bob_gets_alices_simulcast();
     let layers = |w: &World, from: usize| -> Vec<u8> {
         w.video_frames(b)[from..].iter().map(|f| f.0).collect()
     };
@@ -581,7 +568,7 @@ fn a_capped_subscriber_moves_to_the_low_layer_and_keeps_its_audio() {
 /// back the keyframe of the layer that fits); video goes on, on the low layer.
 #[test]
 fn a_congested_subscribers_stale_backlog_is_dropped() {
-    let (mut w, b) = bob_gets_alices_simulcast();
+    let (mut w, b) = harness::bob_gets_alices_simulcast();
     assert_eq!(w.counter("rtp_stale_backlog_dropped_packets"), 0);
     // The link falls to under the medium layer (~140 kbit/s with headers),
     // over the low one, while the publisher's encoder sends no keyframe:

@@ -9,6 +9,7 @@ use str0m::media::{Direction, KeyframeRequestKind, Mid};
 
 use super::MediaRoom;
 use crate::ids::{Layer, PeerId, TrackKind};
+use crate::metrics::RoomMetrics;
 use crate::peer::Peer;
 use crate::rewrite::Rewriter;
 
@@ -60,11 +61,12 @@ pub(super) fn queue_delay(
 /// and it could not have them resent (the cache is gone). str0m also emits a
 /// `MediaChanged` with the unchanged direction, which the room ignores: a
 /// subscriber's m-line is never in `track_by_mid`. The peer is marked dirty
-/// (its pacer timeout changed). Returns how many packets were waiting, as
-/// the pacer last sampled its queue.
+/// (its pacer timeout changed). Counts, and returns, how many packets were
+/// waiting, as the pacer last sampled its queue.
 pub(super) fn drop_backlog(
     peers: &mut HashMap<PeerId, Box<Peer>>,
     dirty: &mut Vec<PeerId>,
+    metrics: &RoomMetrics,
     peer: PeerId,
     mid: Mid,
     rewriter: Option<&mut Rewriter>,
@@ -99,6 +101,7 @@ pub(super) fn drop_backlog(
         p.dirty = true;
         dirty.push(peer);
     }
+    metrics.backlog_dropped(waiting);
     waiting
 }
 
@@ -232,14 +235,14 @@ impl MediaRoom {
                     s.bwe_paused = true;
                     s.current = None;
                     if let Some(mid) = s.mid {
-                        let dropped = drop_backlog(
+                        drop_backlog(
                             &mut self.peers,
                             &mut self.dirty,
+                            &self.metrics,
                             s.peer,
                             mid,
                             s.rewriter.as_mut(),
                         );
-                        self.metrics.backlog_dropped(dropped);
                     }
                 } else if s.bwe_paused && !held && floor <= share * 85 / 100 {
                     tracing::debug!(peer = ?s.peer, track = %t.sid, estimate = est, share, floor, "resumed after a bandwidth pause");

@@ -184,11 +184,11 @@ impl MediaRoom {
                             let dropped = drop_backlog(
                                 &mut self.peers,
                                 &mut self.dirty,
+                                &self.metrics,
                                 sub.peer,
                                 sub_mid,
                                 Some(&mut *rewriter),
                             );
-                            self.metrics.backlog_dropped(dropped);
                             tracing::debug!(subscriber = %sub.subscriber, dropped, ?layer, "backlog dropped at a move down");
                         }
                         rewriter.switch_source(seq, ts, now);
@@ -237,11 +237,11 @@ impl MediaRoom {
                     let dropped = drop_backlog(
                         &mut self.peers,
                         &mut self.dirty,
+                        &self.metrics,
                         sub.peer,
                         sub_mid,
                         sub.rewriter.as_mut(),
                     );
-                    self.metrics.backlog_dropped(dropped);
                     tracing::debug!(subscriber = %sub.subscriber, ?delay, dropped, target = ?sub.target, "subscriber congested");
                     wants_keyframe = Some(sub.target);
                     continue;

@@ -129,6 +129,21 @@ pub fn every_nth_rtp_from(from: SocketAddr, pt: u8, n: u64) -> LossFn {
     })
 }
 
+/// Alice (client 0) publishes simulcast video and audio, Bob subscribes to
+/// both and has had 4 s of them. Returns the world and Bob's index.
+pub fn bob_gets_alices_simulcast() -> (World, usize) {
+    let mut w = World::new();
+    let a = w.join("alice");
+    let b = w.join("bob");
+    let (audio, video) = w.publish(a, true);
+    w.run(Duration::from_secs(1));
+    let bob = w.clients[b].sid.clone();
+    w.room.subscribe(&bob, &audio).expect("subscribe audio");
+    w.room.subscribe(&bob, &video).expect("subscribe video");
+    w.run(Duration::from_secs(4));
+    (w, b)
+}
+
 impl World {
     pub fn new() -> World {
         let now = Instant::now();
