@@ -108,8 +108,16 @@ NODE_DROPS = {
 }
 
 
+# Timeouts the rooms handed to peer connections (each runs all of a
+# connection's str0m timers) per datagram the node sent: the per-connection
+# work behind each forwarded packet.
+NODE_TIMEOUTS = "nodo_peer_timeouts_total"
+NODE_SENT = "nodo_udp_sent_packets_total"
+
+
 def node_drops(http):
-    """The node's drop counters since its start, or None if /metrics did not answer."""
+    """The node's drop counters since its start (and `timeouts_per_sent`),
+    or None if /metrics did not answer."""
     try:
         with urllib.request.urlopen(f"http://{http}/metrics", timeout=5) as resp:
             text = resp.read().decode()
@@ -119,7 +127,10 @@ def node_drops(http):
     for line in text.splitlines():
         name, _, value = line.partition(" ")
         values[name] = value
-    return {k: int(float(values.get(metric, "0"))) for k, metric in NODE_DROPS.items()}
+    out = {k: int(float(values.get(metric, "0"))) for k, metric in NODE_DROPS.items()}
+    sent = float(values.get(NODE_SENT, "0"))
+    out["timeouts_per_sent"] = float(values.get(NODE_TIMEOUTS, "0")) / sent if sent else None
+    return out
 
 
 def start_server(a, server, tag, log_dir):
@@ -180,7 +191,8 @@ def table(scenario, rows, with_server=False):
     s = scenario.upper()
     head = ["N", "fwd pps", "user µs/pkt", "sys µs/pkt", "srv CPU %", "loss %",
             "NACK", "PLI", "RTX", "lat p50/p99/p99.9/max ms", "audio p50/p99 ms",
-            "RSS MB", "RSS/part kB", "gen CPU %", "node drops send/inbox/backlog", "valid"]
+            "RSS MB", "RSS/part kB", "gen CPU %", "node drops send/inbox/backlog",
+            "node timeouts/sent", "valid"]
     if s == "D":
         head[1:1] = ["joins/s", "CPU ms/join", "TTFM p50/p99 ms"]
     if with_server:
@@ -200,6 +212,7 @@ def table(scenario, rows, with_server=False):
             fmt(rss / 1024 if rss else None, 1), fmt(r.get("rss_per_participant_kb"), 0),
             fmt(r.get("loadgen_cpu_pct"), 1),
             "/".join(str(d[k]) for k in NODE_DROPS) if (d := r.get("server_drops")) else "–",
+            fmt((r.get("server_drops") or {}).get("timeouts_per_sent")),
             "yes" if r.get("valid") else "no: " + ",".join(r.get("invalid", [])),
         ]
         if s == "D":

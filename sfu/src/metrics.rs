@@ -52,6 +52,7 @@ struct Inner {
     unrepaired_upstream: Counter,
     backlog_dropped: Counter,
     lost_downstream: Counter,
+    peer_timeouts: Counter,
     upstream_loss: Histogram,
 }
 
@@ -77,6 +78,7 @@ impl Default for SfuMetrics {
                 unrepaired_upstream: Counter::default(),
                 backlog_dropped: Counter::default(),
                 lost_downstream: Counter::default(),
+                peer_timeouts: Counter::default(),
                 upstream_loss: Histogram::new([0.0, 0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5]),
             }),
         }
@@ -178,6 +180,11 @@ impl SfuMetrics {
             m.lost_downstream.clone(),
         );
         r.register(
+            "peer_timeouts",
+            "Timeouts the rooms handed to peer connections (each runs all of the connection's timers: the per-connection cost of forwarding)",
+            m.peer_timeouts.clone(),
+        );
+        r.register(
             "rtp_upstream_loss_ratio",
             "Loss fraction of publishers' streams, one observation per stream each stats interval",
             m.upstream_loss.clone(),
@@ -248,6 +255,8 @@ pub struct RoomCounts {
     /// Datagrams handed to the network, and their bytes.
     pub sent: u64,
     pub sent_bytes: u64,
+    /// Timeouts handed to peer connections.
+    pub timeouts: u64,
 }
 
 impl Drop for RoomMetrics {
@@ -299,6 +308,9 @@ impl RoomMetrics {
         if c.sent > 0 {
             m.udp_tx_packets.inc_by(c.sent);
             m.udp_tx_bytes.inc_by(c.sent_bytes);
+        }
+        if c.timeouts > 0 {
+            m.peer_timeouts.inc_by(c.timeouts);
         }
         if c.audio_in > 0 {
             let k = KindLabel { kind: "audio" };

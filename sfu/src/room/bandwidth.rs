@@ -97,8 +97,7 @@ pub(super) fn drop_backlog(
     if let (Some(rewriter), Some(sent)) = (rewriter, ssrc.and_then(|s| p.last_sent_seq(s))) {
         rewriter.dropped_after(sent);
     }
-    if !p.dirty {
-        p.dirty = true;
+    if p.touch() {
         dirty.push(peer);
     }
     metrics.backlog_dropped(waiting);
@@ -388,8 +387,7 @@ impl MediaRoom {
                 .bwe()
                 .set_bitrate(str0m::bwe::Bitrate::kbps(100).min(want), want);
             // It re-arms the pacer: the caller's drain picks up the new timeout.
-            if !p.dirty {
-                p.dirty = true;
+            if p.touch() {
                 self.dirty.push(peer);
             }
         }

@@ -21,8 +21,7 @@ impl MediaRoom {
 
     pub(super) fn mark_dirty(&mut self, id: PeerId) {
         if let Some(p) = self.peers.get_mut(&id) {
-            if !p.dirty {
-                p.dirty = true;
+            if p.touch() {
                 self.dirty.push(id);
             }
         }

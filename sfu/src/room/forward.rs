@@ -350,8 +350,7 @@ impl MediaRoom {
             );
             self.metrics.counts.forwarded += 1;
             self.metrics.counts.forwarded_bytes += pkt.payload.len() as u64;
-            if !sub_peer.dirty {
-                sub_peer.dirty = true;
+            if sub_peer.touch() {
                 self.dirty.push(sub.peer);
             }
         }

@@ -95,8 +95,7 @@ impl MediaRoom {
         let retry = now + KEYFRAME_RETRY;
         self.keyframe_retry = Some(self.keyframe_retry.map_or(retry, |r| r.min(retry)));
         self.metrics.keyframe_request_sent();
-        if !p.dirty {
-            p.dirty = true;
+        if p.touch() {
             self.dirty.push(pub_id);
         }
     }

@@ -589,12 +589,18 @@ impl MediaRoom {
                 if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
                     tracing::debug!(peer = ?id, "timeout rejected: {e}");
                 }
-                self.mark_dirty(id);
+                // The timeout saw every input before it (`Peer::wake_at`).
+                p.timeout_handed();
+                if !p.dirty {
+                    p.dirty = true;
+                    self.dirty.push(id);
+                }
             } else {
                 let next = p.next_timeout;
                 self.schedule(id, next);
             }
         }
+        self.metrics.counts.timeouts += handed as u64;
         // Drain the timeouts before the layer tick mutates the same Rtcs again.
         self.drive(now);
         self.flush_keyframe_requests(now);
