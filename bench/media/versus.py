@@ -167,6 +167,8 @@ ROWS = [
      keyframes_per_s, 1, "lower"),
     ("RSS per video subscriber KB", "video",
      lambda r: r.get("rss_per_participant_kb"), 0, "lower"),
+    ("RSS per participant, 10 speakers and 50 listeners of ten tracks KB", "audio",
+     lambda r: r.get("rss_per_participant_kb"), 0, "lower"),
     ("RSS per idle participant KB", "idle",
      lambda r: r.get("rss_per_participant_kb"), 0, "lower"),
     ("CPU-ms per join (with its leave)", "churn", lambda r: r.get("cpu_ms_per_join"), 2, "lower"),
