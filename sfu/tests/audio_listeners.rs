@@ -1,5 +1,6 @@
 //! Listeners of several speakers (audio only): each forwarded packet costs
-//! their connection one timeout, not the two str0m's pacer asks for, and no
+//! their connection one timeout, without the extra one str0m's pacer asks
+//! for after the last packet it released, and no
 //! packet waits for the timeouts it no longer gets (the speakers write at
 //! the same instant, so each listener's queue holds several at once).
 
