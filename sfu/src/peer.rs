@@ -397,11 +397,18 @@ impl Peer {
             .sum()
     }
 
-    /// Notes that the room handed the `Rtc` a timeout: it saw every input
-    /// before it (see [`Peer::wake_at`]).
-    pub fn timeout_handed(&mut self) {
+    /// Hands the `Rtc` a timeout at `now`; true when the peer is newly due
+    /// a drain (the caller queues it, as with [`Peer::touch`]). The timeout
+    /// is not an input in [`Peer::wake_at`]'s sense: it saw every input
+    /// before it, so `touched` and `released` start again from it.
+    pub fn hand_timeout(&mut self, now: Instant) -> bool {
+        self.last_timeout = now;
+        if let Err(e) = self.rtc.handle_input(str0m::Input::Timeout(now)) {
+            tracing::debug!(peer = ?self.id, "timeout rejected: {e}");
+        }
         self.touched = false;
         self.released = 0;
+        !std::mem::replace(&mut self.dirty, true)
     }
 
     /// Notes an input to the `Rtc` other than a timeout (see

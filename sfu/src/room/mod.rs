@@ -584,15 +584,8 @@ impl MediaRoom {
             }
             p.scheduled = None;
             if p.next_timeout <= now {
-                p.last_timeout = now;
                 handed += 1;
-                if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
-                    tracing::debug!(peer = ?id, "timeout rejected: {e}");
-                }
-                // The timeout saw every input before it (`Peer::wake_at`).
-                p.timeout_handed();
-                if !p.dirty {
-                    p.dirty = true;
+                if p.hand_timeout(now) {
                     self.dirty.push(id);
                 }
             } else {
