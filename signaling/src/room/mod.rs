@@ -71,6 +71,9 @@ pub(crate) enum RoomCmd {
     /// Panics in the actor, as a bug would.
     #[cfg(test)]
     Crash,
+    /// Makes the actor find a timer due at every turn for this long.
+    #[cfg(test)]
+    Busy(std::time::Duration),
 }
 
 /// Outgoing signal messages of one WebSocket session: its own messages, or

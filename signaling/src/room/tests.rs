@@ -718,3 +718,33 @@ async fn a_batch_is_encoded_once_for_everyone_it_does_not_name() {
     assert_eq!(u.participants[0].identity, "dee");
     assert!(updates(&mut dee).is_empty(), "dee is not told about itself");
 }
+
+/// A room with a timer due at every turn (as when it paces a keyframe out to
+/// many subscribers) still hands the runtime back: on one worker thread, as
+/// on a one-core node, a task waiting for its timer runs during the busy
+/// stretch, not after it.
+#[tokio::test]
+async fn a_busy_room_leaves_the_runtime_to_other_tasks() {
+    let (rooms, _transport) = manager(LimitConfig::default());
+    let alice = join(&rooms, "busy", "alice").await.expect("join");
+    let busy = Duration::from_millis(600);
+    let start = Instant::now();
+    alice
+        .handle
+        .tx
+        .send(RoomCmd::Busy(busy))
+        .await
+        .expect("send");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let woke = start.elapsed();
+    assert!(
+        woke < busy / 2,
+        "a 5 ms timer woke after {woke:?} beside a room busy for {busy:?}"
+    );
+    // The room still answers once the stretch is over.
+    let snapshot = rooms
+        .snapshot(&RoomName::new("busy"))
+        .await
+        .expect("the room is open");
+    assert_eq!(snapshot.participants.len(), 1);
+}
