@@ -142,6 +142,7 @@ ROWS = [
     ("added latency p50, video + audio ms", "video", lat("all")("p50"), 2, "lower"),
     ("added latency p99 ms", "video", lat("all")("p99"), 2, "lower"),
     ("added latency p99.9 ms", "video", lat("all")("p999"), 2, "lower"),
+    ("added latency p99, audio beside the video ms", "video", lat("audio")("p99"), 2, "lower"),
     ("added latency p50, audio only ms", "audio", lat("audio")("p50"), 2, "lower"),
     ("added latency p99, audio only ms", "audio", lat("audio")("p99"), 2, "lower"),
     ("added latency p99.9, audio only ms", "audio", lat("audio")("p999"), 2, "lower"),
