@@ -741,7 +741,7 @@ async fn a_busy_room_leaves_the_runtime_to_other_tasks() {
         woke < busy / 2,
         "a 5 ms timer woke after {woke:?} beside a room busy for {busy:?}"
     );
-    // The room still answers once the stretch is over.
+    // Busy, the room still answers its mailbox.
     let snapshot = rooms
         .snapshot(&RoomName::new("busy"))
         .await
