@@ -1,7 +1,7 @@
 //! Forwarding: one publisher RTP packet to every subscription, simulcast
 //! layer choice, keyframe requests and per-layer bitrates.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use str0m::media::{KeyframeRequestKind, Pt};
 use str0m::rtp::{RtpPacket, RtpWrite, SeqNo};
@@ -31,15 +31,22 @@ impl MediaRoom {
         if let Some(s) = t.subscribers.iter_mut().find(|s| s.peer == peer) {
             s.rewriter = Some(Rewriter::new(clock));
             s.current = None;
-            // Audio is written not nackable: nothing of it is kept.
-            mid = s.mid.filter(|_| t.kind == TrackKind::Video);
+            mid = s.mid;
         }
         if let (Some(mid), Some(p)) = (mid, self.peers.get_mut(&peer)) {
             if let Some(tx) = p.rtc.direct_api().stream_tx_by_mid(mid, None) {
-                // str0m keeps sent packets 3 s for NACKs by default; the
-                // buffer grows to what that window holds and never shrinks
-                // (a few hundred bytes per slot per subscriber stream).
-                tx.set_rtx_cache(SEND_BUFFER_VIDEO, RTX_MAX_AGE, Some(RTX_RATIO_CAP));
+                if t.kind == TrackKind::Video {
+                    // str0m keeps sent packets 3 s for NACKs by default; the
+                    // buffer grows to what that window holds and never shrinks
+                    // (a few hundred bytes per slot per subscriber stream).
+                    tx.set_rtx_cache(SEND_BUFFER_VIDEO, RTX_MAX_AGE, Some(RTX_RATIO_CAP));
+                } else {
+                    // Audio is written not nackable: nothing of it is kept or
+                    // resent, so no resend ratio is capped either. Without a
+                    // cap str0m does not log every packet sent in the last
+                    // second (24 bytes each, ~1.5 KB per audio stream).
+                    tx.set_rtx_cache(0, Duration::ZERO, None);
+                }
             }
         }
         let layer = if t.simulcast { Some(Layer::High) } else { None };
