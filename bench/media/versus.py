@@ -4,7 +4,7 @@ asks for, each server a fresh process on CPU 0 and nodo-loadgen on CPU 1,
 the servers alternating step by step (which goes first alternating round by
 round). Medians over rounds.
 
-  bench/media/versus.py [--rounds 2] [--servers nodo,janus] [--capacity 100,150,200]
+  bench/media/versus.py [--rounds 2] [--servers nodo,janus] [--capacity 100,150,200,300,400]
                         [--seconds 15] [--json out.jsonl]
 
 The steps (each a run of bench/media/run.py's `run_step`):
@@ -359,7 +359,7 @@ def main():
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--steps", default="video,audio,meeting,settled,churn,idle",
                    help="which of video, audio, meeting, settled, churn, idle")
-    p.add_argument("--capacity", default="100,150,200",
+    p.add_argument("--capacity", default="100,150,200,300,400",
                    help="A's N steps for the capacity search ('' to skip)")
     p.add_argument("--seconds", type=float, default=15.0, help="measurement window")
     p.add_argument("--settle", type=float, default=5.0)
