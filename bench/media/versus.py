@@ -288,7 +288,8 @@ def capacity_steps(results, servers, cap_ns):
     """What each capacity step carried: a server that moves subscribers to a
     lower layer under load forwards fewer packets at the same N."""
     out = ["| A, N | server | packets forwarded /s | of them f layer | loss % | server CPU % | "
-           "p99 ms | fits |", "|---|---|---:|---:|---:|---:|---:|---|"]
+           "p99 ms | generator's receive lag p99 ms | fits |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for n in cap_ns:
         for sv in servers:
             rs = [r for r in results.get((sv, f"cap{n}"), []) if r]
@@ -302,6 +303,10 @@ def capacity_steps(results, servers, cap_ns):
                 str(n), sv, each(lambda r: r.get("forwarded_pps"), 0), each(share, 0) + " %",
                 each(lambda r: r.get("loss_pct"), 3), each(lambda r: r.get("server_cpu_pct"), 0),
                 each(lambda r: run.get(r, "latency_ms.p99"), 0),
+                # Nodo's rounds with the most loss had the generator reading
+                # its sockets late (no kernel drops on either side); Janus's
+                # did not.
+                each(lambda r: run.get(r, "rx_lag_ms.p99"), 1),
                 ", ".join("yes" if fits(r) else "no" + (
                     " (" + ",".join(r.get("invalid", [])) + ")" if r.get("invalid") else "")
                     for r in rs)]) + " |")
