@@ -139,8 +139,7 @@ F_SHARE_LIKE_FOR_LIKE = 90.0
 
 def fits_on_f(r):
     """A capacity step passed with the video the subscribers asked for."""
-    share = f_share(r) if r else None
-    return fits(r) and share is not None and share >= F_SHARE_LIKE_FOR_LIKE
+    return fits(r) and (f_share(r) or 0.0) >= F_SHARE_LIKE_FOR_LIKE
 
 
 # (label, step, how to read one result, digits, which way is better)
