@@ -6,7 +6,7 @@ alternating round by round), each on a fresh process, and a second table
 puts them side by side (medians over rounds, and the ratio).
 
 Builds nothing: it uses target/release/nodo and target/release/nodo-loadgen
-(`cargo build --release --bin nodo -p nodo-loadgen` first). Each step gets
+(`cargo build --release -p nodo -p nodo-loadgen` first). Each step gets
 its own node (data dir in a temp dir, ephemeral ports read from the node's
 `nodo listening` line), so RSS per participant starts from a clean process.
 
@@ -334,7 +334,7 @@ def main():
     need = [a.loadgen] + ([a.nodo] if "nodo" in servers else [])
     for b in need:
         if not os.access(b, os.X_OK):
-            sys.exit(f"{b} is missing: cargo build --release --bin nodo -p nodo-loadgen")
+            sys.exit(f"{b} is missing: cargo build --release -p nodo -p nodo-loadgen")
     log_dir = a.log_dir or tempfile.mkdtemp(prefix="nodo-bench-logs-")
     os.makedirs(log_dir, exist_ok=True)
     rows = []

@@ -34,9 +34,14 @@ The steps (each a run of bench/media/run.py's `run_step`):
            server that moves them down a layer as its core fills carries
            less at the same N, so this is the like-for-like figure.
 
+floor    this machine's own floor per forwarded packet, with no SFU in the
+           way (nodo-floor: a loopback send plus the SRTP seal, on the
+           server's CPU), taken at the start of every round; a second table
+           gives each server's CPU per packet as a multiple of it.
+
 mediasoup is not run: its worker cannot be built on this machine (its build
 fetches pinned sources from GitHub). Builds nothing: `cargo build --release
---bin nodo -p nodo-loadgen` first; Janus from Debian (`apt-get install -y
+-p nodo -p nodo-loadgen` first; Janus from Debian (`apt-get install -y
 janus`).
 """
 
@@ -101,6 +106,56 @@ def run_one(a, server, name, scenario, n, m, extra, rnd, log_dir, retry_busy=Fal
               file=sys.stderr)
         return run_one(a, server, name, scenario, n, m, extra, rnd, log_dir) or r
     return r
+
+
+def run_floor(a, rnd):
+    """This machine's floor per forwarded packet (`nodo-floor --json`, next
+    to nodo-loadgen), sender on the server's CPU: one line per round, so the
+    servers' figures compare to a floor taken in the same run (this VM's
+    speed moves from hour to hour)."""
+    floor = os.path.join(os.path.dirname(os.path.abspath(a.loadgen)), "nodo-floor")
+    if not os.access(floor, os.X_OK):
+        print(f"{floor} is missing: no floor row (cargo build --release -p nodo-loadgen)",
+              file=sys.stderr)
+        return None
+    if a.wait_idle > 0:
+        run.wait_idle(a.wait_idle)
+    cmd = [floor, "--json", "--seconds", "2", "--send-cpu", str(a.server_cpu),
+           "--recv-cpu", str(a.loadgen_cpu)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+    except (subprocess.SubprocessError, ValueError, IndexError) as e:
+        print(f"nodo-floor: {e}", file=sys.stderr)
+        return None
+    r.update(step="floor", server="machine", round=rnd + 1)
+    print(f"floor round {rnd + 1}: " + json.dumps(r), file=sys.stderr)
+    if a.json:
+        with open(a.json, "a") as f:
+            f.write(json.dumps(r) + "\n")
+    return r
+
+
+def floor_table(results, servers):
+    """Each server's CPU per forwarded packet against this machine's floor
+    measured in the same run."""
+    floors = results.get(("machine", "floor"), [])
+    if not floors:
+        return ""
+    out = ["| figure | this machine's floor (nodo-floor) | "
+           + " | ".join(f"{sv}, × the floor" for sv in servers) + " | issue 13's target |",
+           "|---|---:|" + "---:|" * len(servers) + "---:|"]
+    for label, step, key, target in [
+            ("CPU per forwarded video packet µs", "video", "floor_1200_us", 2.5),
+            ("CPU per forwarded audio packet µs", "audio", "floor_160_us", 2.2)]:
+        floor = med(floors, lambda r: r.get(key))
+        cells = [label, run.fmt(floor, 2)]
+        for sv in servers:
+            v = med(results.get((sv, step), []), run.total_us)
+            cells.append(f"{v:.2f} ({v / floor:.1f}x)" if v and floor else "–")
+        cells.append(f"{target:g} ({target / floor:.1f}x)" if floor else f"{target:g}")
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
 
 
 def med(rs, how):
@@ -323,6 +378,9 @@ def load(path, servers):
             if r.get("superseded"):
                 continue
             step, sv = r.get("step", ""), r.get("server")
+            if step == "floor":
+                results.setdefault(("machine", "floor"), []).append(r)
+                continue
             if sv not in servers:
                 continue
             if step.startswith("capacity "):
@@ -337,13 +395,16 @@ def run_all(a, servers, steps, cap_ns):
     """Runs every step, then the capacity search; returns (results, log dir)."""
     for b in [a.loadgen] + ([a.nodo] if "nodo" in servers else []):
         if not os.access(b, os.X_OK):
-            sys.exit(f"{b} is missing: cargo build --release --bin nodo -p nodo-loadgen")
+            sys.exit(f"{b} is missing: cargo build --release -p nodo -p nodo-loadgen")
     if "janus" in servers and not os.access(run.janus.JANUS, os.X_OK):
         sys.exit("janus is missing: apt-get install -y janus (or --servers nodo)")
     log_dir = a.log_dir or tempfile.mkdtemp(prefix="nodo-versus-")
     os.makedirs(log_dir, exist_ok=True)
     results = {}
     for rnd in range(a.rounds):
+        floor = run_floor(a, rnd)
+        if floor:
+            results.setdefault(("machine", "floor"), []).append(floor)
         order = servers if rnd % 2 == 0 else servers[::-1]
         for step in steps:
             scenario, n, m, extra = STEPS[step]
@@ -387,13 +448,17 @@ def main():
         print(f"\n{a.rounds} round(s), {a.seconds:g} s windows, server on CPU {a.server_cpu}, "
               f"nodo-loadgen on CPU {a.loadgen_cpu}; logs in {log_dir}\n")
     print(table(results, servers, cap_ns))
+    floors = floor_table(results, servers)
+    if floors:
+        print()
+        print(floors)
     print()
     print(capacity_steps(results, servers, cap_ns))
     print("\nmediasoup: not run (its worker cannot be built on this machine: its build "
           "fetches pinned sources from GitHub).")
     invalid = sorted({f"{sv} {r['step']}: {','.join(r.get('invalid', []))}"
                       for (sv, _), rs in results.items() for r in rs
-                      if r and not r.get("valid")})
+                      if r and sv != "machine" and not r.get("valid")})
     if invalid:
         print("\nInvalid runs (other load on the host, the generator behind, kernel drops):")
         for line in invalid:

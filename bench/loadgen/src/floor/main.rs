@@ -61,6 +61,9 @@ struct Args {
     /// Bytes of one chat frame (a `receiveMessage` event with its envelope).
     #[arg(long, default_value_t = 300)]
     frame: usize,
+    /// One JSON line (`<what>_<bytes>_us` fields) instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// How the chat row's reader waits for data.
@@ -335,24 +338,32 @@ fn tcp_writes(args: &Args, wait: Wait) -> std::io::Result<(Cost, u64)> {
     Ok((cost, received.load(Ordering::Relaxed)))
 }
 
+/// One row of the output: what was timed, its cost, and the share of what
+/// was sent that arrived (for the sends).
+struct Row {
+    bytes: usize,
+    what: String,
+    key: String,
+    us: f64,
+    delivered_pct: Option<f64>,
+}
+
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
     sysinfo::raise_nofile();
     pin(args.send_cpu);
-    println!(
-        "# nodo-floor: {} subscribers, {} pps, {} s per row, sender on CPU {}, receiver on CPU {}",
-        args.subscribers, args.rate, args.seconds, args.send_cpu, args.recv_cpu
-    );
-    println!("| bytes | what | CPU µs per packet | delivered |");
-    println!("|---:|---|---:|---:|");
+    let mut rows = Vec::new();
     for &size in &args.sizes {
         let c = seal(&args, size);
-        println!(
-            "| {size} | SRTP AEAD-AES-256-GCM seal (aws-lc-rs) | {:.3} | |",
-            c.us
-        );
-        let mut sends = Vec::new();
-        for (what, batched) in [("`sendto`, one per packet", false), ("`sendmmsg`", true)] {
+        rows.push(Row {
+            bytes: size,
+            what: "SRTP AEAD-AES-256-GCM seal (aws-lc-rs)".into(),
+            key: format!("seal_{size}"),
+            us: c.us,
+            delivered_pct: None,
+        });
+        let mut best = f64::INFINITY;
+        for batched in [false, true] {
             let sinks = Sinks::open(args.subscribers, args.recv_cpu)?;
             let c = if batched {
                 send_batched(&args, &sinks, size)?
@@ -361,36 +372,70 @@ fn main() -> std::io::Result<()> {
             };
             std::thread::sleep(Duration::from_millis(100));
             let got = sinks.received.load(Ordering::Relaxed);
-            let what = if batched {
-                format!("{what}, {} per call", args.batch)
+            let (what, key) = if batched {
+                (
+                    format!("`sendmmsg`, {} per call", args.batch),
+                    format!("sendmmsg_{size}"),
+                )
             } else {
-                what.to_string()
+                ("`sendto`, one per packet".into(), format!("sendto_{size}"))
             };
-            println!(
-                "| {size} | {what} | {:.3} | {:.2} % |",
-                c.us,
-                got as f64 * 100.0 / c.packets.max(1) as f64
-            );
-            sends.push(c.us);
+            best = best.min(c.us);
+            rows.push(Row {
+                bytes: size,
+                what,
+                key,
+                us: c.us,
+                delivered_pct: Some(got as f64 * 100.0 / c.packets.max(1) as f64),
+            });
         }
-        let best = sends.iter().copied().fold(f64::INFINITY, f64::min);
-        println!(
-            "| {size} | **floor: seal + the cheaper send** | **{:.2}** | |",
-            best + c.us
-        );
+        rows.push(Row {
+            bytes: size,
+            what: "**floor: seal + the cheaper send**".into(),
+            key: format!("floor_{size}"),
+            us: best + c.us,
+            delivered_pct: None,
+        });
     }
-    for (wait, how) in [
-        (Wait::Spin, "a reader spinning"),
-        (Wait::Epoll, "a reader in `epoll_wait`"),
+    for (wait, how, key) in [
+        (Wait::Spin, "a reader spinning", "tcp_write_spin"),
+        (Wait::Epoll, "a reader in `epoll_wait`", "tcp_write_epoll"),
     ] {
         let (c, bytes) = tcp_writes(&args, wait)?;
-        println!(
-            "| {} | TCP `write` of one chat frame, {} connections, {how} | {:.3} | {:.2} % |",
-            args.frame,
-            args.connections,
-            c.us,
-            bytes as f64 * 100.0 / (c.packets.max(1) * args.frame as u64) as f64
-        );
+        rows.push(Row {
+            bytes: args.frame,
+            what: format!(
+                "TCP `write` of one chat frame, {} connections, {how}",
+                args.connections
+            ),
+            key: key.into(),
+            us: c.us,
+            delivered_pct: Some(
+                bytes as f64 * 100.0 / (c.packets.max(1) * args.frame as u64) as f64,
+            ),
+        });
+    }
+    if args.json {
+        let mut line = serde_json::Map::new();
+        line.insert("tool".into(), "nodo-floor".into());
+        for r in &rows {
+            line.insert(format!("{}_us", r.key), r.us.into());
+        }
+        println!("{}", serde_json::Value::Object(line));
+        return Ok(());
+    }
+    println!(
+        "# nodo-floor: {} subscribers, {} pps, {} s per row, sender on CPU {}, receiver on CPU {}",
+        args.subscribers, args.rate, args.seconds, args.send_cpu, args.recv_cpu
+    );
+    println!("| bytes | what | CPU µs per packet | delivered |");
+    println!("|---:|---|---:|---:|");
+    for r in &rows {
+        let delivered = r
+            .delivered_pct
+            .map(|d| format!("{d:.2} %"))
+            .unwrap_or_default();
+        println!("| {} | {} | {:.3} | {delivered} |", r.bytes, r.what, r.us);
     }
     Ok(())
 }
