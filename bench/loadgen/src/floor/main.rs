@@ -76,6 +76,26 @@ enum Wait {
     Epoll,
 }
 
+impl Args {
+    /// Refuses what would divide by zero, never end, or not be a duration.
+    fn check(&self) -> Result<(), String> {
+        if !(self.seconds.is_finite() && self.seconds > 0.0) {
+            return Err(format!("--seconds must be above 0, not {}", self.seconds));
+        }
+        for (name, v) in [
+            ("--subscribers", self.subscribers),
+            ("--batch", self.batch),
+            ("--connections", self.connections),
+            ("--frame", self.frame),
+        ] {
+            if v == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
 fn pin(cpu: usize) {
     let mut set = nix::sched::CpuSet::new();
     if set.set(cpu).is_ok() {
@@ -350,6 +370,10 @@ struct Row {
 
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
+    if let Err(e) = args.check() {
+        eprintln!("nodo-floor: {e}");
+        std::process::exit(2);
+    }
     sysinfo::raise_nofile();
     pin(args.send_cpu);
     let mut rows = Vec::new();
